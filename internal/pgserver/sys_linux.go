@@ -1,0 +1,29 @@
+package pgserver
+
+import (
+	"os"
+	"strconv"
+	"strings"
+	"syscall"
+)
+
+// setParentDeathSignal makes the kernel send SIGINT (fast shutdown) to the
+// server if the thread that started it exits, which launch arranges to be
+// when the process dies.
+func setParentDeathSignal(attr *syscall.SysProcAttr) {
+	attr.Pdeathsig = syscall.SIGINT
+}
+
+// procInfo returns the command name and working folder of a process.
+func procInfo(pid int) (comm, cwd string, err error) {
+	base := "/proc/" + strconv.Itoa(pid)
+	b, err := os.ReadFile(base + "/comm")
+	if err != nil {
+		return "", "", err
+	}
+	cwd, err = os.Readlink(base + "/cwd")
+	if err != nil {
+		return "", "", err
+	}
+	return strings.TrimSpace(string(b)), cwd, nil
+}
