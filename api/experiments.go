@@ -1,0 +1,202 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/flywheel-oss/flywheel"
+)
+
+// createExperimentRequest is the body of POST /v1/experiments. Traffic is a
+// pointer so that an absent traffic means 1 (everyone) while 0 stays 0.
+type createExperimentRequest struct {
+	Key        string               `json:"key"`
+	Name       string               `json:"name"`
+	Hypothesis string               `json:"hypothesis"`
+	UnitType   string               `json:"unit_type"`
+	Variants   []flywheel.Variant   `json:"variants"`
+	Traffic    *float64             `json:"traffic"`
+	Layer      string               `json:"layer"`
+	LayerRange *flywheel.LayerRange `json:"layer_range"`
+	// LayerShare asks for a range of this fraction of the layer when no
+	// layer_range is given (default: the largest free range).
+	LayerShare float64             `json:"layer_share"`
+	Salt       string              `json:"salt"`
+	Targeting  json.RawMessage     `json:"targeting"`
+	Overrides  map[string]string   `json:"overrides"`
+	Metrics    flywheel.MetricRefs `json:"metrics"`
+	Analysis   flywheel.Analysis   `json:"analysis"`
+}
+
+func (s *Server) handleCreateExperiment(c *gin.Context) {
+	var req createExperimentRequest
+	if err := decodeJSON(c, &req); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	e := &flywheel.Experiment{
+		Key: req.Key, Name: req.Name, Hypothesis: req.Hypothesis, UnitType: req.UnitType,
+		Variants: req.Variants, Traffic: 1, Layer: req.Layer, LayerRange: req.LayerRange,
+		Salt: req.Salt, Targeting: req.Targeting, Overrides: req.Overrides, Metrics: req.Metrics,
+		Analysis: req.Analysis, Status: flywheel.StatusDraft,
+	}
+	if req.Traffic != nil {
+		e.Traffic = *req.Traffic
+	}
+	if req.LayerShare < 0 || req.LayerShare > 1 {
+		s.writeError(c, flywheel.Invalid("layer_share", "layer_share must be in (0, 1]"))
+		return
+	}
+	e.Normalize()
+	if err := s.validateExperiment(c, e); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	out, err := s.deps.Store.CreateExperiment(c, e, req.LayerShare, actor(c))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	s.refreshLive(c)
+	c.Header("Location", "/v1/experiments/"+out.Key)
+	c.JSON(http.StatusCreated, out)
+}
+
+// validateExperiment checks e, including that its metrics exist.
+func (s *Server) validateExperiment(ctx context.Context, e *flywheel.Experiment) error {
+	var keys []string
+	for _, m := range e.Metrics.All() {
+		keys = append(keys, m.Key)
+	}
+	known, err := s.deps.Store.MetricsExist(ctx, keys)
+	if err != nil {
+		return err
+	}
+	return e.Validate(func(k string) bool { return known[k] })
+}
+
+// refreshLive makes this process's next assignment see a change at once.
+// A failure is logged; the poller retries.
+func (s *Server) refreshLive(c *gin.Context) {
+	if err := s.deps.Live.Refresh(c); err != nil {
+		s.deps.Logger.WarnContext(c, "live config refresh failed", "err", err, "request_id", requestID(c))
+	}
+}
+
+func (s *Server) handleListExperiments(c *gin.Context) {
+	status := c.Query("status")
+	if status != "" && status != "all" && !flywheel.Status(status).Valid() {
+		s.writeError(c, flywheel.Invalid("status", "status must be draft, running, stopped, archived or all"))
+		return
+	}
+	limit, err := queryLimit(c)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	page, err := s.deps.Store.ListExperiments(c, flywheel.ExperimentFilter{Status: flywheel.Status(status), Limit: limit, Cursor: c.Query("cursor")})
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, page)
+}
+
+func queryLimit(c *gin.Context) (int, error) {
+	v := c.Query("limit")
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < 1 || n > 500 {
+		return 0, flywheel.Invalid("limit", "limit must be a whole number from 1 to 500")
+	}
+	return n, nil
+}
+
+func (s *Server) handleGetExperiment(c *gin.Context) {
+	e, err := s.deps.Store.FindExperimentByKey(c, c.Param("key"))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, e)
+}
+
+func (s *Server) handlePatchExperiment(c *gin.Context) {
+	var p flywheel.ExperimentPatch
+	if err := decodeJSON(c, &p); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	var known map[string]bool
+	if p.Metrics != nil {
+		var keys []string
+		for _, m := range p.Metrics.All() {
+			keys = append(keys, m.Key)
+		}
+		var err error
+		if known, err = s.deps.Store.MetricsExist(c, keys); err != nil {
+			s.writeError(c, err)
+			return
+		}
+	}
+	out, err := s.deps.Store.UpdateExperiment(c, c.Param("key"), "update", actor(c), func(e *flywheel.Experiment) error {
+		if err := p.Apply(e); err != nil {
+			return err
+		}
+		return e.Validate(func(k string) bool {
+			if known == nil {
+				return true // metrics unchanged: they were valid when set
+			}
+			return known[k]
+		})
+	})
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	s.refreshLive(c)
+	c.JSON(http.StatusOK, out)
+}
+
+// handleTransition serves start, stop and archive.
+func (s *Server) handleTransition(action string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		now := s.deps.Clock().UTC()
+		out, err := s.deps.Store.UpdateExperiment(c, c.Param("key"), action, actor(c), func(e *flywheel.Experiment) error {
+			switch action {
+			case "start":
+				return e.Start(now)
+			case "stop":
+				return e.Stop(now)
+			default:
+				return e.Archive(now)
+			}
+		})
+		if err != nil {
+			s.writeError(c, err)
+			return
+		}
+		s.refreshLive(c)
+		c.JSON(http.StatusOK, out)
+	}
+}
+
+func (s *Server) handleExperimentHistory(c *gin.Context) {
+	limit, err := queryLimit(c)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	page, err := s.deps.Store.ExperimentHistory(c, c.Param("key"), limit, c.Query("cursor"))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, page)
+}

@@ -1,0 +1,188 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/api"
+	"github.com/flywheel-oss/flywheel/ingest"
+	"github.com/flywheel-oss/flywheel/internal/pgtest"
+	"github.com/flywheel-oss/flywheel/live"
+	"github.com/flywheel-oss/flywheel/store"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// testAPI is a real server on a fresh PostgreSQL database, with one admin
+// and one sdk key.
+type testAPI struct {
+	t     testing.TB
+	url   string // the database
+	srv   *httptest.Server
+	db    *store.DB
+	admin string
+	sdk   string
+}
+
+func newTestAPI(t testing.TB, options ...apiOptions) *testAPI {
+	t.Helper()
+	var opts apiOptions
+	if len(options) > 0 {
+		opts = options[0]
+	}
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	db, err := store.Open(ctx, url, store.Options{MaxConns: 8})
+	if err != nil {
+		t.Fatalf("store.Open: %v", err)
+	}
+	t.Cleanup(db.Close)
+	a := &testAPI{t: t, url: url, db: db, admin: "fw_admin_test_key_0123456789", sdk: "fw_sdk_test_key_0123456789"}
+	if err := db.EnsureKey(ctx, "alice", flywheel.ScopeAdmin, a.admin); err != nil {
+		t.Fatalf("EnsureKey: %v", err)
+	}
+	if err := db.EnsureKey(ctx, "app", flywheel.ScopeSDK, a.sdk); err != nil {
+		t.Fatalf("EnsureKey: %v", err)
+	}
+	reg := live.New(db)
+	if err := reg.Refresh(ctx); err != nil {
+		t.Fatalf("Refresh: %v", err)
+	}
+	if _, err := db.EnsurePartitions(ctx, time.Now(), 2, 7); err != nil {
+		t.Fatalf("EnsurePartitions: %v", err)
+	}
+	optOuts := ingest.NewOptOuts(db)
+	if err := optOuts.Refresh(ctx); err != nil {
+		t.Fatalf("OptOuts: %v", err)
+	}
+	in := ingest.New(db, ingest.Options{})
+	a.srv = httptest.NewServer(api.NewServer(api.Deps{
+		Store: db, Live: reg, Units: db, Ingest: in, OptOuts: optOuts,
+		Validator: &ingest.Validator{IDs: ingest.NewPseudonymizer(opts.hmacKey)},
+	}))
+	t.Cleanup(func() {
+		a.srv.Close()
+		_ = in.Close(context.Background())
+	})
+	return a
+}
+
+// apiOptions vary the test server.
+type apiOptions struct {
+	hmacKey string
+}
+
+// response is a decoded answer.
+type response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r response) json(t testing.TB) map[string]any {
+	t.Helper()
+	var m map[string]any
+	if err := json.Unmarshal(r.Body, &m); err != nil {
+		t.Fatalf("response is not a JSON object: %v: %s", err, r.Body)
+	}
+	return m
+}
+
+// errorField returns the error code and field of an error response.
+func (r response) errorOf(t testing.TB) (code, field, msg string) {
+	t.Helper()
+	m := r.json(t)
+	e, ok := m["error"].(map[string]any)
+	if !ok {
+		t.Fatalf("response has no error object: %s", r.Body)
+	}
+	code, _ = e["code"].(string)
+	field, _ = e["field"].(string)
+	msg, _ = e["message"].(string)
+	return code, field, msg
+}
+
+// do sends a request; body is marshalled unless it is a string or []byte.
+func (a *testAPI) do(method, path, key string, body any, headers ...string) response {
+	a.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = strings.NewReader(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			a.t.Fatalf("marshal: %v", err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, a.srv.URL+path, rd)
+	if err != nil {
+		a.t.Fatalf("NewRequest: %v", err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		a.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, err := io.ReadAll(res.Body)
+	if err != nil {
+		a.t.Fatalf("read body: %v", err)
+	}
+	return response{Status: res.StatusCode, Header: res.Header, Body: raw}
+}
+
+// must sends a request and fails the test unless the status is want.
+func (a *testAPI) must(want int, method, path string, body any) map[string]any {
+	a.t.Helper()
+	r := a.do(method, path, a.admin, body)
+	if r.Status != want {
+		a.t.Fatalf("%s %s = %d, want %d: %s", method, path, r.Status, want, r.Body)
+	}
+	if len(r.Body) == 0 {
+		return nil
+	}
+	return r.json(a.t)
+}
+
+func (a *testAPI) createMetric(key, typ string) {
+	a.t.Helper()
+	a.must(http.StatusCreated, "POST", "/v1/metrics", map[string]any{"key": key, "event": key, "type": typ})
+}
+
+// experimentBody is a valid experiment definition to vary in tests.
+func experimentBody(key string) map[string]any {
+	return map[string]any{
+		"key":        key,
+		"name":       "Green checkout button",
+		"hypothesis": "A green button raises purchases",
+		"unit_type":  "customer",
+		"variants": []any{
+			map[string]any{"key": "control", "weight": 0.5},
+			map[string]any{"key": "green", "weight": 0.5, "payload": map[string]any{"color": "#0a0"}},
+		},
+		"traffic":   1.0,
+		"targeting": map[string]any{"country": map[string]any{"$in": []any{"FR", "BE"}}},
+		"overrides": map[string]any{"qa-customer-1": "green"},
+		"metrics":   map[string]any{"primary": []any{"purchase"}, "guardrails": []any{}, "secondary": []any{}},
+		"analysis":  "fixed",
+	}
+}

@@ -1,0 +1,139 @@
+// Package api is flywheel's HTTP interface, on gin: NewServer returns an
+// http.Handler with every route of the public contract. It talks to storage
+// only through the interfaces declared in package flywheel, maps errors to
+// statuses in one place (writeError), and never logs raw unit ids or keys.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/ingest"
+	"github.com/flywheel-oss/flywheel/live"
+)
+
+// Store is everything the API needs from storage.
+type Store interface {
+	flywheel.ExperimentStore
+	flywheel.MetricStore
+	flywheel.KeyStore
+	Ping(ctx context.Context) error
+}
+
+// Ingest is the ingestion path: the group committer.
+type Ingest interface {
+	Submit(ctx context.Context, events []flywheel.Event) ([]int, error)
+	Count(eventType, outcome string, n int)
+}
+
+// Deps are the server's collaborators; cmd/flywheel wires the real ones.
+type Deps struct {
+	Store  Store
+	Live   *live.Registry
+	Units  flywheel.UnitStore
+	Ingest Ingest
+	// Validator checks events (and pseudonymises ids when it has a key).
+	Validator *ingest.Validator
+	// OptOuts is the in-memory set of units that withdrew consent.
+	OptOuts  *ingest.OptOuts
+	Logger   *slog.Logger
+	Registry *prometheus.Registry // where /metrics collectors go; nil = a new one
+	Clock    flywheel.Clock       // nil = time.Now
+	// Ready reports whether migrations are applied (for /readyz); nil = yes.
+	Ready func(ctx context.Context) error
+	// MaxBodyBytes limits definition requests; 0 = 1 MiB.
+	MaxBodyBytes int64
+	// RequestTimeout bounds each request's context; 0 = 30 s.
+	RequestTimeout time.Duration
+}
+
+// Server serves the API.
+type Server struct {
+	deps    Deps
+	engine  *gin.Engine
+	keys    *keyCache
+	metrics *httpMetrics
+	prom    http.Handler
+}
+
+// NewServer builds the handler with every route.
+func NewServer(d Deps) *Server {
+	if d.Logger == nil {
+		d.Logger = slog.New(slog.DiscardHandler)
+	}
+	if d.Registry == nil {
+		d.Registry = prometheus.NewRegistry()
+	}
+	if d.Clock == nil {
+		d.Clock = time.Now
+	}
+	if d.MaxBodyBytes == 0 {
+		d.MaxBodyBytes = 1 << 20
+	}
+	if d.Validator == nil {
+		d.Validator = &ingest.Validator{}
+	}
+	if d.RequestTimeout == 0 {
+		d.RequestTimeout = 30 * time.Second
+	}
+	s := &Server{deps: d, keys: newKeyCache(d.Store, time.Minute), metrics: newHTTPMetrics(d.Registry)}
+	s.prom = promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry})
+	gin.SetMode(gin.ReleaseMode)
+	e := gin.New()
+	e.HandleMethodNotAllowed = true
+	e.UseRawPath = true // unit ids may hold an escaped "/"
+	e.UnescapePathValues = true
+	e.ContextWithFallback = true
+	s.engine = e
+	s.routes()
+	return s
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.ServeHTTP(w, r) }
+
+// routes lists every route of the API in one place.
+func (s *Server) routes() {
+	e := s.engine
+	e.Use(s.observe, s.recover, s.limitBody)
+	e.NoRoute(func(c *gin.Context) {
+		s.writeError(c, flywheel.Errorf(flywheel.CodeNotFound, "no route %s %s", c.Request.Method, c.Request.URL.Path))
+	})
+	e.NoMethod(func(c *gin.Context) {
+		s.writeError(c, &flywheel.Error{Code: "method_not_allowed", Message: "method " + c.Request.Method + " is not allowed here"})
+	})
+
+	e.GET("/healthz", s.handleHealthz)
+	e.GET("/readyz", s.handleReadyz)
+	e.GET("/metrics", s.handleMetrics)
+
+	sdk := e.Group("/v1", s.authenticate(flywheel.ScopeSDK))
+	sdk.GET("/sdk/config", s.handleSDKConfig)
+	sdk.POST("/assign", s.handleAssign)
+	sdk.POST("/events", s.handleEvents)
+
+	admin := e.Group("/v1", s.authenticate(flywheel.ScopeAdmin))
+	admin.GET("/openapi.json", s.handleOpenAPI)
+	admin.POST("/experiments", s.handleCreateExperiment)
+	admin.GET("/experiments", s.handleListExperiments)
+	admin.GET("/experiments/:key", s.handleGetExperiment)
+	admin.PATCH("/experiments/:key", s.handlePatchExperiment)
+	admin.POST("/experiments/:key/start", s.handleTransition("start"))
+	admin.POST("/experiments/:key/stop", s.handleTransition("stop"))
+	admin.POST("/experiments/:key/archive", s.handleTransition("archive"))
+	admin.GET("/experiments/:key/history", s.handleExperimentHistory)
+	admin.POST("/metrics", s.handleCreateMetric)
+	admin.GET("/metrics", s.handleListMetrics)
+	admin.GET("/metrics/:key", s.handleGetMetric)
+	admin.PATCH("/metrics/:key", s.handlePatchMetric)
+	admin.GET("/units/:unit_type/:unit_id", s.handleDescribeUnit)
+	admin.PUT("/units/:unit_type/:unit_id/consent", s.handleConsent)
+	admin.DELETE("/units/:unit_type/:unit_id", s.handleEraseUnit)
+}

@@ -1,0 +1,72 @@
+// Command flywheel runs the Flywheel experimentation service and its
+// administrative commands. main only calls run; run is the one place where
+// concrete types are wired together, so tests can drive it end to end.
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "flywheel:", err)
+		os.Exit(exitCode(err))
+	}
+}
+
+const usage = `flywheel: an experimentation (A/B testing) platform
+
+Usage:
+  flywheel serve [--addr 127.0.0.1:8080]   run the HTTP service (applies migrations first)
+  flywheel migrate [status]                apply migrations, or list them
+  flywheel keys create --scope admin|sdk [--name NAME]
+                                           create an API key; the key is the last line of stdout
+  flywheel version
+
+Database: DATABASE_URL, or unset for the embedded default (a private
+PostgreSQL cluster in FLYWHEEL_DATA_DIR, default ./.flywheel/pgdata).
+See README.md for every setting.
+`
+
+// usageError is a mistake in the command line (exit status 2).
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func exitCode(err error) int {
+	if _, ok := err.(usageError); ok {
+		return 2
+	}
+	return 1
+}
+
+// run is flywheel with its environment passed in.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return usageError{"no command given"}
+	}
+	switch args[0] {
+	case "serve":
+		return runServe(ctx, args[1:], getenv, stdout, stderr, nil)
+	case "migrate":
+		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
+	case "keys":
+		return runKeys(ctx, args[1:], getenv, stdout, stderr)
+	case "version":
+		fmt.Fprintln(stdout, "flywheel", version())
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return usageError{fmt.Sprintf("unknown command %q", args[0])}
+}

@@ -1,0 +1,225 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/flywheel-oss/flywheel/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// env returns a getenv over a fixed map, so tests never read the real
+// environment.
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+// syncBuffer is a bytes.Buffer safe for the server's log writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// serve runs `flywheel serve` on a free port until the test ends and
+// returns its base URL.
+func serve(t *testing.T, getenv func(string) string) (base string, logs *syncBuffer, stop func() error) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	logs = &syncBuffer{}
+	addrc := make(chan string, 1)
+	done := make(chan error, 1)
+	go func() {
+		done <- runServe(ctx, []string{"--addr", "127.0.0.1:0"}, getenv, io.Discard, logs, func(a string) { addrc <- a })
+	}()
+	select {
+	case a := <-addrc:
+		base = "http://" + a
+	case err := <-done:
+		cancel()
+		t.Fatalf("serve exited before listening: %v\n%s", err, logs.String())
+	case <-time.After(60 * time.Second):
+		cancel()
+		t.Fatalf("serve did not listen within 60 s\n%s", logs.String())
+	}
+	var once sync.Once
+	var err error
+	stop = func() error {
+		once.Do(func() {
+			cancel()
+			err = <-done
+		})
+		return err
+	}
+	t.Cleanup(func() { _ = stop() })
+	return base, logs, stop
+}
+
+func call(t *testing.T, method, url, key, body string) (int, map[string]any) {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, url, err)
+	}
+	defer res.Body.Close()
+	var m map[string]any
+	_ = json.NewDecoder(res.Body).Decode(&m)
+	return res.StatusCode, m
+}
+
+func TestServeEndToEnd(t *testing.T) {
+	const admin = "fw_admin_e2e_0123456789abcdef"
+	const sdk = "fw_sdk_e2e_0123456789abcdef"
+	getenv := env("DATABASE_URL", pgtest.NewDatabase(t), "FLYWHEEL_INIT_ADMIN_KEY", admin, "FLYWHEEL_INIT_SDK_KEY", sdk)
+	base, logs, stop := serve(t, getenv)
+
+	if code, _ := call(t, "GET", base+"/readyz", "", ""); code != 200 {
+		t.Fatalf("readyz = %d", code)
+	}
+	if code, _ := call(t, "POST", base+"/v1/metrics", admin, `{"key":"purchase","event":"purchase","type":"conversion"}`); code != 201 {
+		t.Fatalf("create metric = %d", code)
+	}
+	code, _ := call(t, "POST", base+"/v1/experiments", admin, `{"key":"e2e","unit_type":"customer",
+		"variants":[{"key":"control","weight":0.5},{"key":"b","weight":0.5}],"metrics":{"primary":["purchase"]}}`)
+	if code != 201 {
+		t.Fatalf("create experiment = %d", code)
+	}
+	if code, _ := call(t, "POST", base+"/v1/experiments/e2e/start", admin, ""); code != 200 {
+		t.Fatalf("start = %d", code)
+	}
+	code, got := call(t, "POST", base+"/v1/assign", sdk, `{"unit_type":"customer","unit_id":"c-1"}`)
+	as, _ := got["assignments"].([]any)
+	if code != 200 || len(as) != 1 || as[0].(map[string]any)["enrolled"] != true {
+		t.Fatalf("assign = %d %v", code, got)
+	}
+	if code, _ := call(t, "GET", base+"/v1/experiments", sdk, ""); code != 403 {
+		t.Errorf("sdk key on admin route = %d, want 403", code)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("graceful shutdown: %v", err)
+	}
+	for _, want := range []string{`"msg":"flywheel listening"`, `"route":"/v1/assign"`, `"request_id":`, `"msg":"stopped"`} {
+		if !strings.Contains(logs.String(), want) {
+			t.Errorf("logs lack %s:\n%s", want, logs.String())
+		}
+	}
+	if strings.Contains(logs.String(), "c-1") || strings.Contains(logs.String(), admin) {
+		t.Errorf("logs contain a unit id or a key:\n%s", logs.String())
+	}
+}
+
+func TestKeysAndMigrate(t *testing.T) {
+	getenv := env("DATABASE_URL", pgtest.NewDatabase(t))
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"keys", "create", "--scope", "sdk", "--name", "mobile"}, getenv, &out, io.Discard); err != nil {
+		t.Fatalf("keys create: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	key := lines[len(lines)-1]
+	if !strings.HasPrefix(key, "fw_sdk_") || len(key) < 40 {
+		t.Fatalf("last line = %q, want the key alone", key)
+	}
+	base, _, _ := serve(t, getenv)
+	if code, _ := call(t, "GET", base+"/v1/sdk/config", key, ""); code != 200 {
+		t.Errorf("new sdk key on config = %d, want 200", code)
+	}
+	if code, _ := call(t, "GET", base+"/v1/metrics", key, ""); code != 403 {
+		t.Errorf("new sdk key on metrics = %d, want 403", code)
+	}
+
+	out.Reset()
+	if err := run(context.Background(), []string{"migrate", "status"}, getenv, &out, io.Discard); err != nil {
+		t.Fatalf("migrate status: %v", err)
+	}
+	if !strings.Contains(out.String(), "applied") || strings.Contains(out.String(), "pending") {
+		t.Errorf("migrate status =\n%s\nwant every migration applied", out.String())
+	}
+	for _, args := range [][]string{{}, {"nope"}, {"keys", "create", "--scope", "root"}, {"migrate", "down"}, {"serve", "--bogus"}} {
+		if err := run(context.Background(), args, getenv, io.Discard, io.Discard); exitCode(err) != 2 {
+			t.Errorf("run(%q) = %v, want a usage error (exit 2)", args, err)
+		}
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	c := loadConfig(env("FLYWHEEL_ADDR", "nope", "DATABASE_URL", "mysql://x", "FLYWHEEL_LOG_LEVEL", "loud",
+		"FLYWHEEL_SHUTDOWN_TIMEOUT", "soon", "FLYWHEEL_INIT_ADMIN_KEY", "short"))
+	err := c.Validate()
+	if err == nil {
+		t.Fatal("Validate() = nil, want every problem")
+	}
+	for _, want := range []string{"addr", "DATABASE_URL", "FLYWHEEL_LOG_LEVEL", "FLYWHEEL_SHUTDOWN_TIMEOUT", "FLYWHEEL_INIT_ADMIN_KEY"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("Validate() = %v, want it to mention %s", err, want)
+		}
+	}
+}
+
+// TestEmbeddedDefault runs serve with no DATABASE_URL: it must start its
+// own cluster in the data folder and stop it on exit.
+func TestEmbeddedDefault(t *testing.T) {
+	// As root the cluster runs as the postgres user, who must reach the
+	// folder: t.TempDir's parent is private, so make one beside it.
+	dir, err := os.MkdirTemp("", "flywheel-embedded-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	getenv := env("FLYWHEEL_DATA_DIR", dir+"/pgdata", "FLYWHEEL_INIT_ADMIN_KEY", "fw_admin_embedded_0123456789")
+	base, logs, stop := serve(t, getenv)
+	if code, _ := call(t, "GET", base+"/readyz", "", ""); code != 200 {
+		t.Fatalf("readyz = %d", code)
+	}
+	if code, _ := call(t, "GET", base+"/v1/experiments", "fw_admin_embedded_0123456789", ""); code != 200 {
+		t.Fatalf("list = %d", code)
+	}
+	// A second command on the same folder joins the running cluster.
+	var out bytes.Buffer
+	if err := run(context.Background(), []string{"keys", "create", "--scope", "admin"}, getenv, &out, io.Discard); err != nil {
+		t.Fatalf("keys create while serving: %v", err)
+	}
+	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
+	if code, _ := call(t, "GET", base+"/v1/experiments", lines[len(lines)-1], ""); code != 200 {
+		t.Fatalf("list with the new key = %d", code)
+	}
+	if err := stop(); err != nil {
+		t.Fatalf("stop: %v", err)
+	}
+	if !strings.Contains(logs.String(), dir+"/pgdata") {
+		t.Errorf("logs do not name the data folder:\n%s", logs.String())
+	}
+	if _, err := os.Stat(dir + "/pgdata/postmaster.pid"); !os.IsNotExist(err) {
+		t.Errorf("postmaster.pid still there after stop (err %v): the cluster was not stopped", err)
+	}
+}

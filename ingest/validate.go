@@ -1,0 +1,231 @@
+package ingest
+
+import (
+	"bytes"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"math"
+	"regexp"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+
+	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/live"
+)
+
+// wireEvent is an event as sent (API.md, Events).
+type wireEvent struct {
+	ID         string          `json:"id"`
+	Type       string          `json:"type"`
+	Experiment string          `json:"experiment"`
+	Variant    string          `json:"variant"`
+	UnitType   string          `json:"unit_type"`
+	UnitID     string          `json:"unit_id"`
+	Timestamp  *time.Time      `json:"timestamp"`
+	Attributes json.RawMessage `json:"attributes"`
+	Event      string          `json:"event"`
+	Value      *float64        `json:"value"`
+	Properties json.RawMessage `json:"properties"`
+	CustomerID string          `json:"customer_id"`
+}
+
+var unitTypePattern = regexp.MustCompile(`^[a-z_]{1,32}$`)
+
+// Limits of one event.
+const (
+	maxIDLen     = 256
+	maxNameLen   = 128
+	maxJSONBytes = 16 << 10
+	// MaxFuture is how far ahead of the server's clock a timestamp may be.
+	MaxFuture = 24 * time.Hour
+)
+
+// Pseudonymizer turns unit ids into HMAC-SHA256 hex digests, so that the
+// database never holds a raw id; nil leaves ids as they are.
+type Pseudonymizer struct{ key []byte }
+
+// NewPseudonymizer returns a pseudonymizer for key, or nil for an empty key.
+func NewPseudonymizer(key string) *Pseudonymizer {
+	if key == "" {
+		return nil
+	}
+	return &Pseudonymizer{key: []byte(key)}
+}
+
+// ID returns the stored form of a unit id.
+func (p *Pseudonymizer) ID(id string) string {
+	if p == nil {
+		return id
+	}
+	m := hmac.New(sha256.New, p.key)
+	m.Write([]byte(id))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// Validator checks one event at a time against the live configuration.
+type Validator struct {
+	IDs *Pseudonymizer
+}
+
+// Validate decodes and checks one event received at now. st is the live
+// configuration (the experiments exposures may name).
+func (v *Validator) Validate(raw []byte, now time.Time, st *live.State) (flywheel.Event, *flywheel.Error) {
+	var w wireEvent
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return flywheel.Event{}, fieldError(err)
+	}
+	e := flywheel.Event{Type: flywheel.EventType(w.Type), UnitType: w.UnitType, ReceivedAt: now}
+	id, err := uuid.Parse(w.ID)
+	switch {
+	case w.ID == "":
+		return e, flywheel.Invalid("id", "id is required: a UUID (time-ordered v7 recommended) that makes a retry safe")
+	case err != nil || len(w.ID) != 36:
+		return e, flywheel.Invalid("id", "id must be a UUID in its 36-character form, e.g. 0190c1f2-7d3a-7c4e-9a1b-2f3e4d5c6b7a")
+	}
+	e.ID = id
+	if !unitTypePattern.MatchString(w.UnitType) {
+		return e, flywheel.Invalid("unit_type", "unit_type must match ^[a-z_]{1,32}$")
+	}
+	if bad := checkText("unit_id", w.UnitID, maxIDLen, true); bad != nil {
+		return e, bad
+	}
+	e.UnitID = v.IDs.ID(w.UnitID)
+	switch {
+	case w.Timestamp == nil:
+		e.Timestamp = now
+	case w.Timestamp.After(now.Add(MaxFuture)):
+		return e, flywheel.Invalid("timestamp", "timestamp is more than 24 h in the future (server time %s)", now.Format(time.RFC3339))
+	case w.Timestamp.Year() < 2000:
+		return e, flywheel.Invalid("timestamp", "timestamp is before the year 2000")
+	default:
+		e.Timestamp = w.Timestamp.UTC()
+	}
+	var bad *flywheel.Error
+	if e.Attributes, bad = checkObject("attributes", w.Attributes); bad != nil {
+		return e, bad
+	}
+	if e.Properties, bad = checkObject("properties", w.Properties); bad != nil {
+		return e, bad
+	}
+
+	// Fields that belong to another type are mistakes worth telling apart.
+	misplaced := func(field, val string, belongs string) *flywheel.Error {
+		if val != "" {
+			return flywheel.Invalid(field, "%s belongs to %s events, not %s", field, belongs, w.Type)
+		}
+		return nil
+	}
+	switch e.Type {
+	case flywheel.EventExposure:
+		for _, m := range []*flywheel.Error{misplaced("event", w.Event, "track"), misplaced("customer_id", w.CustomerID, "identify")} {
+			if m != nil {
+				return e, m
+			}
+		}
+		if w.Value != nil || len(w.Properties) > 0 {
+			return e, flywheel.Invalid("value", "value and properties belong to track events")
+		}
+		return e, v.exposure(&e, w, st)
+	case flywheel.EventTrack:
+		for _, m := range []*flywheel.Error{misplaced("experiment", w.Experiment, "exposure"), misplaced("variant", w.Variant, "exposure"), misplaced("customer_id", w.CustomerID, "identify")} {
+			if m != nil {
+				return e, m
+			}
+		}
+		if bad := checkText("event", w.Event, maxNameLen, true); bad != nil {
+			return e, bad
+		}
+		if w.Value != nil && (math.IsNaN(*w.Value) || math.IsInf(*w.Value, 0) || math.Abs(*w.Value) > 1e15) {
+			return e, flywheel.Invalid("value", "value must be a finite number of magnitude at most 1e15")
+		}
+		e.Name, e.Value = w.Event, w.Value
+		return e, nil
+	case flywheel.EventIdentify:
+		for _, m := range []*flywheel.Error{misplaced("experiment", w.Experiment, "exposure"), misplaced("variant", w.Variant, "exposure"), misplaced("event", w.Event, "track")} {
+			if m != nil {
+				return e, m
+			}
+		}
+		if bad := checkText("customer_id", w.CustomerID, maxIDLen, true); bad != nil {
+			return e, bad
+		}
+		if w.UnitType == "customer" && w.CustomerID == w.UnitID {
+			return e, flywheel.Invalid("customer_id", "a customer cannot be linked to itself")
+		}
+		e.CustomerID = v.IDs.ID(w.CustomerID)
+		return e, nil
+	case "":
+		return e, flywheel.Invalid("type", "type is required: exposure, track or identify")
+	}
+	return e, flywheel.Invalid("type", "type must be exposure, track or identify, not %q", w.Type)
+}
+
+func (v *Validator) exposure(e *flywheel.Event, w wireEvent, st *live.State) *flywheel.Error {
+	if w.Experiment == "" {
+		return flywheel.Invalid("experiment", "an exposure names its experiment")
+	}
+	exp, ok := st.Experiment(w.Experiment)
+	if !ok {
+		return flywheel.Invalid("experiment", "unknown experiment %q", w.Experiment)
+	}
+	if exp.UnitType != w.UnitType {
+		return flywheel.Invalid("unit_type", "experiment %q randomises on %s ids, not %s", w.Experiment, exp.UnitType, w.UnitType)
+	}
+	found := false
+	for _, vr := range exp.Variants {
+		found = found || vr.Key == w.Variant
+	}
+	if !found {
+		return flywheel.Invalid("variant", "%q is not a variant of experiment %q", w.Variant, w.Experiment)
+	}
+	e.Experiment, e.Variant = w.Experiment, w.Variant
+	return nil
+}
+
+// checkText enforces length and the one character PostgreSQL text cannot
+// hold (NUL).
+func checkText(field, s string, max int, required bool) *flywheel.Error {
+	switch {
+	case s == "" && required:
+		return flywheel.Invalid(field, "%s is required", field)
+	case len(s) > max:
+		return flywheel.Invalid(field, "%s must be at most %d bytes", field, max)
+	case strings.IndexByte(s, 0) >= 0:
+		return flywheel.Invalid(field, "%s must not contain NUL characters", field)
+	}
+	return nil
+}
+
+// checkObject accepts an absent value, null, or a JSON object within the
+// size limit, and returns it in a form jsonb accepts: escapes that
+// PostgreSQL refuses (lone surrogates) and invalid UTF-8 are normalised by a
+// round trip through encoding/json, and NUL characters are refused.
+func checkObject(field string, raw json.RawMessage) (json.RawMessage, *flywheel.Error) {
+	t := bytes.TrimSpace(raw)
+	switch {
+	case len(t) == 0 || string(t) == "null":
+		return nil, nil
+	case t[0] != '{':
+		return nil, flywheel.Invalid(field, "%s must be a JSON object", field)
+	case len(t) > maxJSONBytes:
+		return nil, flywheel.Invalid(field, "%s must be at most %d bytes of JSON", field, maxJSONBytes)
+	}
+	if !utf8.Valid(t) || bytes.Contains(t, []byte(`\u`)) {
+		var v any
+		if err := json.Unmarshal(t, &v); err != nil {
+			return nil, flywheel.Invalid(field, "%s is not valid JSON", field)
+		}
+		t, _ = json.Marshal(v) // decoded JSON always re-encodes
+	}
+	if bytes.Contains(t, []byte(`\u0000`)) {
+		return nil, flywheel.Invalid(field, "%s must not contain NUL characters", field)
+	}
+	return t, nil
+}

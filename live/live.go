@@ -1,0 +1,127 @@
+// Package live keeps the compiled assignment configuration in memory: the
+// assign snapshot of every running experiment, the status of every known
+// experiment, and the SDK config document with its ETag. Assignments read
+// it without touching the database; it is rebuilt when the configuration
+// revision moves (after each write through this process at once, and by
+// polling for writes through other processes).
+package live
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/assign"
+)
+
+// State is one immutable configuration.
+type State struct {
+	Revision  int64
+	Snapshot  *assign.Snapshot
+	SDKConfig []byte // JSON of assign.Config with the running experiments
+	ETag      string
+	// experiments holds every non-archived experiment by key.
+	experiments map[string]*flywheel.Experiment
+	running     []string // running experiment keys in key order
+}
+
+// Experiment returns a known, non-archived experiment by key.
+func (s *State) Experiment(key string) (*flywheel.Experiment, bool) {
+	e, ok := s.experiments[key]
+	return e, ok
+}
+
+// Running returns the keys of the running experiments, in key order.
+func (s *State) Running() []string { return s.running }
+
+// Source is what the registry reads experiments from.
+type Source interface {
+	ListLiveExperiments(ctx context.Context) ([]flywheel.Experiment, int64, error)
+	ConfigRevision(ctx context.Context) (int64, error)
+}
+
+// Registry holds the current State.
+type Registry struct {
+	src Source
+	cur atomic.Pointer[State]
+	mu  sync.Mutex // serialises rebuilds
+}
+
+// New returns a registry; call Refresh before serving.
+func New(src Source) *Registry { return &Registry{src: src} }
+
+// Current returns the current state (nil before the first Refresh).
+func (r *Registry) Current() *State { return r.cur.Load() }
+
+// Refresh rebuilds the state if the stored revision is newer than the
+// current one.
+func (r *Registry) Refresh(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if cur := r.cur.Load(); cur != nil {
+		rev, err := r.src.ConfigRevision(ctx)
+		if err != nil {
+			return err
+		}
+		if rev <= cur.Revision {
+			return nil
+		}
+	}
+	exps, rev, err := r.src.ListLiveExperiments(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := Build(exps, rev)
+	if err != nil {
+		return err
+	}
+	r.cur.Store(st)
+	return nil
+}
+
+// Run polls for changes made by other processes every interval until ctx
+// ends. Errors are passed to onErr (e.g. to log them) and the last good
+// state stays in place.
+func (r *Registry) Run(ctx context.Context, interval time.Duration, onErr func(error)) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := r.Refresh(ctx); err != nil && ctx.Err() == nil && onErr != nil {
+				onErr(err)
+			}
+		}
+	}
+}
+
+// Build compiles a state from experiments at a revision.
+func Build(exps []flywheel.Experiment, rev int64) (*State, error) {
+	st := &State{Revision: rev, experiments: make(map[string]*flywheel.Experiment, len(exps))}
+	cfg := assign.Config{Revision: rev, Experiments: []assign.Experiment{}}
+	for i := range exps {
+		e := &exps[i]
+		st.experiments[e.Key] = e
+		if e.Status == flywheel.StatusRunning {
+			cfg.Experiments = append(cfg.Experiments, e.Assignable())
+			st.running = append(st.running, e.Key)
+		}
+	}
+	snap, err := assign.Compile(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("live: compile revision %d: %w", rev, err)
+	}
+	raw, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, fmt.Errorf("live: encode sdk config: %w", err)
+	}
+	st.Snapshot, st.SDKConfig, st.ETag = snap, raw, `"`+strconv.FormatInt(rev, 10)+`"`
+	return st, nil
+}

@@ -1,0 +1,79 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// partitionPrefix names the daily partitions of events: events_p20261123.
+const partitionPrefix = "events_p"
+
+// EnsurePartitions creates the daily partitions of events from `back` days
+// before now to `ahead` days after it, if missing. A day whose rows already
+// sit in the default partition (events older than the first partition) is
+// left there: PostgreSQL cannot create a partition over them.
+func (db *DB) EnsurePartitions(ctx context.Context, now time.Time, back, ahead int) (created []string, err error) {
+	day := now.UTC().Truncate(24 * time.Hour)
+	for d := -back; d <= ahead; d++ {
+		from := day.AddDate(0, 0, d)
+		name := partitionPrefix + from.Format("20060102")
+		var exists bool
+		if err := db.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&exists); err != nil {
+			return created, translate("ensure partitions", err)
+		}
+		if exists {
+			continue
+		}
+		sql := fmt.Sprintf(`CREATE TABLE IF NOT EXISTS %s PARTITION OF events FOR VALUES FROM ('%s') TO ('%s')`,
+			pgx.Identifier{name}.Sanitize(), from.Format(time.RFC3339), from.AddDate(0, 0, 1).Format(time.RFC3339))
+		if _, err := db.pool.Exec(ctx, sql); err != nil {
+			if _, ok := isPgCode(err, "23514"); ok { // rows of that day are in the default partition
+				continue
+			}
+			return created, translate("create partition "+name, err)
+		}
+		created = append(created, name)
+	}
+	return created, nil
+}
+
+// DropPartitionsBefore enforces retention: it drops every daily partition
+// that ends on or before cutoff, deletes older rows of the default
+// partition, and forgets their ids. It returns the dropped partitions.
+func (db *DB) DropPartitionsBefore(ctx context.Context, cutoff time.Time) ([]string, error) {
+	rows, err := db.pool.Query(ctx, `SELECT c.relname FROM pg_inherits i
+		JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = 'events'::regclass`)
+	if err != nil {
+		return nil, translate("list partitions", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, translate("list partitions", err)
+	}
+	var dropped []string
+	for _, name := range names {
+		day, ok := strings.CutPrefix(name, partitionPrefix)
+		if !ok {
+			continue
+		}
+		from, err := time.Parse("20060102", day)
+		if err != nil || from.AddDate(0, 0, 1).After(cutoff) {
+			continue
+		}
+		if _, err := db.pool.Exec(ctx, `DROP TABLE `+pgx.Identifier{name}.Sanitize()); err != nil {
+			return dropped, translate("drop partition "+name, err)
+		}
+		dropped = append(dropped, name)
+	}
+	if _, err := db.pool.Exec(ctx, `DELETE FROM events_default WHERE ts < $1`, cutoff); err != nil {
+		return dropped, translate("retention", err)
+	}
+	if _, err := db.pool.Exec(ctx, `DELETE FROM event_ids WHERE received_at < $1`, cutoff); err != nil {
+		return dropped, translate("retention", err)
+	}
+	return dropped, nil
+}

@@ -1,0 +1,200 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/flywheel-oss/flywheel"
+)
+
+var _ flywheel.UnitStore = (*DB)(nil)
+
+// identityCluster is every id connected to ($1, $2) through identity links,
+// in either direction: a customer's devices, a device's customer, customers
+// merged into one another. UNION (not ALL) ends cycles; the size is capped.
+const identityCluster = `
+WITH RECURSIVE cluster(unit_type, unit_id) AS (
+    SELECT $1::text, $2::text
+    UNION
+    SELECT n.unit_type, n.unit_id FROM cluster c CROSS JOIN LATERAL (
+        SELECT a.unit_type, a.unit_id FROM aliases a
+        WHERE c.unit_type = 'customer' AND a.customer_id = c.unit_id
+        UNION ALL
+        SELECT 'customer', a.customer_id FROM aliases a
+        WHERE a.unit_type = c.unit_type AND a.unit_id = c.unit_id
+    ) n
+)
+SELECT unit_type, unit_id FROM cluster LIMIT 10000`
+
+func (db *DB) cluster(ctx context.Context, q pgx.Tx, u flywheel.UnitRef) ([]flywheel.UnitRef, error) {
+	rows, err := q.Query(ctx, identityCluster, u.UnitType, u.UnitID)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (flywheel.UnitRef, error) {
+		var x flywheel.UnitRef
+		err := r.Scan(&x.UnitType, &x.UnitID)
+		return x, err
+	})
+}
+
+// SetConsent records a unit's analytics consent and audits the change
+// (with the unit type only: the audit log never holds unit ids).
+func (db *DB) SetConsent(ctx context.Context, u flywheel.UnitRef, analytics bool, actor string) error {
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `INSERT INTO consent (unit_type, unit_id, analytics, updated_at) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (unit_type, unit_id) DO UPDATE SET analytics = EXCLUDED.analytics, updated_at = EXCLUDED.updated_at`,
+			u.UnitType, u.UnitID, analytics, db.now()); err != nil {
+			return err
+		}
+		return audit(ctx, tx, actor, "consent", map[string]any{"unit_type": u.UnitType, "analytics": analytics})
+	})
+	return translate("set consent", err)
+}
+
+// OptedOut returns the units whose consent changed after since, split into
+// those now opted out and those opted back in, and the time to ask from
+// next (a little before the newest change, so nothing at the boundary is
+// missed; applying a change twice is harmless).
+func (db *DB) OptedOut(ctx context.Context, since time.Time) (out, in []flywheel.UnitRef, until time.Time, err error) {
+	rows, err := db.pool.Query(ctx, `SELECT unit_type, unit_id, analytics, updated_at FROM consent WHERE updated_at > $1 ORDER BY updated_at`, since)
+	if err != nil {
+		return nil, nil, since, translate("opted out", err)
+	}
+	defer rows.Close()
+	until = since
+	for rows.Next() {
+		var u flywheel.UnitRef
+		var analytics bool
+		var at time.Time
+		if err := rows.Scan(&u.UnitType, &u.UnitID, &analytics, &at); err != nil {
+			return nil, nil, since, translate("opted out", err)
+		}
+		if analytics {
+			in = append(in, u)
+		} else {
+			out = append(out, u)
+		}
+		if at.After(until) {
+			until = at
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, nil, since, translate("opted out", err)
+	}
+	if until.After(since) {
+		until = until.Add(-time.Second)
+	}
+	return out, in, until, nil
+}
+
+// EraseUnit deletes everything held about the unit and every id linked to
+// it, in one transaction, and audits the counts (never the ids).
+func (db *DB) EraseUnit(ctx context.Context, u flywheel.UnitRef, actor string) (flywheel.Erasure, error) {
+	var n flywheel.Erasure
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		units, err := db.cluster(ctx, tx, u)
+		if err != nil {
+			return err
+		}
+		n = flywheel.Erasure{Units: int64(len(units))}
+		types := make([]string, len(units))
+		ids := make([]string, len(units))
+		for i, x := range units {
+			types[i], ids[i] = x.UnitType, x.UnitID
+		}
+		const unitsCTE = `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(unit_type, unit_id)) `
+		err = tx.QueryRow(ctx, unitsCTE+`,
+			ev AS (DELETE FROM events e USING u WHERE e.unit_type = u.unit_type AND e.unit_id = u.unit_id RETURNING e.id, e.unit_id),
+			ids AS (DELETE FROM event_ids i USING ev WHERE i.id = ev.id AND i.unit_id = ev.unit_id RETURNING 1),
+			ex AS (DELETE FROM exposures x USING u WHERE x.unit_type = u.unit_type AND x.unit_id = u.unit_id RETURNING 1),
+			al AS (DELETE FROM aliases a USING u WHERE (a.unit_type = u.unit_type AND a.unit_id = u.unit_id)
+			                                   OR (u.unit_type = 'customer' AND a.customer_id = u.unit_id) RETURNING 1),
+			co AS (DELETE FROM consent c USING u WHERE c.unit_type = u.unit_type AND c.unit_id = u.unit_id RETURNING 1)
+			SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM ids), (SELECT count(*) FROM ex),
+			       (SELECT count(*) FROM al), (SELECT count(*) FROM co)`, types, ids).
+			Scan(&n.Events, &n.EventIDs, &n.Exposures, &n.Aliases, &n.Consent)
+		if err != nil {
+			return err
+		}
+		return audit(ctx, tx, actor, "erase_unit", map[string]any{"unit_type": u.UnitType, "erased": n})
+	})
+	if err != nil {
+		return n, translate("erase unit", err)
+	}
+	return n, nil
+}
+
+// DescribeUnit reports what is held about a unit.
+func (db *DB) DescribeUnit(ctx context.Context, u flywheel.UnitRef) (flywheel.UnitInfo, error) {
+	info := flywheel.UnitInfo{UnitRef: u, Linked: []flywheel.UnitRef{}, Exposures: []string{}}
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		units, err := db.cluster(ctx, tx, u)
+		if err != nil {
+			return err
+		}
+		for _, x := range units[1:] {
+			info.Linked = append(info.Linked, x)
+		}
+		info.Customer, err = resolveCustomer(ctx, tx, u)
+		if err != nil {
+			return err
+		}
+		var analytics *bool
+		if err := tx.QueryRow(ctx, `SELECT analytics FROM consent WHERE unit_type = $1 AND unit_id = $2`, u.UnitType, u.UnitID).Scan(&analytics); err != nil && err != pgx.ErrNoRows {
+			return err
+		}
+		info.Analytics = analytics
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM events WHERE unit_type = $1 AND unit_id = $2`, u.UnitType, u.UnitID).Scan(&info.Events); err != nil {
+			return err
+		}
+		rows, err := tx.Query(ctx, `SELECT experiment FROM exposures WHERE unit_type = $1 AND unit_id = $2 ORDER BY experiment`, u.UnitType, u.UnitID)
+		if err != nil {
+			return err
+		}
+		info.Exposures, err = pgx.CollectRows(rows, pgx.RowTo[string])
+		return err
+	})
+	if err != nil {
+		return info, translate("describe unit", err)
+	}
+	if info.Exposures == nil {
+		info.Exposures = []string{}
+	}
+	return info, nil
+}
+
+// resolveCustomer follows identity links from u to the customer it belongs
+// to ("" when it links nowhere); a chain of links (a device to a customer
+// merged into another customer) resolves to the last, at most 16 steps.
+func resolveCustomer(ctx context.Context, tx pgx.Tx, u flywheel.UnitRef) (string, error) {
+	cur, customer := u, ""
+	seen := map[flywheel.UnitRef]bool{}
+	for range 16 {
+		seen[cur] = true
+		var next string
+		err := tx.QueryRow(ctx, `SELECT customer_id FROM aliases WHERE unit_type = $1 AND unit_id = $2`, cur.UnitType, cur.UnitID).Scan(&next)
+		if err == pgx.ErrNoRows {
+			break
+		} else if err != nil {
+			return "", err
+		}
+		customer, cur = next, flywheel.UnitRef{UnitType: "customer", UnitID: next}
+		if seen[cur] {
+			break
+		}
+	}
+	return customer, nil
+}
+
+func audit(ctx context.Context, tx pgx.Tx, actor, action string, details any) error {
+	raw, err := json.Marshal(details)
+	if err != nil {
+		return err
+	}
+	_, err = tx.Exec(ctx, `INSERT INTO audit_log (actor, action, details) VALUES ($1, $2, $3)`, actor, action, raw)
+	return err
+}
