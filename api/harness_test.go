@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/flywheel-oss/flywheel"
 	"github.com/flywheel-oss/flywheel/api"
 	"github.com/flywheel-oss/flywheel/ingest"
@@ -63,9 +65,10 @@ func newTestAPI(t testing.TB, options ...apiOptions) *testAPI {
 	if err := optOuts.Refresh(ctx); err != nil {
 		t.Fatalf("OptOuts: %v", err)
 	}
-	in := ingest.New(db, ingest.Options{})
+	metrics := prometheus.NewRegistry()
+	in := ingest.New(db, ingest.Options{Registry: metrics})
 	a.srv = httptest.NewServer(api.NewServer(api.Deps{
-		Store: db, Live: reg, Units: db, Ingest: in, OptOuts: optOuts,
+		Store: db, Live: reg, Units: db, Ingest: in, OptOuts: optOuts, Registry: metrics,
 		Validator: &ingest.Validator{IDs: ingest.NewPseudonymizer(opts.hmacKey)},
 	}))
 	t.Cleanup(func() {
