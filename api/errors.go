@@ -112,6 +112,8 @@ func jsonKind(goType string) string {
 		return "an array"
 	case strings.HasPrefix(goType, "map"), strings.HasPrefix(goType, "*map"):
 		return "an object"
+	case strings.HasSuffix(goType, "LayerRange"):
+		return "an array of two integers [from, to]"
 	}
 	return fmt.Sprintf("a JSON value of the right type (%s)", goType)
 }

@@ -2,22 +2,16 @@ package api_test
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/flywheel-oss/flywheel"
-	"github.com/flywheel-oss/flywheel/api"
-	"github.com/flywheel-oss/flywheel/ingest"
+	"github.com/flywheel-oss/flywheel/internal/app"
+	"github.com/flywheel-oss/flywheel/internal/apptest"
 	"github.com/flywheel-oss/flywheel/internal/pgtest"
-	"github.com/flywheel-oss/flywheel/live"
 	"github.com/flywheel-oss/flywheel/store"
 )
 
@@ -40,42 +34,8 @@ func newTestAPI(t testing.TB, options ...apiOptions) *testAPI {
 	if len(options) > 0 {
 		opts = options[0]
 	}
-	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	db, err := store.Open(ctx, url, store.Options{MaxConns: 8})
-	if err != nil {
-		t.Fatalf("store.Open: %v", err)
-	}
-	t.Cleanup(db.Close)
-	a := &testAPI{t: t, url: url, db: db, admin: "fw_admin_test_key_0123456789", sdk: "fw_sdk_test_key_0123456789"}
-	if err := db.EnsureKey(ctx, "alice", flywheel.ScopeAdmin, a.admin); err != nil {
-		t.Fatalf("EnsureKey: %v", err)
-	}
-	if err := db.EnsureKey(ctx, "app", flywheel.ScopeSDK, a.sdk); err != nil {
-		t.Fatalf("EnsureKey: %v", err)
-	}
-	reg := live.New(db)
-	if err := reg.Refresh(ctx); err != nil {
-		t.Fatalf("Refresh: %v", err)
-	}
-	if _, err := db.EnsurePartitions(ctx, time.Now(), 2, 7); err != nil {
-		t.Fatalf("EnsurePartitions: %v", err)
-	}
-	optOuts := ingest.NewOptOuts(db)
-	if err := optOuts.Refresh(ctx); err != nil {
-		t.Fatalf("OptOuts: %v", err)
-	}
-	metrics := prometheus.NewRegistry()
-	in := ingest.New(db, ingest.Options{Registry: metrics})
-	a.srv = httptest.NewServer(api.NewServer(api.Deps{
-		Store: db, Live: reg, Units: db, Ingest: in, OptOuts: optOuts, Registry: metrics,
-		Validator: &ingest.Validator{IDs: ingest.NewPseudonymizer(opts.hmacKey)},
-	}))
-	t.Cleanup(func() {
-		a.srv.Close()
-		_ = in.Close(context.Background())
-	})
-	return a
+	srv := apptest.Start(t, app.Config{IDHMACKey: opts.hmacKey})
+	return &testAPI{t: t, url: srv.DatabaseURL, srv: srv.HTTP, db: srv.App.DB, admin: apptest.AdminKey, sdk: apptest.SDKKey}
 }
 
 // apiOptions vary the test server.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"reflect"
 )
 
 // Variant is one arm of an experiment. The first variant of an experiment is
@@ -31,12 +32,10 @@ func (r *LayerRange) UnmarshalJSON(data []byte) error {
 	if string(bytes.TrimSpace(data)) == "null" {
 		return nil
 	}
+	// A *json.UnmarshalTypeError lets the decoder name the field at fault.
 	var a []int
-	if err := json.Unmarshal(data, &a); err != nil {
-		return fmt.Errorf("layer_range: want [from, to] integers: %w", err)
-	}
-	if len(a) != 2 {
-		return fmt.Errorf("layer_range: want [from, to], got %d elements", len(a))
+	if err := json.Unmarshal(data, &a); err != nil || len(a) != 2 {
+		return &json.UnmarshalTypeError{Value: "anything but an array of two integers [from, to]", Type: reflect.TypeOf(r)}
 	}
 	r.From, r.To = a[0], a[1]
 	return nil
