@@ -131,7 +131,7 @@ func (s *Server) logExposures(c *gin.Context, req assignRequest, storedID string
 			Timestamp: now, ReceivedAt: now, Experiment: a.Experiment, Variant: *a.Variant, Attributes: attrs,
 		})
 	}
-	_, err := s.deps.Ingest.Submit(c, events)
+	_, err := s.deps.Ingest.Submit(c.Request.Context(), events)
 	return err
 }
 

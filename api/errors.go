@@ -36,10 +36,10 @@ const retryAfterSeconds = "1"
 func (s *Server) writeError(c *gin.Context, err error) {
 	var fe *flywheel.Error
 	if !errors.As(err, &fe) {
-		s.deps.Logger.ErrorContext(c, "internal error", "route", c.FullPath(), "request_id", requestID(c), "err", err)
+		s.deps.Logger.ErrorContext(c.Request.Context(), "internal error", "route", c.FullPath(), "request_id", requestID(c), "err", err)
 		fe = &flywheel.Error{Code: flywheel.CodeInternal, Message: "internal error"}
 	} else if fe.Err != nil {
-		s.deps.Logger.WarnContext(c, "request failed", "code", fe.Code, "route", c.FullPath(), "request_id", requestID(c), "err", fe.Err)
+		s.deps.Logger.WarnContext(c.Request.Context(), "request failed", "code", fe.Code, "route", c.FullPath(), "request_id", requestID(c), "err", fe.Err)
 	}
 	status, ok := statusOf[fe.Code]
 	if !ok {

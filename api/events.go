@@ -71,7 +71,7 @@ func (s *Server) handleEvents(c *gin.Context) {
 		valid = append(valid, ev)
 	}
 	s.deps.Ingest.Count("any", "rejected", len(res.Rejected))
-	accepted, err := s.deps.Ingest.Submit(c, valid)
+	accepted, err := s.deps.Ingest.Submit(c.Request.Context(), valid)
 	if err != nil {
 		s.writeError(c, err)
 		return

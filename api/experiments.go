@@ -48,15 +48,15 @@ func (s *Server) handleCreateExperiment(c *gin.Context) {
 		e.Traffic = *req.Traffic
 	}
 	if req.LayerShare < 0 || req.LayerShare > 1 {
-		s.writeError(c, flywheel.Invalid("layer_share", "layer_share must be in (0, 1]"))
+		s.writeError(c, flywheel.Invalid("layer_share", "layer_share must be in [0, 1] (0 or absent: the largest free range of the layer)"))
 		return
 	}
 	e.Normalize()
-	if err := s.validateExperiment(c, e); err != nil {
+	if err := s.validateExperiment(c.Request.Context(), e); err != nil {
 		s.writeError(c, err)
 		return
 	}
-	out, err := s.deps.Store.CreateExperiment(c, e, req.LayerShare, actor(c))
+	out, err := s.deps.Store.CreateExperiment(c.Request.Context(), e, req.LayerShare, actor(c))
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -82,8 +82,8 @@ func (s *Server) validateExperiment(ctx context.Context, e *flywheel.Experiment)
 // refreshLive makes this process's next assignment see a change at once.
 // A failure is logged; the poller retries.
 func (s *Server) refreshLive(c *gin.Context) {
-	if err := s.deps.Live.Refresh(c); err != nil {
-		s.deps.Logger.WarnContext(c, "live config refresh failed", "err", err, "request_id", requestID(c))
+	if err := s.deps.Live.Refresh(c.Request.Context()); err != nil {
+		s.deps.Logger.WarnContext(c.Request.Context(), "live config refresh failed", "err", err, "request_id", requestID(c))
 	}
 }
 
@@ -98,7 +98,7 @@ func (s *Server) handleListExperiments(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	page, err := s.deps.Store.ListExperiments(c, flywheel.ExperimentFilter{Status: flywheel.Status(status), Limit: limit, Cursor: c.Query("cursor")})
+	page, err := s.deps.Store.ListExperiments(c.Request.Context(), flywheel.ExperimentFilter{Status: flywheel.Status(status), Limit: limit, Cursor: c.Query("cursor")})
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -119,7 +119,7 @@ func queryLimit(c *gin.Context) (int, error) {
 }
 
 func (s *Server) handleGetExperiment(c *gin.Context) {
-	e, err := s.deps.Store.FindExperimentByKey(c, c.Param("key"))
+	e, err := s.deps.Store.FindExperimentByKey(c.Request.Context(), c.Param("key"))
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -140,12 +140,12 @@ func (s *Server) handlePatchExperiment(c *gin.Context) {
 			keys = append(keys, m.Key)
 		}
 		var err error
-		if known, err = s.deps.Store.MetricsExist(c, keys); err != nil {
+		if known, err = s.deps.Store.MetricsExist(c.Request.Context(), keys); err != nil {
 			s.writeError(c, err)
 			return
 		}
 	}
-	out, err := s.deps.Store.UpdateExperiment(c, c.Param("key"), "update", actor(c), func(e *flywheel.Experiment) error {
+	out, err := s.deps.Store.UpdateExperiment(c.Request.Context(), c.Param("key"), "update", actor(c), func(e *flywheel.Experiment) error {
 		if err := p.Apply(e); err != nil {
 			return err
 		}
@@ -168,7 +168,7 @@ func (s *Server) handlePatchExperiment(c *gin.Context) {
 func (s *Server) handleTransition(action string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		now := s.deps.Clock().UTC()
-		out, err := s.deps.Store.UpdateExperiment(c, c.Param("key"), action, actor(c), func(e *flywheel.Experiment) error {
+		out, err := s.deps.Store.UpdateExperiment(c.Request.Context(), c.Param("key"), action, actor(c), func(e *flywheel.Experiment) error {
 			switch action {
 			case "start":
 				return e.Start(now)
@@ -193,7 +193,7 @@ func (s *Server) handleExperimentHistory(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	page, err := s.deps.Store.ExperimentHistory(c, c.Param("key"), limit, c.Query("cursor"))
+	page, err := s.deps.Store.ExperimentHistory(c.Request.Context(), c.Param("key"), limit, c.Query("cursor"))
 	if err != nil {
 		s.writeError(c, err)
 		return

@@ -15,10 +15,10 @@ func (s *Server) handleHealthz(c *gin.Context) {
 func (s *Server) handleReadyz(c *gin.Context) {
 	checks := gin.H{"database": "ok", "migrations": "ok", "config": "ok"}
 	ready := true
-	if err := s.deps.Store.Ping(c); err != nil {
+	if err := s.deps.Store.Ping(c.Request.Context()); err != nil {
 		checks["database"], ready = "unreachable", false
 	} else if s.deps.Ready != nil {
-		if err := s.deps.Ready(c); err != nil {
+		if err := s.deps.Ready(c.Request.Context()); err != nil {
 			checks["migrations"], ready = err.Error(), false
 		}
 	}

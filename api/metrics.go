@@ -42,7 +42,7 @@ func (s *Server) handleCreateMetric(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	out, err := s.deps.Store.CreateMetric(c, m)
+	out, err := s.deps.Store.CreateMetric(c.Request.Context(), m)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -57,7 +57,7 @@ func (s *Server) handleListMetrics(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	page, err := s.deps.Store.ListMetrics(c, limit, c.Query("cursor"))
+	page, err := s.deps.Store.ListMetrics(c.Request.Context(), limit, c.Query("cursor"))
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -66,7 +66,7 @@ func (s *Server) handleListMetrics(c *gin.Context) {
 }
 
 func (s *Server) handleGetMetric(c *gin.Context) {
-	m, err := s.deps.Store.FindMetricByKey(c, c.Param("key"))
+	m, err := s.deps.Store.FindMetricByKey(c.Request.Context(), c.Param("key"))
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -80,7 +80,7 @@ func (s *Server) handlePatchMetric(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	out, err := s.deps.Store.UpdateMetric(c, c.Param("key"), func(m *flywheel.Metric) error {
+	out, err := s.deps.Store.UpdateMetric(c.Request.Context(), c.Param("key"), func(m *flywheel.Metric) error {
 		p.Apply(m)
 		return m.Validate()
 	})

@@ -90,7 +90,7 @@ func (s *Server) observe(c *gin.Context) {
 	if route == "/metrics" || route == "/healthz" || route == "/readyz" {
 		return
 	}
-	s.deps.Logger.LogAttrs(c, levelFor(status), "request",
+	s.deps.Logger.LogAttrs(c.Request.Context(), levelFor(status), "request",
 		slog.String("method", c.Request.Method), slog.String("route", route), slog.Int("status", status),
 		slog.Float64("duration_ms", float64(d.Microseconds())/1000), slog.String("request_id", id))
 }
@@ -153,7 +153,7 @@ func (s *Server) authenticate(need flywheel.Scope) gin.HandlerFunc {
 			s.writeError(c, flywheel.Errorf(flywheel.CodeUnauthenticated, "missing API key: send Authorization: Bearer <key>"))
 			return
 		}
-		key, err := s.keys.find(c, secret)
+		key, err := s.keys.find(c.Request.Context(), secret)
 		if err != nil {
 			if flywheel.ErrorCode(err) == flywheel.CodeNotFound {
 				c.Header("WWW-Authenticate", `Bearer realm="flywheel", error="invalid_token"`)

@@ -90,6 +90,8 @@ func NewServer(d Deps) *Server {
 	e.HandleMethodNotAllowed = true
 	e.UseRawPath = true // unit ids may hold an escaped "/"
 	e.UnescapePathValues = true
+	// gin reuses a *gin.Context after its handler returns, so handlers pass
+	// c.Request.Context() to anything that may outlive them (the database).
 	e.ContextWithFallback = true
 	s.engine = e
 	s.routes()

@@ -41,7 +41,7 @@ func (s *Server) handleConsent(c *gin.Context) {
 		s.writeError(c, flywheel.Invalid("analytics", "analytics is required: true or false"))
 		return
 	}
-	if err := s.deps.Units.SetConsent(c, u, *req.Analytics, actor(c)); err != nil {
+	if err := s.deps.Units.SetConsent(c.Request.Context(), u, *req.Analytics, actor(c)); err != nil {
 		s.writeError(c, err)
 		return
 	}
@@ -56,7 +56,7 @@ func (s *Server) handleEraseUnit(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	n, err := s.deps.Units.EraseUnit(c, u, actor(c))
+	n, err := s.deps.Units.EraseUnit(c.Request.Context(), u, actor(c))
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -71,7 +71,7 @@ func (s *Server) handleDescribeUnit(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	info, err := s.deps.Units.DescribeUnit(c, u)
+	info, err := s.deps.Units.DescribeUnit(c.Request.Context(), u)
 	if err != nil {
 		s.writeError(c, err)
 		return
