@@ -196,4 +196,6 @@ type MetricStore interface {
 	UpdateMetric(ctx context.Context, key string, mutate func(*Metric) error) (*Metric, error)
 	// MetricsExist returns the subset of keys that are defined.
 	MetricsExist(ctx context.Context, keys []string) (map[string]bool, error)
+	// FindMetricsByKeys returns the defined metrics among keys.
+	FindMetricsByKeys(ctx context.Context, keys []string) ([]Metric, error)
 }

@@ -1025,6 +1025,18 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	do(call{method: "GET", path: exp + "/history?cursor=YWJj", key: admin, want: 400})
 	do(call{method: "GET", path: exp + "/history", key: sdk, want: 403, rejected: true})
 
+	// Results and power questions.
+	do(call{method: "GET", path: exp + "/results", key: admin, want: 200})
+	do(call{method: "GET", path: exp + "/results?segment=device&alpha=0.1&adjustment=bh", key: admin, want: 200})
+	do(call{method: "GET", path: exp + "/results?alpha=2", key: admin, want: 400})
+	do(call{method: "GET", path: exp + "/results?segment=a%20b", key: admin, want: 400, rejected: true})
+	do(call{method: "GET", path: "/v1/experiments/nope/results", key: admin, want: 404})
+	do(call{method: "GET", path: exp + "/results", key: sdk, want: 403, rejected: true})
+	do(call{method: "POST", path: "/v1/power", key: admin, body: map[string]any{"type": "conversion", "baseline_rate": 0.05, "relative_mde": 0.1}, want: 200})
+	do(call{method: "POST", path: "/v1/power", key: admin, body: map[string]any{"type": "mean", "baseline_mean": 10, "sd": 30, "units_per_arm": 5000}, want: 200})
+	do(call{method: "POST", path: "/v1/power", key: admin, body: map[string]any{"type": "conversion", "baseline_rate": 1.5, "relative_mde": 0.1}, want: 400})
+	do(call{method: "POST", path: "/v1/power", key: admin, body: map[string]any{"type": "conversion", "colour": 1}, want: 400, rejected: true})
+
 	// Events, JSON and NDJSON, and the units they are about.
 	ev := func(fields ...any) map[string]any {
 		m := map[string]any{"id": newID(t)}

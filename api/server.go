@@ -35,10 +35,11 @@ type Ingest interface {
 
 // Deps are the server's collaborators; cmd/flywheel wires the real ones.
 type Deps struct {
-	Store  Store
-	Live   *live.Registry
-	Units  flywheel.UnitStore
-	Ingest Ingest
+	Store   Store
+	Live    *live.Registry
+	Units   flywheel.UnitStore
+	Results Results
+	Ingest  Ingest
 	// Validator checks events (and pseudonymises ids when it has a key).
 	Validator *ingest.Validator
 	// OptOuts is the in-memory set of units that withdrew consent.
@@ -131,6 +132,8 @@ func (s *Server) routes() {
 	admin.POST("/experiments/:key/stop", s.handleTransition("stop"))
 	admin.POST("/experiments/:key/archive", s.handleTransition("archive"))
 	admin.GET("/experiments/:key/history", s.handleExperimentHistory)
+	admin.GET("/experiments/:key/results", s.handleResults)
+	admin.POST("/power", s.handlePower)
 	admin.POST("/metrics", s.handleCreateMetric)
 	admin.GET("/metrics", s.handleListMetrics)
 	admin.GET("/metrics/:key", s.handleGetMetric)

@@ -150,3 +150,16 @@ func (db *DB) MetricsExist(ctx context.Context, keys []string) (map[string]bool,
 	}
 	return out, nil
 }
+
+// FindMetricsByKeys returns the defined metrics among keys, in key order.
+func (db *DB) FindMetricsByKeys(ctx context.Context, keys []string) ([]flywheel.Metric, error) {
+	var rows []metricRow
+	if err := db.gorm.WithContext(ctx).Where("key IN ?", keys).Order("key").Find(&rows).Error; err != nil {
+		return nil, translate("find metrics", err)
+	}
+	out := make([]flywheel.Metric, len(rows))
+	for i := range rows {
+		out[i] = *rows[i].toDomain()
+	}
+	return out, nil
+}

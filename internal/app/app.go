@@ -118,6 +118,7 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 		Store:     a.DB,
 		Live:      a.Live,
 		Units:     a.DB,
+		Results:   a.DB,
 		Ingest:    a.Ingester,
 		Validator: &ingest.Validator{IDs: ingest.NewPseudonymizer(cfg.IDHMACKey)},
 		OptOuts:   a.OptOuts,

@@ -1,0 +1,90 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"regexp"
+	"strconv"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/analysis"
+)
+
+// Results is the aggregation the results endpoint reads.
+type Results interface {
+	ResultInput(ctx context.Context, e *flywheel.Experiment, metrics []flywheel.Metric, q analysis.Query) (analysis.Input, error)
+	SaveSequential(ctx context.Context, experiment string, states []analysis.SequentialState) error
+}
+
+var segmentPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// handleResults computes the results document of an experiment: sufficient
+// statistics from the database, then analysis (pure).
+func (s *Server) handleResults(c *gin.Context) {
+	ctx := c.Request.Context()
+	e, err := s.deps.Store.FindExperimentByKey(ctx, c.Param("key"))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	opts := analysis.Options{MetricFilter: c.Query("metric"), Segment: c.Query("segment"), Adjustment: analysis.Adjustment(c.Query("adjustment"))}
+	if v := c.Query("alpha"); v != "" {
+		if opts.Alpha, err = strconv.ParseFloat(v, 64); err != nil {
+			s.writeError(c, flywheel.Invalid("alpha", "alpha must be a number in (0, 0.5], e.g. 0.05"))
+			return
+		}
+	}
+	if opts.Segment != "" && !segmentPattern.MatchString(opts.Segment) {
+		s.writeError(c, flywheel.Invalid("segment", "segment must name an exposure attribute (^[A-Za-z0-9_.-]{1,64}$)"))
+		return
+	}
+	if err := analysis.ValidateOptions(*e, opts); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	var keys []string
+	for _, m := range e.Metrics.All() {
+		keys = append(keys, m.Key)
+	}
+	metrics, err := s.deps.Store.FindMetricsByKeys(ctx, keys)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	overrides := make([]string, 0, len(e.Overrides))
+	for id := range e.Overrides {
+		overrides = append(overrides, s.deps.Validator.IDs.ID(id))
+	}
+	in, err := s.deps.Results.ResultInput(ctx, e, metrics, analysis.Query{Segment: opts.Segment, Now: s.deps.Clock().UTC(), Overrides: overrides})
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	res := analysis.Analyze(in, opts)
+	// A sequential test's state advances with each look at the full
+	// document at the usual alpha (see analysis.SequentialState).
+	if len(res.Sequential) > 0 && opts.MetricFilter == "" && opts.Segment == "" && (opts.Alpha == 0 || opts.Alpha == analysis.DefaultAlpha) {
+		if err := s.deps.Results.SaveSequential(ctx, e.Key, res.Sequential); err != nil {
+			s.writeError(c, err)
+			return
+		}
+	}
+	c.JSON(http.StatusOK, res)
+}
+
+// handlePower answers a sample-size or MDE question.
+func (s *Server) handlePower(c *gin.Context) {
+	var req analysis.PowerRequest
+	if err := decodeJSON(c, &req); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	ans, err := analysis.Power(req)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, ans)
+}

@@ -1,0 +1,202 @@
+package api_test
+
+import (
+	"encoding/csv"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+)
+
+// refNumber is a number of expected.json with its tolerance.
+type refNumber struct {
+	Value  *float64 `json:"value"`
+	RelTol float64  `json:"rel_tol"`
+	AbsTol float64  `json:"abs_tol"`
+}
+
+// UnmarshalJSON also takes a plain number (the counts of expected.json),
+// which must then match exactly.
+func (r *refNumber) UnmarshalJSON(b []byte) error {
+	var n float64
+	if json.Unmarshal(b, &n) == nil {
+		*r = refNumber{Value: &n}
+		return nil
+	}
+	type plain refNumber
+	return json.Unmarshal(b, (*plain)(r))
+}
+
+func (r refNumber) check(t *testing.T, name string, got any) {
+	t.Helper()
+	g, ok := got.(float64)
+	if r.Value == nil {
+		if got != nil {
+			t.Errorf("%s = %v, want null", name, got)
+		}
+		return
+	}
+	if !ok {
+		t.Errorf("%s = %v (%T), want %v", name, got, got, *r.Value)
+		return
+	}
+	if tol := math.Max(r.AbsTol, r.RelTol*math.Abs(*r.Value)); math.Abs(g-*r.Value) > tol {
+		t.Errorf("%s = %.12g, want %.12g (±%.3g)", name, g, *r.Value, tol)
+	}
+}
+
+// path walks a decoded JSON document: keys for objects, ints for arrays.
+func path(v any, steps ...any) any {
+	for _, s := range steps {
+		switch k := s.(type) {
+		case string:
+			m, _ := v.(map[string]any)
+			v = m[k]
+		case int:
+			a, _ := v.([]any)
+			if k >= len(a) {
+				return nil
+			}
+			v = a[k]
+		}
+	}
+	return v
+}
+
+// TestResultsEndToEnd posts a reference case's units as events (exposure,
+// in-window conversions and revenue, pre-period revenue for CUPED) through
+// POST /v1/events, then checks GET .../results against the numbers R
+// computed for the case.
+func TestResultsEndToEnd(t *testing.T) {
+	for _, id := range []string{"ab_small_300", "unequal_80_20_10k"} {
+		t.Run(id, func(t *testing.T) { checkReferenceCase(t, id) })
+	}
+}
+
+func checkReferenceCase(t *testing.T, caseID string) {
+	dir := filepath.Join("..", "..", "shared", "stats-cases", caseID)
+	var want struct {
+		Variants          []string
+		ConfiguredWeights map[string]float64 `json:"configured_weights"`
+		Comparisons       []struct {
+			Variant    string
+			Conversion map[string]refNumber
+			Revenue    map[string]refNumber
+			Cuped      map[string]refNumber
+			Bayesian   map[string]json.RawMessage
+		}
+		SRM map[string]json.RawMessage `json:"srm"`
+	}
+	raw, err := os.ReadFile(filepath.Join(dir, "expected.json"))
+	if err != nil {
+		t.Fatalf("reference case: %v", err)
+	}
+	if err := json.Unmarshal(raw, &want); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Open(filepath.Join(dir, "units.csv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	rows, err := csv.NewReader(f).ReadAll()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	a := newTestAPI(t)
+	a.createMetric("order", "conversion")
+	a.must(201, "POST", "/v1/metrics", map[string]any{"key": "revenue", "event": "revenue", "type": "mean", "window_hours": 168})
+	var variants []any
+	for _, v := range want.Variants {
+		variants = append(variants, map[string]any{"key": v, "weight": want.ConfiguredWeights[v]})
+	}
+	a.must(201, "POST", "/v1/experiments", map[string]any{"key": "ref", "unit_type": "customer", "variants": variants,
+		"metrics": map[string]any{"primary": []string{"order", "revenue"}}})
+	a.must(200, "POST", "/v1/experiments/ref/start", nil)
+
+	exposed := time.Now().UTC().Add(-3 * time.Hour).Truncate(time.Second)
+	ts := func(d time.Duration) string { return exposed.Add(d).Format(time.RFC3339) }
+	var events []map[string]any
+	flush := func() {
+		if len(events) == 0 {
+			return
+		}
+		if ans := a.postEvents(a.sdk, map[string]any{"events": events}); ans.Accepted != len(events) {
+			t.Fatalf("posted %d events: %+v", len(events), ans)
+		}
+		events = events[:0]
+	}
+	for _, r := range rows[1:] { // unit_id,variant,converted,revenue,pre_revenue
+		unit, variant := r[0], r[1]
+		events = append(events, map[string]any{"id": newID(t), "type": "exposure", "experiment": "ref", "variant": variant,
+			"unit_type": "customer", "unit_id": unit, "timestamp": ts(0)})
+		if r[2] == "1" {
+			events = append(events, map[string]any{"id": newID(t), "type": "track", "event": "order", "unit_type": "customer", "unit_id": unit, "timestamp": ts(time.Hour)})
+		}
+		for _, p := range []struct {
+			col int
+			at  time.Duration
+		}{{3, time.Hour}, {4, -7 * 24 * time.Hour}} {
+			if v, _ := strconv.ParseFloat(r[p.col], 64); v != 0 {
+				events = append(events, map[string]any{"id": newID(t), "type": "track", "event": "revenue", "value": v, "unit_type": "customer", "unit_id": unit, "timestamp": ts(p.at)})
+			}
+		}
+		if len(events) > 9000 {
+			flush()
+		}
+	}
+	flush()
+
+	doc := a.must(200, "GET", "/v1/experiments/ref/results", nil)
+	if got := doc["units"]; got != float64(len(rows)-1) {
+		t.Fatalf("units = %v, want %d", got, len(rows)-1)
+	}
+	var srmP refNumber
+	if err := json.Unmarshal(want.SRM["p_value"], &srmP); err != nil {
+		t.Fatal(err)
+	}
+	srmP.check(t, "health.srm.p_value", path(doc, "health", "srm", "p_value"))
+	for ci, cmp := range want.Comparisons {
+		vi := ci + 1 // the control is variants[0]
+		conv := path(doc, "metrics", 0, "variants", vi)
+		rev := path(doc, "metrics", 1, "variants", vi)
+		if path(conv, "variant") != cmp.Variant || path(doc, "metrics", 0, "metric") != "order" {
+			t.Fatalf("metrics[0].variants[%d] = %v, want %s of order", vi, path(conv, "variant"), cmp.Variant)
+		}
+		name := func(m, f string) string { return fmt.Sprintf("%s.%s.%s", cmp.Variant, m, f) }
+		cmp.Conversion["abs_diff"].check(t, name("order", "diff"), path(conv, "diff", "estimate"))
+		cmp.Conversion["abs_diff_ci_lower"].check(t, name("order", "ci[0]"), path(conv, "diff", "ci", 0))
+		cmp.Conversion["abs_diff_ci_upper"].check(t, name("order", "ci[1]"), path(conv, "diff", "ci", 1))
+		cmp.Conversion["rel_lift"].check(t, name("order", "lift"), path(conv, "lift", "estimate"))
+		cmp.Conversion["rel_lift_ci_lower"].check(t, name("order", "lift.ci[0]"), path(conv, "lift", "ci", 0))
+		cmp.Conversion["p_value_ztest"].check(t, name("order", "p_value"), path(conv, "p_value"))
+		var beats refNumber
+		if err := json.Unmarshal(cmp.Bayesian["prob_variant_beats_control"], &beats); err != nil {
+			t.Fatal(err)
+		}
+		beats.check(t, name("order", "chance_to_win"), path(conv, "chance_to_win"))
+
+		cmp.Revenue["abs_diff"].check(t, name("revenue", "diff"), path(rev, "diff", "estimate"))
+		cmp.Revenue["ci_lower"].check(t, name("revenue", "ci[0]"), path(rev, "diff", "ci", 0))
+		cmp.Revenue["ci_upper"].check(t, name("revenue", "ci[1]"), path(rev, "diff", "ci", 1))
+		cmp.Revenue["p_value"].check(t, name("revenue", "p_value"), path(rev, "p_value"))
+		cmp.Revenue["rel_lift_ci_upper"].check(t, name("revenue", "lift.ci[1]"), path(rev, "lift", "ci", 1))
+		cmp.Cuped["theta"].check(t, name("revenue", "cuped.theta"), path(rev, "cuped", "theta"))
+		cmp.Cuped["abs_diff"].check(t, name("revenue", "cuped.diff"), path(rev, "cuped", "diff", "estimate"))
+		cmp.Cuped["ci_lower"].check(t, name("revenue", "cuped.ci[0]"), path(rev, "cuped", "diff", "ci", 0))
+		cmp.Cuped["p_value"].check(t, name("revenue", "cuped.p_value"), path(rev, "cuped", "p_value"))
+		cmp.Cuped["variance_reduction_of_diff"].check(t, name("revenue", "cuped.variance_reduction"), path(rev, "cuped", "variance_reduction"))
+	}
+	if s, _ := path(doc, "metrics", 0, "summary").(string); s == "" {
+		t.Errorf("no summary line for the primary metric: %v", path(doc, "metrics", 0))
+	}
+	// A segment breakdown answers, flagged exploratory.
+	if r := a.do("GET", "/v1/experiments/ref/results?segment=device&metric=order", a.admin, nil); r.Status != 200 {
+		t.Errorf("segment results = %d: %.300s", r.Status, r.Body)
+	}
+}

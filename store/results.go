@@ -1,0 +1,228 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/analysis"
+)
+
+// identityRoots maps every linked id to the customer it resolves to: a
+// device to its customer, a customer merged into another to that one,
+// following chains up to 16 links.
+const identityRoots = `
+CREATE TEMP TABLE r_roots ON COMMIT DROP AS
+WITH RECURSIVE walk(unit_type, unit_id, root, depth) AS (
+    SELECT unit_type, unit_id, customer_id, 1 FROM aliases
+    UNION ALL
+    SELECT w.unit_type, w.unit_id, a.customer_id, w.depth + 1
+    FROM walk w JOIN aliases a ON a.unit_type = 'customer' AND a.unit_id = w.root
+    WHERE w.depth < 16 AND a.customer_id <> w.unit_id
+)
+SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, root
+FROM walk ORDER BY unit_type, unit_id, depth DESC;
+CREATE INDEX ON r_roots (unit_type, unit_id)`
+
+// ResultInput aggregates, in one transaction, the sufficient statistics of
+// experiment e for its metrics from the stored exposures and events, with
+// identity links, consent, multiple exposures and overrides applied. Only
+// sufficient statistics leave the database.
+func (db *DB) ResultInput(ctx context.Context, e *flywheel.Experiment, metrics []flywheel.Metric, q analysis.Query) (analysis.Input, error) {
+	in := analysis.Input{Experiment: *e, Metrics: metrics, ComputedAt: q.Now}
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		if err := loadUnits(ctx, tx, e, q, &in); err != nil {
+			return err
+		}
+		owned := `SELECT e.unit_id AS owner, e.ts, e.value, e.event FROM events e
+			WHERE e.type = 'track' AND e.unit_type = $1 AND e.event = ANY($2)`
+		if e.UnitType == "customer" {
+			if _, err := tx.Exec(ctx, identityRoots); err != nil {
+				return err
+			}
+			owned = `SELECT COALESCE(r.root, e.unit_id) AS owner, e.ts, e.value, e.event FROM events e
+				LEFT JOIN r_roots r ON r.unit_type = e.unit_type AND r.unit_id = e.unit_id
+				WHERE e.type = 'track' AND e.event = ANY($2) AND (e.unit_type = $1 OR r.root IS NOT NULL)`
+		}
+		for _, m := range metrics {
+			all, segmented, err := metricStats(ctx, tx, owned, e.UnitType, m, q)
+			if err != nil {
+				return fmt.Errorf("metric %q: %w", m.Key, err)
+			}
+			in.Stats = append(in.Stats, all...)
+			in.SegmentStats = append(in.SegmentStats, segmented...)
+		}
+		return loadSequential(ctx, tx, e.Key, &in)
+	})
+	if err != nil {
+		return in, translate("results", err)
+	}
+	return in, nil
+}
+
+// loadUnits fills r_units with the analysed units (first exposed to one
+// variant, not overridden, not opted out) and the arm counts.
+func loadUnits(ctx context.Context, tx pgx.Tx, e *flywheel.Experiment, q analysis.Query, in *analysis.Input) error {
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE r_units ON COMMIT DROP AS
+		SELECT x.unit_id, x.variant, x.first_ts, COALESCE(x.attributes->>$3, '(none)') AS segment
+		FROM exposures x
+		WHERE x.experiment = $1 AND NOT x.multiple AND x.unit_id <> ALL($2)
+		  AND NOT EXISTS (SELECT 1 FROM consent c WHERE c.unit_type = x.unit_type AND c.unit_id = x.unit_id AND NOT c.analytics)`,
+		e.Key, q.Overrides, q.Segment); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `CREATE INDEX ON r_units (unit_id); ANALYZE r_units`); err != nil {
+		return err
+	}
+	err := tx.QueryRow(ctx, `SELECT count(*) FILTER (WHERE multiple), count(*) FILTER (WHERE NOT multiple AND unit_id = ANY($2))
+		FROM exposures WHERE experiment = $1`, e.Key, q.Overrides).Scan(&in.MultipleExposures, &in.Overridden)
+	if err != nil {
+		return err
+	}
+	rows, err := tx.Query(ctx, `
+		SELECT x.variant, CASE WHEN GROUPING(s.segment) = 1 THEN NULL ELSE s.segment END,
+		       count(*) FILTER (WHERE c.unit_id IS NULL), count(*) FILTER (WHERE c.unit_id IS NOT NULL)
+		FROM exposures x
+		LEFT JOIN consent c ON c.unit_type = x.unit_type AND c.unit_id = x.unit_id AND NOT c.analytics
+		CROSS JOIN LATERAL (SELECT COALESCE(x.attributes->>$3, '(none)') AS segment) s
+		WHERE x.experiment = $1 AND NOT x.multiple AND x.unit_id <> ALL($2)
+		GROUP BY GROUPING SETS ((x.variant), (x.variant, s.segment))`, e.Key, q.Overrides, q.Segment)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var a analysis.ArmCounts
+		var seg *string
+		if err := rows.Scan(&a.Variant, &seg, &a.Units, &a.OptedOut); err != nil {
+			return err
+		}
+		if seg == nil {
+			in.Arms = append(in.Arms, a)
+		} else if q.Segment != "" {
+			a.Segment = *seg
+			in.SegmentArms = append(in.SegmentArms, a)
+		}
+	}
+	return rows.Err()
+}
+
+// metricStats computes one metric's per-unit values (in the window after
+// first exposure, and in the CUPED period before it), applies the cap, and
+// returns the sums per variant, and per variant and segment value.
+func metricStats(ctx context.Context, tx pgx.Tx, owned, unitType string, m flywheel.Metric, q analysis.Query) (out, segmented []analysis.MetricStats, err error) {
+	events := []string{m.Event}
+	if m.Type == flywheel.MetricRatio {
+		events = []string{m.Numerator, m.Denominator}
+	}
+	from, to := 0, m.WindowHours // the analysis window, hours after exposure; 0 = no end
+	if m.Type == flywheel.MetricRetention {
+		from, to = m.FromHours, m.ToHours
+	}
+	var capValue, capPct *float64
+	if m.Cap != nil {
+		capValue, capPct = m.Cap.Value, m.Cap.Percentile
+	}
+	// $1 unit type, $2 events, $3 metric type, $4 from hours, $5 to hours
+	// (0 = no end), $6 cuped hours, $7 cap value, $8 cap percentile, $9 now,
+	// $10 numerator, $11 denominator, $12 segmented.
+	sql := `
+WITH owned AS (` + owned + `),
+per_unit AS (
+    SELECT u.unit_id, u.variant, u.segment, u.first_ts,
+        count(o.ts) FILTER (WHERE o.ts >= u.first_ts + make_interval(hours => $4)
+                              AND ($5 = 0 OR o.ts < u.first_ts + make_interval(hours => $5))) AS n_in,
+        COALESCE(sum(o.value) FILTER (WHERE o.ts >= u.first_ts AND ($5 = 0 OR o.ts < u.first_ts + make_interval(hours => $5))), 0) AS v_in,
+        count(o.ts) FILTER (WHERE o.ts >= u.first_ts - make_interval(hours => $6) AND o.ts < u.first_ts) AS n_pre,
+        COALESCE(sum(o.value) FILTER (WHERE o.ts >= u.first_ts - make_interval(hours => $6) AND o.ts < u.first_ts), 0) AS v_pre,
+        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $10 AND o.ts >= u.first_ts AND ($5 = 0 OR o.ts < u.first_ts + make_interval(hours => $5))), 0) AS num,
+        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $11 AND o.ts >= u.first_ts AND ($5 = 0 OR o.ts < u.first_ts + make_interval(hours => $5))), 0) AS den
+    FROM r_units u LEFT JOIN owned o ON o.owner = u.unit_id
+    GROUP BY u.unit_id, u.variant, u.segment, u.first_ts
+), valued AS (
+    SELECT variant, segment, first_ts, num, den,
+        CASE $3 WHEN 'conversion' THEN (n_in > 0)::int::float8 WHEN 'retention' THEN (n_in > 0)::int::float8
+                WHEN 'count' THEN n_in::float8 ELSE v_in END AS y,
+        CASE $3 WHEN 'conversion' THEN (n_pre > 0)::int::float8 WHEN 'retention' THEN 0
+                WHEN 'count' THEN n_pre::float8 WHEN 'ratio' THEN 0 ELSE v_pre END AS x
+    FROM per_unit
+), cap AS (
+    SELECT COALESCE($7::float8, (SELECT percentile_cont($8::float8) WITHIN GROUP (ORDER BY y) FROM valued WHERE $8::float8 IS NOT NULL)) AS c
+), capped AS (
+    SELECT v.variant, v.segment, v.first_ts, v.den,
+        CASE WHEN cap.c IS NULL THEN v.y ELSE least(v.y, cap.c) END AS y,
+        CASE WHEN cap.c IS NULL THEN v.x ELSE least(v.x, cap.c) END AS x,
+        CASE WHEN cap.c IS NULL THEN v.num ELSE least(v.num, cap.c) END AS num
+    FROM valued v CROSS JOIN cap
+)
+SELECT variant, CASE WHEN GROUPING(segment) = 1 THEN NULL ELSE segment END,
+    count(*), sum(y)::bigint, sum(y), sum(y * y), sum(x), sum(x * x), sum(x * y),
+    sum(num), sum(den), sum(num * num), sum(den * den), sum(num * den),
+    count(*) FILTER (WHERE $5 > 0 AND first_ts + make_interval(hours => $5) > $9)
+FROM capped
+GROUP BY GROUPING SETS ((variant), (variant, segment))
+HAVING GROUPING(segment) = 1 OR $12`
+	rows, err := tx.Query(ctx, sql, unitType, events, string(m.Type), from, to, m.CUPEDHours, capValue, capPct, q.Now,
+		m.Numerator, m.Denominator, q.Segment != "")
+	if err != nil {
+		return nil, nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		s := analysis.MetricStats{Metric: m.Key}
+		var seg *string
+		if err := rows.Scan(&s.Variant, &seg, &s.N, &s.Conversions, &s.Sum, &s.SumSq, &s.SumX, &s.SumXSq, &s.SumXY,
+			&s.SumNum, &s.SumDen, &s.SumNumSq, &s.SumDenSq, &s.SumNumDen, &s.Maturing); err != nil {
+			return nil, nil, err
+		}
+		if seg == nil {
+			out = append(out, s)
+		} else {
+			s.Segment = *seg
+			segmented = append(segmented, s)
+		}
+	}
+	return out, segmented, rows.Err()
+}
+
+// loadSequential reads the stored mSPRT states of the experiment.
+func loadSequential(ctx context.Context, tx pgx.Tx, key string, in *analysis.Input) error {
+	rows, err := tx.Query(ctx, `SELECT metric, variant, tau2, alpha, look, diff, v, log_lambda, lambda, p, reject, ci_lower, ci_upper
+		FROM sequential_state WHERE experiment = $1`, key)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var s analysis.SequentialState
+		l := &s.State
+		if err := rows.Scan(&s.Metric, &s.Variant, &s.Tau2, &s.Alpha, &l.Index, &l.Diff, &l.V, &l.LogLambda, &l.Lambda, &l.P, &l.Reject, &l.CI.Lower, &l.CI.Upper); err != nil {
+			return err
+		}
+		in.Sequential = append(in.Sequential, s)
+	}
+	return rows.Err()
+}
+
+// SaveSequential stores the mSPRT states after a results computation.
+func (db *DB) SaveSequential(ctx context.Context, key string, states []analysis.SequentialState) error {
+	if len(states) == 0 {
+		return nil
+	}
+	b := &pgx.Batch{}
+	for _, s := range states {
+		l := s.State
+		b.Queue(`INSERT INTO sequential_state (experiment, metric, variant, tau2, alpha, look, diff, v, log_lambda, lambda, p, reject, ci_lower, ci_upper, updated_at)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
+			ON CONFLICT (experiment, metric, variant) DO UPDATE SET tau2 = EXCLUDED.tau2, alpha = EXCLUDED.alpha, look = EXCLUDED.look,
+			  diff = EXCLUDED.diff, v = EXCLUDED.v, log_lambda = EXCLUDED.log_lambda, lambda = EXCLUDED.lambda, p = EXCLUDED.p,
+			  reject = EXCLUDED.reject, ci_lower = EXCLUDED.ci_lower, ci_upper = EXCLUDED.ci_upper, updated_at = EXCLUDED.updated_at`,
+			key, s.Metric, s.Variant, s.Tau2, s.Alpha, l.Index, l.Diff, l.V, l.LogLambda, l.Lambda, l.P, l.Reject, l.CI.Lower, l.CI.Upper, db.now())
+	}
+	if err := db.pool.SendBatch(ctx, b).Close(); err != nil {
+		return translate("save sequential state", err)
+	}
+	return nil
+}
