@@ -200,3 +200,42 @@ func checkReferenceCase(t *testing.T, caseID string) {
 		t.Errorf("segment results = %d: %.300s", r.Status, r.Body)
 	}
 }
+
+// TestResultsCrossoverAndExclusions checks the trust inputs of a device
+// experiment: a customer whose two devices saw different variants is a
+// crossover, a device exposed to two variants is excluded, an overridden
+// device is not analysed, and an opted-out device leaves the results.
+func TestResultsCrossoverAndExclusions(t *testing.T) {
+	a := newTestAPI(t)
+	a.createMetric("purchase", "conversion")
+	b := experimentBody("dev")
+	b["unit_type"], b["targeting"], b["overrides"] = "device", nil, map[string]any{"d-qa": "green"}
+	a.must(201, "POST", "/v1/experiments", b)
+	a.must(200, "POST", "/v1/experiments/dev/start", nil)
+	exp := func(unit, variant string) map[string]any {
+		return map[string]any{"id": newID(t), "type": "exposure", "experiment": "dev", "variant": variant, "unit_type": "device", "unit_id": unit}
+	}
+	link := func(unit, customer string) map[string]any {
+		return map[string]any{"id": newID(t), "type": "identify", "unit_type": "device", "unit_id": unit, "customer_id": customer}
+	}
+	a.postEvents(a.sdk, map[string]any{"events": []map[string]any{
+		exp("d-1", "control"), exp("d-2", "green"), link("d-1", "c-1"), link("d-2", "c-1"), // c-1 crossed over
+		exp("d-3", "control"), exp("d-4", "control"), link("d-3", "c-2"), link("d-4", "c-2"), // c-2 did not
+		exp("d-5", "control"), exp("d-5", "green"), // exposed to both: excluded
+		exp("d-qa", "green"),                       // overridden: excluded
+		exp("d-6", "green"),
+		map[string]any{"id": newID(t), "type": "track", "event": "purchase", "unit_type": "device", "unit_id": "d-2"},
+	}})
+	a.must(200, "PUT", "/v1/units/device/d-6/consent", map[string]any{"analytics": false})
+	doc := a.must(200, "GET", "/v1/experiments/dev/results", nil)
+	h := doc["health"].(map[string]any)
+	if h["crossover_share"] != 0.5 || h["multiple_exposures"] != 1.0 || h["overridden"] != 1.0 {
+		t.Errorf("health = %v, want crossover 0.5, 1 multiple exposure, 1 overridden", h)
+	}
+	if doc["units"] != 4.0 {
+		t.Errorf("units = %v, want 4 (d-1..d-4)", doc["units"])
+	}
+	if got := path(doc, "metrics", 0, "variants", 1, "mean"); got != 1.0 {
+		t.Errorf("green purchase rate = %v, want 1 (d-2 bought)", got)
+	}
+}

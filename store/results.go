@@ -36,12 +36,20 @@ func (db *DB) ResultInput(ctx context.Context, e *flywheel.Experiment, metrics [
 		if err := loadUnits(ctx, tx, e, q, &in); err != nil {
 			return err
 		}
+		if _, err := tx.Exec(ctx, identityRoots); err != nil {
+			return err
+		}
 		owned := `SELECT e.unit_id AS owner, e.ts, e.value, e.event FROM events e
 			WHERE e.type = 'track' AND e.unit_type = $1 AND e.event = ANY($2)`
-		if e.UnitType == "customer" {
-			if _, err := tx.Exec(ctx, identityRoots); err != nil {
+		if e.UnitType != "customer" {
+			// Crossover: customers whose linked units saw different variants.
+			if err := tx.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE variants > 1) FROM (
+				SELECT r.root, count(DISTINCT x.variant) AS variants
+				FROM exposures x JOIN r_roots r ON r.unit_type = x.unit_type AND r.unit_id = x.unit_id
+				WHERE x.experiment = $1 GROUP BY r.root) c`, e.Key).Scan(&in.Crossover.Customers, &in.Crossover.Mixed); err != nil {
 				return err
 			}
+		} else {
 			owned = `SELECT COALESCE(r.root, e.unit_id) AS owner, e.ts, e.value, e.event FROM events e
 				LEFT JOIN r_roots r ON r.unit_type = e.unit_type AND r.unit_id = e.unit_id
 				WHERE e.type = 'track' AND e.event = ANY($2) AND (e.unit_type = $1 OR r.root IS NOT NULL)`
