@@ -222,7 +222,7 @@ func TestResultsCrossoverAndExclusions(t *testing.T) {
 		exp("d-1", "control"), exp("d-2", "green"), link("d-1", "c-1"), link("d-2", "c-1"), // c-1 crossed over
 		exp("d-3", "control"), exp("d-4", "control"), link("d-3", "c-2"), link("d-4", "c-2"), // c-2 did not
 		exp("d-5", "control"), exp("d-5", "green"), // exposed to both: excluded
-		exp("d-qa", "green"),                       // overridden: excluded
+		exp("d-qa", "green"), // overridden: excluded
 		exp("d-6", "green"),
 		map[string]any{"id": newID(t), "type": "track", "event": "purchase", "unit_type": "device", "unit_id": "d-2"},
 	}})
