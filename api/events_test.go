@@ -201,6 +201,9 @@ func TestConsentAndErasure(t *testing.T) {
 		map[string]any{"type": "track", "event": "visit", "unit_type": "device", "unit_id": "phone-1"},
 		map[string]any{"type": "identify", "unit_type": "customer", "unit_id": "c-1", "customer_id": "c-main"},
 		map[string]any{"type": "track", "event": "visit", "unit_type": "customer", "unit_id": "c-other"},
+		// tablet-1 links first to c-other, so c-1 is only named in its later identify event.
+		map[string]any{"type": "identify", "unit_type": "device", "unit_id": "tablet-1", "customer_id": "c-other", "timestamp": time.Now().Add(-time.Hour).Format(time.RFC3339)},
+		map[string]any{"type": "identify", "unit_type": "device", "unit_id": "tablet-1", "customer_id": "c-1"},
 	)
 	// A chain resolves to one customer.
 	info := a.must(200, "GET", "/v1/units/device/phone-1", nil)
@@ -226,11 +229,11 @@ func TestConsentAndErasure(t *testing.T) {
 
 	// Erase the customer: everything of it and of its linked ids goes.
 	er := a.must(200, "DELETE", "/v1/units/customer/c-1", nil)["erased"].(map[string]any)
-	if er["events"] != 6.0 || er["exposures"] != 1.0 || er["aliases"] != 3.0 || er["consent"] != 1.0 || er["units"] != 4.0 {
-		t.Errorf("erased = %v, want 6 events, 1 exposure, 3 aliases, 1 consent, 4 units", er)
+	if er["events"] != 7.0 || er["exposures"] != 1.0 || er["aliases"] != 3.0 || er["consent"] != 1.0 || er["units"] != 4.0 {
+		t.Errorf("erased = %v, want 7 events (with tablet-1's identify naming c-1), 1 exposure, 3 aliases, 1 consent, 4 units", er)
 	}
 	for _, q := range []string{
-		`SELECT count(*)::text FROM events WHERE unit_id IN ('c-1', 'phone-1', 'laptop-1', 'c-main')`,
+		`SELECT count(*)::text FROM events WHERE unit_id IN ('c-1', 'phone-1', 'laptop-1', 'c-main') OR customer_id IN ('c-1', 'c-main')`,
 		`SELECT count(*)::text FROM event_ids WHERE unit_id IN ('c-1', 'phone-1', 'laptop-1', 'c-main')`,
 		`SELECT count(*)::text FROM exposures WHERE unit_id IN ('c-1', 'phone-1', 'laptop-1', 'c-main')`,
 		`SELECT count(*)::text FROM aliases WHERE unit_id IN ('c-1', 'phone-1', 'laptop-1') OR customer_id IN ('c-1', 'c-main')`,

@@ -42,7 +42,7 @@ func DecodeJSON(body []byte) ([]RawEvent, error) {
 	if err := dec.Decode(&env); err != nil {
 		return nil, envelopeError(err)
 	}
-	if dec.More() {
+	if _, err := dec.Token(); err != io.EOF { // More() misses a stray } or ]
 		return nil, flywheel.Invalid("", "request body must hold exactly one JSON object")
 	}
 	if env.Events == nil {
@@ -65,7 +65,7 @@ func DecodeNDJSON(body []byte) ([]RawEvent, error) {
 	var out []RawEvent
 	sc := bufio.NewScanner(bytes.NewReader(body))
 	sc.Buffer(make([]byte, 0, 64<<10), MaxBodyBytes)
-	for sc.Scan() {
+	for lineNo := 1; sc.Scan(); lineNo++ {
 		line := bytes.TrimSpace(sc.Bytes())
 		if len(line) == 0 {
 			continue
@@ -75,7 +75,7 @@ func DecodeNDJSON(body []byte) ([]RawEvent, error) {
 		}
 		ev := RawEvent{Index: len(out), JSON: append([]byte(nil), line...)}
 		if !json.Valid(line) {
-			ev.Err = flywheel.Invalid("", "line %d is not valid JSON", len(out)+1)
+			ev.Err = flywheel.Invalid("", "line %d is not valid JSON", lineNo)
 		}
 		out = append(out, ev)
 	}

@@ -73,7 +73,9 @@ func (in *Ingester) Count(eventType, outcome string, n int) { in.metrics.count(e
 // ErrClosed is returned by Submit after Close.
 var ErrClosed = &flywheel.Error{Code: flywheel.CodeUnavailable, Message: "the server is shutting down; retry"}
 
-// Submit queues events for the next group and waits for its commit. It
+// Submit queues events for the next group and waits for its commit. The
+// ingester reads events until the group is written, which may be after a
+// cancelled Submit returns: callers must not modify the slice. It
 // returns which events were new (positions in events); the rest were
 // duplicates. An error means none of them is known to be stored: the
 // client should retry the whole request (ids make that safe).
@@ -205,7 +207,7 @@ func (in *Ingester) write(events []flywheel.Event) ([]int, error) {
 		acc, err = in.w.WriteEvents(ctx, events)
 		cancel()
 		if err == nil {
-			return acc, nil
+			return sortedInts(acc), nil // writers return positions in any order
 		}
 		if !flywheel.Retryable(err) {
 			break

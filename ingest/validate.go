@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"math"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -26,7 +27,7 @@ type wireEvent struct {
 	Variant    string          `json:"variant"`
 	UnitType   string          `json:"unit_type"`
 	UnitID     string          `json:"unit_id"`
-	Timestamp  *time.Time      `json:"timestamp"`
+	Timestamp  json.RawMessage `json:"timestamp"` // parsed in Validate, to name the field in errors
 	Attributes json.RawMessage `json:"attributes"`
 	Event      string          `json:"event"`
 	Value      *float64        `json:"value"`
@@ -88,6 +89,9 @@ func (v *Validator) Validate(raw []byte, now time.Time, st *live.State) (flywhee
 		return e, flywheel.Invalid("id", "id is required: a UUID (time-ordered v7 recommended) that makes a retry safe")
 	case err != nil || len(w.ID) != 36:
 		return e, flywheel.Invalid("id", "id must be a UUID in its 36-character form, e.g. 0190c1f2-7d3a-7c4e-9a1b-2f3e4d5c6b7a")
+	case id == uuid.Nil:
+		// Every sender with a bug would share it, and dedupe each other away.
+		return e, flywheel.Invalid("id", "id must not be the nil UUID")
 	}
 	e.ID = id
 	if !unitTypePattern.MatchString(w.UnitType) {
@@ -97,15 +101,21 @@ func (v *Validator) Validate(raw []byte, now time.Time, st *live.State) (flywhee
 		return e, bad
 	}
 	e.UnitID = v.IDs.ID(w.UnitID)
+	var ts *time.Time
+	if len(w.Timestamp) > 0 {
+		if err := json.Unmarshal(w.Timestamp, &ts); err != nil {
+			return e, flywheel.Invalid("timestamp", "timestamp must be an RFC 3339 string such as 2026-11-23T10:00:00Z")
+		}
+	}
 	switch {
-	case w.Timestamp == nil:
+	case ts == nil:
 		e.Timestamp = now
-	case w.Timestamp.After(now.Add(MaxFuture)):
+	case ts.After(now.Add(MaxFuture)):
 		return e, flywheel.Invalid("timestamp", "timestamp is more than 24 h in the future (server time %s)", now.Format(time.RFC3339))
-	case w.Timestamp.Year() < 2000:
+	case ts.Year() < 2000:
 		return e, flywheel.Invalid("timestamp", "timestamp is before the year 2000")
 	default:
-		e.Timestamp = w.Timestamp.UTC()
+		e.Timestamp = ts.UTC()
 	}
 	var bad *flywheel.Error
 	if e.Attributes, bad = checkObject("attributes", w.Attributes); bad != nil {
@@ -129,8 +139,11 @@ func (v *Validator) Validate(raw []byte, now time.Time, st *live.State) (flywhee
 				return e, m
 			}
 		}
-		if w.Value != nil || len(w.Properties) > 0 {
-			return e, flywheel.Invalid("value", "value and properties belong to track events")
+		if w.Value != nil {
+			return e, flywheel.Invalid("value", "value belongs to track events, not exposure")
+		}
+		if e.Properties != nil {
+			return e, flywheel.Invalid("properties", "properties belong to track events, not exposure")
 		}
 		return e, v.exposure(&e, w, st)
 	case flywheel.EventTrack:
@@ -152,6 +165,9 @@ func (v *Validator) Validate(raw []byte, now time.Time, st *live.State) (flywhee
 			if m != nil {
 				return e, m
 			}
+		}
+		if w.Value != nil {
+			return e, flywheel.Invalid("value", "value belongs to track events, not identify")
 		}
 		if bad := checkText("customer_id", w.CustomerID, maxIDLen, true); bad != nil {
 			return e, bad
@@ -217,15 +233,76 @@ func checkObject(field string, raw json.RawMessage) (json.RawMessage, *flywheel.
 	case len(t) > maxJSONBytes:
 		return nil, flywheel.Invalid(field, "%s must be at most %d bytes of JSON", field, maxJSONBytes)
 	}
-	if !utf8.Valid(t) || bytes.Contains(t, []byte(`\u`)) {
+	// Without escapes the text cannot hold NUL (JSON has no raw control
+	// characters) nor a lone surrogate, and only an exponent can make a
+	// number too large for PostgreSQL; anything else is checked decoded.
+	normalise := !utf8.Valid(t) || bytes.Contains(t, []byte(`\u`))
+	if normalise || hasExponent(t) {
+		dec := json.NewDecoder(bytes.NewReader(t))
+		dec.UseNumber() // numbers keep their digits through the round trip
 		var v any
-		if err := json.Unmarshal(t, &v); err != nil {
+		if err := dec.Decode(&v); err != nil {
 			return nil, flywheel.Invalid(field, "%s is not valid JSON", field)
 		}
-		t, _ = json.Marshal(v) // decoded JSON always re-encodes
-	}
-	if bytes.Contains(t, []byte(`\u0000`)) {
-		return nil, flywheel.Invalid(field, "%s must not contain NUL characters", field)
+		if problem := unstorable(v); problem != "" {
+			return nil, flywheel.Invalid(field, "%s %s", field, problem)
+		}
+		if normalise {
+			t, _ = json.Marshal(v) // decoded JSON always re-encodes
+		}
 	}
 	return t, nil
+}
+
+// hasExponent reports whether t may hold a number with an exponent (a digit
+// followed by e or E, possibly inside a string): only those can exceed what
+// PostgreSQL's numeric (and so jsonb) holds, since the size limit keeps
+// plain digits well within it.
+func hasExponent(t []byte) bool {
+	for i := 1; i < len(t); i++ {
+		if (t[i] == 'e' || t[i] == 'E') && t[i-1] >= '0' && t[i-1] <= '9' {
+			return true
+		}
+	}
+	return false
+}
+
+// unstorable names what in v (decoded with UseNumber) jsonb refuses, or
+// returns "": a NUL character (in a key or a string), or a number that
+// PostgreSQL's numeric cannot hold, with an exponent beyond ±1000 (13 and
+// older refuse it) or more than 16383 digits after the decimal point once
+// the exponent is applied. Such a value would fail the whole group commit.
+func unstorable(v any) string {
+	switch x := v.(type) {
+	case string:
+		if strings.IndexByte(x, 0) >= 0 {
+			return "must not contain NUL characters"
+		}
+	case json.Number:
+		mant, exp, found := strings.Cut(strings.ToLower(string(x)), "e")
+		if !found {
+			return ""
+		}
+		e, err := strconv.Atoi(exp)
+		_, frac, _ := strings.Cut(mant, ".")
+		if err != nil || e > 1000 || e < -1000 || len(frac)-e > 16383 {
+			return "holds a number PostgreSQL cannot store (exponent beyond ±1000, or more than 16383 decimal places)"
+		}
+	case map[string]any:
+		for k, y := range x {
+			if p := unstorable(k); p != "" {
+				return p
+			}
+			if p := unstorable(y); p != "" {
+				return p
+			}
+		}
+	case []any:
+		for _, y := range x {
+			if p := unstorable(y); p != "" {
+				return p
+			}
+		}
+	}
+	return ""
 }

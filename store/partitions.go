@@ -72,7 +72,9 @@ func (db *DB) DropPartitionsBefore(ctx context.Context, cutoff time.Time) ([]str
 	if _, err := db.pool.Exec(ctx, `DELETE FROM events_default WHERE ts < $1`, cutoff); err != nil {
 		return dropped, translate("retention", err)
 	}
-	if _, err := db.pool.Exec(ctx, `DELETE FROM event_ids WHERE received_at < $1`, cutoff); err != nil {
+	// Ids are forgotten two days later than events, so that an event
+	// timestamped ahead of its arrival cannot outlive its id.
+	if _, err := db.pool.Exec(ctx, `DELETE FROM event_ids WHERE received_at < $1`, cutoff.Add(-48*time.Hour)); err != nil {
 		return dropped, translate("retention", err)
 	}
 	return dropped, nil

@@ -108,7 +108,10 @@ func (db *DB) EraseUnit(ctx context.Context, u flywheel.UnitRef, actor string) (
 		}
 		const unitsCTE = `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(unit_type, unit_id)) `
 		err = tx.QueryRow(ctx, unitsCTE+`,
-			ev AS (DELETE FROM events e USING u WHERE e.unit_type = u.unit_type AND e.unit_id = u.unit_id RETURNING e.id, e.unit_id),
+			ev AS (DELETE FROM events e USING u WHERE (e.unit_type = u.unit_type AND e.unit_id = u.unit_id)
+			       -- identify events of other ids that name an erased customer
+			       OR (u.unit_type = 'customer' AND e.type = 'identify' AND e.customer_id = u.unit_id)
+			       RETURNING e.id, e.unit_id),
 			ids AS (DELETE FROM event_ids i USING ev WHERE i.id = ev.id AND i.unit_id = ev.unit_id RETURNING 1),
 			ex AS (DELETE FROM exposures x USING u WHERE x.unit_type = u.unit_type AND x.unit_id = u.unit_id RETURNING 1),
 			al AS (DELETE FROM aliases a USING u WHERE (a.unit_type = u.unit_type AND a.unit_id = u.unit_id)
