@@ -1,0 +1,173 @@
+package sdk
+
+import (
+	"context"
+	"encoding/json"
+	"hash/maphash"
+
+	"github.com/flywheel-oss/flywheel/assign"
+)
+
+// Reason says why a unit got, or did not get, a variant. The values shared
+// with POST /v1/assign are part of the public contract; ReasonNoUnitID and
+// ReasonNoConfig exist only in the SDK.
+type Reason string
+
+// Reasons.
+const (
+	// ReasonOverride: the unit id is listed in the experiment's overrides.
+	ReasonOverride Reason = "override"
+	// ReasonTargeting: the unit's attributes do not match the targeting.
+	ReasonTargeting Reason = "targeting"
+	// ReasonLayer: the unit's layer bucket is outside the experiment's range.
+	ReasonLayer Reason = "layer"
+	// ReasonTraffic: the unit's bucket falls in no variant's range.
+	ReasonTraffic Reason = "traffic"
+	// ReasonBucket: the unit is enrolled by hashing.
+	ReasonBucket Reason = "bucket"
+	// ReasonNotRunning: the experiment is unknown to the config or not
+	// running.
+	ReasonNotRunning Reason = "not_running"
+	// ReasonOptedOut: the unit did not consent to analytics.
+	ReasonOptedOut Reason = "opted_out"
+	// ReasonNoUnitID: the unit has no id of the experiment's unit type.
+	ReasonNoUnitID Reason = "no_unit_id"
+	// ReasonNoConfig: the client has no config yet (none from the server
+	// and no bootstrap), so it assigns nobody.
+	ReasonNoConfig Reason = "no_config"
+)
+
+// Assignment is the outcome of assigning one unit to one experiment.
+type Assignment struct {
+	// Experiment is the experiment key.
+	Experiment string
+	// Variant is the variant key, "" when the unit is not enrolled.
+	Variant string
+	// Index is the variant's position (0 is the control), -1 when the unit
+	// is not enrolled.
+	Index int
+	// Payload is the variant's payload, nil when it has none or the unit is
+	// not enrolled. It is shared with the client's config: do not modify it.
+	Payload json.RawMessage
+	// Enrolled reports whether the unit is in a variant. An app shows the
+	// control experience when it is false.
+	Enrolled bool
+	// Reason says why.
+	Reason Reason
+}
+
+// compiled is one config the client assigns from: the assign snapshot plus
+// what the SDK needs per experiment. It is immutable.
+type compiled struct {
+	revision    int64
+	snap        *assign.Snapshot
+	experiments map[string]*experiment
+	fromServer  bool
+	etag        string
+}
+
+// experiment is one compiled experiment with its unit type and the hash of
+// its key for the exposure cache.
+type experiment struct {
+	c        *assign.Compiled
+	unitType string
+	keyHash  uint64
+}
+
+// compile parses and compiles a GET /v1/sdk/config body.
+func compileConfig(raw []byte, seed maphash.Seed) (*compiled, error) {
+	var cfg assign.Config
+	if err := json.Unmarshal(raw, &cfg); err != nil {
+		return nil, err
+	}
+	snap, err := assign.Compile(cfg)
+	if err != nil {
+		return nil, err
+	}
+	out := &compiled{revision: cfg.Revision, snap: snap, experiments: make(map[string]*experiment, len(cfg.Experiments))}
+	for _, e := range cfg.Experiments {
+		c, ok := snap.Lookup(e.Key)
+		if !ok {
+			continue
+		}
+		out.experiments[e.Key] = &experiment{c: c, unitType: e.UnitType, keyHash: maphash.String(seed, e.Key)}
+	}
+	return out, nil
+}
+
+// Assign assigns unit to the experiment with the given key, from the
+// client's current config, without any network call; it never blocks on
+// I/O, never errors and never panics. The checks run in this order, as in
+// POST /v1/assign: an experiment unknown to the config gives
+// ReasonNotRunning; a unit that did not consent, ReasonOptedOut; a stopped
+// experiment, ReasonNotRunning; the experiment's unit type then picks the
+// unit's id, and a unit without that id (or with an empty one) is not
+// enrolled (ReasonNoUnitID); then override, targeting, layer and bucket as
+// in package assign. An empty id is never assigned, unlike in the pure
+// function, so anonymous users are not all bucketed together as "". The first time
+// a unit is enrolled in an experiment (per process), Assign queues one
+// exposure event, unless exposure logging is off; later calls for the same
+// unit and experiment neither allocate nor queue anything.
+//
+// ctx is not used for I/O; it is accepted so that calls read like the rest
+// of the API and can carry request-scoped values in the future.
+func (c *Client) Assign(ctx context.Context, unit Unit, experimentKey string) Assignment {
+	cfg := c.config.Load()
+	if cfg == nil {
+		return notEnrolled(experimentKey, ReasonNoConfig)
+	}
+	e, ok := cfg.experiments[experimentKey]
+	if !ok {
+		return notEnrolled(experimentKey, ReasonNotRunning)
+	}
+	if !c.consents(&unit) {
+		return notEnrolled(experimentKey, ReasonOptedOut)
+	}
+	if !e.c.Running() {
+		return notEnrolled(experimentKey, ReasonNotRunning)
+	}
+	id := unit.ID(e.unitType)
+	if id == "" {
+		return notEnrolled(experimentKey, ReasonNoUnitID)
+	}
+	r := e.c.Assign(id, unit.Attributes)
+	if r.Enrolled && c.opts.exposures && c.seen.firstSeen(exposureHash(c.seed, e.keyHash, id, r.Index)) {
+		c.logExposure(e, &unit, id, r.Variant)
+	}
+	return Assignment{
+		Experiment: r.Experiment,
+		Variant:    r.Variant,
+		Index:      r.Index,
+		Payload:    r.Payload,
+		Enrolled:   r.Enrolled,
+		Reason:     Reason(r.Reason),
+	}
+}
+
+// consents reports whether unit may be enrolled and tracked.
+func (c *Client) consents(u *Unit) bool {
+	if u.OptedOut {
+		return false
+	}
+	return c.opts.consent == nil || c.opts.consent(*u)
+}
+
+func notEnrolled(key string, reason Reason) Assignment {
+	return Assignment{Experiment: key, Index: -1, Reason: reason}
+}
+
+// exposureHash is the exposure cache's key for (experiment, unit id,
+// variant): the experiment key's hash (precomputed per config) mixed with the
+// unit id's, without building a string. The variant is part of the key so
+// that a unit moved to another variant (an override change) is logged again,
+// and the server can flag it.
+func exposureHash(seed maphash.Seed, keyHash uint64, unitID string, variant int) uint64 {
+	h := keyHash ^ (maphash.String(seed, unitID) * 0x9e3779b97f4a7c15) ^ uint64(variant+1)<<56
+	// splitmix64's finaliser spreads every input bit over the whole word.
+	h ^= h >> 30
+	h *= 0xbf58476d1ce4e5b9
+	h ^= h >> 27
+	h *= 0x94d049bb133111eb
+	h ^= h >> 31
+	return h
+}
