@@ -28,6 +28,8 @@ Usage:
   flywheel migrate [status]                apply migrations, or list them
   flywheel keys create --scope admin|sdk [--name NAME]
                                            create an API key; the key is the last line of stdout
+  flywheel bench assign [--connections 64] [--duration 10s] [--rounds 3] [--json]
+                                           load-test POST /v1/assign against a bare gin handler
   flywheel version
 
 Database: DATABASE_URL, or unset for the embedded default (a private
@@ -60,6 +62,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
 	case "keys":
 		return runKeys(ctx, args[1:], getenv, stdout, stderr)
+	case "bench":
+		return runBench(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "flywheel", version())
 		return nil

@@ -1,0 +1,347 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// The targets of the issue for ingestion: durable events/s through
+// POST /v1/events at least half of a bare pgx COPY of the same rows into
+// the same table, and at least 50,000 events/s.
+const (
+	ingestRatioTarget = 0.50
+	ingestRateTarget  = 50_000
+)
+
+const benchIngestUsage = `usage: flywheel bench ingest [--connections 4] [--batch 1000] [--duration 10s] [--rounds 3] [--warmup 2s] [--json]`
+
+// ingestOptions are the flags of `bench ingest`.
+type ingestOptions struct {
+	Connections int
+	Batch       int
+	Duration    time.Duration
+	Warmup      time.Duration
+	Rounds      int
+	JSON        bool
+}
+
+// ingestRun is one measured run of one target.
+type ingestRun struct {
+	Round     int     `json:"round"`
+	Target    string  `json:"target"` // copy (the ceiling), flywheel-v7, flywheel-v4
+	Batches   int     `json:"batches"`
+	Events    int64   `json:"events"`
+	EventsPS  float64 `json:"events_per_second"`
+	P50ms     float64 `json:"p50_ms"`
+	P99ms     float64 `json:"p99_ms"`
+	Failed    int     `json:"failed"`
+	FirstFail string  `json:"first_failure,omitempty"`
+}
+
+// runBenchIngest runs `flywheel bench ingest`: durable events/s through
+// POST /v1/events (1,000-event batches from concurrent clients on
+// loopback) against the ceiling, a bare pgx COPY of the same rows into the
+// same events table from as many connections, each batch its own committed
+// transaction. Runs alternate (copy, flywheel v7, flywheel v4) so that a
+// noisy machine affects all alike. v4 runs measure what random ids cost
+// the id index.
+func runBenchIngest(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var o ingestOptions
+	fs := newFlagSet("bench ingest", stderr)
+	fs.IntVar(&o.Connections, "connections", 4, "concurrent clients, and COPY connections for the ceiling (1-256)")
+	fs.IntVar(&o.Batch, "batch", 1000, "events per request (1-10000)")
+	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time of each run")
+	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured time before each run")
+	fs.IntVar(&o.Rounds, "rounds", 3, "rounds of copy, flywheel-v7, flywheel-v4 (1-100)")
+	fs.BoolVar(&o.JSON, "json", false, "print one JSON document instead of tables")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageError{fmt.Sprintf("unexpected argument %q\n%s", fs.Arg(0), benchIngestUsage)}
+	case o.Connections < 1 || o.Connections > 256, o.Batch < 1 || o.Batch > 10000, o.Rounds < 1 || o.Rounds > 100,
+		o.Duration <= 0 || o.Duration > time.Hour, o.Warmup < 0 || o.Warmup > time.Hour:
+		return usageError{benchIngestUsage}
+	}
+	cfg := loadConfig(getenv)
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", a...) }
+	env, err := startFlywheelEnv(ctx, cfg, getenv, progress)
+	if env != nil {
+		defer env.close()
+	}
+	if err != nil {
+		return err
+	}
+	if code, body, err := env.call(ctx, env.flywheelURL, "POST", "/v1/experiments", env.adminKey,
+		`{"key":"bench-ingest","unit_type":"customer","variants":[{"key":"control","weight":0.5},{"key":"treatment","weight":0.5}]}`); err != nil || code != http.StatusCreated {
+		return fmt.Errorf("bench: create experiment: %d %s %v", code, body, err)
+	}
+	if code, body, err := env.call(ctx, env.flywheelURL, "POST", "/v1/experiments/bench-ingest/start", env.adminKey, ""); err != nil || code != http.StatusOK {
+		return fmt.Errorf("bench: start experiment: %d %s %v", code, body, err)
+	}
+	pool, err := pgxpool.New(ctx, env.dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	var runs []ingestRun
+	print := func(r ingestRun) {
+		runs = append(runs, r)
+		if !o.JSON {
+			fmt.Fprintf(stdout, "%5d  %-12s %8d %10d %12.0f %9.1fms %9.1fms %6d\n", r.Round, r.Target, r.Batches, r.Events, r.EventsPS, r.P50ms, r.P99ms, r.Failed)
+		}
+	}
+	if !o.JSON {
+		m := currentMachine()
+		fmt.Fprintf(stdout, "flywheel bench ingest: durable events/s, POST /v1/events vs a bare pgx COPY into the same table\n")
+		fmt.Fprintf(stdout, "machine:  %d CPUs (%s), go %s\n", m.CPUs, m.CPUModel, m.Go)
+		fmt.Fprintf(stdout, "load:     %d clients x %d-event batches, closed loop, %v warm-up + %v per run, %d rounds\n", o.Connections, o.Batch, o.Warmup, o.Duration, o.Rounds)
+		fmt.Fprintf(stdout, "events:   10%% exposure, 85%% track, 5%% identify; database: %s\n\n", env.dbDesc)
+		fmt.Fprintf(stdout, "round  target        batches     events     events/s       p50       p99  failed\n")
+	}
+	var seq atomic.Uint64
+	for round := 1; round <= o.Rounds; round++ {
+		for _, target := range []string{"copy", "flywheel-v7", "flywheel-v4"} {
+			var send func(ctx context.Context, w int, evs []benchEvent) error
+			switch target {
+			case "copy":
+				send = func(ctx context.Context, _ int, evs []benchEvent) error { return copyEvents(ctx, pool, evs) }
+			default:
+				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Connections}}
+				url := env.flywheelURL + "/v1/events"
+				send = func(ctx context.Context, _ int, evs []benchEvent) error {
+					return postEvents(ctx, client, url, env.sdkKey, evs, o.Batch)
+				}
+			}
+			r := runIngestLoad(ctx, o, target, &seq, send)
+			r.Round = round
+			print(r)
+		}
+	}
+	sum := summarizeIngest(runs)
+	if o.JSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(map[string]any{"command": "flywheel bench ingest " + strings.Join(args, " "), "machine": currentMachine(),
+			"options": o, "database": env.dbDesc, "runs": runs, "summary": sum})
+	}
+	fmt.Fprintf(stdout, "\nsummary, medians over %d rounds:\n", o.Rounds)
+	fmt.Fprintf(stdout, "  events/s   copy %9.0f  flywheel-v7 %9.0f  ratio %.2f  (target >= %.2f)  %s\n", sum.Copy, sum.V7, sum.Ratio, ingestRatioTarget, pass(sum.Ratio >= ingestRatioTarget))
+	fmt.Fprintf(stdout, "  events/s   flywheel-v7 %9.0f  (target >= %d)  %s\n", sum.V7, ingestRateTarget, pass(sum.V7 >= ingestRateTarget))
+	fmt.Fprintf(stdout, "  p99        flywheel-v7 %.1fms per %d-event request\n", sum.P99V7, o.Batch)
+	fmt.Fprintf(stdout, "  ids        flywheel-v4 %9.0f  = %.2fx of v7\n", sum.V4, sum.V4/sum.V7)
+	return nil
+}
+
+func pass(ok bool) string {
+	if ok {
+		return "PASS"
+	}
+	return "FAIL"
+}
+
+type ingestSummary struct {
+	Copy  float64 `json:"copy_events_per_second"`
+	V7    float64 `json:"flywheel_v7_events_per_second"`
+	V4    float64 `json:"flywheel_v4_events_per_second"`
+	Ratio float64 `json:"ratio_v7_to_copy"`
+	P99V7 float64 `json:"flywheel_v7_p99_ms"`
+}
+
+func summarizeIngest(runs []ingestRun) ingestSummary {
+	by := map[string][]float64{}
+	var p99 []float64
+	for _, r := range runs {
+		by[r.Target] = append(by[r.Target], r.EventsPS)
+		if r.Target == "flywheel-v7" {
+			p99 = append(p99, r.P99ms)
+		}
+	}
+	s := ingestSummary{Copy: median(by["copy"]), V7: median(by["flywheel-v7"]), V4: median(by["flywheel-v4"]), P99V7: median(p99)}
+	if s.Copy > 0 {
+		s.Ratio = s.V7 / s.Copy
+	}
+	return s
+}
+
+// benchEvent is one generated event, sent as JSON or copied as a row.
+type benchEvent struct {
+	id       uuid.UUID
+	typ      string
+	unit     string
+	event    string
+	value    float64
+	customer string
+	variant  string
+}
+
+// runIngestLoad runs o.Connections workers that each send batch after batch
+// until the run ends, and measures the committed events and the latency.
+func runIngestLoad(ctx context.Context, o ingestOptions, target string, seq *atomic.Uint64, send func(context.Context, int, []benchEvent) error) ingestRun {
+	v4 := target == "flywheel-v4"
+	start := time.Now()
+	measureFrom, end := start.Add(o.Warmup), start.Add(o.Warmup+o.Duration)
+	rctx, cancel := context.WithDeadline(ctx, end.Add(30*time.Second)) // bounded
+	defer cancel()
+	var mu sync.Mutex
+	run := ingestRun{Target: target}
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	for w := range o.Connections {
+		wg.Go(func() {
+			evs := make([]benchEvent, o.Batch)
+			for time.Now().Before(end) && rctx.Err() == nil {
+				for i := range evs {
+					evs[i] = genEvent(seq.Add(1), v4)
+				}
+				t0 := time.Now()
+				err := send(rctx, w, evs)
+				d := time.Since(t0)
+				if t0.Before(measureFrom) || t0.After(end) {
+					continue
+				}
+				mu.Lock()
+				if err != nil {
+					run.Failed++
+					if run.FirstFail == "" {
+						run.FirstFail = err.Error()
+					}
+				} else {
+					run.Batches++
+					run.Events += int64(len(evs))
+					lat = append(lat, d)
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(measureFrom)
+	run.EventsPS = float64(run.Events) / elapsed.Seconds()
+	slices.Sort(lat)
+	if n := len(lat); n > 0 {
+		run.P50ms, run.P99ms = ms(lat[n/2]), ms(lat[min(n-1, n*99/100)])
+	}
+	return run
+}
+
+// genEvent makes event n: 10% exposures, 85% tracks, 5% identifies, over
+// 200,000 customers.
+func genEvent(n uint64, v4 bool) benchEvent {
+	var id uuid.UUID
+	if v4 {
+		id = uuid.New()
+	} else {
+		id = uuid.Must(uuid.NewV7())
+	}
+	unit := "c-" + strconv.FormatUint(n*7919%200_000, 10)
+	switch n % 20 {
+	case 0, 1:
+		v := "control"
+		if n%3 == 0 {
+			v = "treatment"
+		}
+		return benchEvent{id: id, typ: "exposure", unit: unit, variant: v}
+	case 2:
+		return benchEvent{id: id, typ: "identify", unit: "d-" + strconv.FormatUint(n, 10), customer: unit}
+	}
+	return benchEvent{id: id, typ: "track", unit: unit, event: "purchase", value: float64(n%10000) / 100}
+}
+
+// postEvents sends one batch and checks every event was accepted.
+func postEvents(ctx context.Context, client *http.Client, url, key string, evs []benchEvent, batch int) error {
+	body := make([]byte, 0, 160*batch)
+	body = append(body, `{"events":[`...)
+	for i, e := range evs {
+		if i > 0 {
+			body = append(body, ',')
+		}
+		body = append(body, `{"id":"`...)
+		body = append(body, e.id.String()...)
+		body = append(body, `","type":"`...)
+		body = append(body, e.typ...)
+		body = append(body, `","unit_type":"`...)
+		switch e.typ {
+		case "exposure":
+			body = append(body, `customer","unit_id":"`...)
+			body = append(body, e.unit...)
+			body = append(body, `","experiment":"bench-ingest","variant":"`...)
+			body = append(body, e.variant...)
+			body = append(body, `","attributes":{"device":"mobile"}}`...)
+		case "identify":
+			body = append(body, `device","unit_id":"`...)
+			body = append(body, e.unit...)
+			body = append(body, `","customer_id":"`...)
+			body = append(body, e.customer...)
+			body = append(body, `"}`...)
+		default:
+			body = append(body, `customer","unit_id":"`...)
+			body = append(body, e.unit...)
+			body = append(body, `","event":"purchase","value":`...)
+			body = strconv.AppendFloat(body, e.value, 'f', 2, 64)
+			body = append(body, '}')
+		}
+	}
+	body = append(body, "]}"...)
+	req, err := http.NewRequestWithContext(ctx, "POST", url, strings.NewReader(string(body)))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	var ans struct {
+		Accepted int `json:"accepted"`
+	}
+	if err := json.NewDecoder(res.Body).Decode(&ans); err != nil || res.StatusCode != 200 || ans.Accepted != len(evs) {
+		return fmt.Errorf("status %d, accepted %d of %d (%v)", res.StatusCode, ans.Accepted, len(evs), err)
+	}
+	return nil
+}
+
+// copyEvents is the ceiling: the same rows, COPYed straight into events in
+// one committed transaction.
+func copyEvents(ctx context.Context, pool *pgxpool.Pool, evs []benchEvent) error {
+	now := time.Now().UTC()
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"events"},
+			[]string{"unit_type", "unit_id", "id", "type", "ts", "received_at", "experiment", "variant", "event", "value", "customer_id", "attributes"},
+			pgx.CopyFromSlice(len(evs), func(i int) ([]any, error) {
+				e := &evs[i]
+				row := []any{"customer", e.unit, pgtype.UUID{Bytes: e.id, Valid: true}, e.typ, now, now, nil, nil, nil, nil, nil, nil}
+				switch e.typ {
+				case "exposure":
+					row[6], row[7], row[11] = "bench-ingest", e.variant, []byte(`{"device":"mobile"}`)
+				case "identify":
+					row[0], row[10] = "device", e.customer
+				default:
+					row[8], row[9] = e.event, e.value
+				}
+				return row, nil
+			}))
+		return err
+	})
+}

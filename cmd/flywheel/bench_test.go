@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/flywheel-oss/flywheel/internal/pgtest"
+)
+
+// TestBenchAssign runs the benchmark with tiny settings. It checks that the
+// command works end to end and reports both figures, never how fast
+// anything is.
+func TestBenchAssign(t *testing.T) {
+	dbURL := pgtest.NewDatabase(t)
+	getenv := env("DATABASE_URL", dbURL)
+	tiny := []string{"bench", "assign", "--rounds", "1", "--connections", "2", "--duration", "300ms", "--warmup", "50ms", "--experiments", "3"}
+
+	var out, errs bytes.Buffer
+	if err := run(context.Background(), tiny, getenv, &out, &errs); err != nil {
+		t.Fatalf("bench assign: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errs.String())
+	}
+	for _, want := range []string{"1  bare ", "1  flywheel ", "requests/s  bare", "p99         bare", "ratio", "result: "} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("bench output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "failed requests") || strings.Contains(out.String(), "first failure") {
+		t.Errorf("bench reports failed requests:\n%s", out.String())
+	}
+
+	out.Reset()
+	if err := run(context.Background(), append(tiny, "--json"), getenv, &out, io.Discard); err != nil {
+		t.Fatalf("bench assign --json: %v", err)
+	}
+	var rep benchReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("bench --json output is not JSON: %v\n%s", err, out.String())
+	}
+	if len(rep.Runs) != 2 || rep.Runs[0].Target != "bare" || rep.Runs[1].Target != "flywheel" {
+		t.Fatalf("bench --json runs = %+v, want bare then flywheel", rep.Runs)
+	}
+	s := rep.Summary
+	if s.BareRPS <= 0 || s.FlywheelRPS <= 0 || s.RPSRatio <= 0 || s.BareP99Ms <= 0 || s.FlywheelP99Ms <= 0 || s.P99Ratio <= 0 || s.Failures != 0 {
+		t.Errorf("bench --json summary = %+v, want both figures of both targets and no failures", s)
+	}
+	if rep.Response.FlywheelBytes == 0 || rep.Response.FlywheelBytes != rep.Response.BareBytes {
+		t.Errorf("response sizes = %+v, want flywheel's and bare's equal", rep.Response)
+	}
+
+	// The bench used scratch databases on the server and dropped them.
+	conn, err := pgx.Connect(context.Background(), dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	var left int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM pg_database WHERE datname LIKE 'flywheel_bench_%'").Scan(&left); err != nil {
+		t.Fatal(err)
+	}
+	if left != 0 {
+		t.Errorf("%d flywheel_bench_ databases left on the server, want 0", left)
+	}
+	var exps int
+	if err := conn.QueryRow(context.Background(), "SELECT count(*) FROM experiments").Scan(&exps); err != nil {
+		t.Fatal(err)
+	}
+	if exps != 0 {
+		t.Errorf("DATABASE_URL's database holds %d experiments, want 0 (the bench uses a scratch database)", exps)
+	}
+}
+
+func TestBenchUsage(t *testing.T) {
+	for _, args := range [][]string{
+		{"bench"},
+		{"bench", "serve"},
+		{"bench", "assign", "--connections", "0"},
+		{"bench", "assign", "--duration", "-1s"},
+		{"bench", "assign", "--rounds", "0"},
+		{"bench", "assign", "extra"},
+	} {
+		if err := run(context.Background(), args, env(), io.Discard, io.Discard); exitCode(err) != 2 {
+			t.Errorf("run(%q) = %v, want a usage error (exit 2)", args, err)
+		}
+	}
+}
+
+// TestBenchIngest runs `flywheel bench ingest` with tiny settings: it must
+// report all three targets with every batch accepted (postEvents fails a
+// batch unless every event is accepted), and the events must be stored.
+func TestBenchIngest(t *testing.T) {
+	getenv := env("DATABASE_URL", pgtest.NewDatabase(t))
+	var out, errs bytes.Buffer
+	args := []string{"bench", "ingest", "--rounds", "1", "--connections", "2", "--batch", "50", "--duration", "300ms", "--warmup", "50ms", "--json"}
+	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
+		t.Fatalf("bench ingest: %v\nstderr:\n%s", err, errs.String())
+	}
+	var rep struct {
+		Runs    []ingestRun
+		Summary ingestSummary
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	if len(rep.Runs) != 3 {
+		t.Fatalf("runs = %+v, want copy, flywheel-v7, flywheel-v4", rep.Runs)
+	}
+	for _, r := range rep.Runs {
+		if r.Failed != 0 || r.Batches == 0 || r.Events != int64(r.Batches)*50 {
+			t.Errorf("run %+v: want batches of 50 events, none failed", r)
+		}
+	}
+	if rep.Summary.Copy <= 0 || rep.Summary.V7 <= 0 || rep.Summary.Ratio <= 0 {
+		t.Errorf("summary = %+v, want every figure", rep.Summary)
+	}
+	for _, args := range [][]string{{"bench", "ingest", "--batch", "0"}, {"bench", "ingest", "--connections", "0"}, {"bench", "ingest", "x"}} {
+		if err := run(context.Background(), args, env(), io.Discard, io.Discard); exitCode(err) != 2 {
+			t.Errorf("run(%q) = %v, want a usage error", args, err)
+		}
+	}
+}
