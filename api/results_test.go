@@ -239,3 +239,54 @@ func TestResultsCrossoverAndExclusions(t *testing.T) {
 		t.Errorf("green purchase rate = %v, want 1 (d-2 bought)", got)
 	}
 }
+
+// TestResultsIdentity checks that, in a customer experiment, events sent
+// under a linked id count for the customer whether the link arrived before
+// or after them, through a chain of links, and only once per customer.
+func TestResultsIdentity(t *testing.T) {
+	a := newTestAPI(t)
+	a.must(201, "POST", "/v1/metrics", map[string]any{"key": "spend", "event": "purchase", "type": "mean"})
+	a.must(201, "POST", "/v1/experiments", map[string]any{"key": "id-exp", "unit_type": "customer",
+		"variants": []any{map[string]any{"key": "control", "weight": 0.5}, map[string]any{"key": "b", "weight": 0.5}},
+		"metrics":  map[string]any{"primary": []string{"spend"}}})
+	a.must(200, "POST", "/v1/experiments/id-exp/start", nil)
+	at := func(d time.Duration) string { return time.Now().UTC().Add(d).Format(time.RFC3339) }
+	ev := func(fields ...any) map[string]any {
+		m := map[string]any{"id": newID(t)}
+		for i := 0; i+1 < len(fields); i += 2 {
+			m[fields[i].(string)] = fields[i+1]
+		}
+		return m
+	}
+	post := func(evs ...map[string]any) {
+		if ans := a.postEvents(a.sdk, map[string]any{"events": evs}); ans.Accepted != len(evs) {
+			t.Fatalf("posted %d: %+v", len(evs), ans)
+		}
+	}
+	post(
+		ev("type", "exposure", "experiment", "id-exp", "variant", "b", "unit_type", "customer", "unit_id", "c-main", "timestamp", at(-5*time.Hour)),
+		// The link comes first, then the purchase on the phone.
+		ev("type", "identify", "unit_type", "device", "unit_id", "phone", "customer_id", "c-main", "timestamp", at(-4*time.Hour)),
+		ev("type", "track", "event", "purchase", "value", 10.0, "unit_type", "device", "unit_id", "phone", "timestamp", at(-3*time.Hour)),
+		// The laptop buys before anything links it.
+		ev("type", "track", "event", "purchase", "value", 20.0, "unit_type", "device", "unit_id", "laptop", "timestamp", at(-2*time.Hour)),
+		// An old account's purchase, and an unrelated device's.
+		ev("type", "track", "event", "purchase", "value", 40.0, "unit_type", "customer", "unit_id", "c-old", "timestamp", at(-2*time.Hour)),
+		ev("type", "track", "event", "purchase", "value", 80.0, "unit_type", "device", "unit_id", "stranger", "timestamp", at(-2*time.Hour)),
+	)
+	spend := func() any {
+		return path(a.must(200, "GET", "/v1/experiments/id-exp/results", nil), "metrics", 0, "variants", 1, "mean")
+	}
+	if got := spend(); got != 10.0 {
+		t.Fatalf("spend before the late links = %v, want 10 (the phone's)", got)
+	}
+	// Links that arrive after the events: the laptop to the old account,
+	// and the old account merged into c-main (a chain).
+	post(
+		ev("type", "identify", "unit_type", "device", "unit_id", "laptop", "customer_id", "c-old", "timestamp", at(-time.Hour)),
+		ev("type", "identify", "unit_type", "customer", "unit_id", "c-old", "customer_id", "c-main", "timestamp", at(-time.Hour)),
+	)
+	if got := spend(); got != 70.0 {
+		t.Errorf("spend after the links = %v, want 70 (phone 10 + laptop 20 + old account 40, not the stranger)", got)
+	}
+}

@@ -27,7 +27,7 @@ const (
 	ingestRateTarget  = 50_000
 )
 
-const benchIngestUsage = `usage: flywheel bench ingest [--connections 4] [--batch 1000] [--duration 10s] [--rounds 3] [--warmup 2s] [--json]`
+const benchIngestUsage = `usage: flywheel bench ingest [--connections 4] [--batch 1000] [--duration 10s] [--rounds 3] [--warmup 2s] [--json] [--cpuprofile PREFIX]`
 
 // ingestOptions are the flags of `bench ingest`.
 type ingestOptions struct {
@@ -37,6 +37,7 @@ type ingestOptions struct {
 	Warmup      time.Duration
 	Rounds      int
 	JSON        bool
+	CPUProfile  string
 }
 
 // ingestRun is one measured run of one target.
@@ -68,6 +69,7 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured time before each run")
 	fs.IntVar(&o.Rounds, "rounds", 3, "rounds of copy, flywheel-v7, flywheel-v4 (1-100)")
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON document instead of tables")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each run to PREFIX-<target>-r<round>.pprof")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
@@ -132,7 +134,12 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 					return postEvents(ctx, client, url, env.sdkKey, evs, o.Batch)
 				}
 			}
+			stopProfile, err := startProfile(o.CPUProfile, target, round)
+			if err != nil {
+				return err
+			}
 			r := runIngestLoad(ctx, o, target, &seq, send)
+			stopProfile()
 			r.Round = round
 			print(r)
 		}
