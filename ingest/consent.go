@@ -68,20 +68,3 @@ func (o *OptOuts) Refresh(ctx context.Context) error {
 	o.mu.Unlock()
 	return nil
 }
-
-// Run refreshes every interval until ctx ends; errors go to onErr and the
-// set keeps its last state.
-func (o *OptOuts) Run(ctx context.Context, interval time.Duration, onErr func(error)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := o.Refresh(ctx); err != nil && ctx.Err() == nil && onErr != nil {
-				onErr(err)
-			}
-		}
-	}
-}

@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/flywheel-oss/flywheel"
 	"github.com/flywheel-oss/flywheel/assign"
@@ -82,24 +81,6 @@ func (r *Registry) Refresh(ctx context.Context) error {
 	}
 	r.cur.Store(st)
 	return nil
-}
-
-// Run polls for changes made by other processes every interval until ctx
-// ends. Errors are passed to onErr (e.g. to log them) and the last good
-// state stays in place.
-func (r *Registry) Run(ctx context.Context, interval time.Duration, onErr func(error)) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if err := r.Refresh(ctx); err != nil && ctx.Err() == nil && onErr != nil {
-				onErr(err)
-			}
-		}
-	}
 }
 
 // Build compiles a state from experiments at a revision.

@@ -8,28 +8,20 @@ import (
 	"github.com/flywheel-oss/flywheel/assign"
 )
 
-// Reason says why a unit got, or did not get, a variant. The values shared
-// with POST /v1/assign are part of the public contract; ReasonNoUnitID and
-// ReasonNoConfig exist only in the SDK.
-type Reason string
+// Reason says why a unit got, or did not get, a variant: assign's reasons
+// (the values of POST /v1/assign, part of the public contract), plus two
+// that exist only in the SDK.
+type Reason = assign.Reason
 
 // Reasons.
 const (
-	// ReasonOverride: the unit id is listed in the experiment's overrides.
-	ReasonOverride Reason = "override"
-	// ReasonTargeting: the unit's attributes do not match the targeting.
-	ReasonTargeting Reason = "targeting"
-	// ReasonLayer: the unit's layer bucket is outside the experiment's range.
-	ReasonLayer Reason = "layer"
-	// ReasonTraffic: the unit's bucket falls in no variant's range.
-	ReasonTraffic Reason = "traffic"
-	// ReasonBucket: the unit is enrolled by hashing.
-	ReasonBucket Reason = "bucket"
-	// ReasonNotRunning: the experiment is unknown to the config or not
-	// running.
-	ReasonNotRunning Reason = "not_running"
-	// ReasonOptedOut: the unit did not consent to analytics.
-	ReasonOptedOut Reason = "opted_out"
+	ReasonOverride   = assign.ReasonOverride   // the unit id is listed in the experiment's overrides
+	ReasonTargeting  = assign.ReasonTargeting  // the unit's attributes do not match the targeting
+	ReasonLayer      = assign.ReasonLayer      // the unit's layer bucket is outside the experiment's range
+	ReasonTraffic    = assign.ReasonTraffic    // the unit's bucket falls in no variant's range
+	ReasonBucket     = assign.ReasonBucket     // the unit is enrolled by hashing
+	ReasonNotRunning = assign.ReasonNotRunning // the experiment is unknown to the config or not running
+	ReasonOptedOut   = assign.ReasonOptedOut   // the unit did not consent to analytics
 	// ReasonNoUnitID: the unit has no id of the experiment's unit type.
 	ReasonNoUnitID Reason = "no_unit_id"
 	// ReasonNoConfig: the client has no config yet (none from the server
