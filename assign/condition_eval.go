@@ -182,34 +182,24 @@ func (s sizeOf) eval(v any) tri {
 // elemMatchValue is $elemMatch with value operators: some element matches.
 type elemMatchValue struct{ inner valueNode }
 
-func (m elemMatchValue) eval(v any) tri {
-	arr, ok := v.([]any)
-	if !ok {
-		return no
-	}
-	out := no
-	for _, e := range arr {
-		switch m.inner.eval(e) {
-		case yes:
-			return yes
-		case unknown:
-			out = unknown
-		}
-	}
-	return out
-}
+func (m elemMatchValue) eval(v any) tri { return someElement(v, m.inner.eval) }
 
 // elemMatchCond is $elemMatch with a condition on each element's fields.
 type elemMatchCond struct{ inner condNode }
 
-func (m elemMatchCond) eval(v any) tri {
+func (m elemMatchCond) eval(v any) tri { return someElement(v, m.inner.eval) }
+
+// someElement is yes if match is yes for some element of the array v, no
+// if v is not an array or match is no for every element, else unknown. It
+// does not allocate (TestElemMatchDoesNotAllocate).
+func someElement(v any, match func(any) tri) tri {
 	arr, ok := v.([]any)
 	if !ok {
 		return no
 	}
 	out := no
 	for _, e := range arr {
-		switch m.inner.eval(e) {
+		switch match(e) {
 		case yes:
 			return yes
 		case unknown:
