@@ -16,6 +16,7 @@ import (
 type Results interface {
 	ResultInput(ctx context.Context, e *flywheel.Experiment, metrics []flywheel.Metric, q analysis.Query) (analysis.Input, error)
 	SaveSequential(ctx context.Context, experiment string, states []analysis.SequentialState) error
+	TimeseriesInput(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, q analysis.Query) ([]analysis.Day, error)
 }
 
 var segmentPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -53,11 +54,7 @@ func (s *Server) handleResults(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	overrides := make([]string, 0, len(e.Overrides))
-	for id := range e.Overrides {
-		overrides = append(overrides, s.deps.Validator.IDs.ID(id))
-	}
-	in, err := s.deps.Results.ResultInput(ctx, e, metrics, analysis.Query{Segment: opts.Segment, Now: s.deps.Clock().UTC(), Overrides: overrides})
+	in, err := s.deps.Results.ResultInput(ctx, e, metrics, analysis.Query{Segment: opts.Segment, Now: s.deps.Clock().UTC(), Overrides: s.storedOverrides(e)})
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -87,4 +84,61 @@ func (s *Server) handlePower(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusOK, ans)
+}
+
+// handleTimeseries serves the cumulative estimate and interval of one
+// metric per day (?metric=, default the first primary metric).
+func (s *Server) handleTimeseries(c *gin.Context) {
+	ctx := c.Request.Context()
+	e, err := s.deps.Store.FindExperimentByKey(ctx, c.Param("key"))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	opts := analysis.Options{Adjustment: analysis.Adjustment(c.Query("adjustment"))}
+	if v := c.Query("alpha"); v != "" {
+		if opts.Alpha, err = strconv.ParseFloat(v, 64); err != nil {
+			s.writeError(c, flywheel.Invalid("alpha", "alpha must be a number in (0, 0.5], e.g. 0.05"))
+			return
+		}
+	}
+	key := c.Query("metric")
+	if key == "" {
+		all := e.Metrics.All()
+		if len(all) == 0 {
+			s.writeError(c, flywheel.Invalid("metric", "experiment %q names no metric", e.Key))
+			return
+		}
+		key = all[0].Key
+	}
+	opts.MetricFilter = key
+	if err := analysis.ValidateOptions(*e, opts); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	metrics, err := s.deps.Store.FindMetricsByKeys(ctx, []string{key})
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	if len(metrics) != 1 {
+		s.writeError(c, &flywheel.Error{Code: flywheel.CodeNotFound, Field: "metric", Message: "metric " + strconv.Quote(key) + " is not defined"})
+		return
+	}
+	days, err := s.deps.Results.TimeseriesInput(ctx, e, metrics[0], analysis.Query{Now: s.deps.Clock().UTC(), Overrides: s.storedOverrides(e)})
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, analysis.Timeseries(*e, metrics[0], days, opts))
+}
+
+// storedOverrides returns the experiment's overridden unit ids in their
+// stored (possibly pseudonymised) form.
+func (s *Server) storedOverrides(e *flywheel.Experiment) []string {
+	out := make([]string, 0, len(e.Overrides))
+	for id := range e.Overrides {
+		out = append(out, s.deps.Validator.IDs.ID(id))
+	}
+	return out
 }

@@ -290,3 +290,54 @@ func TestResultsIdentity(t *testing.T) {
 		t.Errorf("spend after the links = %v, want 70 (phone 10 + laptop 20 + old account 40, not the stranger)", got)
 	}
 }
+
+// TestResultsTimeseries checks the cumulative counts of each day, and that
+// the last day agrees with the results document.
+func TestResultsTimeseries(t *testing.T) {
+	a := newTestAPI(t)
+	a.createMetric("purchase", "conversion")
+	a.must(201, "POST", "/v1/experiments", map[string]any{"key": "ts", "unit_type": "customer",
+		"variants": []any{map[string]any{"key": "control", "weight": 0.5}, map[string]any{"key": "b", "weight": 0.5}},
+		"metrics":  map[string]any{"primary": []string{"purchase"}}})
+	a.must(200, "POST", "/v1/experiments/ts/start", nil)
+	today := time.Now().UTC().Truncate(24 * time.Hour)
+	at := func(day int) string { return today.AddDate(0, 0, day).Add(time.Minute).Format(time.RFC3339) }
+	expose := func(unit, variant string, day int) map[string]any {
+		return map[string]any{"id": newID(t), "type": "exposure", "experiment": "ts", "variant": variant, "unit_type": "customer", "unit_id": unit, "timestamp": at(day)}
+	}
+	buy := func(unit string, day int) map[string]any {
+		return map[string]any{"id": newID(t), "type": "track", "event": "purchase", "unit_type": "customer", "unit_id": unit, "timestamp": at(day)}
+	}
+	a.postEvents(a.sdk, map[string]any{"events": []map[string]any{
+		expose("u1", "control", -2), expose("u2", "b", -2), buy("u2", -2),
+		expose("u3", "control", -1), expose("u4", "b", -1), buy("u1", -1),
+		expose("u5", "b", 0), buy("u4", 0),
+	}})
+	doc := a.must(200, "GET", "/v1/experiments/ts/results/timeseries", nil)
+	points, _ := doc["points"].([]any)
+	if doc["metric"] != "purchase" || len(points) != 3 {
+		t.Fatalf("timeseries = %v, want 3 days of purchase", doc)
+	}
+	// units and conversions of control and b, cumulative per day
+	want := [][4]float64{{1, 0, 1, 1}, {2, 1, 2, 1}, {2, 1, 3, 2}}
+	for i, w := range want {
+		p := points[i]
+		if date := path(p, "date"); date != today.AddDate(0, 0, i-2).Format("2006-01-02") {
+			t.Errorf("point %d date = %v", i, date)
+		}
+		for j := range 2 {
+			units, _ := path(p, "variants", j, "units").(float64)
+			mean, _ := path(p, "variants", j, "mean").(float64)
+			if units != w[2*j] || math.Round(mean*units) != w[2*j+1] {
+				t.Errorf("day %d %v: %v units, rate %v; want %v units, %v conversions", i-2, path(p, "variants", j, "variant"), units, mean, w[2*j], w[2*j+1])
+			}
+		}
+	}
+	res := a.must(200, "GET", "/v1/experiments/ts/results", nil)
+	if got, want := path(points[2], "variants", 1, "diff", "estimate"), path(res, "metrics", 0, "variants", 1, "diff", "estimate"); got != want {
+		t.Errorf("last day's diff = %v, results say %v", got, want)
+	}
+	if r := a.do("GET", "/v1/experiments/ts/results/timeseries?metric=nope", a.admin, nil); r.Status != 400 && r.Status != 404 {
+		t.Errorf("unknown metric = %d, want 400 or 404", r.Status)
+	}
+}

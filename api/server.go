@@ -133,6 +133,7 @@ func (s *Server) routes() {
 	admin.POST("/experiments/:key/archive", s.handleTransition("archive"))
 	admin.GET("/experiments/:key/history", s.handleExperimentHistory)
 	admin.GET("/experiments/:key/results", s.handleResults)
+	admin.GET("/experiments/:key/results/timeseries", s.handleTimeseries)
 	admin.POST("/power", s.handlePower)
 	admin.POST("/metrics", s.handleCreateMetric)
 	admin.GET("/metrics", s.handleListMetrics)

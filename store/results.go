@@ -33,26 +33,9 @@ CREATE INDEX ON r_roots (unit_type, unit_id)`
 func (db *DB) ResultInput(ctx context.Context, e *flywheel.Experiment, metrics []flywheel.Metric, q analysis.Query) (analysis.Input, error) {
 	in := analysis.Input{Experiment: *e, Metrics: metrics, ComputedAt: q.Now}
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		if err := loadUnits(ctx, tx, e, q, &in); err != nil {
+		owned, err := prepareResults(ctx, tx, e, q, &in)
+		if err != nil {
 			return err
-		}
-		if _, err := tx.Exec(ctx, identityRoots); err != nil {
-			return err
-		}
-		owned := `SELECT e.unit_id AS owner, e.ts, e.value, e.event FROM events e
-			WHERE e.type = 'track' AND e.unit_type = $1 AND e.event = ANY($2)`
-		if e.UnitType != "customer" {
-			// Crossover: customers whose linked units saw different variants.
-			if err := tx.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE variants > 1) FROM (
-				SELECT r.root, count(DISTINCT x.variant) AS variants
-				FROM exposures x JOIN r_roots r ON r.unit_type = x.unit_type AND r.unit_id = x.unit_id
-				WHERE x.experiment = $1 GROUP BY r.root) c`, e.Key).Scan(&in.Crossover.Customers, &in.Crossover.Mixed); err != nil {
-				return err
-			}
-		} else {
-			owned = `SELECT COALESCE(r.root, e.unit_id) AS owner, e.ts, e.value, e.event FROM events e
-				LEFT JOIN r_roots r ON r.unit_type = e.unit_type AND r.unit_id = e.unit_id
-				WHERE e.type = 'track' AND e.event = ANY($2) AND (e.unit_type = $1 OR r.root IS NOT NULL)`
 		}
 		for _, m := range metrics {
 			all, segmented, err := metricStats(ctx, tx, owned, e.UnitType, m, q)
@@ -68,6 +51,35 @@ func (db *DB) ResultInput(ctx context.Context, e *flywheel.Experiment, metrics [
 		return in, translate("results", err)
 	}
 	return in, nil
+}
+
+// prepareResults fills r_units (the analysed units) and r_roots (identity
+// links resolved to their customer), the arm counts and the crossover of
+// in, and returns the query of the track events each unit owns: its own,
+// and for customer experiments those of every id linked to it.
+func prepareResults(ctx context.Context, tx pgx.Tx, e *flywheel.Experiment, q analysis.Query, in *analysis.Input) (string, error) {
+	if err := loadUnits(ctx, tx, e, q, in); err != nil {
+		return "", err
+	}
+	if _, err := tx.Exec(ctx, identityRoots); err != nil {
+		return "", err
+	}
+	owned := `SELECT e.unit_id AS owner, e.ts, e.value, e.event FROM events e
+		WHERE e.type = 'track' AND e.unit_type = $1 AND e.event = ANY($2)`
+	if e.UnitType != "customer" {
+		// Crossover: customers whose linked units saw different variants.
+		if err := tx.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE variants > 1) FROM (
+		SELECT r.root, count(DISTINCT x.variant) AS variants
+		FROM exposures x JOIN r_roots r ON r.unit_type = x.unit_type AND r.unit_id = x.unit_id
+		WHERE x.experiment = $1 GROUP BY r.root) c`, e.Key).Scan(&in.Crossover.Customers, &in.Crossover.Mixed); err != nil {
+			return "", err
+		}
+	} else {
+		owned = `SELECT COALESCE(r.root, e.unit_id) AS owner, e.ts, e.value, e.event FROM events e
+		LEFT JOIN r_roots r ON r.unit_type = e.unit_type AND r.unit_id = e.unit_id
+		WHERE e.type = 'track' AND e.event = ANY($2) AND (e.unit_type = $1 OR r.root IS NOT NULL)`
+	}
+	return owned, nil
 }
 
 // loadUnits fills r_units with the analysed units (first exposed to one
