@@ -698,24 +698,7 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	do(call{method: "POST", path: "/v1/metrics", body: `{"key":"m","type":"count","event":"e"}`, want: 401, rejected: true})
 	do(call{method: "POST", path: "/v1/metrics", key: sdk, body: `{"key":"m","type":"count","event":"e"}`, want: 403, rejected: true})
 
-	var metricKeys []string
-	for cursor, pages := "", 0; ; pages++ {
-		r := do(call{method: "GET", path: "/v1/metrics?limit=4&cursor=" + cursor, key: admin, want: 200})
-		var p struct {
-			Items      []struct{ Key string }
-			NextCursor string `json:"next_cursor"`
-		}
-		if err := json.Unmarshal(r.Body, &p); err != nil {
-			t.Fatal(err)
-		}
-		for _, it := range p.Items {
-			metricKeys = append(metricKeys, it.Key)
-		}
-		if p.NextCursor == "" || pages > 5 {
-			break
-		}
-		cursor = p.NextCursor
-	}
+	metricKeys := walkPages(t, do, admin, "/v1/metrics?limit=4", "key")
 	if got := strings.Join(metricKeys, ","); got != "aov,d7,purchase,refund,revenue,sessions" {
 		t.Errorf("paged metrics = %s", got)
 	}
@@ -970,24 +953,7 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	}
 
 	// Listings and history, page by page.
-	var keys []string
-	for cursor, pages := "", 0; ; pages++ {
-		r := do(call{method: "GET", path: "/v1/experiments?status=all&limit=2&cursor=" + cursor, key: admin, want: 200})
-		var p struct {
-			Items      []struct{ Key string }
-			NextCursor string `json:"next_cursor"`
-		}
-		if err := json.Unmarshal(r.Body, &p); err != nil {
-			t.Fatal(err)
-		}
-		for _, it := range p.Items {
-			keys = append(keys, it.Key)
-		}
-		if p.NextCursor == "" || pages > 5 {
-			break
-		}
-		cursor = p.NextCursor
-	}
+	keys := walkPages(t, do, admin, "/v1/experiments?status=all&limit=2", "key")
 	if got := strings.Join(keys, ","); got != "checkout-button,l1,l2,minimal,on-devices" {
 		t.Errorf("paged experiments = %s", got)
 	}
@@ -998,24 +964,7 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	do(call{method: "GET", path: "/v1/experiments?limit=501", key: admin, want: 400, rejected: true})
 	do(call{method: "GET", path: "/v1/experiments?cursor=***", key: admin, want: 400})
 
-	var actions []string
-	for cursor, pages := "", 0; ; pages++ {
-		r := do(call{method: "GET", path: exp + "/history?limit=3&cursor=" + cursor, key: admin, want: 200})
-		var p struct {
-			Items      []struct{ Action string }
-			NextCursor string `json:"next_cursor"`
-		}
-		if err := json.Unmarshal(r.Body, &p); err != nil {
-			t.Fatal(err)
-		}
-		for _, it := range p.Items {
-			actions = append(actions, it.Action)
-		}
-		if p.NextCursor == "" || pages > 10 {
-			break
-		}
-		cursor = p.NextCursor
-	}
+	actions := walkPages(t, do, admin, exp+"/history?limit=3", "action")
 	if want := "create,update,update,start,update,stop,update,archive"; strings.Join(actions, ",") != want {
 		t.Errorf("history = %s, want %s", strings.Join(actions, ","), want)
 	}
@@ -1258,4 +1207,31 @@ func TestOpenAPICheckFails(t *testing.T) {
 			t.Errorf("%s: failures = %q, want one containing %q", tt.name, failures, tt.want)
 		}
 	}
+}
+
+// walkPages GETs path page by page, following next_cursor, and returns the
+// string field of every item in order. It stops after 20 pages.
+func walkPages(t *testing.T, do func(call) response, key, path, field string) []string {
+	t.Helper()
+	var out []string
+	cursor := ""
+	for range 20 {
+		r := do(call{method: "GET", path: path + "&cursor=" + cursor, key: key, want: 200})
+		var p struct {
+			Items      []map[string]any `json:"items"`
+			NextCursor string           `json:"next_cursor"`
+		}
+		if err := json.Unmarshal(r.Body, &p); err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range p.Items {
+			v, _ := it[field].(string)
+			out = append(out, v)
+		}
+		if p.NextCursor == "" {
+			break
+		}
+		cursor = p.NextCursor
+	}
+	return out
 }
