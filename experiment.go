@@ -72,6 +72,16 @@ func (m MetricRefs) All() []MetricRole {
 	return out
 }
 
+// Keys returns every metric key, primary first, without duplicates.
+func (m MetricRefs) Keys() []string {
+	all := m.All()
+	keys := make([]string, len(all))
+	for i, r := range all {
+		keys[i] = r.Key
+	}
+	return keys
+}
+
 // MetricRole is a metric key with the role it plays in one experiment.
 type MetricRole struct {
 	Key  string

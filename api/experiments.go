@@ -68,11 +68,7 @@ func (s *Server) handleCreateExperiment(c *gin.Context) {
 
 // validateExperiment checks e, including that its metrics exist.
 func (s *Server) validateExperiment(ctx context.Context, e *flywheel.Experiment) error {
-	var keys []string
-	for _, m := range e.Metrics.All() {
-		keys = append(keys, m.Key)
-	}
-	known, err := s.deps.Store.MetricsExist(ctx, keys)
+	known, err := s.deps.Store.MetricsExist(ctx, e.Metrics.Keys())
 	if err != nil {
 		return err
 	}
@@ -135,12 +131,8 @@ func (s *Server) handlePatchExperiment(c *gin.Context) {
 	}
 	var known map[string]bool
 	if p.Metrics != nil {
-		var keys []string
-		for _, m := range p.Metrics.All() {
-			keys = append(keys, m.Key)
-		}
 		var err error
-		if known, err = s.deps.Store.MetricsExist(c.Request.Context(), keys); err != nil {
+		if known, err = s.deps.Store.MetricsExist(c.Request.Context(), p.Metrics.Keys()); err != nil {
 			s.writeError(c, err)
 			return
 		}

@@ -31,11 +31,9 @@ func (s *Server) handleResults(c *gin.Context) {
 		return
 	}
 	opts := analysis.Options{MetricFilter: c.Query("metric"), Segment: c.Query("segment"), Adjustment: analysis.Adjustment(c.Query("adjustment"))}
-	if v := c.Query("alpha"); v != "" {
-		if opts.Alpha, err = strconv.ParseFloat(v, 64); err != nil {
-			s.writeError(c, flywheel.Invalid("alpha", "alpha must be a number in (0, 0.5], e.g. 0.05"))
-			return
-		}
+	if opts.Alpha, err = queryAlpha(c); err != nil {
+		s.writeError(c, err)
+		return
 	}
 	if opts.Segment != "" && !segmentPattern.MatchString(opts.Segment) {
 		s.writeError(c, flywheel.Invalid("segment", "segment must name an exposure attribute (^[A-Za-z0-9_.-]{1,64}$)"))
@@ -45,11 +43,7 @@ func (s *Server) handleResults(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	var keys []string
-	for _, m := range e.Metrics.All() {
-		keys = append(keys, m.Key)
-	}
-	metrics, err := s.deps.Store.FindMetricsByKeys(ctx, keys)
+	metrics, err := s.deps.Store.FindMetricsByKeys(ctx, e.Metrics.Keys())
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -96,20 +90,18 @@ func (s *Server) handleTimeseries(c *gin.Context) {
 		return
 	}
 	opts := analysis.Options{Adjustment: analysis.Adjustment(c.Query("adjustment"))}
-	if v := c.Query("alpha"); v != "" {
-		if opts.Alpha, err = strconv.ParseFloat(v, 64); err != nil {
-			s.writeError(c, flywheel.Invalid("alpha", "alpha must be a number in (0, 0.5], e.g. 0.05"))
-			return
-		}
+	if opts.Alpha, err = queryAlpha(c); err != nil {
+		s.writeError(c, err)
+		return
 	}
 	key := c.Query("metric")
 	if key == "" {
-		all := e.Metrics.All()
-		if len(all) == 0 {
+		keys := e.Metrics.Keys()
+		if len(keys) == 0 {
 			s.writeError(c, flywheel.Invalid("metric", "experiment %q names no metric", e.Key))
 			return
 		}
-		key = all[0].Key
+		key = keys[0]
 	}
 	opts.MetricFilter = key
 	if err := analysis.ValidateOptions(*e, opts); err != nil {
@@ -141,4 +133,18 @@ func (s *Server) storedOverrides(e *flywheel.Experiment) []string {
 		out = append(out, s.deps.Validator.IDs.ID(id))
 	}
 	return out
+}
+
+// queryAlpha reads ?alpha= (0 when absent: the default); analysis checks
+// its range.
+func queryAlpha(c *gin.Context) (float64, error) {
+	v := c.Query("alpha")
+	if v == "" {
+		return 0, nil
+	}
+	a, err := strconv.ParseFloat(v, 64)
+	if err != nil {
+		return 0, flywheel.Invalid("alpha", "alpha must be a number in (0, 0.5], e.g. 0.05")
+	}
+	return a, nil
 }

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -182,7 +183,7 @@ func (in *Ingester) commit(group []*request, events []flywheel.Event) {
 		offsets[i+1] = offsets[i] + len(r.events)
 	}
 	j := 0
-	for _, pos := range sortedInts(accepted) {
+	for _, pos := range accepted { // sorted by write
 		for pos >= offsets[j+1] {
 			j++
 		}
@@ -207,7 +208,8 @@ func (in *Ingester) write(events []flywheel.Event) ([]int, error) {
 		acc, err = in.w.WriteEvents(ctx, events)
 		cancel()
 		if err == nil {
-			return sortedInts(acc), nil // writers return positions in any order
+			slices.Sort(acc) // writers return positions in any order
+			return acc, nil
 		}
 		if !flywheel.Retryable(err) {
 			break

@@ -1,8 +1,6 @@
 package ingest
 
 import (
-	"sort"
-
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -46,9 +44,4 @@ func (m *metrics) count(eventType, outcome string, n int) {
 	if n > 0 {
 		m.events.WithLabelValues(eventType, outcome).Add(float64(n))
 	}
-}
-
-func sortedInts(s []int) []int {
-	sort.Ints(s)
-	return s
 }

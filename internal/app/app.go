@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,6 +48,7 @@ type App struct {
 	Ingester *ingest.Ingester
 	Handler  http.Handler
 	log      *slog.Logger
+	migrated atomic.Bool // every migration was seen applied
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
 	closed   sync.Once
@@ -125,10 +127,16 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 		Logger:    cfg.Logger,
 		Registry:  cfg.Registry,
 		Ready: func(ctx context.Context) error {
+			// Applied migrations stay applied: once seen, /readyz stops
+			// opening a connection to ask again.
+			if a.migrated.Load() {
+				return nil
+			}
 			pending, err := migrations.Pending(ctx, url)
 			if err == nil && pending {
 				err = errors.New("migrations pending")
 			}
+			a.migrated.Store(err == nil)
 			return err
 		},
 	})
