@@ -225,9 +225,6 @@ func TestSnapshotAccessors(t *testing.T) {
 }
 
 func TestAssignDoesNotAllocate(t *testing.T) {
-	if raceEnabled {
-		t.Skip("allocation counts are not meaningful under the race detector")
-	}
 	e := halves("checkout-button")
 	e.Targeting = json.RawMessage(`{"country": {"$in": ["FR", "BE"]}, "stage": "prospect", "age": {"$gte": 18}, "ua": {"$regex": "Mobile"}, "plan": {"$exists": true}}`)
 	e.Layer = "checkout"
