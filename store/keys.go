@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"time"
 
+	"gorm.io/gorm"
+
 	"github.com/flywheel-oss/flywheel"
 )
 
@@ -58,3 +60,52 @@ func (db *DB) FindKeyBySecret(ctx context.Context, secret string) (*flywheel.API
 }
 
 func quote(s string) string { return strconv.Quote(s) }
+
+// ListKeys returns every key that is not revoked, oldest first (never the
+// secrets: only their prefixes).
+func (db *DB) ListKeys(ctx context.Context) ([]flywheel.APIKey, error) {
+	var rows []keyRow
+	if err := db.gorm.WithContext(ctx).Where("revoked_at IS NULL").Order("id").Find(&rows).Error; err != nil {
+		return nil, translate("list keys", err)
+	}
+	out := make([]flywheel.APIKey, len(rows))
+	for i := range rows {
+		out[i] = *rows[i].toDomain()
+	}
+	return out, nil
+}
+
+// RevokeKey revokes the live key whose displayed prefix is prefix. It is
+// not_found when none matches and a conflict when several do (give a longer
+// prefix: the whole key).
+func (db *DB) RevokeKey(ctx context.Context, prefix string) (*flywheel.APIKey, error) {
+	var out *flywheel.APIKey
+	err := db.tx(ctx, func(tx *gorm.DB) error {
+		var rows []keyRow
+		q := tx.Where("revoked_at IS NULL")
+		if len(prefix) > len(flywheel.KeyPrefix(prefix)) { // a whole secret
+			q = q.Where("key_hash = ?", flywheel.HashKey(prefix))
+		} else {
+			q = q.Where("prefix = ?", prefix)
+		}
+		if err := q.Find(&rows).Error; err != nil {
+			return err
+		}
+		switch len(rows) {
+		case 0:
+			return flywheel.Errorf(flywheel.CodeNotFound, "no live key with prefix %q", prefix)
+		case 1:
+		default:
+			return flywheel.Errorf(flywheel.CodeConflict, "%d keys share the prefix %q; give the whole key", len(rows), prefix)
+		}
+		if err := tx.Model(&keyRow{}).Where("id = ?", rows[0].ID).Update("revoked_at", db.now()).Error; err != nil {
+			return err
+		}
+		out = rows[0].toDomain()
+		return nil
+	})
+	if err != nil {
+		return nil, translate("revoke key", err)
+	}
+	return out, nil
+}

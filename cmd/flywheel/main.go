@@ -28,6 +28,8 @@ Usage:
   flywheel migrate [status]                apply migrations, or list them
   flywheel keys create --scope admin|sdk [--name NAME]
                                            create an API key; the key is the last line of stdout
+  flywheel keys list                       list live keys by prefix
+  flywheel keys revoke PREFIX|KEY          revoke a key
   flywheel bench assign [--connections 64] [--duration 10s] [--rounds 3] [--json]
                                            load-test POST /v1/assign against a bare gin handler
   flywheel version

@@ -155,6 +155,24 @@ func TestKeysAndMigrate(t *testing.T) {
 		t.Errorf("new sdk key on metrics = %d, want 403", code)
 	}
 
+	// list shows the key by its prefix; revoke ends it (a server started
+	// afterwards has no cached lookup, so it refuses the key at once).
+	prefix := key[:12]
+	out.Reset()
+	if err := run(context.Background(), []string{"keys", "list"}, getenv, &out, io.Discard); err != nil || !strings.Contains(out.String(), prefix) || strings.Contains(out.String(), key) {
+		t.Fatalf("keys list = %v:\n%s\nwant the prefix %s and never the key", err, out.String(), prefix)
+	}
+	if err := run(context.Background(), []string{"keys", "revoke", prefix}, getenv, io.Discard, io.Discard); err != nil {
+		t.Fatalf("keys revoke: %v", err)
+	}
+	if err := run(context.Background(), []string{"keys", "revoke", prefix}, getenv, io.Discard, io.Discard); err == nil || !strings.Contains(err.Error(), "no live key") {
+		t.Errorf("second revoke = %v, want no live key", err)
+	}
+	base2, _, _ := serve(t, getenv)
+	if code, _ := call(t, "GET", base2+"/v1/sdk/config", key, ""); code != 401 {
+		t.Errorf("revoked key = %d, want 401", code)
+	}
+
 	out.Reset()
 	if err := run(context.Background(), []string{"migrate", "status"}, getenv, &out, io.Discard); err != nil {
 		t.Fatalf("migrate status: %v", err)
@@ -162,7 +180,7 @@ func TestKeysAndMigrate(t *testing.T) {
 	if !strings.Contains(out.String(), "applied") || strings.Contains(out.String(), "pending") {
 		t.Errorf("migrate status =\n%s\nwant every migration applied", out.String())
 	}
-	for _, args := range [][]string{{}, {"nope"}, {"keys", "create", "--scope", "root"}, {"migrate", "down"}, {"serve", "--bogus"}} {
+	for _, args := range [][]string{{}, {"nope"}, {"keys", "create", "--scope", "root"}, {"keys", "revoke"}, {"keys", "list", "x"}, {"migrate", "down"}, {"serve", "--bogus"}} {
 		if err := run(context.Background(), args, getenv, io.Discard, io.Discard); exitCode(err) != 2 {
 			t.Errorf("run(%q) = %v, want a usage error (exit 2)", args, err)
 		}
