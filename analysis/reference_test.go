@@ -1,24 +1,21 @@
 package analysis
 
 import (
-	"bytes"
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"testing"
 	"time"
 
 	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/internal/statscases"
 )
 
 // casesDir is the shared reference cases, beside the repository.
-const casesDir = "../../shared/stats-cases"
+const casesDir = statscases.Root
 
 // TestReferenceCases runs Analyze on every stats-cases/<case>/units.csv,
 // folded into the rows the SQL aggregate returns (converted as a
@@ -176,18 +173,7 @@ func caseInput(t *testing.T, dir string, want map[string]any) Input {
 		ComputedAt: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC),
 	}
 
-	data, err := os.ReadFile(filepath.Join(dir, "units.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	rd := csv.NewReader(bytes.NewReader(data))
-	header, err := rd.Read()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if w := []string{"unit_id", "variant", "converted", "revenue", "pre_revenue"}; !slices.Equal(header, w) {
-		t.Fatalf("units.csv header = %v, want %v", header, w)
-	}
+	_, units := statscases.Read(t, dir)
 	conv := make([]MetricStats, len(names))
 	rev := make([]MetricStats, len(names))
 	arms := make([]ArmCounts, len(names))
@@ -196,24 +182,17 @@ func caseInput(t *testing.T, dir string, want map[string]any) Input {
 		rev[i] = MetricStats{Metric: "revenue", Variant: n}
 		arms[i] = ArmCounts{Variant: n}
 	}
-	for line := 2; ; line++ {
-		rec, err := rd.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		i := slices.Index(names, rec[1])
-		c, err1 := strconv.ParseInt(rec[2], 10, 64)
-		y, err2 := strconv.ParseFloat(rec[3], 64)
-		x, err3 := strconv.ParseFloat(rec[4], 64)
-		if i < 0 || err1 != nil || err2 != nil || err3 != nil {
-			t.Fatalf("units.csv:%d: bad row %v", line, rec)
+	for _, u := range units {
+		i := slices.Index(names, u.Variant)
+		if i < 0 {
+			t.Fatalf("unit %s: arm %q is not in variants %v", u.ID, u.Variant, names)
 		}
 		arms[i].Units++
 		conv[i].N++
-		conv[i].Conversions += c
+		if u.Converted {
+			conv[i].Conversions++
+		}
+		y, x := u.Revenue, u.PreRevenue
 		r := &rev[i]
 		r.N++
 		r.Sum += y

@@ -1,15 +1,15 @@
 package api_test
 
 import (
-	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"path/filepath"
-	"strconv"
 	"testing"
 	"time"
+
+	"github.com/flywheel-oss/flywheel/internal/statscases"
 )
 
 // refNumber is a number of expected.json with its tolerance.
@@ -78,7 +78,7 @@ func TestResultsEndToEnd(t *testing.T) {
 }
 
 func checkReferenceCase(t *testing.T, caseID string) {
-	dir := filepath.Join("..", "..", "shared", "stats-cases", caseID)
+	dir := filepath.Join(statscases.Root, caseID)
 	var want struct {
 		Variants          []string
 		ConfiguredWeights map[string]float64 `json:"configured_weights"`
@@ -98,15 +98,7 @@ func checkReferenceCase(t *testing.T, caseID string) {
 	if err := json.Unmarshal(raw, &want); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.Open(filepath.Join(dir, "units.csv"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	rows, err := csv.NewReader(f).ReadAll()
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, units := statscases.Read(t, dir)
 
 	a := newTestAPI(t)
 	a.createMetric("order", "conversion")
@@ -131,19 +123,19 @@ func checkReferenceCase(t *testing.T, caseID string) {
 		}
 		events = events[:0]
 	}
-	for _, r := range rows[1:] { // unit_id,variant,converted,revenue,pre_revenue
-		unit, variant := r[0], r[1]
-		events = append(events, map[string]any{"id": newID(t), "type": "exposure", "experiment": "ref", "variant": variant,
+	for _, u := range units {
+		unit := u.ID
+		events = append(events, map[string]any{"id": newID(t), "type": "exposure", "experiment": "ref", "variant": u.Variant,
 			"unit_type": "customer", "unit_id": unit, "timestamp": ts(0)})
-		if r[2] == "1" {
+		if u.Converted {
 			events = append(events, map[string]any{"id": newID(t), "type": "track", "event": "order", "unit_type": "customer", "unit_id": unit, "timestamp": ts(time.Hour)})
 		}
 		for _, p := range []struct {
-			col int
-			at  time.Duration
-		}{{3, time.Hour}, {4, -7 * 24 * time.Hour}} {
-			if v, _ := strconv.ParseFloat(r[p.col], 64); v != 0 {
-				events = append(events, map[string]any{"id": newID(t), "type": "track", "event": "revenue", "value": v, "unit_type": "customer", "unit_id": unit, "timestamp": ts(p.at)})
+			value float64
+			at    time.Duration
+		}{{u.Revenue, time.Hour}, {u.PreRevenue, -7 * 24 * time.Hour}} { // in the window, and in the CUPED period
+			if p.value != 0 {
+				events = append(events, map[string]any{"id": newID(t), "type": "track", "event": "revenue", "value": p.value, "unit_type": "customer", "unit_id": unit, "timestamp": ts(p.at)})
 			}
 		}
 		if len(events) > 9000 {
@@ -153,8 +145,8 @@ func checkReferenceCase(t *testing.T, caseID string) {
 	flush()
 
 	doc := a.must(200, "GET", "/v1/experiments/ref/results", nil)
-	if got := doc["units"]; got != float64(len(rows)-1) {
-		t.Fatalf("units = %v, want %d", got, len(rows)-1)
+	if got := doc["units"]; got != float64(len(units)) {
+		t.Fatalf("units = %v, want %d", got, len(units))
 	}
 	var srmP refNumber
 	if err := json.Unmarshal(want.SRM["p_value"], &srmP); err != nil {

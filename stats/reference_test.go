@@ -1,18 +1,17 @@
 package stats
 
 import (
-	"bytes"
 	"crypto/md5"
-	"encoding/csv"
 	"encoding/hex"
 	"fmt"
-	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
+
+	"github.com/flywheel-oss/flywheel/internal/statscases"
 )
 
 // caseArm is the sufficient statistics of one arm of a reference case:
@@ -238,37 +237,17 @@ func setAll(r results, prefix, expr string, fields map[string]any) {
 // order of names.
 func readUnits(t *testing.T, data []byte, names []string) []caseArm {
 	t.Helper()
-	rd := csv.NewReader(bytes.NewReader(data))
-	rd.ReuseRecord = true
-	header, err := rd.Read()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if want := []string{"unit_id", "variant", "converted", "revenue", "pre_revenue"}; !slices.Equal(header, want) {
-		t.Fatalf("units.csv header = %v, want %v", header, want)
-	}
 	arms := make([]caseArm, len(names))
-	for line := 2; ; line++ {
-		rec, err := rd.Read()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
-		i := slices.Index(names, rec[1])
+	for _, u := range statscases.Parse(t, data) {
+		i := slices.Index(names, u.Variant)
 		if i < 0 {
-			t.Fatalf("units.csv:%d: arm %q is not in variants %v", line, rec[1], names)
-		}
-		conv, err1 := strconv.ParseInt(rec[2], 10, 64)
-		rev, err2 := strconv.ParseFloat(rec[3], 64)
-		pre, err3 := strconv.ParseFloat(rec[4], 64)
-		if err1 != nil || err2 != nil || err3 != nil || conv < 0 || conv > 1 {
-			t.Fatalf("units.csv:%d: bad row %v", line, rec)
+			t.Fatalf("unit %s: arm %q is not in variants %v", u.ID, u.Variant, names)
 		}
 		arms[i].conv.N++
-		arms[i].conv.Conversions += conv
-		arms[i].rev.Add(rev, pre)
+		if u.Converted {
+			arms[i].conv.Conversions++
+		}
+		arms[i].rev.Add(u.Revenue, u.PreRevenue)
 	}
 	return arms
 }

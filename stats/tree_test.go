@@ -8,11 +8,13 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/flywheel-oss/flywheel/internal/statscases"
 )
 
 // The shared reference files sit beside the repository: /work/main and
 // /work/shared locally, main/ and shared/ side by side in CI.
-const sharedCases = "../../shared/stats-cases"
+const sharedCases = statscases.Root
 
 // computed is one value the package produced, keyed by its path in the
 // reference JSON, with the expression that produced it for messages.
