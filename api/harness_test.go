@@ -2,13 +2,17 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/flywheel-oss/flywheel/analysis"
+	"github.com/flywheel-oss/flywheel/ingest"
 	"github.com/flywheel-oss/flywheel/internal/app"
 	"github.com/flywheel-oss/flywheel/internal/apptest"
 	"github.com/flywheel-oss/flywheel/internal/pgtest"
@@ -24,6 +28,8 @@ type testAPI struct {
 	url   string // the database
 	srv   *httptest.Server
 	db    *store.DB
+	app   *app.App
+	ids   *ingest.Pseudonymizer
 	admin string
 	sdk   string
 }
@@ -34,8 +40,41 @@ func newTestAPI(t testing.TB, options ...apiOptions) *testAPI {
 	if len(options) > 0 {
 		opts = options[0]
 	}
-	srv := apptest.Start(t, app.Config{IDHMACKey: opts.hmacKey})
-	return &testAPI{t: t, url: srv.DatabaseURL, srv: srv.HTTP, db: srv.App.DB, admin: apptest.AdminKey, sdk: apptest.SDKKey}
+	// No background aggregation: tests fold events in with settle, so that
+	// results first come from a recomputation, then from the aggregates.
+	srv := apptest.Start(t, app.Config{IDHMACKey: opts.hmacKey, AggregateEvery: -1})
+	return &testAPI{t: t, url: srv.DatabaseURL, srv: srv.HTTP, db: srv.App.DB, app: srv.App,
+		ids: ingest.NewPseudonymizer(opts.hmacKey), admin: apptest.AdminKey, sdk: apptest.SDKKey}
+}
+
+// settle folds every acknowledged event into the results aggregates (as
+// the background aggregator would) and checks that the aggregates of
+// experiment key agree with a recomputation from raw events, overall and
+// by segment when one is given.
+func (a *testAPI) settle(key string, segments ...string) {
+	a.t.Helper()
+	ctx := context.Background()
+	if err := a.app.Aggregate(ctx); err != nil {
+		a.t.Fatalf("aggregate: %v", err)
+	}
+	e, err := a.db.FindExperimentByKey(ctx, key)
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	metrics, err := a.db.FindMetricsByKeys(ctx, e.Metrics.Keys())
+	if err != nil {
+		a.t.Fatal(err)
+	}
+	var overrides []string
+	for id := range e.Overrides {
+		overrides = append(overrides, a.ids.ID(id))
+	}
+	for _, seg := range append([]string{""}, segments...) {
+		q := analysis.Query{Now: time.Now().UTC(), Overrides: overrides, Segment: seg}
+		if err := a.db.VerifyAggregates(ctx, e, metrics, q); err != nil {
+			a.t.Errorf("segment %q: %v", seg, err)
+		}
+	}
 }
 
 // apiOptions vary the test server.

@@ -79,18 +79,7 @@ func TestResultsEndToEnd(t *testing.T) {
 
 func checkReferenceCase(t *testing.T, caseID string) {
 	dir := filepath.Join(statscases.Root, caseID)
-	var want struct {
-		Variants          []string
-		ConfiguredWeights map[string]float64 `json:"configured_weights"`
-		Comparisons       []struct {
-			Variant    string
-			Conversion map[string]refNumber
-			Revenue    map[string]refNumber
-			Cuped      map[string]refNumber
-			Bayesian   map[string]json.RawMessage
-		}
-		SRM map[string]json.RawMessage `json:"srm"`
-	}
+	var want referenceCase
 	raw, err := os.ReadFile(filepath.Join(dir, "expected.json"))
 	if err != nil {
 		t.Fatalf("reference case: %v", err)
@@ -144,9 +133,36 @@ func checkReferenceCase(t *testing.T, caseID string) {
 	}
 	flush()
 
+	// First recomputed from raw events, then from the aggregates: both
+	// must give R's numbers.
+	for _, source := range []string{"recomputed", "aggregated"} {
+		if source == "aggregated" {
+			a.t = t
+			a.settle("ref", "device")
+		}
+		t.Run(source, func(t *testing.T) { checkReferenceResults(t, a, want, len(units)) })
+	}
+}
+
+// referenceCase is what expected.json of a stats case holds.
+type referenceCase struct {
+	Variants          []string
+	ConfiguredWeights map[string]float64 `json:"configured_weights"`
+	Comparisons       []struct {
+		Variant    string
+		Conversion map[string]refNumber
+		Revenue    map[string]refNumber
+		Cuped      map[string]refNumber
+		Bayesian   map[string]json.RawMessage
+	}
+	SRM map[string]json.RawMessage `json:"srm"`
+}
+
+func checkReferenceResults(t *testing.T, a *testAPI, want referenceCase, units int) {
+	a.t = t
 	doc := a.must(200, "GET", "/v1/experiments/ref/results", nil)
-	if got := doc["units"]; got != float64(len(units)) {
-		t.Fatalf("units = %v, want %d", got, len(units))
+	if got := doc["units"]; got != float64(units) {
+		t.Fatalf("units = %v, want %d", got, units)
 	}
 	var srmP refNumber
 	if err := json.Unmarshal(want.SRM["p_value"], &srmP); err != nil {
@@ -219,6 +235,16 @@ func TestResultsCrossoverAndExclusions(t *testing.T) {
 		map[string]any{"id": newID(t), "type": "track", "event": "purchase", "unit_type": "device", "unit_id": "d-2"},
 	}})
 	a.must(200, "PUT", "/v1/units/device/d-6/consent", map[string]any{"analytics": false})
+	for _, source := range []string{"recomputed", "aggregated"} {
+		if source == "aggregated" {
+			a.t = t
+			a.settle("dev")
+		}
+		t.Run(source, func(t *testing.T) { a.t = t; checkDeviceResults(t, a) })
+	}
+}
+
+func checkDeviceResults(t *testing.T, a *testAPI) {
 	doc := a.must(200, "GET", "/v1/experiments/dev/results", nil)
 	h := doc["health"].(map[string]any)
 	if h["crossover_share"] != 0.5 || h["multiple_exposures"] != 1.0 || h["overridden"] != 1.0 {
@@ -266,21 +292,29 @@ func TestResultsIdentity(t *testing.T) {
 		ev("type", "track", "event", "purchase", "value", 40.0, "unit_type", "customer", "unit_id", "c-old", "timestamp", at(-2*time.Hour)),
 		ev("type", "track", "event", "purchase", "value", 80.0, "unit_type", "device", "unit_id", "stranger", "timestamp", at(-2*time.Hour)),
 	)
-	spend := func() any {
-		return path(a.must(200, "GET", "/v1/experiments/id-exp/results", nil), "metrics", 0, "variants", 1, "mean")
+	// The first answer is checked recomputed (no aggregates yet), then from
+	// the aggregates; later ones from the aggregates, which must fold in
+	// the late links.
+	spend := func(want float64, why string, sources ...string) {
+		t.Helper()
+		for _, source := range sources {
+			if source == "aggregated" {
+				a.settle("id-exp")
+			}
+			got := path(a.must(200, "GET", "/v1/experiments/id-exp/results", nil), "metrics", 0, "variants", 1, "mean")
+			if got != want {
+				t.Errorf("%s spend %s = %v, want %v", source, why, got, want)
+			}
+		}
 	}
-	if got := spend(); got != 10.0 {
-		t.Fatalf("spend before the late links = %v, want 10 (the phone's)", got)
-	}
+	spend(10, "before the late links (the phone's)", "recomputed", "aggregated")
 	// Links that arrive after the events: the laptop to the old account,
 	// and the old account merged into c-main (a chain).
 	post(
 		ev("type", "identify", "unit_type", "device", "unit_id", "laptop", "customer_id", "c-old", "timestamp", at(-time.Hour)),
 		ev("type", "identify", "unit_type", "customer", "unit_id", "c-old", "customer_id", "c-main", "timestamp", at(-time.Hour)),
 	)
-	if got := spend(); got != 70.0 {
-		t.Errorf("spend after the links = %v, want 70 (phone 10 + laptop 20 + old account 40, not the stranger)", got)
-	}
+	spend(70, "after the links (phone 10 + laptop 20 + old account 40, not the stranger)", "aggregated")
 }
 
 // TestResultsTimeseries checks the cumulative counts of each day, and that

@@ -273,6 +273,11 @@ func TestAgainstServer(t *testing.T) {
 			}
 		}
 	}
+	// Fold every acknowledged event into the results aggregates, as the
+	// background aggregator does within a second.
+	if err := srv.App.Aggregate(ctx); err != nil {
+		t.Fatal(err)
+	}
 	if err := json.Unmarshal(admin(t, srv, 200, "GET", "/v1/experiments/"+key+"/results", nil), &res); err != nil {
 		t.Fatal(err)
 	}

@@ -27,7 +27,8 @@ var stagingColumns = []string{"seq", "id", "type", "unit_type", "unit_id", "ts",
 
 // moveStaged records the ids that are new (the first of each within the
 // group), stores those events, and folds exposures and identity links into
-// their tables, all in one statement; it returns the seq of each new event.
+// their tables, and queues the units for aggregation, all in one statement;
+// it returns the seq of each new event.
 // Rows are inserted in key order so that concurrent groups lock in the same
 // order and cannot deadlock.
 const moveStaged = `
@@ -65,6 +66,17 @@ WITH new AS (
     ORDER BY unit_type, unit_id, ts, seq
     ON CONFLICT (unit_type, unit_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, ts = EXCLUDED.ts
     WHERE EXCLUDED.ts < a.ts
+), q AS (
+    -- The aggregation queue (store/aggregate.go): the units whose events
+    -- are new, and for identity links the customers linked to and the
+    -- customers the links replace (read before al, in the same snapshot).
+    INSERT INTO agg_queue (at, unit_types, unit_ids)
+    SELECT (SELECT min(received_at) FROM winners), array_agg(t), array_agg(i) FROM (
+        SELECT unit_type, unit_id FROM winners
+        UNION SELECT 'customer', customer_id FROM winners WHERE type = 'identify'
+        UNION SELECT 'customer', a.customer_id FROM winners w
+              JOIN aliases a ON a.unit_type = w.unit_type AND a.unit_id = w.unit_id WHERE w.type = 'identify'
+    ) d(t, i) HAVING count(*) > 0
 )
 SELECT seq FROM winners`
 

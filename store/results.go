@@ -26,11 +26,14 @@ SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, root
 FROM walk ORDER BY unit_type, unit_id, depth DESC;
 CREATE INDEX ON r_roots (unit_type, unit_id)`
 
-// ResultInput aggregates, in one transaction, the sufficient statistics of
-// experiment e for its metrics from the stored exposures and events, with
-// identity links, consent, multiple exposures and overrides applied. Only
-// sufficient statistics leave the database.
-func (db *DB) ResultInput(ctx context.Context, e *flywheel.Experiment, metrics []flywheel.Metric, q analysis.Query) (analysis.Input, error) {
+// RecomputeResultInput aggregates, in one transaction, the sufficient
+// statistics of experiment e for its metrics from the stored exposures and
+// events, with identity links, consent, multiple exposures and overrides
+// applied: the plain recomputation that ResultInput falls back to before
+// the incremental aggregates are built. Only sufficient statistics leave
+// the database.
+func (db *DB) RecomputeResultInput(ctx context.Context, e *flywheel.Experiment, metrics []flywheel.Metric, q analysis.Query) (analysis.Input, error) {
+	q = normalizeQuery(q)
 	in := analysis.Input{Experiment: *e, Metrics: metrics, ComputedAt: q.Now}
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		owned, err := prepareResults(ctx, tx, e, q, &in)

@@ -64,6 +64,7 @@ FROM capped GROUP BY d, variant ORDER BY d, variant`
 // of experiment e, from the first exposure to the day of q.Now, at most
 // MaxTimeseriesDays (the latest ones).
 func (db *DB) TimeseriesInput(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, q analysis.Query) ([]analysis.Day, error) {
+	q = normalizeQuery(q)
 	var days []analysis.Day
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		var in analysis.Input

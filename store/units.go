@@ -50,6 +50,10 @@ func (db *DB) SetConsent(ctx context.Context, u flywheel.UnitRef, analytics bool
 			u.UnitType, u.UnitID, analytics, db.now()); err != nil {
 			return err
 		}
+		// The unit's aggregates leave (or rejoin) results at the next cycle.
+		if _, err := tx.Exec(ctx, enqueueSQL, db.now(), []string{u.UnitType}, []string{u.UnitID}); err != nil {
+			return err
+		}
 		return audit(ctx, tx, actor, "consent", map[string]any{"unit_type": u.UnitType, "analytics": analytics})
 	})
 	return translate("set consent", err)
@@ -96,6 +100,10 @@ func (db *DB) OptedOut(ctx context.Context, since time.Time) (out, in []flywheel
 func (db *DB) EraseUnit(ctx context.Context, u flywheel.UnitRef, actor string) (flywheel.Erasure, error) {
 	var n flywheel.Erasure
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// Never interleave with an aggregation cycle (store/aggregate.go).
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(aggLock)); err != nil {
+			return err
+		}
 		units, err := db.cluster(ctx, tx, u)
 		if err != nil {
 			return err
@@ -123,6 +131,9 @@ func (db *DB) EraseUnit(ctx context.Context, u flywheel.UnitRef, actor string) (
 		if err != nil {
 			return err
 		}
+		if err := eraseAggregates(ctx, tx, types, ids); err != nil {
+			return err
+		}
 		return audit(ctx, tx, actor, "erase_unit", map[string]any{"unit_type": u.UnitType, "erased": n})
 	})
 	if err != nil {
@@ -135,6 +146,10 @@ func (db *DB) EraseUnit(ctx context.Context, u flywheel.UnitRef, actor string) (
 func (db *DB) DescribeUnit(ctx context.Context, u flywheel.UnitRef) (flywheel.UnitInfo, error) {
 	info := flywheel.UnitInfo{UnitRef: u, Linked: []flywheel.UnitRef{}, Exposures: []string{}}
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// Never interleave with an aggregation cycle (store/aggregate.go).
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(aggLock)); err != nil {
+			return err
+		}
 		units, err := db.cluster(ctx, tx, u)
 		if err != nil {
 			return err

@@ -31,6 +31,7 @@ type config struct {
 	RetentionDays   int
 	IngestWriters   int
 	IngestQueue     int
+	AggregateEvery  time.Duration
 }
 
 func loadConfig(getenv func(string) string) config {
@@ -43,6 +44,7 @@ func loadConfig(getenv func(string) string) config {
 		MaxConns:        32,
 		IngestWriters:   2,
 		IngestQueue:     200_000,
+		AggregateEvery:  time.Second,
 	}
 	str := func(dst *string, name string) {
 		if v := getenv(name); v != "" {
@@ -67,6 +69,7 @@ func loadConfig(getenv func(string) string) config {
 	}
 	dur(&c.ShutdownTimeout, "FLYWHEEL_SHUTDOWN_TIMEOUT")
 	dur(&c.ConfigPoll, "FLYWHEEL_CONFIG_POLL")
+	dur(&c.AggregateEvery, "FLYWHEEL_AGGREGATE_EVERY")
 	num := func(dst *int, name string) {
 		if v := getenv(name); v != "" {
 			if _, err := fmt.Sscan(v, dst); err != nil {
@@ -104,6 +107,9 @@ func (c config) Validate() error {
 	}
 	if c.ConfigPoll <= 0 {
 		errs = append(errs, errors.New("FLYWHEEL_CONFIG_POLL must be a positive duration such as 2s"))
+	}
+	if c.AggregateEvery <= 0 {
+		errs = append(errs, errors.New("FLYWHEEL_AGGREGATE_EVERY must be a positive duration such as 1s"))
 	}
 	if c.MaxConns < 1 {
 		errs = append(errs, errors.New("FLYWHEEL_DB_MAX_CONNS must be a whole number >= 1"))

@@ -38,17 +38,18 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	fw, err := app.New(ctx, app.Config{
-		DatabaseURL:   url,
-		InitAdminKey:  cfg.InitAdminKey,
-		InitSDKKey:    cfg.InitSDKKey,
-		Logger:        log,
-		Registry:      reg,
-		ConfigPoll:    cfg.ConfigPoll,
-		MaxConns:      cfg.MaxConns,
-		IDHMACKey:     cfg.IDHMACKey,
-		RetentionDays: cfg.RetentionDays,
-		IngestWriters: cfg.IngestWriters,
-		IngestQueue:   cfg.IngestQueue,
+		DatabaseURL:    url,
+		InitAdminKey:   cfg.InitAdminKey,
+		InitSDKKey:     cfg.InitSDKKey,
+		Logger:         log,
+		Registry:       reg,
+		ConfigPoll:     cfg.ConfigPoll,
+		MaxConns:       cfg.MaxConns,
+		IDHMACKey:      cfg.IDHMACKey,
+		RetentionDays:  cfg.RetentionDays,
+		IngestWriters:  cfg.IngestWriters,
+		IngestQueue:    cfg.IngestQueue,
+		AggregateEvery: cfg.AggregateEvery,
 	})
 	if err != nil {
 		return err

@@ -38,6 +38,9 @@ type Config struct {
 	RetentionDays int // 0 keeps events forever
 	IngestWriters int // 0 = 2
 	IngestQueue   int // 0 = 200,000 events
+	// AggregateEvery is how often results aggregates fold in new events
+	// (0 = 1 s; negative = never in the background: call App.Aggregate).
+	AggregateEvery time.Duration
 }
 
 // App is a running flywheel without its listener.
@@ -113,6 +116,13 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 		}
 	})
 	a.loop(bg, time.Hour, func(ctx context.Context) { a.maintainPartitions(ctx, cfg.RetentionDays) })
+	agg := newAggregator(a, cfg.Registry)
+	if cfg.AggregateEvery == 0 {
+		cfg.AggregateEvery = time.Second
+	}
+	if cfg.AggregateEvery > 0 {
+		a.loop(bg, cfg.AggregateEvery, agg.run)
+	}
 
 	a.Ingester = ingest.New(a.DB, ingest.Options{MaxQueuedEvents: cfg.IngestQueue, Writers: cfg.IngestWriters, Registry: cfg.Registry})
 	url := cfg.DatabaseURL

@@ -1,0 +1,105 @@
+package app
+
+import (
+	"context"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flywheel-oss/flywheel/store"
+)
+
+// aggregator runs the incremental aggregation (store.DB.Aggregate) in the
+// background: a cycle every interval, and at once again while the queue
+// holds more than one cycle takes.
+type aggregator struct {
+	db      *store.DB
+	app     *App
+	cycles  *prometheus.CounterVec
+	units   prometheus.Counter
+	seconds prometheus.Histogram
+	lag     prometheus.Gauge
+	pending prometheus.Gauge
+}
+
+func newAggregator(a *App, reg prometheus.Registerer) *aggregator {
+	g := &aggregator{
+		db:  a.DB,
+		app: a,
+		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flywheel_aggregate_cycles_total",
+			Help: "Aggregation cycles, by outcome (ok, skipped: another process held the lock, error)."}, []string{"outcome"}),
+		units: prometheus.NewCounter(prometheus.CounterOpts{Name: "flywheel_aggregate_units_total",
+			Help: "(experiment, unit) aggregates recomputed by aggregation cycles."}),
+		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flywheel_aggregate_cycle_seconds",
+			Help: "Duration of aggregation cycles.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+		lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flywheel_aggregate_lag_seconds",
+			Help: "Age of the oldest acknowledged event not yet in the results aggregates."}),
+		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flywheel_aggregate_queue_rows",
+			Help: "Ingestion groups waiting for aggregation."}),
+	}
+	reg.MustRegister(g.cycles, g.units, g.seconds, g.lag, g.pending)
+	return g
+}
+
+// cycle runs one aggregation cycle and records it; more says whether the
+// queue had more than the cycle took.
+func (g *aggregator) cycle(ctx context.Context) (more bool, err error) {
+	start := time.Now()
+	rep, err := g.db.Aggregate(ctx)
+	switch {
+	case err != nil:
+		g.cycles.WithLabelValues("error").Inc()
+		return false, err
+	case rep.Skipped:
+		g.cycles.WithLabelValues("skipped").Inc()
+	default:
+		g.cycles.WithLabelValues("ok").Inc()
+		g.seconds.Observe(time.Since(start).Seconds())
+		g.units.Add(float64(rep.Pairs))
+		if len(rep.Rebuilt) > 0 {
+			g.app.log.Info("aggregates built", "definitions", rep.Rebuilt, "seconds", time.Since(start).Seconds())
+		}
+	}
+	if lag, pending, err := g.db.AggregationLag(ctx, time.Now()); err == nil {
+		g.lag.Set(lag.Seconds())
+		g.pending.Set(float64(pending))
+	}
+	return rep.More, nil
+}
+
+// run is the background loop.
+func (g *aggregator) run(ctx context.Context) {
+	more, err := g.cycle(ctx)
+	if err != nil && ctx.Err() == nil {
+		g.app.log.Warn("aggregation failed", "err", err)
+	}
+	for more && ctx.Err() == nil {
+		if more, err = g.cycle(ctx); err != nil && ctx.Err() == nil {
+			g.app.log.Warn("aggregation failed", "err", err)
+		}
+	}
+}
+
+// Aggregate folds every event acknowledged so far into the results
+// aggregates and builds any definition not built yet, waiting for a cycle
+// that another process is running. Tests and benchmarks call it to read
+// results without lag.
+func (a *App) Aggregate(ctx context.Context) error {
+	for {
+		rep, err := a.DB.Aggregate(ctx)
+		if err != nil {
+			return err
+		}
+		if rep.Skipped {
+			select {
+			case <-ctx.Done():
+				return ctx.Err()
+			case <-time.After(10 * time.Millisecond):
+			}
+			continue
+		}
+		if !rep.More {
+			return nil
+		}
+	}
+}
