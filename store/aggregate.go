@@ -407,7 +407,7 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef) error {
 // removed. Values are uncapped in agg_units; the fixed cap $9 applies to
 // the variant sums.
 //
-// $1 experiment, $2 metric (” = the units), $3 metric type, $4 events,
+// $1 experiment, $2 metric (empty: the units), $3 metric type, $4 events,
 // $5 from hours, $6 to hours (0 = no end), $7 cuped hours, $8 numerator,
 // $9 cap, $10 denominator.
 const foldUnitsSQL = `
