@@ -267,6 +267,10 @@ SELECT DISTINCT root FROM (
 // foldQueue takes the visible queue rows and recomputes the units they
 // name for every ready definition, and the crossover of their customers.
 func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateReport) error {
+	var queued bool
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agg_queue)`).Scan(&queued); err != nil || !queued {
+		return err
+	}
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_dirty (unit_type text, unit_id text) ON COMMIT DROP`); err != nil {
 		return err
 	}
