@@ -84,7 +84,14 @@ CREATE TABLE agg_crossover_totals (
     mixed       bigint  NOT NULL
 );
 
+-- The customer a link replaced when a link with an earlier timestamp
+-- arrived (ingestion reads it back to queue that customer for
+-- aggregation: a statement's snapshot may not show the replaced link when
+-- another transaction committed it concurrently). Erasure clears it.
+ALTER TABLE aliases ADD COLUMN replaced text;
+
 -- +goose Down
+ALTER TABLE aliases DROP COLUMN replaced;
 DROP TABLE agg_crossover_totals;
 DROP TABLE agg_crossover;
 DROP TABLE agg_variants;

@@ -629,7 +629,7 @@ func (db *DB) AggregationLag(ctx context.Context, now time.Time) (lag time.Durat
 
 // eraseAggregates removes erased units from the aggregates: their unit
 // rows (subtracted from the variant sums), the crossover of their
-// customers, and their names in the queue. The identity cluster is erased
+// customers, their names in the queue and in other links' replaced. The identity cluster is erased
 // whole, so no other unit's value depended on their events.
 func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error {
 	const u = `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(unit_type, unit_id)) `
@@ -649,6 +649,9 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error 
 	UPDATE agg_crossover_totals t SET customers = t.customers - g.n, mixed = t.mixed - g.m
 	FROM (SELECT experiment, count(*) AS n, count(*) FILTER (WHERE variants > 1) AS m FROM gone GROUP BY 1) g
 	WHERE t.experiment = g.experiment`, types, ids); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `UPDATE aliases SET replaced = NULL WHERE replaced = ANY($1)`, ids); err != nil {
 		return err
 	}
 	_, err := tx.Exec(ctx, u+`

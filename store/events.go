@@ -64,18 +64,19 @@ WITH new AS (
     SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, customer_id, ts
     FROM winners WHERE type = 'identify'
     ORDER BY unit_type, unit_id, ts, seq
-    ON CONFLICT (unit_type, unit_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, ts = EXCLUDED.ts
+    ON CONFLICT (unit_type, unit_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, ts = EXCLUDED.ts, replaced = a.customer_id
     WHERE EXCLUDED.ts < a.ts
+    RETURNING replaced
 ), q AS (
     -- The aggregation queue (store/aggregate.go): the units whose events
     -- are new, and for identity links the customers linked to and the
-    -- customers the links replace (read before al, in the same snapshot).
+    -- customers the links replaced. replaced comes from the conflicting
+    -- row itself, which may be newer than this statement's snapshot.
     INSERT INTO agg_queue (at, unit_types, unit_ids)
     SELECT (SELECT min(received_at) FROM winners), array_agg(t), array_agg(i) FROM (
         SELECT unit_type, unit_id FROM winners
         UNION SELECT 'customer', customer_id FROM winners WHERE type = 'identify'
-        UNION SELECT 'customer', a.customer_id FROM winners w
-              JOIN aliases a ON a.unit_type = w.unit_type AND a.unit_id = w.unit_id WHERE w.type = 'identify'
+        UNION SELECT 'customer', replaced FROM al WHERE replaced IS NOT NULL
     ) d(t, i) HAVING count(*) > 0
 )
 SELECT seq FROM winners`

@@ -12,7 +12,11 @@ import (
 
 // identityRoots maps every linked id to the customer it resolves to: a
 // device to its customer, a customer merged into another to that one,
-// following chains up to 16 links.
+// following chains up to 16 links. The end of the walk must be a root (a
+// customer linked to no other): an id on a cycle of links, or more than 16
+// links from a root, resolves to no one (root NULL), and its events count
+// for nobody. The aggregates (store/aggregate.go, members) walk down from
+// roots with the same rule.
 const identityRoots = `
 CREATE TEMP TABLE r_roots ON COMMIT DROP AS
 WITH RECURSIVE walk(unit_type, unit_id, root, depth) AS (
@@ -22,7 +26,9 @@ WITH RECURSIVE walk(unit_type, unit_id, root, depth) AS (
     FROM walk w JOIN aliases a ON a.unit_type = 'customer' AND a.unit_id = w.root
     WHERE w.depth < 16 AND a.customer_id <> w.unit_id
 )
-SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, root
+SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id,
+    CASE WHEN EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = walk.root AND a.customer_id <> walk.root)
+         THEN NULL ELSE root END AS root
 FROM walk ORDER BY unit_type, unit_id, depth DESC;
 CREATE INDEX ON r_roots (unit_type, unit_id)`
 
@@ -74,13 +80,15 @@ func prepareResults(ctx context.Context, tx pgx.Tx, e *flywheel.Experiment, q an
 		if err := tx.QueryRow(ctx, `SELECT count(*), count(*) FILTER (WHERE variants > 1) FROM (
 		SELECT r.root, count(DISTINCT x.variant) AS variants
 		FROM exposures x JOIN r_roots r ON r.unit_type = x.unit_type AND r.unit_id = x.unit_id
-		WHERE x.experiment = $1 GROUP BY r.root) c`, e.Key).Scan(&in.Crossover.Customers, &in.Crossover.Mixed); err != nil {
+		WHERE x.experiment = $1 AND r.root IS NOT NULL GROUP BY r.root) c`, e.Key).Scan(&in.Crossover.Customers, &in.Crossover.Mixed); err != nil {
 			return "", err
 		}
 	} else {
-		owned = `SELECT COALESCE(r.root, e.unit_id) AS owner, e.ts, e.value, e.event FROM events e
+		// A customer's own events are its own unless it is linked (then
+		// they belong to its root, if it has one).
+		owned = `SELECT CASE WHEN r.unit_id IS NULL THEN e.unit_id ELSE r.root END AS owner, e.ts, e.value, e.event FROM events e
 		LEFT JOIN r_roots r ON r.unit_type = e.unit_type AND r.unit_id = e.unit_id
-		WHERE e.type = 'track' AND e.event = ANY($2) AND (e.unit_type = $1 OR r.root IS NOT NULL)`
+		WHERE e.type = 'track' AND e.event = ANY($2) AND ((e.unit_type = $1 AND r.unit_id IS NULL) OR r.root IS NOT NULL)`
 	}
 	return owned, nil
 }

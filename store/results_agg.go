@@ -225,8 +225,9 @@ func variantStats(ctx context.Context, tx pgx.Tx, d aggDef, q analysis.Query) ([
 	}
 	out := stats[:0]
 	for _, s := range stats {
-		// As SQL's sum(y)::bigint: conversions are the (rounded) sum of y.
-		s.Conversions = int64(math.Round(s.Sum))
+		// As SQL's sum(y)::bigint on float8: conversions are the sum of y,
+		// rounded half to even.
+		s.Conversions = int64(math.RoundToEven(s.Sum))
 		if s.N > 0 {
 			out = append(out, s)
 		}
