@@ -54,11 +54,7 @@ func (s *Server) handleEvents(c *gin.Context) {
 	res := eventsResponse{Rejected: []rejection{}}
 	valid := make([]flywheel.Event, 0, len(raws))
 	for _, r := range raws {
-		if r.Err != nil {
-			res.Rejected = append(res.Rejected, rejection{Index: r.Index, Error: r.Err})
-			continue
-		}
-		ev, bad := s.deps.Validator.Validate(r.JSON, now, st)
+		ev, bad := s.deps.Validator.ValidateRaw(r, now, st)
 		if bad != nil {
 			res.Rejected = append(res.Rejected, rejection{Index: r.Index, Error: bad})
 			continue

@@ -6,10 +6,13 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
 	"math"
-	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -35,8 +38,6 @@ type wireEvent struct {
 	CustomerID string          `json:"customer_id"`
 }
 
-var unitTypePattern = regexp.MustCompile(`^[a-z_]{1,32}$`)
-
 // Limits of one event.
 const (
 	maxIDLen     = 256
@@ -48,7 +49,18 @@ const (
 
 // Pseudonymizer turns unit ids into HMAC-SHA256 hex digests, so that the
 // database never holds a raw id; nil leaves ids as they are.
-type Pseudonymizer struct{ key []byte }
+type Pseudonymizer struct {
+	key  []byte
+	macs sync.Pool // of *macState, so that an id costs its digest only
+}
+
+// macState is an HMAC keyed with the pseudonymizer's key and its buffers.
+type macState struct {
+	mac hash.Hash
+	in  []byte
+	sum [sha256.Size]byte
+	hex [2 * sha256.Size]byte
+}
 
 // NewPseudonymizer returns a pseudonymizer for key, or nil for an empty key.
 func NewPseudonymizer(key string) *Pseudonymizer {
@@ -63,9 +75,20 @@ func (p *Pseudonymizer) ID(id string) string {
 	if p == nil {
 		return id
 	}
-	m := hmac.New(sha256.New, p.key)
-	m.Write([]byte(id))
-	return hex.EncodeToString(m.Sum(nil))
+	m, _ := p.macs.Get().(*macState)
+	if m == nil {
+		m = &macState{mac: hmac.New(sha256.New, p.key)}
+	} else {
+		m.mac.Reset()
+	}
+	m.in = append(m.in[:0], id...)
+	m.mac.Write(m.in)
+	hex.Encode(m.hex[:], m.mac.Sum(m.sum[:0]))
+	out := string(m.hex[:])
+	if cap(m.in) <= 4*maxIDLen { // keep no outsized buffer
+		p.macs.Put(m)
+	}
+	return out
 }
 
 // Validator checks one event at a time against the live configuration.
@@ -77,11 +100,38 @@ type Validator struct {
 // configuration (the experiments exposures may name).
 func (v *Validator) Validate(raw []byte, now time.Time, st *live.State) (flywheel.Event, *flywheel.Error) {
 	var w wireEvent
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&w); err != nil {
-		return flywheel.Event{}, fieldError(err)
+	// The fast decoder takes the usual event and gives up on anything
+	// else, which encoding/json then decodes or names the error of.
+	end := -1
+	if i := skipSpace(raw, 0); hasAt(raw, i, `{`) {
+		end = decodeEvent(raw, i, &w)
 	}
+	if end < 0 || skipSpace(raw, end) != len(raw) {
+		w = wireEvent{}
+		dec := json.NewDecoder(bytes.NewReader(raw))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&w); err != nil {
+			return flywheel.Event{}, fieldError(err)
+		}
+	}
+	return v.check(&w, now, st)
+}
+
+// ValidateRaw is Validate(r.JSON, now, st) for an event from DecodeJSON or
+// DecodeNDJSON, without decoding again what they decoded while splitting;
+// an event they could not split out is rejected with r.Err.
+func (v *Validator) ValidateRaw(r RawEvent, now time.Time, st *live.State) (flywheel.Event, *flywheel.Error) {
+	switch {
+	case r.Err != nil:
+		return flywheel.Event{}, r.Err
+	case r.wire != nil:
+		return v.check(r.wire, now, st)
+	}
+	return v.Validate(r.JSON, now, st)
+}
+
+// check validates a decoded event.
+func (v *Validator) check(w *wireEvent, now time.Time, st *live.State) (flywheel.Event, *flywheel.Error) {
 	e := flywheel.Event{Type: flywheel.EventType(w.Type), UnitType: w.UnitType, ReceivedAt: now}
 	id, err := uuid.Parse(w.ID)
 	switch {
@@ -94,7 +144,7 @@ func (v *Validator) Validate(raw []byte, now time.Time, st *live.State) (flywhee
 		return e, flywheel.Invalid("id", "id must not be the nil UUID")
 	}
 	e.ID = id
-	if !unitTypePattern.MatchString(w.UnitType) {
+	if !validUnitType(w.UnitType) {
 		return e, flywheel.Invalid("unit_type", "unit_type must match ^[a-z_]{1,32}$")
 	}
 	if bad := checkText("unit_id", w.UnitID, maxIDLen, true); bad != nil {
@@ -102,10 +152,14 @@ func (v *Validator) Validate(raw []byte, now time.Time, st *live.State) (flywhee
 	}
 	e.UnitID = v.IDs.ID(w.UnitID)
 	var ts *time.Time
-	if len(w.Timestamp) > 0 {
-		if err := json.Unmarshal(w.Timestamp, &ts); err != nil {
+	// w.Timestamp is valid JSON with no space around it, so this is what
+	// json.Unmarshal(w.Timestamp, &ts) does, without scanning it again.
+	if len(w.Timestamp) > 0 && string(w.Timestamp) != "null" {
+		var t time.Time
+		if err := t.UnmarshalJSON(w.Timestamp); err != nil {
 			return e, flywheel.Invalid("timestamp", "timestamp must be an RFC 3339 string such as 2026-11-23T10:00:00Z")
 		}
+		ts = &t
 	}
 	switch {
 	case ts == nil:
@@ -183,7 +237,7 @@ func (v *Validator) Validate(raw []byte, now time.Time, st *live.State) (flywhee
 	return e, flywheel.Invalid("type", "type must be exposure, track or identify, not %q", w.Type)
 }
 
-func (v *Validator) exposure(e *flywheel.Event, w wireEvent, st *live.State) *flywheel.Error {
+func (v *Validator) exposure(e *flywheel.Event, w *wireEvent, st *live.State) *flywheel.Error {
 	if w.Experiment == "" {
 		return flywheel.Invalid("experiment", "an exposure names its experiment")
 	}
@@ -203,6 +257,39 @@ func (v *Validator) exposure(e *flywheel.Event, w wireEvent, st *live.State) *fl
 	}
 	e.Experiment, e.Variant = w.Experiment, w.Variant
 	return nil
+}
+
+// fieldError names the field of a per-event decoding error.
+func fieldError(err error) *flywheel.Error {
+	var typ *json.UnmarshalTypeError
+	var syn *json.SyntaxError
+	switch {
+	case errors.As(err, &typ):
+		if typ.Field == "" {
+			return flywheel.Invalid("", "an event must be a JSON object, not %s", typ.Value)
+		}
+		return flywheel.Invalid(typ.Field, "%s has the wrong type (%s)", typ.Field, typ.Value)
+	case errors.As(err, &syn):
+		return flywheel.Invalid("", "malformed JSON: %v", syn)
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		name = strings.Trim(name, `"`)
+		return flywheel.Invalid(name, "unknown field %q", name)
+	}
+	return flywheel.Invalid("", "%v", fmt.Sprint(err))
+}
+
+// validUnitType reports whether s matches ^[a-z_]{1,32}$.
+func validUnitType(s string) bool {
+	if len(s) == 0 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; (c < 'a' || c > 'z') && c != '_' {
+			return false
+		}
+	}
+	return true
 }
 
 // checkText enforces length and the one character PostgreSQL text cannot
