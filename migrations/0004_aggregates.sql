@@ -68,6 +68,17 @@ CREATE TABLE agg_variants (
     PRIMARY KEY (experiment, metric, variant)
 );
 
+-- The analysed units of each variant by hour of first exposure: results
+-- count the units whose metric window has not passed (maturing) from it,
+-- reading agg_units only for the hour at the boundary.
+CREATE TABLE agg_first_hours (
+    experiment  text        NOT NULL,
+    variant     text        NOT NULL,
+    hour        timestamptz NOT NULL,
+    units       bigint      NOT NULL,
+    PRIMARY KEY (experiment, variant, hour)
+);
+
 -- Crossover of experiments on devices: per customer (identity root) linked
 -- to enrolled units, how many variants those units saw; agg_crossover_totals
 -- keeps the counts the results read.
@@ -92,6 +103,7 @@ ALTER TABLE aliases ADD COLUMN replaced text;
 
 -- +goose Down
 ALTER TABLE aliases DROP COLUMN replaced;
+DROP TABLE agg_first_hours;
 DROP TABLE agg_crossover_totals;
 DROP TABLE agg_crossover;
 DROP TABLE agg_variants;

@@ -238,6 +238,9 @@ func dropDef(ctx context.Context, tx pgx.Tx, exp, metric string) error {
 		_, err = tx.Exec(ctx, `DELETE FROM agg_variants WHERE experiment = $1 AND metric = $2`, exp, metric)
 	}
 	if err == nil && metric == "" {
+		_, err = tx.Exec(ctx, `DELETE FROM agg_first_hours WHERE experiment = $1`, exp)
+	}
+	if err == nil && metric == "" {
 		_, err = tx.Exec(ctx, `DELETE FROM agg_crossover WHERE experiment = $1`, exp)
 		if err == nil {
 			_, err = tx.Exec(ctx, `DELETE FROM agg_crossover_totals WHERE experiment = $1`, exp)
@@ -444,7 +447,7 @@ WITH u AS (
                 WHEN 'count' THEN n_pre::float8 WHEN 'ratio' THEN 0 WHEN '' THEN 0 ELSE v_pre END AS x
     FROM per_unit
 ), old AS (
-    SELECT a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den FROM agg_units a
+    SELECT a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
     WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id IN (SELECT unit_id FROM u)
 ), up AS (
     INSERT INTO agg_units AS a (experiment, metric, unit_id, unit_type, variant, first_ts, state, y, x, num, den)
@@ -456,10 +459,21 @@ WITH u AS (
 ), gone AS (
     DELETE FROM agg_units a USING u WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = u.unit_id AND u.state = -1
 ), change AS (
-    SELECT $1::text AS experiment, $2::text AS metric, variant, state, 1 AS sign, y, x, num, den, $9::float8 AS cap FROM new
+    SELECT $1::text AS experiment, $2::text AS metric, variant, state, 1 AS sign, y, x, num, den, $9::float8 AS cap, first_ts FROM new
     UNION ALL
-    SELECT $1, $2, variant, state, -1, y, x, num, den, $9 FROM old
-), ` + variantUpsert
+    SELECT $1, $2, variant, state, -1, y, x, num, den, $9, first_ts FROM old
+), ` + hoursUpsert + `, ` + variantUpsert
+
+// hoursUpsert keeps agg_first_hours, the analysed units of each variant by
+// hour of first exposure, from the units definition's rows of change (with
+// first_ts): results count the units still maturing from it.
+const hoursUpsert = `hours AS (
+    INSERT INTO agg_first_hours AS h (experiment, variant, hour, units)
+    SELECT experiment, variant, date_trunc('hour', first_ts), sum(sign)
+    FROM change WHERE metric = '' AND state = 0
+    GROUP BY 1, 2, 3
+    ON CONFLICT (experiment, variant, hour) DO UPDATE SET units = h.units + EXCLUDED.units
+)`
 
 // variantDelta sums the signed contributions of the rows of the CTE change
 // (experiment, metric, variant, state, sign, y, x, num, den, cap) per
@@ -635,11 +649,11 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error 
 	const u = `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(unit_type, unit_id)) `
 	if _, err := tx.Exec(ctx, u+`, gone AS (
 		DELETE FROM agg_units a USING u WHERE a.unit_type = u.unit_type AND a.unit_id = u.unit_id
-		RETURNING a.experiment, a.metric, a.variant, a.state, a.y, a.x, a.num, a.den
+		RETURNING a.experiment, a.metric, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts
 	), change AS (
-		SELECT g.experiment, g.metric, g.variant, g.state, -1 AS sign, g.y, g.x, g.num, g.den, d.cap
+		SELECT g.experiment, g.metric, g.variant, g.state, -1 AS sign, g.y, g.x, g.num, g.den, d.cap, g.first_ts
 		FROM gone g LEFT JOIN agg_defs d ON d.experiment = g.experiment AND d.metric = g.metric
-	), `+variantUpsert, types, ids); err != nil {
+	), `+hoursUpsert+`, `+variantUpsert, types, ids); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, u+`, gone AS (

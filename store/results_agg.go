@@ -233,30 +233,45 @@ func variantStats(ctx context.Context, tx pgx.Tx, d aggDef, q analysis.Query) ([
 		}
 	}
 	if _, to, _ := window(d.metric); to > 0 && len(out) > 0 {
-		rows, err := tx.Query(ctx, `SELECT variant, count(*) FROM agg_units
-			WHERE experiment = $1 AND metric = $2 AND state = 0 AND first_ts > $3 AND unit_id <> ALL($4) GROUP BY variant`,
-			d.exp.Key, d.key(), q.Now.Add(-time.Duration(to)*time.Hour), q.Overrides)
-		if err != nil {
+		if err := countMaturing(ctx, tx, d.exp.Key, q, q.Now.Add(-time.Duration(to)*time.Hour), out); err != nil {
 			return nil, err
-		}
-		for rows.Next() {
-			var v string
-			var n int64
-			if err := rows.Scan(&v, &n); err != nil {
-				rows.Close()
-				return nil, err
-			}
-			for i := range out {
-				if out[i].Variant == v {
-					out[i].Maturing = n
-				}
-			}
-		}
-		if rows.Err() != nil {
-			return nil, rows.Err()
 		}
 	}
 	return out, nil
+}
+
+// countMaturing sets the Maturing count of each row of stats: analysed
+// units first exposed after bound, not overridden. Whole hours come from
+// agg_first_hours; the hour holding bound, and the overridden units, from
+// agg_units through its (experiment, metric, first_ts) index.
+func countMaturing(ctx context.Context, tx pgx.Tx, key string, q analysis.Query, bound time.Time, stats []analysis.MetricStats) error {
+	hour := bound.UTC().Truncate(time.Hour)
+	rows, err := tx.Query(ctx, `SELECT variant, sum(n)::bigint FROM (
+		    SELECT variant, units AS n FROM agg_first_hours WHERE experiment = $1 AND hour > $2
+		    UNION ALL
+		    SELECT variant, count(*) FROM agg_units
+		    WHERE experiment = $1 AND metric = '' AND first_ts > $3 AND first_ts < $4 AND state = 0 GROUP BY variant
+		    UNION ALL
+		    SELECT variant, -count(*) FROM agg_units
+		    WHERE experiment = $1 AND metric = '' AND first_ts > $3 AND state = 0 AND unit_id = ANY($5) GROUP BY variant
+		) m GROUP BY variant`, key, hour, bound, hour.Add(time.Hour), q.Overrides)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var v string
+		var n int64
+		if err := rows.Scan(&v, &n); err != nil {
+			return err
+		}
+		for i := range stats {
+			if stats[i].Variant == v {
+				stats[i].Maturing = n
+			}
+		}
+	}
+	return rows.Err()
 }
 
 // unitStats computes a metric's statistics from its unit aggregates: for a
