@@ -6,10 +6,19 @@
 -- stores events adds one row naming the units it touched, so a unit
 -- becomes visible to the aggregator exactly when its events do (commit
 -- order, not clock order). The aggregator deletes the rows it folds in.
+--
+-- unit_* name the units to recompute whole (new exposures, identity links,
+-- consent); track_* are the new track events, which the aggregator adds to
+-- their owners' values without reading their history again.
 CREATE TABLE agg_queue (
-    at          timestamptz NOT NULL, -- the oldest receipt in the row: lag is now - min(at)
-    unit_types  text[]      NOT NULL,
-    unit_ids    text[]      NOT NULL
+    at            timestamptz        NOT NULL, -- the oldest receipt in the row: lag is now - min(at)
+    unit_types    text[]             NOT NULL,
+    unit_ids      text[]             NOT NULL,
+    track_types   text[]             NOT NULL DEFAULT '{}',
+    track_ids     text[]             NOT NULL DEFAULT '{}',
+    track_ts      timestamptz[]      NOT NULL DEFAULT '{}',
+    track_events  text[]             NOT NULL DEFAULT '{}',
+    track_values  double precision[] NOT NULL DEFAULT '{}'
 );
 
 -- The definitions aggregated for each experiment: the metric '' is the

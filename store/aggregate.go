@@ -45,7 +45,8 @@ const MaxQueueRows = 500
 type AggregateReport struct {
 	Skipped bool     // another process held the aggregation lock
 	Queued  int      // queue rows folded in
-	Units   int      // distinct units named by them
+	Units   int      // distinct units named by them for a recomputation
+	Tracks  int      // track events named by them, applied as deltas
 	Pairs   int      // (experiment, unit) aggregates recomputed
 	Rebuilt []string // definitions built from scratch, "experiment/metric"
 	More    bool     // the queue had more rows than one cycle takes
@@ -163,16 +164,28 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	err = pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		return rep, translate("aggregate", err)
+	}
+	defer conn.Release()
+	var locked bool
+	if err := conn.QueryRow(ctx, `SELECT pg_try_advisory_lock($1)`, int64(aggLock)).Scan(&locked); err != nil {
+		return rep, translate("aggregate", err)
+	}
+	if !locked {
+		return AggregateReport{Skipped: true}, nil
+	}
+	defer func() {
+		if _, err := conn.Exec(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, int64(aggLock)); err != nil {
+			conn.Conn().Close(context.WithoutCancel(ctx)) // never return a connection that holds the lock
+		}
+	}()
+	// One snapshot for the whole cycle: the queue rows it takes are exactly
+	// those whose events it can see, so an event is either recomputed with
+	// its unit now or applied as a delta later, never both.
+	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		rep = AggregateReport{}
-		var locked bool
-		if err := tx.QueryRow(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(aggLock)).Scan(&locked); err != nil {
-			return err
-		}
-		if !locked {
-			rep.Skipped = true
-			return nil
-		}
 		built, err := builtDefs(ctx, tx)
 		if err != nil {
 			return err
@@ -274,22 +287,25 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agg_queue)`).Scan(&queued); err != nil || !queued {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_dirty (unit_type text, unit_id text) ON COMMIT DROP`); err != nil {
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_dirty (unit_type text, unit_id text) ON COMMIT DROP;
+		CREATE TEMP TABLE a_new_tracks (unit_type text, unit_id text, ts timestamptz, event text, value float8) ON COMMIT DROP`); err != nil {
 		return err
 	}
 	err := tx.QueryRow(ctx, `WITH q AS (
 		DELETE FROM agg_queue WHERE ctid = ANY(ARRAY(SELECT ctid FROM agg_queue ORDER BY at LIMIT $1))
-		RETURNING unit_types, unit_ids
+		RETURNING unit_types, unit_ids, track_types, track_ids, track_ts, track_events, track_values
 	), d AS (
 		INSERT INTO a_dirty SELECT DISTINCT u.t, u.i FROM q, unnest(q.unit_types, q.unit_ids) AS u(t, i) RETURNING 1
-	) SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM d)`, MaxQueueRows+1).Scan(&rep.Queued, &rep.Units)
+	), t AS (
+		INSERT INTO a_new_tracks SELECT k.* FROM q, unnest(q.track_types, q.track_ids, q.track_ts, q.track_events, q.track_values) AS k RETURNING 1
+	) SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM d), (SELECT count(*) FROM t)`, MaxQueueRows+1).Scan(&rep.Queued, &rep.Units, &rep.Tracks)
 	if err != nil {
 		return err
 	}
 	if rep.Queued > MaxQueueRows {
 		rep.Queued, rep.More = MaxQueueRows, true // the extra row is folded in too; More asks for another cycle
 	}
-	if rep.Units == 0 {
+	if rep.Units == 0 && rep.Tracks == 0 {
 		return nil
 	}
 	if _, err := tx.Exec(ctx, `ANALYZE a_dirty`); err != nil {
@@ -340,8 +356,111 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 			}
 		}
 	}
+	if err := foldTracks(ctx, tx, ready, rep); err != nil {
+		return err
+	}
 	return foldCrossover(ctx, tx, "a_roots", nil)
 }
+
+// foldTracks applies the new track events as deltas to the values of the
+// units that own them, for units not recomputed whole in this cycle: a
+// unit's window sums only grow by the event's contribution (and a
+// conversion only turns on), so its history need not be read again.
+func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateReport) error {
+	if rep.Tracks == 0 {
+		return nil
+	}
+	// The owners of each event: the unit itself (for experiments on its
+	// unit type) and its identity root (for customer experiments), where
+	// they are aggregated and not recomputed in this cycle.
+	if _, err := tx.Exec(ctx, `
+		DELETE FROM a_new_tracks t USING a_dirty d WHERE d.unit_type = t.unit_type AND d.unit_id = t.unit_id;
+		CREATE TEMP TABLE a_track_units ON COMMIT DROP AS SELECT DISTINCT unit_type, unit_id FROM a_new_tracks;
+		ANALYZE a_track_units`); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_track_roots ON COMMIT DROP AS
+		WITH RECURSIVE walk(unit_type, unit_id, root, depth) AS (
+		    SELECT d.unit_type, d.unit_id, a.customer_id, 1
+		    FROM a_track_units d JOIN aliases a ON a.unit_type = d.unit_type AND a.unit_id = d.unit_id
+		    UNION ALL
+		    SELECT w.unit_type, w.unit_id, a.customer_id, w.depth + 1
+		    FROM walk w JOIN aliases a ON a.unit_type = 'customer' AND a.unit_id = w.root
+		    WHERE w.depth < 16 AND a.customer_id <> w.unit_id
+		), ends AS (
+		    SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, root FROM walk ORDER BY unit_type, unit_id, depth DESC
+		)
+		SELECT unit_type, unit_id, root FROM ends e
+		WHERE NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = e.root AND a.customer_id <> e.root)
+		UNION ALL
+		SELECT unit_type, unit_id, unit_id FROM a_track_units t
+		WHERE t.unit_type = 'customer' AND NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = t.unit_id)`); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `ANALYZE a_track_roots;
+		CREATE TEMP TABLE a_tracks ON COMMIT DROP AS
+		SELECT x.experiment, x.unit_id AS owner, t.ts, t.event, t.value
+		FROM a_new_tracks t JOIN agg_units x ON x.unit_id = t.unit_id AND x.unit_type = t.unit_type AND x.metric = ''
+		WHERE t.unit_type <> 'customer'
+		UNION ALL
+		SELECT x.experiment, x.unit_id, t.ts, t.event, t.value
+		FROM a_new_tracks t JOIN a_track_roots r ON r.unit_type = t.unit_type AND r.unit_id = t.unit_id
+		JOIN agg_units x ON x.unit_id = r.root AND x.unit_type = 'customer' AND x.metric = '';
+		DELETE FROM a_tracks t USING a_pairs p WHERE p.experiment = t.experiment AND p.unit_id = t.owner;
+		ANALYZE a_tracks`); err != nil {
+		return err
+	}
+	for _, d := range ready {
+		if d.metric == nil {
+			continue
+		}
+		from, to, events := window(d.metric)
+		m := d.metric
+		if _, err := tx.Exec(ctx, foldTracksSQL, d.exp.Key, m.Key, string(m.Type), events, from, to, m.CUPEDHours,
+			m.Numerator, d.fixedCap(), m.Denominator); err != nil {
+			return fmt.Errorf("%s/%s: %w", d.exp.Key, m.Key, err)
+		}
+	}
+	return nil
+}
+
+// foldTracksSQL adds the events of a_tracks to the values of their owners
+// for one metric definition (parameters as foldUnitsSQL), and the change to
+// the variant sums. The sums use the same filters as foldUnitsSQL.
+const foldTracksSQL = `
+WITH t AS (
+    SELECT owner, ts, value, event FROM a_tracks WHERE experiment = $1 AND event = ANY($4)
+), old AS (
+    SELECT a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
+    WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id IN (SELECT owner FROM t)
+), d AS (
+    SELECT o.unit_id,
+        count(t.ts) FILTER (WHERE t.ts >= o.first_ts + make_interval(hours => $5)
+                              AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))) AS n_in,
+        COALESCE(sum(t.value) FILTER (WHERE t.ts >= o.first_ts AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))), 0) AS v_in,
+        count(t.ts) FILTER (WHERE t.ts >= o.first_ts - make_interval(hours => $7) AND t.ts < o.first_ts) AS n_pre,
+        COALESCE(sum(t.value) FILTER (WHERE t.ts >= o.first_ts - make_interval(hours => $7) AND t.ts < o.first_ts), 0) AS v_pre,
+        COALESCE(sum(COALESCE(t.value, 1)) FILTER (WHERE t.event = $8 AND t.ts >= o.first_ts AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))), 0) AS num,
+        COALESCE(sum(COALESCE(t.value, 1)) FILTER (WHERE t.event = $10 AND t.ts >= o.first_ts AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))), 0) AS den
+    FROM old o JOIN t ON t.owner = o.unit_id
+    GROUP BY o.unit_id
+), new AS (
+    SELECT o.unit_id, o.variant, o.state, o.first_ts,
+        CASE $3 WHEN 'conversion' THEN greatest(o.y, (d.n_in > 0)::int::float8) WHEN 'retention' THEN greatest(o.y, (d.n_in > 0)::int::float8)
+                WHEN 'count' THEN o.y + d.n_in ELSE o.y + d.v_in END AS y,
+        CASE $3 WHEN 'conversion' THEN greatest(o.x, (d.n_pre > 0)::int::float8) WHEN 'retention' THEN 0 WHEN 'ratio' THEN 0
+                WHEN 'count' THEN o.x + d.n_pre ELSE o.x + d.v_pre END AS x,
+        o.num + d.num AS num, o.den + d.den AS den
+    FROM old o JOIN d ON d.unit_id = o.unit_id
+    WHERE (d.n_in, d.v_in, d.n_pre, d.v_pre, d.num, d.den) <> (0, 0, 0, 0, 0, 0)
+), up AS (
+    UPDATE agg_units a SET y = n.y, x = n.x, num = n.num, den = n.den
+    FROM new n WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = n.unit_id
+), change AS (
+    SELECT $1::text AS experiment, $2::text AS metric, variant, state, 1 AS sign, y, x, num, den, $9::float8 AS cap, first_ts FROM new
+    UNION ALL
+    SELECT $1, $2, o.variant, o.state, -1, o.y, o.x, o.num, o.den, $9, o.first_ts FROM old o JOIN new n ON n.unit_id = o.unit_id
+), ` + variantUpsert
 
 // members lists, for each owner in %[1]s (unit_id) that is an identity
 // root, the ids whose events it owns: itself and every id linked to it,

@@ -68,16 +68,23 @@ WITH new AS (
     WHERE EXCLUDED.ts < a.ts
     RETURNING replaced
 ), q AS (
-    -- The aggregation queue (store/aggregate.go): the units whose events
-    -- are new, and for identity links the customers linked to and the
-    -- customers the links replaced. replaced comes from the conflicting
+    -- The aggregation queue (store/aggregate.go): the units to recompute
+    -- (new exposures; for identity links the unit, the customer linked to
+    -- and the customer the link replaced), and the new track events. replaced comes from the conflicting
     -- row itself, which may be newer than this statement's snapshot.
-    INSERT INTO agg_queue (at, unit_types, unit_ids)
-    SELECT (SELECT min(received_at) FROM winners), array_agg(t), array_agg(i) FROM (
-        SELECT unit_type, unit_id FROM winners
-        UNION SELECT 'customer', customer_id FROM winners WHERE type = 'identify'
-        UNION SELECT 'customer', replaced FROM al WHERE replaced IS NOT NULL
-    ) d(t, i) HAVING count(*) > 0
+    INSERT INTO agg_queue (at, unit_types, unit_ids, track_types, track_ids, track_ts, track_events, track_values)
+    SELECT w.at, COALESCE(u.types, '{}'), COALESCE(u.ids, '{}'),
+           COALESCE(t.types, '{}'), COALESCE(t.ids, '{}'), COALESCE(t.ts, '{}'), COALESCE(t.events, '{}'), COALESCE(t.vals, '{}')
+    FROM (SELECT min(received_at) AS at FROM winners) w,
+         (SELECT array_agg(t) AS types, array_agg(i) AS ids FROM (
+              SELECT unit_type, unit_id FROM winners WHERE type <> 'track'
+              UNION SELECT 'customer', customer_id FROM winners WHERE type = 'identify'
+              UNION SELECT 'customer', replaced FROM al WHERE replaced IS NOT NULL
+          ) d(t, i)) u,
+         (SELECT array_agg(unit_type) AS types, array_agg(unit_id) AS ids, array_agg(ts) AS ts,
+                 array_agg(event) AS events, array_agg(value) AS vals
+          FROM winners WHERE type = 'track') t
+    WHERE w.at IS NOT NULL
 )
 SELECT seq FROM winners`
 
