@@ -1,0 +1,816 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/analysis"
+	"github.com/flywheel-oss/flywheel/ingest"
+	"github.com/flywheel-oss/flywheel/internal/app"
+)
+
+// The targets of the issue for results: at 1,000,000 exposed units and
+// 10,000,000 track events, results p50 at most 200 ms and at least 20x
+// faster than the plain recomputation from raw events, measured in the same
+// run; the aggregates keep up with 20,000 events/s with at most 10 s of lag.
+const (
+	resultsP50TargetMs = 200
+	resultsRatioTarget = 20
+	keepUpRateTarget   = 20_000
+	keepUpLagTarget    = 10.0 // seconds
+	issueUnits         = 1_000_000
+	issueEvents        = 10_000_000
+)
+
+const benchResultsUsage = `usage: flywheel bench results [--units 1000000] [--events 10000000] [--requests 50] [--recomputes 3]
+                              [--rate 20000] [--duration 60s] [--json]`
+
+// The shape of the bench: one experiment, its data, and the keep-up load
+// (senders each with one batch in flight, paced to --rate together).
+const (
+	resultsExperiment = "bench-results"
+	resultsSenders    = 8
+	resultsBatch      = 500
+	copyWorkers       = 4
+	exposureDays      = 14 // exposures spread over the last 14 days,
+	eventDays         = 28 // events over the last 28 (pre-period events for CUPED)
+	maxDrain          = 10 * time.Minute
+)
+
+// resultsOptions are the flags of `bench results`.
+type resultsOptions struct {
+	Units      int           `json:"units"`
+	Events     int           `json:"events"`
+	Requests   int           `json:"requests"`
+	Recomputes int           `json:"recomputes"`
+	Rate       int           `json:"rate"`
+	Duration   time.Duration `json:"duration_ns"`
+	JSON       bool          `json:"-"`
+}
+
+// resultsReport is the whole result; --json prints it as is. Durations are
+// in milliseconds or seconds as their names say.
+type resultsReport struct {
+	Command  string         `json:"command"`
+	Date     string         `json:"date"`
+	Machine  benchMachine   `json:"machine"`
+	Options  resultsOptions `json:"options"`
+	Database string         `json:"database"`
+	UnitIDs  string         `json:"unit_ids"`
+	Load     struct {
+		Exposures     int     `json:"exposures"`
+		Events        int     `json:"events"`
+		Seconds       float64 `json:"seconds"`
+		RowsPerSecond float64 `json:"rows_per_second"`
+		VacuumSeconds float64 `json:"vacuum_analyze_seconds"`
+	} `json:"load"`
+	BuildSeconds       float64 `json:"initial_build_seconds"`
+	BuildVacuumSeconds float64 `json:"build_vacuum_analyze_seconds"`
+	Read               struct {
+		Requests       int       `json:"requests"`
+		ResultsUnits   int64     `json:"results_units"`
+		ResultsP50Ms   float64   `json:"results_p50_ms"`
+		ResultsP99Ms   float64   `json:"results_p99_ms"`
+		StoreP50Ms     float64   `json:"store_aggregated_p50_ms"`
+		RecomputeMs    []float64 `json:"recompute_ms"`
+		RecomputeP50Ms float64   `json:"recompute_p50_ms"`
+		Ratio          float64   `json:"ratio"`
+		VerifyError    string    `json:"verify_error,omitempty"`
+	} `json:"read"`
+	KeepUp struct {
+		Requested     int     `json:"requested_events_per_second"`
+		Events        int64   `json:"events_accepted"`
+		Failed        int     `json:"failed_batches"`
+		FirstFailure  string  `json:"first_failure,omitempty"`
+		PostP50Ms     float64 `json:"post_p50_ms"`
+		PostP99Ms     float64 `json:"post_p99_ms"`
+		Seconds       float64 `json:"seconds"`
+		Rate          float64 `json:"events_per_second"`
+		Samples       int     `json:"lag_samples"`
+		LagP50        float64 `json:"lag_p50_seconds"`
+		LagP99        float64 `json:"lag_p99_seconds"`
+		LagMax        float64 `json:"lag_max_seconds"`
+		PendingMax    int64   `json:"pending_max_rows"`
+		DrainSeconds  float64 `json:"drain_seconds"`
+		Drained       bool    `json:"drained"`
+		Cycles        float64 `json:"aggregation_cycles"`
+		CycleMeanMs   float64 `json:"aggregation_cycle_mean_ms"`
+		PairsPerCycle float64 `json:"aggregation_pairs_per_cycle"`
+		ResultsP50Ms  float64 `json:"results_p50_ms_while_ingesting"`
+		Verified      bool    `json:"verified"` // checked after the drain; not when it did not drain
+		VerifyError   string  `json:"verify_error,omitempty"`
+	} `json:"keep_up"`
+	Pass struct {
+		ResultsP50 bool `json:"results_p50"`
+		Ratio      bool `json:"ratio"`
+		Verified   bool `json:"verified"`
+		Rate       bool `json:"keep_up_rate"`
+		Lag        bool `json:"keep_up_lag"`
+		All        bool `json:"all"`
+	} `json:"pass"`
+}
+
+// runBenchResults runs `flywheel bench results`: it loads a scratch
+// database with an experiment's exposures and track events by COPY, builds
+// the aggregates once, then times GET .../results against the plain
+// recomputation from raw events (store.RecomputeResultInput, what the
+// endpoint ran before aggregates), checks both give the same numbers, and
+// finally sends events through POST /v1/events at a fixed rate while the
+// background aggregator runs, sampling its lag every second.
+func runBenchResults(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	var o resultsOptions
+	fs := newFlagSet("bench results", stderr)
+	fs.IntVar(&o.Units, "units", issueUnits, "exposed units (1-50,000,000)")
+	fs.IntVar(&o.Events, "events", issueEvents, "track events of the exposed units (0-1,000,000,000)")
+	fs.IntVar(&o.Requests, "requests", 50, "results requests to time (1-10000)")
+	fs.IntVar(&o.Recomputes, "recomputes", 3, "recomputations from raw events to time (1-100)")
+	fs.IntVar(&o.Rate, "rate", keepUpRateTarget, "events/s sent in the keep-up phase (1-1,000,000)")
+	fs.DurationVar(&o.Duration, "duration", time.Minute, "length of the keep-up phase")
+	fs.BoolVar(&o.JSON, "json", false, "print one JSON document instead of the report")
+	if err := fs.Parse(args); err != nil {
+		return usageError{err.Error()}
+	}
+	switch {
+	case fs.NArg() > 0:
+		return usageError{fmt.Sprintf("unexpected argument %q\n%s", fs.Arg(0), benchResultsUsage)}
+	case o.Units < 1 || o.Units > 50_000_000, o.Events < 0 || o.Events > 1_000_000_000, o.Requests < 1 || o.Requests > 10000,
+		o.Recomputes < 1 || o.Recomputes > 100, o.Rate < 1 || o.Rate > 1_000_000, o.Duration <= 0 || o.Duration > time.Hour:
+		return usageError{benchResultsUsage}
+	}
+	cfg := loadConfig(getenv)
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", a...) }
+	env := &benchEnv{progress: progress}
+	defer env.close()
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var err error
+	if env.dbURL, err = env.openDatabase(ctx, cfg, log); err != nil {
+		return err
+	}
+	progress("database: %s", env.dbDesc)
+	if env.adminKey, err = flywheel.NewKeySecret(flywheel.ScopeAdmin); err != nil {
+		return err
+	}
+	if env.sdkKey, err = flywheel.NewKeySecret(flywheel.ScopeSDK); err != nil {
+		return err
+	}
+	appCfg := app.Config{DatabaseURL: env.dbURL, InitAdminKey: env.adminKey, InitSDKKey: env.sdkKey, Logger: log,
+		ConfigPoll: cfg.ConfigPoll, MaxConns: cfg.MaxConns, IDHMACKey: cfg.IDHMACKey,
+		IngestWriters: cfg.IngestWriters, IngestQueue: cfg.IngestQueue}
+
+	rep := &resultsReport{Command: "flywheel bench results " + strings.Join(args, " "), Date: time.Now().UTC().Format(time.RFC3339),
+		Machine: currentMachine(), Options: o, Database: env.dbDesc, UnitIDs: "raw"}
+	if cfg.IDHMACKey != "" {
+		rep.UnitIDs = "pseudonymised (FLYWHEEL_ID_HMAC_KEY)"
+	}
+	// Phase 0 and 1 run without the background aggregator: the rows loaded
+	// by COPY bypass the aggregation queue, so the one build after the load
+	// is what takes them in.
+	appCfg.AggregateEvery = -1
+	if err := benchReadSpeed(ctx, env, appCfg, o, rep); err != nil {
+		return err
+	}
+	appCfg.AggregateEvery = time.Second
+	if err := benchKeepUp(ctx, env, appCfg, o, rep); err != nil {
+		return err
+	}
+	rep.judge()
+	if o.JSON {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		if err := enc.Encode(rep); err != nil {
+			return err
+		}
+	} else {
+		rep.print(stdout)
+	}
+	if !rep.Pass.Verified { // the only failure that is an error: the numbers are wrong
+		return errors.New("bench: the aggregates differ from a recomputation from raw events (see verify_error)")
+	}
+	return nil
+}
+
+// startApp runs flywheel in this process on 127.0.0.1 and returns the app
+// and its base URL; stop shuts the listener down and closes the app.
+func startApp(ctx context.Context, cfg app.Config) (*app.App, string, func(), error) {
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	a, err := app.New(ctx, cfg)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		a.Close(ctx)
+		return nil, "", nil, fmt.Errorf("bench: listen: %w", err)
+	}
+	srv := &http.Server{Handler: a.Handler, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 10 * time.Minute, IdleTimeout: 120 * time.Second, MaxHeaderBytes: 64 << 10}
+	go srv.Serve(ln)
+	stop := func() {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		_ = a.Close(sctx)
+	}
+	return a, "http://" + ln.Addr().String(), stop, nil
+}
+
+// benchReadSpeed defines the experiment, loads the data, builds the
+// aggregates and times reads.
+func benchReadSpeed(ctx context.Context, env *benchEnv, cfg app.Config, o resultsOptions, rep *resultsReport) error {
+	a, url, stop, err := startApp(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	env.flywheelURL = url
+	for _, c := range []struct{ path, body string }{
+		{"/v1/metrics", `{"key":"purchase","type":"conversion","event":"purchase","window_hours":168}`},
+		{"/v1/metrics", `{"key":"revenue","type":"mean","event":"revenue","window_hours":168,"cuped_hours":336,"cap":{"value":500}}`},
+		{"/v1/experiments", `{"key":"` + resultsExperiment + `","name":"Bench results","unit_type":"customer",` +
+			`"variants":[{"key":"control","weight":0.5},{"key":"treatment","weight":0.5}],` +
+			`"metrics":{"primary":["purchase"],"secondary":["revenue"]}}`},
+		{"/v1/experiments/" + resultsExperiment + "/start", ``},
+	} {
+		if code, got, err := env.call(ctx, url, "POST", c.path, env.adminKey, c.body); err != nil || code/100 != 2 {
+			return fmt.Errorf("bench: POST %s: status %d %s: %v", c.path, code, got, err)
+		}
+	}
+
+	now := time.Now().UTC()
+	if _, err := a.DB.EnsurePartitions(ctx, now, eventDays+2, 2); err != nil {
+		return err
+	}
+	ids := unitIDs(ingest.NewPseudonymizer(cfg.IDHMACKey), 0, o.Units)
+	t0 := time.Now()
+	if err := copyExposures(ctx, a.DB.Pool(), ids, now); err != nil {
+		return err
+	}
+	env.progress("copied %d exposures in %.1fs", o.Units, time.Since(t0).Seconds())
+	if err := copyTrackEvents(ctx, a.DB.Pool(), ids, o.Events, now, env.progress); err != nil {
+		return err
+	}
+	rep.Load.Exposures, rep.Load.Events, rep.Load.Seconds = o.Units, o.Events, time.Since(t0).Seconds()
+	rep.Load.RowsPerSecond = float64(o.Units+o.Events) / rep.Load.Seconds
+	// As autovacuum would after such a load: hint bits, visibility, statistics.
+	t0 = time.Now()
+	if _, err := a.DB.Pool().Exec(ctx, `VACUUM (ANALYZE) events, exposures`); err != nil {
+		return fmt.Errorf("bench: vacuum analyze: %w", err)
+	}
+	rep.Load.VacuumSeconds = time.Since(t0).Seconds()
+	env.progress("loaded in %.1fs, vacuum analyze %.1fs; building the aggregates", rep.Load.Seconds, rep.Load.VacuumSeconds)
+
+	t0 = time.Now()
+	if err := a.Aggregate(ctx); err != nil {
+		return fmt.Errorf("bench: initial build: %w", err)
+	}
+	rep.BuildSeconds = time.Since(t0).Seconds()
+	t0 = time.Now()
+	if _, err := a.DB.Pool().Exec(ctx, `VACUUM (ANALYZE) agg_units, agg_variants`); err != nil {
+		return fmt.Errorf("bench: vacuum analyze: %w", err)
+	}
+	rep.BuildVacuumSeconds = time.Since(t0).Seconds()
+	env.progress("initial build %.1fs, vacuum analyze %.1fs; timing %d results requests", rep.BuildSeconds, rep.BuildVacuumSeconds, o.Requests)
+
+	client := &http.Client{}
+	for range min(5, o.Requests) { // warm-up
+		if _, _, err := getResults(ctx, client, url, env.adminKey); err != nil {
+			return err
+		}
+	}
+	var lat []time.Duration
+	for range o.Requests {
+		d, doc, err := getResults(ctx, client, url, env.adminKey)
+		if err != nil {
+			return err
+		}
+		lat = append(lat, d)
+		rep.Read.ResultsUnits = doc.Units
+	}
+	rep.Read.Requests = o.Requests
+	rep.Read.ResultsP50Ms, rep.Read.ResultsP99Ms = ms(quantile(lat, 0.50)), ms(quantile(lat, 0.99))
+
+	e, err := a.DB.FindExperimentByKey(ctx, resultsExperiment)
+	if err != nil {
+		return err
+	}
+	metrics, err := a.DB.FindMetricsByKeys(ctx, e.Metrics.Keys())
+	if err != nil {
+		return err
+	}
+	q := func() analysis.Query { return analysis.Query{Now: time.Now().UTC(), Overrides: []string{}} }
+	lat = lat[:0]
+	for range o.Requests {
+		t := time.Now()
+		if _, err := a.DB.ResultInput(ctx, e, metrics, q()); err != nil {
+			return err
+		}
+		lat = append(lat, time.Since(t))
+	}
+	rep.Read.StoreP50Ms = ms(quantile(lat, 0.50))
+	lat = lat[:0]
+	for i := range o.Recomputes {
+		env.progress("recompute from raw events %d/%d", i+1, o.Recomputes)
+		t := time.Now()
+		if _, err := a.DB.RecomputeResultInput(ctx, e, metrics, q()); err != nil {
+			return err
+		}
+		lat = append(lat, time.Since(t))
+		rep.Read.RecomputeMs = append(rep.Read.RecomputeMs, ms(lat[i]))
+	}
+	rep.Read.RecomputeP50Ms = ms(quantile(lat, 0.50))
+	if rep.Read.ResultsP50Ms > 0 {
+		rep.Read.Ratio = rep.Read.RecomputeP50Ms / rep.Read.ResultsP50Ms
+	}
+	env.progress("verifying the aggregates against a recomputation")
+	if err := a.DB.VerifyAggregates(ctx, e, metrics, q()); err != nil {
+		rep.Read.VerifyError = err.Error()
+	}
+	return nil
+}
+
+// benchKeepUp sends events at o.Rate for o.Duration with the background
+// aggregator running, samples its lag every second, then waits for it to
+// drain and verifies the aggregates again.
+func benchKeepUp(ctx context.Context, env *benchEnv, cfg app.Config, o resultsOptions, rep *resultsReport) error {
+	cfg.Registry = prometheus.NewRegistry() // read by aggregatorFigures
+	a, url, stop, err := startApp(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	env.progress("keep-up: %d events/s for %v", o.Rate, o.Duration)
+	k := &rep.KeepUp
+	k.Requested = o.Rate
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: resultsSenders + 1}}
+	var (
+		mu       sync.Mutex
+		lags     []float64
+		during   []time.Duration
+		posts    []time.Duration // POST /v1/events latencies
+		accepted atomic.Int64
+		newUnits atomic.Int64
+	)
+	// sample reads the lag and the queue, and records them once a second.
+	lastSample := time.Time{}
+	sample := func() int64 {
+		lag, pending, err := a.DB.AggregationLag(ctx, time.Now())
+		if err != nil {
+			return -1
+		}
+		k.PendingMax = max(k.PendingMax, pending)
+		if time.Since(lastSample) >= time.Second-50*time.Millisecond {
+			lastSample = time.Now()
+			lags = append(lags, lag.Seconds())
+		}
+		return pending
+	}
+	start := time.Now()
+	end := start.Add(o.Duration)
+	interval := time.Duration(float64(time.Second) * resultsBatch * resultsSenders / float64(o.Rate))
+	var wg sync.WaitGroup
+	for w := range resultsSenders {
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(w)))
+			for n := 0; ; n++ {
+				next := start.Add(time.Duration(w)*interval/resultsSenders + time.Duration(n)*interval)
+				if !next.Before(end) || ctx.Err() != nil {
+					return
+				}
+				time.Sleep(time.Until(next))
+				body := keepUpBatch(rng, o.Units, &newUnits)
+				t := time.Now()
+				err := postBatch(ctx, client, url+"/v1/events", env.sdkKey, body, resultsBatch)
+				mu.Lock()
+				posts = append(posts, time.Since(t))
+				mu.Unlock()
+				if err != nil {
+					mu.Lock()
+					if k.Failed++; k.FirstFailure == "" {
+						k.FirstFailure = err.Error()
+					}
+					mu.Unlock()
+					continue
+				}
+				accepted.Add(resultsBatch)
+			}
+		})
+	}
+	done, probed := make(chan struct{}), make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	go func() { // a dashboard reading the results every 5 s meanwhile
+		defer close(probed)
+		t := time.NewTicker(5 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				if d, _, err := getResults(ctx, client, url, env.adminKey); err == nil {
+					during = append(during, d)
+				}
+			}
+		}
+	}()
+	tick := time.NewTicker(time.Second)
+	for sending := true; sending; {
+		select {
+		case <-done:
+			sending = false
+		case <-tick.C:
+			sample()
+		}
+	}
+	tick.Stop()
+	<-probed
+	k.Seconds = time.Since(start).Seconds()
+	k.Events = accepted.Load()
+	k.Rate = float64(k.Events) / k.Seconds
+	env.progress("keep-up: %d events accepted (%.0f/s); waiting for the aggregator to drain", k.Events, k.Rate)
+
+	// The lag samples go on while the queue drains: the last events wait too.
+	drainStart, last := time.Now(), time.Now()
+	for time.Since(drainStart) < maxDrain && ctx.Err() == nil {
+		if p := sample(); p == 0 {
+			k.Drained = true
+			break
+		}
+		if time.Since(last) >= 10*time.Second {
+			last = time.Now()
+			env.progress("keep-up: draining, %.0fs", time.Since(drainStart).Seconds())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	k.DrainSeconds = time.Since(drainStart).Seconds()
+	k.Samples = len(lags)
+	slices.Sort(lags)
+	if n := len(lags); n > 0 {
+		k.LagP50, k.LagP99, k.LagMax = lags[(n-1)/2], lags[min(n-1, int(math.Ceil(0.99*float64(n)))-1)], lags[n-1]
+	}
+	k.ResultsP50Ms = ms(quantile(during, 0.50))
+	k.PostP50Ms, k.PostP99Ms = ms(quantile(posts, 0.50)), ms(quantile(posts, 0.99))
+	cycles, seconds, pairs := aggregatorFigures(cfg.Registry)
+	if cycles > 0 {
+		k.Cycles, k.CycleMeanMs, k.PairsPerCycle = cycles, 1000*seconds/cycles, pairs/cycles
+	}
+	if k.Drained {
+		env.progress("keep-up: drained in %.1fs; verifying the aggregates again", k.DrainSeconds)
+		e, err := a.DB.FindExperimentByKey(ctx, resultsExperiment)
+		if err != nil {
+			return err
+		}
+		metrics, err := a.DB.FindMetricsByKeys(ctx, e.Metrics.Keys())
+		if err != nil {
+			return err
+		}
+		if err := a.DB.VerifyAggregates(ctx, e, metrics, analysis.Query{Now: time.Now().UTC(), Overrides: []string{}}); err != nil {
+			k.VerifyError = err.Error()
+		} else {
+			k.Verified = true
+		}
+	}
+	return nil
+}
+
+// aggregatorFigures reads the aggregator's metrics: successful cycles,
+// their total seconds, and the (experiment, unit) pairs they recomputed.
+func aggregatorFigures(reg *prometheus.Registry) (cycles, seconds, pairs float64) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0, 0, 0
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			switch mf.GetName() {
+			case "flywheel_aggregate_cycle_seconds":
+				cycles, seconds = float64(m.GetHistogram().GetSampleCount()), m.GetHistogram().GetSampleSum()
+			case "flywheel_aggregate_units_total":
+				pairs = m.GetCounter().GetValue()
+			}
+		}
+	}
+	return cycles, seconds, pairs
+}
+
+// resultsDoc is the part of the results document the bench reads.
+type resultsDoc struct {
+	ComputedAt time.Time `json:"computed_at"`
+	LagSeconds int64     `json:"lag_seconds"`
+	Units      int64     `json:"units"`
+}
+
+// getResults makes one results request and times it, body read included.
+func getResults(ctx context.Context, client *http.Client, base, key string) (time.Duration, resultsDoc, error) {
+	var doc resultsDoc
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/v1/experiments/"+resultsExperiment+"/results", nil)
+	if err != nil {
+		return 0, doc, err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	t := time.Now()
+	res, err := client.Do(req)
+	if err != nil {
+		return 0, doc, fmt.Errorf("bench: results: %w", err)
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	d := time.Since(t)
+	if err != nil || res.StatusCode != http.StatusOK {
+		return d, doc, fmt.Errorf("bench: results: status %d %.200s: %v", res.StatusCode, body, err)
+	}
+	if err := json.Unmarshal(body, &doc); err != nil || doc.ComputedAt.IsZero() {
+		return d, doc, fmt.Errorf("bench: results: not a results document: %.200s", body)
+	}
+	return d, doc, nil
+}
+
+// quantile returns the q-quantile of ds (nearest rank); it sorts ds.
+func quantile(ds []time.Duration, q float64) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	slices.Sort(ds)
+	return ds[max(0, min(len(ds)-1, int(math.Ceil(q*float64(len(ds))))-1))]
+}
+
+// mix is splitmix64: the bench's deterministic per-unit randomness.
+func mix(x uint64) uint64 {
+	x += 0x9e3779b97f4a7c15
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9
+	x = (x ^ (x >> 27)) * 0x94d049bb133111eb
+	return x ^ (x >> 31)
+}
+
+var (
+	benchVariants  = [2]string{"control", "treatment"}
+	benchPlatforms = [3]string{"ios", "android", "web"}
+)
+
+// unitIDs returns the stored ids of units [from, to): c-<n>, pseudonymised
+// as the ingestion path would.
+func unitIDs(p *ingest.Pseudonymizer, from, to int) []string {
+	ids := make([]string, 0, to-from)
+	for i := from; i < to; i++ {
+		ids = append(ids, p.ID("c-"+strconv.Itoa(i)))
+	}
+	return ids
+}
+
+// copyExposures stores the first exposure of every unit: a variant by hash
+// and a time spread over the last exposureDays.
+func copyExposures(ctx context.Context, pool *pgxpool.Pool, ids []string, now time.Time) error {
+	span := uint64(exposureDays * 24 * time.Hour)
+	i := 0
+	_, err := pool.CopyFrom(ctx, pgx.Identifier{"exposures"},
+		[]string{"experiment", "unit_id", "unit_type", "variant", "first_ts", "last_ts", "attributes", "multiple", "exposures"},
+		pgx.CopyFromFunc(func() ([]any, error) {
+			if i == len(ids) {
+				return nil, nil
+			}
+			h := mix(uint64(i))
+			ts := now.Add(-time.Duration(h % span)).Truncate(time.Microsecond)
+			attrs := []byte(`{"platform":"` + benchPlatforms[(h>>40)%3] + `"}`)
+			row := []any{resultsExperiment, ids[i], "customer", benchVariants[h>>63], ts, ts, attrs, false, int64(1)}
+			i++
+			return row, nil
+		}))
+	if err != nil {
+		return fmt.Errorf("bench: copy exposures: %w", err)
+	}
+	return nil
+}
+
+// copyTrackEvents stores n track events over the last eventDays from
+// copyWorkers connections, 500,000 rows a transaction. Half are purchases,
+// half revenue with a value; units are drawn with a skew (unit r^1.5 of
+// the list) so that busy units are busy before and after exposure, as
+// CUPED expects.
+func copyTrackEvents(ctx context.Context, pool *pgxpool.Pool, ids []string, n int, now time.Time, progress func(string, ...any)) error {
+	const chunk = 500_000
+	var done atomic.Int64
+	errc := make(chan error, copyWorkers)
+	t0 := time.Now()
+	stopReport := make(chan struct{})
+	go func() {
+		t := time.NewTicker(15 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-stopReport:
+				return
+			case <-t.C:
+				d := done.Load()
+				progress("copied %d/%d events (%.0f/s)", d, n, float64(d)/time.Since(t0).Seconds())
+			}
+		}
+	}()
+	defer close(stopReport)
+	var wg sync.WaitGroup
+	for w := range copyWorkers {
+		share := n/copyWorkers + btoi(w < n%copyWorkers)
+		wg.Go(func() {
+			rng := rand.New(rand.NewPCG(0xf1f1, uint64(w)))
+			for left := share; left > 0 && ctx.Err() == nil; {
+				rows := min(chunk, left)
+				if err := copyEventChunk(ctx, pool, rng, ids, rows, now); err != nil {
+					errc <- fmt.Errorf("bench: copy events: %w", err)
+					return
+				}
+				left -= rows
+				done.Add(int64(rows))
+			}
+		})
+	}
+	wg.Wait()
+	close(errc)
+	if err := <-errc; err != nil {
+		return err
+	}
+	progress("copied %d events in %.1fs", n, time.Since(t0).Seconds())
+	return ctx.Err()
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func copyEventChunk(ctx context.Context, pool *pgxpool.Pool, rng *rand.Rand, ids []string, rows int, now time.Time) error {
+	span := int64(eventDays * 24 * time.Hour)
+	i := 0
+	_, err := pool.CopyFrom(ctx, pgx.Identifier{"events"},
+		[]string{"unit_type", "unit_id", "id", "type", "ts", "received_at", "event", "value"},
+		pgx.CopyFromFunc(func() ([]any, error) {
+			if i == rows {
+				return nil, nil
+			}
+			i++
+			id, err := uuid.NewV7()
+			if err != nil {
+				return nil, err
+			}
+			unit := ids[int(float64(len(ids))*math.Pow(rng.Float64(), 1.5))]
+			ts := now.Add(-time.Duration(rng.Int64N(span))).Truncate(time.Microsecond)
+			row := []any{"customer", unit, pgtype.UUID{Bytes: id, Valid: true}, "track", ts, ts, "purchase", nil}
+			if rng.IntN(2) == 0 {
+				row[6], row[7] = "revenue", math.Round(rng.ExpFloat64()*4000)/100
+			}
+			return row, nil
+		}))
+	return err
+}
+
+// keepUpBatch builds one POST /v1/events body of resultsBatch events: 4%
+// exposures of new units, the rest purchases and revenue of exposed units
+// (drawn as in the load), timestamped by the server.
+func keepUpBatch(rng *rand.Rand, units int, newUnits *atomic.Int64) []byte {
+	b := make([]byte, 0, 180*resultsBatch)
+	b = append(b, `{"events":[`...)
+	for i := range resultsBatch {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, `{"id":"`...)
+		b = append(b, uuid.Must(uuid.NewV7()).String()...)
+		b = append(b, `","unit_type":"customer","unit_id":"c-`...)
+		if rng.IntN(100) < 4 {
+			n := uint64(units) + uint64(newUnits.Add(1)) - 1
+			h := mix(n)
+			b = strconv.AppendUint(b, n, 10)
+			b = append(b, `","type":"exposure","experiment":"`+resultsExperiment+`","variant":"`...)
+			b = append(b, benchVariants[h>>63]...)
+			b = append(b, `","attributes":{"platform":"`...)
+			b = append(b, benchPlatforms[(h>>40)%3]...)
+			b = append(b, `"}}`...)
+			continue
+		}
+		b = strconv.AppendInt(b, int64(float64(units)*math.Pow(rng.Float64(), 1.5)), 10)
+		if rng.IntN(2) == 0 {
+			b = append(b, `","type":"track","event":"purchase"}`...)
+			continue
+		}
+		b = append(b, `","type":"track","event":"revenue","value":`...)
+		b = strconv.AppendFloat(b, math.Round(rng.ExpFloat64()*4000)/100, 'f', -1, 64)
+		b = append(b, '}')
+	}
+	return append(b, "]}"...)
+}
+
+// postBatch sends one batch and checks every event was accepted.
+func postBatch(ctx context.Context, client *http.Client, url, key string, body []byte, n int) error {
+	req, err := http.NewRequestWithContext(ctx, "POST", url, bytes.NewReader(body))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer res.Body.Close()
+	got, _ := io.ReadAll(io.LimitReader(res.Body, 1<<20))
+	var ans struct {
+		Accepted int `json:"accepted"`
+	}
+	if err := json.Unmarshal(got, &ans); err != nil || res.StatusCode != http.StatusOK || ans.Accepted != n {
+		return fmt.Errorf("status %d, accepted %d of %d: %.200s", res.StatusCode, ans.Accepted, n, got)
+	}
+	return nil
+}
+
+func (r *resultsReport) judge() {
+	p := &r.Pass
+	p.ResultsP50 = r.Read.ResultsP50Ms > 0 && r.Read.ResultsP50Ms <= resultsP50TargetMs
+	p.Ratio = r.Read.Ratio >= resultsRatioTarget
+	p.Verified = r.Read.VerifyError == "" && r.KeepUp.VerifyError == ""
+	p.Rate = r.KeepUp.Rate >= keepUpRateTarget && r.KeepUp.Failed == 0
+	p.Lag = r.KeepUp.Drained && r.KeepUp.LagMax <= keepUpLagTarget
+	p.All = p.ResultsP50 && p.Ratio && p.Verified && p.Rate && p.Lag
+}
+
+func (r *resultsReport) print(w io.Writer) {
+	m, o, k := r.Machine, r.Options, r.KeepUp
+	fmt.Fprintf(w, "flywheel bench results: results from aggregates vs a recomputation from raw events, and aggregation keep-up\n")
+	fmt.Fprintf(w, "machine:  %d CPUs (%s), GOMAXPROCS %d, %s %s\n", m.CPUs, m.CPUModel, m.GOMAXPROCS, m.Go, m.OS)
+	fmt.Fprintf(w, "data:     1 customer experiment, 2 variants, metrics purchase (conversion, 168 h) and revenue (mean, CUPED 336 h, cap 500)\n")
+	fmt.Fprintf(w, "          %d exposed units over %d days, %d track events over %d days; unit ids %s\n", o.Units, exposureDays, o.Events, eventDays, r.UnitIDs)
+	fmt.Fprintf(w, "database: %s\n", r.Database)
+	if o.Units < issueUnits || o.Events < issueEvents {
+		fmt.Fprintf(w, "note:     smaller than the issue's %d units and %d events: the verdicts below do not answer it\n", issueUnits, issueEvents)
+	}
+	fmt.Fprintf(w, "\nload:     COPY %d rows in %.1fs (%.0f rows/s), VACUUM ANALYZE %.1fs\n", r.Load.Exposures+r.Load.Events, r.Load.Seconds, r.Load.RowsPerSecond, r.Load.VacuumSeconds)
+	fmt.Fprintf(w, "build:    initial aggregates (App.Aggregate) %.1fs, then VACUUM ANALYZE of agg_units and agg_variants %.1fs\n", r.BuildSeconds, r.BuildVacuumSeconds)
+	fmt.Fprintf(w, "\nread speed (%d requests, one at a time, after a warm-up; %d recomputes):\n", r.Read.Requests, len(r.Read.RecomputeMs))
+	fmt.Fprintf(w, "  GET results (HTTP)          p50 %9.1fms  p99 %9.1fms  (%d units)\n", r.Read.ResultsP50Ms, r.Read.ResultsP99Ms, r.Read.ResultsUnits)
+	fmt.Fprintf(w, "  store.ResultInput           p50 %9.1fms  (aggregates only, no HTTP or analysis)\n", r.Read.StoreP50Ms)
+	fmt.Fprintf(w, "  store.RecomputeResultInput  p50 %9.1fms  runs %s\n", r.Read.RecomputeP50Ms, fmtMs(r.Read.RecomputeMs))
+	fmt.Fprintf(w, "\nkeep-up (%d events/s requested for %v, %d senders x %d-event batches, aggregator every 1s):\n", k.Requested, o.Duration, resultsSenders, resultsBatch)
+	fmt.Fprintf(w, "  accepted %d events in %.1fs = %.0f events/s, %d failed batches; POST p50 %.0fms p99 %.0fms\n",
+		k.Events, k.Seconds, k.Rate, k.Failed, k.PostP50Ms, k.PostP99Ms)
+	if k.FirstFailure != "" {
+		fmt.Fprintf(w, "  first failure: %s\n", k.FirstFailure)
+	}
+	fmt.Fprintf(w, "  lag over %d samples: p50 %.1fs  p99 %.1fs  max %.1fs; queue max %d rows\n", k.Samples, k.LagP50, k.LagP99, k.LagMax, k.PendingMax)
+	drained := fmt.Sprintf("drained %.1fs after the last event", k.DrainSeconds)
+	if !k.Drained {
+		drained = fmt.Sprintf("NOT drained %.0fs after the last event", k.DrainSeconds)
+	}
+	fmt.Fprintf(w, "  %s; %.0f cycles, mean %.0fms, %.0f units each\n", drained, k.Cycles, k.CycleMeanMs, k.PairsPerCycle)
+	fmt.Fprintf(w, "  GET results every 5s while ingesting: p50 %.1fms\n", k.ResultsP50Ms)
+
+	p := r.Pass
+	fmt.Fprintf(w, "\ntargets:\n")
+	fmt.Fprintf(w, "  results p50 <= %d ms                 %10.1f ms  %s\n", resultsP50TargetMs, r.Read.ResultsP50Ms, pass(p.ResultsP50))
+	fmt.Fprintf(w, "  recompute p50 / results p50 >= %dx   %10.1fx    %s\n", resultsRatioTarget, r.Read.Ratio, pass(p.Ratio))
+	after := "after build, after keep-up"
+	if !k.Verified && k.VerifyError == "" {
+		after = "after build; not checked after keep-up: the queue did not drain"
+	}
+	fmt.Fprintf(w, "  aggregates = recomputation (%s)  %s\n", after, pass(p.Verified))
+	fmt.Fprintf(w, "  keep-up >= %d events/s             %10.0f/s   %s\n", keepUpRateTarget, k.Rate, pass(p.Rate))
+	fmt.Fprintf(w, "  aggregation lag <= %.0f s               %10.1f s   %s\n", keepUpLagTarget, k.LagMax, pass(p.Lag))
+	for _, e := range []string{r.Read.VerifyError, k.VerifyError} {
+		if e != "" {
+			fmt.Fprintf(w, "  %s\n", e)
+		}
+	}
+	fmt.Fprintf(w, "result: %s\n", pass(p.All))
+}
+
+func fmtMs(xs []float64) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = fmt.Sprintf("%.0fms", x)
+	}
+	return strings.Join(s, " ")
+}

@@ -1,0 +1,65 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/flywheel-oss/flywheel/internal/pgtest"
+)
+
+// TestBenchResults runs `flywheel bench results` with tiny sizes: every
+// phase must report its figures, and the aggregates must equal the
+// recomputation from raw events after the build and after the keep-up
+// phase. It never checks how fast anything is.
+func TestBenchResults(t *testing.T) {
+	getenv := env("DATABASE_URL", pgtest.NewDatabase(t))
+	args := []string{"bench", "results", "--units", "2000", "--events", "20000", "--requests", "5", "--recomputes", "1",
+		"--duration", "2s", "--rate", "2000", "--json"}
+	var out, errs bytes.Buffer
+	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
+		t.Fatalf("bench results: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errs.String())
+	}
+	var rep resultsReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	if rep.Load.Exposures != 2000 || rep.Load.Events != 20000 || rep.BuildSeconds <= 0 {
+		t.Errorf("load = %+v, build %vs; want 2000 exposures, 20000 events and a build", rep.Load, rep.BuildSeconds)
+	}
+	r := rep.Read
+	if r.Requests != 5 || r.ResultsUnits != 2000 || r.ResultsP50Ms <= 0 || r.StoreP50Ms <= 0 || len(r.RecomputeMs) != 1 || r.RecomputeP50Ms <= 0 || r.Ratio <= 0 {
+		t.Errorf("read = %+v, want every figure over 2000 units", r)
+	}
+	k := rep.KeepUp
+	if k.Events == 0 || k.Events%resultsBatch != 0 || k.Failed != 0 || k.Rate <= 0 || k.Samples == 0 || !k.Drained || k.Cycles == 0 {
+		t.Errorf("keep-up = %+v, want accepted batches, lag samples, cycles and a drained queue", k)
+	}
+	if !rep.Pass.Verified || !k.Verified || r.VerifyError != "" || k.VerifyError != "" {
+		t.Errorf("verification failed: %q %q", r.VerifyError, k.VerifyError)
+	}
+
+	// The report in text form, from the same figures.
+	var text bytes.Buffer
+	rep.print(&text)
+	for _, want := range []string{"GET results (HTTP)", "store.RecomputeResultInput", "initial aggregates", "lag over",
+		"results p50 <= 200 ms", "aggregates = recomputation (after build, after keep-up)  PASS", "note:", "result: "} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, text.String())
+		}
+	}
+
+	for _, args := range [][]string{
+		{"bench", "results", "--units", "0"},
+		{"bench", "results", "--requests", "0"},
+		{"bench", "results", "--duration", "0s"},
+		{"bench", "results", "extra"},
+	} {
+		if err := run(context.Background(), args, env(), io.Discard, io.Discard); exitCode(err) != 2 {
+			t.Errorf("run(%q) = %v, want a usage error (exit 2)", args, err)
+		}
+	}
+}
