@@ -51,6 +51,13 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 		cfg.MaxConns = opts.MaxConns
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "flywheel"
+	// The aggregator's per-cycle temporary tables hold up to a few hundred
+	// thousand rows; the default 8MB of temporary buffers spills them.
+	cfg.ConnConfig.RuntimeParams["temp_buffers"] = "32MB"
+	// JIT compiles the aggregator's statements for ~0.6 s each (their
+	// estimates are large) to save milliseconds; flywheel's statements are
+	// short or bounded.
+	cfg.ConnConfig.RuntimeParams["jit"] = "off"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("store: connect: %w", err)
