@@ -32,6 +32,11 @@ Usage:
   flywheel keys revoke PREFIX|KEY          revoke a key
   flywheel bench assign [--connections 64] [--duration 10s] [--rounds 3] [--json]
                                            load-test POST /v1/assign against a bare gin handler
+  flywheel bench ingest [--connections 4] [--duration 10s] [--rounds 3] [--json]
+                                           load-test POST /v1/events against a bare COPY
+  flywheel bench results [--units 1000000] [--events 10000000] [--rate 20000] [--json]
+                                           results from aggregates vs a recomputation, and
+                                           aggregation keeping up with ingestion
   flywheel version
 
 Database: DATABASE_URL, or unset for the embedded default (a private
