@@ -179,21 +179,7 @@ per_unit AS (
         CASE $3 WHEN 'conversion' THEN (n_pre > 0)::int::float8 WHEN 'retention' THEN 0
                 WHEN 'count' THEN n_pre::float8 WHEN 'ratio' THEN 0 ELSE v_pre END AS x
     FROM per_unit
-), cap AS (
-    SELECT COALESCE($7::float8, (SELECT percentile_cont($8::float8) WITHIN GROUP (ORDER BY y) FROM valued WHERE $8::float8 IS NOT NULL)) AS c
-), capped AS (
-    SELECT v.variant, v.segment, v.first_ts, v.den,
-        CASE WHEN cap.c IS NULL THEN v.y ELSE least(v.y, cap.c) END AS y,
-        CASE WHEN cap.c IS NULL THEN v.x ELSE least(v.x, cap.c) END AS x,
-        CASE WHEN cap.c IS NULL THEN v.num ELSE least(v.num, cap.c) END AS num
-    FROM valued v CROSS JOIN cap
-)
-SELECT variant, CASE WHEN GROUPING(segment) = 1 THEN NULL ELSE segment END,
-    count(*), sum(y)::bigint, sum(y), sum(y * y), sum(x), sum(x * x), sum(x * y),
-    sum(num), sum(den), sum(num * num), sum(den * den), sum(num * den),
-    count(*) FILTER (WHERE $5 > 0 AND first_ts + make_interval(hours => $5) > $9)
-FROM capped
-GROUP BY GROUPING SETS ((variant), (variant, segment))
+), ` + cappedSums("valued", "$7", "$8", "$5", "$9") + `
 HAVING GROUPING(segment) = 1 OR $12`
 	rows, err := tx.Query(ctx, sql, unitType, events, string(m.Type), from, to, m.CUPEDHours, capValue, capPct, q.Now,
 		m.Numerator, m.Denominator, q.Segment != "")
@@ -256,4 +242,29 @@ func (db *DB) SaveSequential(ctx context.Context, key string, states []analysis.
 		return translate("save sequential state", err)
 	}
 	return nil
+}
+
+// cappedSums is the end of a statement that has a CTE src of per-unit
+// values (variant, segment, first_ts, y, x, num, den): it applies the cap
+// (a fixed value, or the percentile of y over src) and returns the
+// sufficient statistics per variant and per variant and segment, with the
+// units whose window (to hours after first exposure, 0 = none) has not
+// passed at now. The recomputation and the unit aggregates share it; the
+// arguments name their parameters.
+func cappedSums(src, capValue, capPct, to, now string) string {
+	return fmt.Sprintf(`cap AS (
+    SELECT COALESCE(%[2]s::float8, (SELECT percentile_cont(%[3]s::float8) WITHIN GROUP (ORDER BY y) FROM %[1]s WHERE %[3]s::float8 IS NOT NULL)) AS c
+), capped AS (
+    SELECT v.variant, v.segment, v.first_ts, v.den,
+        CASE WHEN cap.c IS NULL THEN v.y ELSE least(v.y, cap.c) END AS y,
+        CASE WHEN cap.c IS NULL THEN v.x ELSE least(v.x, cap.c) END AS x,
+        CASE WHEN cap.c IS NULL THEN v.num ELSE least(v.num, cap.c) END AS num
+    FROM %[1]s v CROSS JOIN cap
+)
+SELECT variant, CASE WHEN GROUPING(segment) = 1 THEN NULL ELSE segment END,
+    count(*), sum(y)::bigint, sum(y), sum(y * y), sum(x), sum(x * x), sum(x * y),
+    sum(num), sum(den), sum(num * num), sum(den * den), sum(num * den),
+    count(*) FILTER (WHERE %[4]s > 0 AND first_ts + make_interval(hours => %[4]s) > %[5]s)
+FROM capped
+GROUP BY GROUPING SETS ((variant), (variant, segment))`, src, capValue, capPct, to, now)
 }

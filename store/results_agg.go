@@ -294,21 +294,7 @@ func unitStats(ctx context.Context, tx pgx.Tx, d aggDef, q analysis.Query) (out,
 		SELECT a.variant, ` + segment + ` AS segment, a.first_ts, a.y, a.x, a.num, a.den
 		FROM agg_units a ` + join + `
 		WHERE a.experiment = $1 AND a.metric = $2 AND a.state = 0 AND a.unit_id <> ALL($3)
-	), cap AS (
-		SELECT COALESCE($4::float8, (SELECT percentile_cont($5::float8) WITHIN GROUP (ORDER BY y) FROM units WHERE $5::float8 IS NOT NULL)) AS c
-	), capped AS (
-		SELECT u.variant, u.segment, u.first_ts, u.den,
-		    CASE WHEN cap.c IS NULL THEN u.y ELSE least(u.y, cap.c) END AS y,
-		    CASE WHEN cap.c IS NULL THEN u.x ELSE least(u.x, cap.c) END AS x,
-		    CASE WHEN cap.c IS NULL THEN u.num ELSE least(u.num, cap.c) END AS num
-		FROM units u CROSS JOIN cap
-	)
-	SELECT variant, CASE WHEN GROUPING(segment) = 1 THEN NULL ELSE segment END,
-	    count(*), sum(y)::bigint, sum(y), sum(y * y), sum(x), sum(x * x), sum(x * y),
-	    sum(num), sum(den), sum(num * num), sum(den * den), sum(num * den),
-	    count(*) FILTER (WHERE $6 > 0 AND first_ts + make_interval(hours => $6) > $7)
-	FROM capped
-	GROUP BY GROUPING SETS ((variant), (variant, segment))
+	), ` + cappedSums("units", "$4", "$5", "$6", "$7") + `
 	ORDER BY 1, 2`
 	args := []any{d.exp.Key, d.key(), q.Overrides, capValue, capPct, to, q.Now}
 	if q.Segment != "" {
