@@ -72,8 +72,10 @@ type Options struct {
 	// full_page_writes off, and initdb without fsync.
 	Fast bool
 	// Settings are extra server settings passed as -c name=value after the
-	// defaults (max_connections=200, shared_buffers=256MB), so they override
-	// them. Tests use smaller values.
+	// defaults (max_connections=200, shared_buffers a quarter of the
+	// machine's memory between 128MB and 8GB, as PostgreSQL's manual
+	// suggests for a dedicated server), so they override them. Tests use
+	// smaller values.
 	Settings map[string]string
 	// InitCache, when set, is a folder keeping a pristine initdb result per
 	// PostgreSQL installation; a new data folder is filled by copying it
@@ -238,6 +240,16 @@ func launch(ctx context.Context, dir, binDir string, port int, owner *osUser, op
 	return c, nil
 }
 
+// sharedBuffers is the default shared_buffers for a machine with mem bytes
+// of memory (0: unknown): a quarter of it, between 128MB and 8GB.
+func sharedBuffers(mem uint64) string {
+	mb := mem / 4 >> 20
+	if mem == 0 {
+		mb = 256
+	}
+	return strconv.FormatUint(min(max(mb, 128), 8<<10), 10) + "MB"
+}
+
 func serverArgs(dir string, port int, opts Options) []string {
 	args := []string{
 		"-D", dir,
@@ -247,7 +259,7 @@ func serverArgs(dir string, port int, opts Options) []string {
 		// and a socket path under a deep data folder can exceed 107 bytes.
 		"-c", "unix_socket_directories=",
 		"-c", "max_connections=200",
-		"-c", "shared_buffers=256MB",
+		"-c", "shared_buffers=" + sharedBuffers(totalMemory()),
 	}
 	if opts.Fast {
 		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")

@@ -346,3 +346,22 @@ func TestDefaultDir(t *testing.T) {
 		t.Errorf("DefaultDir() = %q, want %q", got, want)
 	}
 }
+
+func TestSharedBuffers(t *testing.T) {
+	const gib = 1 << 30
+	for _, c := range []struct {
+		mem  uint64
+		want string
+	}{
+		{0, "256MB"},           // unknown
+		{256 << 20, "128MB"},   // a quarter would be 64MB: the floor
+		{2 * gib, "512MB"},     // a quarter
+		{24 * gib, "6144MB"},   // a quarter (the go-svc machine)
+		{64 * gib, "8192MB"},   // the ceiling
+		{1024 * gib, "8192MB"}, // the ceiling
+	} {
+		if got := sharedBuffers(c.mem); got != c.want {
+			t.Errorf("sharedBuffers(%d) = %s, want %s", c.mem, got, c.want)
+		}
+	}
+}

@@ -27,3 +27,12 @@ func procInfo(pid int) (comm, cwd string, err error) {
 	}
 	return strings.TrimSpace(string(b)), cwd, nil
 }
+
+// totalMemory returns the machine's physical memory in bytes (0: unknown).
+func totalMemory() uint64 {
+	var info syscall.Sysinfo_t
+	if syscall.Sysinfo(&info) != nil {
+		return 0
+	}
+	return uint64(info.Totalram) * uint64(info.Unit)
+}

@@ -27,3 +27,6 @@ func lockDir(string) (*os.File, error)             { return nil, errUnsupported 
 func processAlive(int) bool                        { return false }
 func interruptProcess(int) error                   { return errUnsupported }
 func procInfo(int) (comm, cwd string, err error)   { return "", "", errUnsupported }
+
+// totalMemory returns 0 (unknown) here: shared_buffers takes its fallback.
+func totalMemory() uint64 { return 0 }

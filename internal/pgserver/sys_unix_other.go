@@ -14,3 +14,6 @@ func setParentDeathSignal(*syscall.SysProcAttr) {}
 func procInfo(int) (comm, cwd string, err error) {
 	return "", "", errors.New("process inspection is supported on Linux only")
 }
+
+// totalMemory returns 0 (unknown) here: shared_buffers takes its fallback.
+func totalMemory() uint64 { return 0 }
