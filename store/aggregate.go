@@ -50,6 +50,25 @@ type AggregateReport struct {
 	Pairs   int      // (experiment, unit) aggregates recomputed
 	Rebuilt []string // definitions built from scratch, "experiment/metric"
 	More    bool     // the queue had more rows than one cycle takes
+	Steps   []Step   // the time each step of the cycle took, in order
+}
+
+// Step is the time one step of an aggregation cycle took: "queue" (taking
+// the queue rows), "roots" (identity roots of the named units), "pairs"
+// (their exposures), "history" (reading their events), "units"
+// (recomputing them), "track owners" (the aggregated units that own the new
+// track events), "tracks" (adding them as deltas), "crossover",
+// "build" (a definition built from scratch).
+type Step struct {
+	Name string
+	Took time.Duration
+}
+
+// lap records the time since the previous lap (or since *last) as a step.
+func (r *AggregateReport) lap(name string, last *time.Time) {
+	now := time.Now()
+	r.Steps = append(r.Steps, Step{Name: name, Took: now.Sub(*last)})
+	*last = now
 }
 
 // aggDef is one aggregated definition: the units of an experiment (metric
@@ -213,10 +232,12 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 			return err
 		}
 		for _, d := range stale {
+			last := time.Now()
 			if err := db.rebuild(ctx, tx, d); err != nil {
 				return fmt.Errorf("build %s/%s: %w", d.exp.Key, d.key(), err)
 			}
 			rep.Rebuilt = append(rep.Rebuilt, d.exp.Key+"/"+d.key())
+			rep.lap("build", &last)
 		}
 		return nil
 	})
@@ -287,6 +308,7 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agg_queue)`).Scan(&queued); err != nil || !queued {
 		return err
 	}
+	last := time.Now()
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_dirty (unit_type text, unit_id text) ON COMMIT DROP;
 		CREATE TEMP TABLE a_new_tracks (unit_type text, unit_id text, ts timestamptz, event text, value float8) ON COMMIT DROP`); err != nil {
 		return err
@@ -305,6 +327,7 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 	if rep.Queued > MaxQueueRows {
 		rep.Queued, rep.More = MaxQueueRows, true // the extra row is folded in too; More asks for another cycle
 	}
+	rep.lap("queue", &last)
 	if rep.Units == 0 && rep.Tracks == 0 {
 		return nil
 	}
@@ -318,6 +341,7 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 		UNION SELECT unit_id FROM a_dirty WHERE unit_type = 'customer'`); err != nil {
 		return err
 	}
+	rep.lap("roots", &last)
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_pairs ON COMMIT DROP AS
 		SELECT DISTINCT experiment, unit_id FROM (
 		    SELECT x.experiment, x.unit_id FROM a_dirty d JOIN exposures x ON x.unit_id = d.unit_id AND x.unit_type = d.unit_type
@@ -332,6 +356,7 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM a_pairs`).Scan(&rep.Pairs); err != nil {
 		return err
 	}
+	rep.lap("pairs", &last)
 	if rep.Pairs > 0 {
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_owned (experiment text, owner text, ts timestamptz, value float8, event text) ON COMMIT DROP`); err != nil {
 			return err
@@ -349,26 +374,39 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 			if err := collectOwned(ctx, tx, defs); err != nil {
 				return err
 			}
+			rep.lap("history", &last)
 			for _, d := range defs {
 				if err := foldUnits(ctx, tx, d, "a_pairs", "a_owned"); err != nil {
 					return fmt.Errorf("%s/%s: %w", d.exp.Key, d.key(), err)
 				}
 			}
+			rep.lap("units", &last)
 		}
 	}
-	if err := foldTracks(ctx, tx, ready, rep); err != nil {
+	if err := foldTracks(ctx, tx, ready, rep, &last); err != nil {
 		return err
 	}
-	return foldCrossover(ctx, tx, "a_roots", nil)
+	err = foldCrossover(ctx, tx, "a_roots", nil)
+	rep.lap("crossover", &last)
+	return err
 }
 
 // foldTracks applies the new track events as deltas to the values of the
 // units that own them, for units not recomputed whole in this cycle: a
 // unit's window sums only grow by the event's contribution (and a
 // conversion only turns on), so its history need not be read again.
-func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateReport) error {
-	if rep.Tracks == 0 {
+func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateReport, last *time.Time) error {
+	// Only the events some aggregated metric reads matter.
+	var read []string
+	for _, d := range ready {
+		_, _, events := window(d.metric)
+		read = append(read, events...)
+	}
+	if rep.Tracks == 0 || len(read) == 0 {
 		return nil
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM a_new_tracks WHERE event <> ALL($1)`, read); err != nil {
+		return err
 	}
 	// The owners of each event: the unit itself (for experiments on its
 	// unit type) and its identity root (for customer experiments), where
@@ -397,19 +435,20 @@ func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateRe
 		WHERE t.unit_type = 'customer' AND NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = t.unit_id)`); err != nil {
 		return err
 	}
+	// Whether an owner is in an experiment is left to each definition's
+	// lookup of its unit rows (by primary key): a lookup of the owners'
+	// experiments first would read every unit row twice.
 	if _, err := tx.Exec(ctx, `ANALYZE a_track_roots;
 		CREATE TEMP TABLE a_tracks ON COMMIT DROP AS
-		SELECT x.experiment, x.unit_id AS owner, t.ts, t.event, t.value
-		FROM a_new_tracks t JOIN agg_units x ON x.unit_id = t.unit_id AND x.unit_type = t.unit_type AND x.metric = ''
-		WHERE t.unit_type <> 'customer'
+		SELECT t.unit_type AS owner_type, t.unit_id AS owner, t.ts, t.event, t.value
+		FROM a_new_tracks t WHERE t.unit_type <> 'customer'
 		UNION ALL
-		SELECT x.experiment, x.unit_id, t.ts, t.event, t.value
-		FROM a_new_tracks t JOIN a_track_roots r ON r.unit_type = t.unit_type AND r.unit_id = t.unit_id
-		JOIN agg_units x ON x.unit_id = r.root AND x.unit_type = 'customer' AND x.metric = '';
-		DELETE FROM a_tracks t USING a_pairs p WHERE p.experiment = t.experiment AND p.unit_id = t.owner;
+		SELECT 'customer', r.root, t.ts, t.event, t.value
+		FROM a_new_tracks t JOIN a_track_roots r ON r.unit_type = t.unit_type AND r.unit_id = t.unit_id;
 		ANALYZE a_tracks`); err != nil {
 		return err
 	}
+	rep.lap("track owners", last)
 	for _, d := range ready {
 		if d.metric == nil {
 			continue
@@ -417,21 +456,26 @@ func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateRe
 		from, to, events := window(d.metric)
 		m := d.metric
 		if _, err := tx.Exec(ctx, foldTracksSQL, d.exp.Key, m.Key, string(m.Type), events, from, to, m.CUPEDHours,
-			m.Numerator, d.fixedCap(), m.Denominator); err != nil {
+			m.Numerator, d.fixedCap(), m.Denominator, d.exp.UnitType); err != nil {
 			return fmt.Errorf("%s/%s: %w", d.exp.Key, m.Key, err)
 		}
 	}
+	rep.lap("tracks", last)
 	return nil
 }
 
 // foldTracksSQL adds the events of a_tracks to the values of their owners
-// for one metric definition (parameters as foldUnitsSQL), and the change to
-// the variant sums. The sums use the same filters as foldUnitsSQL.
-const foldTracksSQL = `
+// for one metric definition (parameters as foldUnitsSQL, and $11 the
+// experiment's unit type), and the change to the variant sums, leaving out
+// the units recomputed whole in this cycle (a_pairs). The sums use the same
+// filters as foldUnitsSQL.
+var foldTracksSQL = `
 WITH t AS (
-    SELECT owner, ts, value, event FROM a_tracks WHERE experiment = $1 AND event = ANY($4)
+    SELECT owner, ts, value, event FROM a_tracks k
+    WHERE owner_type = $11 AND event = ANY($4)
+      AND NOT EXISTS (SELECT 1 FROM a_pairs p WHERE p.experiment = $1 AND p.unit_id = k.owner)
 ), old AS (
-    SELECT a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
+    SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
     WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id IN (SELECT owner FROM t)
 ), d AS (
     SELECT o.unit_id,
@@ -445,7 +489,7 @@ WITH t AS (
     FROM old o JOIN t ON t.owner = o.unit_id
     GROUP BY o.unit_id
 ), new AS (
-    SELECT o.unit_id, o.variant, o.state, o.first_ts,
+    SELECT o.tid, o.unit_id, o.variant, o.state, o.first_ts,
         CASE $3 WHEN 'conversion' THEN greatest(o.y, (d.n_in > 0)::int::float8) WHEN 'retention' THEN greatest(o.y, (d.n_in > 0)::int::float8)
                 WHEN 'count' THEN o.y + d.n_in ELSE o.y + d.v_in END AS y,
         CASE $3 WHEN 'conversion' THEN greatest(o.x, (d.n_pre > 0)::int::float8) WHEN 'retention' THEN 0 WHEN 'ratio' THEN 0
@@ -454,8 +498,11 @@ WITH t AS (
     FROM old o JOIN d ON d.unit_id = o.unit_id
     WHERE (d.n_in, d.v_in, d.n_pre, d.v_pre, d.num, d.den) <> (0, 0, 0, 0, 0, 0)
 ), up AS (
+    -- By ctid: the planner cannot tell how few rows new holds, and would
+    -- rather hash all of the definition's unit rows than look them up. The
+    -- cycle is the only writer of agg_units (the aggregation lock).
     UPDATE agg_units a SET y = n.y, x = n.x, num = n.num, den = n.den
-    FROM new n WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = n.unit_id
+    FROM new n WHERE a.ctid = n.tid
 ), change AS (
     SELECT $1::text AS experiment, $2::text AS metric, variant, state, 1 AS sign, y, x, num, den, $9::float8 AS cap, first_ts FROM new
     UNION ALL
@@ -542,7 +589,7 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef) error {
 // $1 experiment, $2 metric (empty: the units), $3 metric type, $4 events,
 // $5 from hours, $6 to hours (0 = no end), $7 cuped hours, $8 numerator,
 // $9 cap, $10 denominator.
-const foldUnitsSQL = `
+var foldUnitsSQL = `
 WITH u AS (
     SELECT p.unit_id, x.unit_type, x.variant, x.first_ts,
         CASE WHEN x.unit_id IS NULL THEN -1 WHEN x.multiple THEN 1
@@ -604,23 +651,23 @@ const hoursUpsert = `hours AS (
 // (experiment, metric, variant, state, sign, y, x, num, den, cap) per
 // variant, with each row's cap applied. Products are taken in float8 and
 // summed in numeric, so that a value added and later subtracted cancels
-// exactly.
-const variantDelta = `delta AS (
+// exactly; zeros (most columns of most metrics) skip the conversion to
+// numeric, which costs more than everything else here.
+var variantDelta = `delta AS (
     SELECT experiment, metric, variant,
         COALESCE(sum(sign) FILTER (WHERE state = 0), 0) AS units,
         COALESCE(sum(sign) FILTER (WHERE state = 1), 0) AS multiple,
         COALESCE(sum(sign) FILTER (WHERE state = 2), 0) AS opted_out,
-        COALESCE(sum(sign * cy::numeric) FILTER (WHERE state = 0), 0) AS conversions,
-        COALESCE(sum(sign * cy::numeric) FILTER (WHERE state = 0), 0) AS sum,
-        COALESCE(sum(sign * (cy * cy)::numeric) FILTER (WHERE state = 0), 0) AS sumsq,
-        COALESCE(sum(sign * cx::numeric) FILTER (WHERE state = 0), 0) AS sumx,
-        COALESCE(sum(sign * (cx * cx)::numeric) FILTER (WHERE state = 0), 0) AS sumxsq,
-        COALESCE(sum(sign * (cx * cy)::numeric) FILTER (WHERE state = 0), 0) AS sumxy,
-        COALESCE(sum(sign * cnum::numeric) FILTER (WHERE state = 0), 0) AS sumnum,
-        COALESCE(sum(sign * den::numeric) FILTER (WHERE state = 0), 0) AS sumden,
-        COALESCE(sum(sign * (cnum * cnum)::numeric) FILTER (WHERE state = 0), 0) AS sumnumsq,
-        COALESCE(sum(sign * (den * den)::numeric) FILTER (WHERE state = 0), 0) AS sumdensq,
-        COALESCE(sum(sign * (cnum * den)::numeric) FILTER (WHERE state = 0), 0) AS sumnumden
+        ` + signedSum("cy", "sum") + `,
+        ` + signedSum("cy * cy", "sumsq") + `,
+        ` + signedSum("cx", "sumx") + `,
+        ` + signedSum("cx * cx", "sumxsq") + `,
+        ` + signedSum("cx * cy", "sumxy") + `,
+        ` + signedSum("cnum", "sumnum") + `,
+        ` + signedSum("den", "sumden") + `,
+        ` + signedSum("cnum * cnum", "sumnumsq") + `,
+        ` + signedSum("den * den", "sumdensq") + `,
+        ` + signedSum("cnum * den", "sumnumden") + `
     FROM (SELECT experiment, metric, variant, state, sign, den,
               CASE WHEN cap IS NULL THEN y ELSE least(y, cap) END AS cy,
               CASE WHEN cap IS NULL THEN x ELSE least(x, cap) END AS cx,
@@ -629,11 +676,16 @@ const variantDelta = `delta AS (
     GROUP BY experiment, metric, variant
 )`
 
+// signedSum is the numeric sum of sign * (expr) over analysed rows.
+func signedSum(expr, name string) string {
+	return fmt.Sprintf(`COALESCE(sum(CASE WHEN (%[1]s) = 0 THEN 0 ELSE sign * (%[1]s)::numeric END) FILTER (WHERE state = 0), 0) AS %[2]s`, expr, name)
+}
+
 // variantUpsert adds the sums of variantDelta to agg_variants.
-const variantUpsert = variantDelta + `
+var variantUpsert = variantDelta + `
 INSERT INTO agg_variants AS v (experiment, metric, variant, units, multiple, opted_out, conversions,
     sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden)
-SELECT experiment, metric, variant, units, multiple, opted_out, conversions,
+SELECT experiment, metric, variant, units, multiple, opted_out, sum,
     sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden
 FROM delta
 ON CONFLICT (experiment, metric, variant) DO UPDATE SET

@@ -197,7 +197,7 @@ func variantStats(ctx context.Context, tx pgx.Tx, d aggDef, q analysis.Query) ([
 			SELECT experiment, metric, variant, state, -1 AS sign, y, x, num, den, $3::float8 AS cap
 			FROM agg_units WHERE experiment = $1 AND metric = $2 AND unit_id = ANY($4) AND state = 0
 		), `+variantDelta+`
-		SELECT variant, units, conversions, sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden FROM delta`,
+		SELECT variant, units, sum AS conversions, sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden FROM delta`,
 			d.exp.Key, d.key(), d.fixedCap(), q.Overrides)
 		if err != nil {
 			return nil, err

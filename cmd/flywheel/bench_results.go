@@ -100,27 +100,28 @@ type resultsReport struct {
 		VerifyError    string    `json:"verify_error,omitempty"`
 	} `json:"read"`
 	KeepUp struct {
-		Requested     int     `json:"requested_events_per_second"`
-		Events        int64   `json:"events_accepted"`
-		Failed        int     `json:"failed_batches"`
-		FirstFailure  string  `json:"first_failure,omitempty"`
-		PostP50Ms     float64 `json:"post_p50_ms"`
-		PostP99Ms     float64 `json:"post_p99_ms"`
-		Seconds       float64 `json:"seconds"`
-		Rate          float64 `json:"events_per_second"`
-		Samples       int     `json:"lag_samples"`
-		LagP50        float64 `json:"lag_p50_seconds"`
-		LagP99        float64 `json:"lag_p99_seconds"`
-		LagMax        float64 `json:"lag_max_seconds"`
-		PendingMax    int64   `json:"pending_max_rows"`
-		DrainSeconds  float64 `json:"drain_seconds"`
-		Drained       bool    `json:"drained"`
-		Cycles        float64 `json:"aggregation_cycles"`
-		CycleMeanMs   float64 `json:"aggregation_cycle_mean_ms"`
-		PairsPerCycle float64 `json:"aggregation_pairs_per_cycle"`
-		ResultsP50Ms  float64 `json:"results_p50_ms_while_ingesting"`
-		Verified      bool    `json:"verified"` // checked after the drain; not when it did not drain
-		VerifyError   string  `json:"verify_error,omitempty"`
+		Requested     int         `json:"requested_events_per_second"`
+		Events        int64       `json:"events_accepted"`
+		Failed        int         `json:"failed_batches"`
+		FirstFailure  string      `json:"first_failure,omitempty"`
+		PostP50Ms     float64     `json:"post_p50_ms"`
+		PostP99Ms     float64     `json:"post_p99_ms"`
+		Seconds       float64     `json:"seconds"`
+		Rate          float64     `json:"events_per_second"`
+		Samples       int         `json:"lag_samples"`
+		LagP50        float64     `json:"lag_p50_seconds"`
+		LagP99        float64     `json:"lag_p99_seconds"`
+		LagMax        float64     `json:"lag_max_seconds"`
+		PendingMax    int64       `json:"pending_max_rows"`
+		DrainSeconds  float64     `json:"drain_seconds"`
+		Drained       bool        `json:"drained"`
+		Cycles        float64     `json:"aggregation_cycles"`
+		CycleMeanMs   float64     `json:"aggregation_cycle_mean_ms"`
+		PairsPerCycle float64     `json:"aggregation_pairs_per_cycle"`
+		Steps         []benchStep `json:"aggregation_steps"`
+		ResultsP50Ms  float64     `json:"results_p50_ms_while_ingesting"`
+		Verified      bool        `json:"verified"` // checked after the drain; not when it did not drain
+		VerifyError   string      `json:"verify_error,omitempty"`
 	} `json:"keep_up"`
 	Pass struct {
 		ResultsP50 bool `json:"results_p50"`
@@ -476,7 +477,8 @@ func benchKeepUp(ctx context.Context, env *benchEnv, cfg app.Config, o resultsOp
 	}
 	k.ResultsP50Ms = ms(quantile(during, 0.50))
 	k.PostP50Ms, k.PostP99Ms = ms(quantile(posts, 0.50)), ms(quantile(posts, 0.99))
-	cycles, seconds, pairs := aggregatorFigures(cfg.Registry)
+	cycles, seconds, pairs, steps := aggregatorFigures(cfg.Registry)
+	k.Steps = steps
 	if cycles > 0 {
 		k.Cycles, k.CycleMeanMs, k.PairsPerCycle = cycles, 1000*seconds/cycles, pairs/cycles
 	}
@@ -499,12 +501,21 @@ func benchKeepUp(ctx context.Context, env *benchEnv, cfg app.Config, o resultsOp
 	return nil
 }
 
+// benchStep is the time the aggregator spent in one step of its cycles.
+type benchStep struct {
+	Name    string  `json:"name"`
+	Count   uint64  `json:"count"`
+	MeanMs  float64 `json:"mean_ms"`
+	TotalMs float64 `json:"total_ms"`
+}
+
 // aggregatorFigures reads the aggregator's metrics: successful cycles,
-// their total seconds, and the (experiment, unit) pairs they recomputed.
-func aggregatorFigures(reg *prometheus.Registry) (cycles, seconds, pairs float64) {
+// their total seconds, the (experiment, unit) pairs they recomputed, and
+// the time of each step, in the order of a cycle.
+func aggregatorFigures(reg *prometheus.Registry) (cycles, seconds, pairs float64, steps []benchStep) {
 	mfs, err := reg.Gather()
 	if err != nil {
-		return 0, 0, 0
+		return 0, 0, 0, nil
 	}
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
@@ -513,10 +524,22 @@ func aggregatorFigures(reg *prometheus.Registry) (cycles, seconds, pairs float64
 				cycles, seconds = float64(m.GetHistogram().GetSampleCount()), m.GetHistogram().GetSampleSum()
 			case "flywheel_aggregate_units_total":
 				pairs = m.GetCounter().GetValue()
+			case "flywheel_aggregate_step_seconds":
+				h := m.GetHistogram()
+				s := benchStep{Count: h.GetSampleCount(), TotalMs: 1000 * h.GetSampleSum()}
+				for _, l := range m.GetLabel() {
+					s.Name = l.GetValue()
+				}
+				if s.Count > 0 {
+					s.MeanMs = s.TotalMs / float64(s.Count)
+				}
+				steps = append(steps, s)
 			}
 		}
 	}
-	return cycles, seconds, pairs
+	order := []string{"queue", "roots", "pairs", "history", "units", "track owners", "tracks", "crossover", "build"}
+	slices.SortFunc(steps, func(a, b benchStep) int { return slices.Index(order, a.Name) - slices.Index(order, b.Name) })
+	return cycles, seconds, pairs, steps
 }
 
 // resultsDoc is the part of the results document the bench reads.
@@ -786,6 +809,9 @@ func (r *resultsReport) print(w io.Writer) {
 		drained = fmt.Sprintf("NOT drained %.0fs after the last event", k.DrainSeconds)
 	}
 	fmt.Fprintf(w, "  %s; %.0f cycles, mean %.0fms, %.0f units each\n", drained, k.Cycles, k.CycleMeanMs, k.PairsPerCycle)
+	for _, s := range k.Steps {
+		fmt.Fprintf(w, "    step %-13s %5d times, mean %7.0fms, total %8.0fms\n", s.Name, s.Count, s.MeanMs, s.TotalMs)
+	}
 	fmt.Fprintf(w, "  GET results every 5s while ingesting: p50 %.1fms\n", k.ResultsP50Ms)
 
 	p := r.Pass

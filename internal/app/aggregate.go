@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"log/slog"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -18,6 +19,7 @@ type aggregator struct {
 	cycles  *prometheus.CounterVec
 	units   prometheus.Counter
 	seconds prometheus.Histogram
+	steps   *prometheus.HistogramVec
 	lag     prometheus.Gauge
 	pending prometheus.Gauge
 }
@@ -32,12 +34,15 @@ func newAggregator(a *App, reg prometheus.Registerer) *aggregator {
 			Help: "(experiment, unit) aggregates recomputed by aggregation cycles."}),
 		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flywheel_aggregate_cycle_seconds",
 			Help: "Duration of aggregation cycles.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
+		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "flywheel_aggregate_step_seconds",
+			Help:    "Duration of the steps of aggregation cycles (store.Step: queue, roots, pairs, history, units, track owners, tracks, crossover, build).",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}, []string{"step"}),
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flywheel_aggregate_lag_seconds",
 			Help: "Age of the oldest acknowledged event not yet in the results aggregates."}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flywheel_aggregate_queue_rows",
 			Help: "Ingestion groups waiting for aggregation."}),
 	}
-	reg.MustRegister(g.cycles, g.units, g.seconds, g.lag, g.pending)
+	reg.MustRegister(g.cycles, g.units, g.seconds, g.steps, g.lag, g.pending)
 	return g
 }
 
@@ -56,6 +61,15 @@ func (g *aggregator) cycle(ctx context.Context) (more bool, err error) {
 		g.cycles.WithLabelValues("ok").Inc()
 		g.seconds.Observe(time.Since(start).Seconds())
 		g.units.Add(float64(rep.Pairs))
+		steps := make([]any, 0, 2*len(rep.Steps))
+		for _, s := range rep.Steps {
+			g.steps.WithLabelValues(s.Name).Observe(s.Took.Seconds())
+			steps = append(steps, s.Name, s.Took.Round(time.Millisecond))
+		}
+		if len(rep.Steps) > 0 {
+			g.app.log.Debug("aggregation cycle", "queued", rep.Queued, "units", rep.Units, "tracks", rep.Tracks,
+				"pairs", rep.Pairs, "more", rep.More, slog.Group("steps", steps...))
+		}
 		if len(rep.Rebuilt) > 0 {
 			g.app.log.Info("aggregates built", "definitions", rep.Rebuilt, "seconds", time.Since(start).Seconds())
 		}
