@@ -7,6 +7,7 @@ import (
 	"io"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flywheel-oss/flywheel/internal/pgtest"
 )
@@ -41,6 +42,9 @@ func TestBenchResults(t *testing.T) {
 	if !rep.Pass.Verified || !k.Verified || r.VerifyError != "" || k.VerifyError != "" {
 		t.Errorf("verification failed: %q %q", r.VerifyError, k.VerifyError)
 	}
+	if len(k.Steps) == 0 || k.Steps[0].Name != "queue" || k.Steps[0].Count == 0 {
+		t.Errorf("aggregation steps = %+v, want the queue step first, timed", k.Steps)
+	}
 
 	// The report in text form, from the same figures.
 	var text bytes.Buffer
@@ -60,6 +64,30 @@ func TestBenchResults(t *testing.T) {
 	} {
 		if err := run(context.Background(), args, env(), io.Discard, io.Discard); exitCode(err) != 2 {
 			t.Errorf("run(%q) = %v, want a usage error (exit 2)", args, err)
+		}
+	}
+}
+
+// TestResultsJudgeKeepUp: keeping up means the offered load was at least
+// the target and all of it was accepted, whatever the wall-clock tail.
+func TestResultsJudgeKeepUp(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		rate   int
+		events int64
+		failed int
+		want   bool
+	}{
+		{"all accepted", 20000, 1_200_000, 0, true},
+		{"a batch short", 20000, 1_199_500, 0, true}, // within the pacing granularity (0.1%)
+		{"a tenth short", 20000, 1_080_000, 0, false},
+		{"a failed batch", 20000, 1_200_000, 1, false},
+		{"offered below the target", 10000, 600_000, 0, false},
+	} {
+		r := resultsReport{Options: resultsOptions{Rate: c.rate, Duration: time.Minute}}
+		r.KeepUp.Events, r.KeepUp.Failed = c.events, c.failed
+		if r.judge(); r.Pass.Rate != c.want {
+			t.Errorf("%s: Pass.Rate = %v, want %v", c.name, r.Pass.Rate, c.want)
 		}
 	}
 }
