@@ -46,7 +46,7 @@ type AggregateReport struct {
 	Skipped bool     // another process held the aggregation lock
 	Queued  int      // queue rows folded in
 	Units   int      // distinct units named by them for a recomputation
-	Tracks  int      // track events named by them, applied as deltas
+	Tracks  int      // track events named by them that a metric reads, applied as deltas
 	Pairs   int      // (experiment, unit) aggregates recomputed
 	Rebuilt []string // definitions built from scratch, "experiment/metric"
 	More    bool     // the queue had more rows than one cycle takes
@@ -301,6 +301,18 @@ SELECT DISTINCT root FROM (
     SELECT DISTINCT ON (unit_type, unit_id) root FROM walk ORDER BY unit_type, unit_id, depth DESC
 ) r`
 
+// readEvents returns the track events that the metrics of defs read: the
+// only ones whose deltas matter. (Definitions built from scratch in the
+// cycle read the events table itself.)
+func readEvents(defs []aggDef) []string {
+	read := []string{}
+	for _, d := range defs {
+		_, _, events := window(d.metric)
+		read = append(read, events...)
+	}
+	return read
+}
+
 // foldQueue takes the visible queue rows and recomputes the units they
 // name for every ready definition, and the crossover of their customers.
 func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateReport) error {
@@ -319,8 +331,9 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 	), d AS (
 		INSERT INTO a_dirty SELECT DISTINCT u.t, u.i FROM q, unnest(q.unit_types, q.unit_ids) AS u(t, i) RETURNING 1
 	), t AS (
-		INSERT INTO a_new_tracks SELECT k.* FROM q, unnest(q.track_types, q.track_ids, q.track_ts, q.track_events, q.track_values) AS k RETURNING 1
-	) SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM d), (SELECT count(*) FROM t)`, MaxQueueRows+1).Scan(&rep.Queued, &rep.Units, &rep.Tracks)
+		INSERT INTO a_new_tracks SELECT k.* FROM q, unnest(q.track_types, q.track_ids, q.track_ts, q.track_events, q.track_values) AS k(t, i, ts, event, v)
+		WHERE k.event = ANY($2) RETURNING 1
+	) SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM d), (SELECT count(*) FROM t)`, MaxQueueRows+1, readEvents(ready)).Scan(&rep.Queued, &rep.Units, &rep.Tracks)
 	if err != nil {
 		return err
 	}
@@ -396,17 +409,8 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 // unit's window sums only grow by the event's contribution (and a
 // conversion only turns on), so its history need not be read again.
 func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateReport, last *time.Time) error {
-	// Only the events some aggregated metric reads matter.
-	var read []string
-	for _, d := range ready {
-		_, _, events := window(d.metric)
-		read = append(read, events...)
-	}
-	if rep.Tracks == 0 || len(read) == 0 {
+	if rep.Tracks == 0 {
 		return nil
-	}
-	if _, err := tx.Exec(ctx, `DELETE FROM a_new_tracks WHERE event <> ALL($1)`, read); err != nil {
-		return err
 	}
 	// The owners of each event: the unit itself (for experiments on its
 	// unit type) and its identity root (for customer experiments), where
