@@ -2,8 +2,9 @@
 // validates each event on its own (an invalid event is rejected with its
 // index; the others go on), drops the events of opted-out units,
 // pseudonymises unit ids when configured, and commits events in groups: the
-// requests that arrive together share one transaction (COPY into staging,
-// dedupe by id, insert), and each is answered only after that commit.
+// requests that arrive together share one transaction (new ids recorded,
+// the new events COPYed into place), and each is answered only after that
+// commit.
 package ingest
 
 import (

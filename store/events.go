@@ -3,6 +3,8 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -12,46 +14,43 @@ import (
 
 var _ flywheel.EventWriter = (*DB)(nil)
 
-// stagingDDL is a per-session table that a group of events is copied into
-// before one statement moves the new ones into place. ON COMMIT DELETE ROWS
-// empties it at the end of every transaction.
-const stagingDDL = `CREATE TEMP TABLE IF NOT EXISTS staging_events (
-    seq int NOT NULL, id uuid NOT NULL, type text NOT NULL, unit_type text NOT NULL,
-    unit_id text NOT NULL, ts timestamptz NOT NULL, received_at timestamptz NOT NULL,
-    experiment text, variant text, event text, value double precision,
-    customer_id text, attributes jsonb, properties jsonb
-) ON COMMIT DELETE ROWS`
-
-var stagingColumns = []string{"seq", "id", "type", "unit_type", "unit_id", "ts", "received_at",
-	"experiment", "variant", "event", "value", "customer_id", "attributes", "properties"}
-
-// moveStaged records the ids that are new (the first of each within the
-// group), stores those events, and folds exposures and identity links into
-// their tables, and queues the units for aggregation, all in one statement;
-// it returns the seq of each new event.
-// Rows are inserted in key order so that concurrent groups lock in the same
-// order and cannot deadlock.
-const moveStaged = `
-WITH new AS (
+// newIDs records the ids of a group that are new and returns their
+// positions. The (id, unit_id) pairs it is given are distinct (WriteEvents
+// keeps the first of each); they are inserted in key order so that
+// concurrent groups lock in the same order and cannot deadlock, and a
+// concurrent group holding the same id makes this one wait for its outcome.
+const newIDs = `
+WITH k AS (
+    SELECT * FROM unnest($1::int[], $2::uuid[], $3::text[], $4::timestamptz[]) AS k(seq, id, unit_id, received_at)
+), new AS (
     INSERT INTO event_ids (id, unit_id, received_at)
-    SELECT DISTINCT ON (id, unit_id) id, unit_id, received_at
-    FROM staging_events ORDER BY id, unit_id, seq
+    SELECT id, unit_id, received_at FROM k ORDER BY id, unit_id
     ON CONFLICT DO NOTHING
     RETURNING id, unit_id
-), winners AS (
-    SELECT DISTINCT ON (s.id, s.unit_id) s.*
-    FROM staging_events s JOIN new USING (id, unit_id)
-    ORDER BY s.id, s.unit_id, s.seq
-), ev AS (
-    INSERT INTO events (unit_type, unit_id, id, type, ts, received_at, experiment, variant, event, value, customer_id, attributes, properties)
-    SELECT unit_type, unit_id, id, type, ts, received_at, experiment, variant, event, value, customer_id, attributes, properties
-    FROM winners
+)
+SELECT k.seq FROM k JOIN new USING (id, unit_id)`
+
+// eventColumns are the columns of events that WriteEvents copies.
+var eventColumns = []string{"unit_type", "unit_id", "id", "type", "ts", "received_at",
+	"experiment", "variant", "event", "value", "customer_id", "attributes", "properties"}
+
+// foldNew folds the new events of a group into the tables derived from
+// them, in one statement: first exposures ($1-$7, the new exposures),
+// identity links ($8-$12, the new identify events) and the aggregation
+// queue (store/aggregate.go: $13 the oldest receipt; $14-$15 the units to
+// recompute, to which it adds the customer each link replaced, read from
+// the conflicting row itself, which may be newer than this statement's
+// snapshot; $16-$20 the new track events). Rows are upserted in key order
+// so that concurrent groups cannot deadlock.
+const foldNew = `
+WITH x AS (
+    SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
+        AS x(seq, experiment, unit_id, unit_type, variant, ts, attributes)
 ), ex AS (
     INSERT INTO exposures AS x (experiment, unit_id, unit_type, variant, first_ts, last_ts, attributes, multiple, exposures)
     SELECT experiment, unit_id, min(unit_type), (array_agg(variant ORDER BY ts, seq))[1], min(ts), max(ts),
-           (array_agg(attributes ORDER BY ts, seq))[1], count(DISTINCT variant) > 1, count(*)
-    FROM winners WHERE type = 'exposure'
-    GROUP BY experiment, unit_id ORDER BY experiment, unit_id
+           (array_agg(attributes::jsonb ORDER BY ts, seq))[1], count(DISTINCT variant) > 1, count(*)
+    FROM x GROUP BY experiment, unit_id ORDER BY experiment, unit_id
     ON CONFLICT (experiment, unit_id) DO UPDATE SET
         variant    = CASE WHEN EXCLUDED.first_ts < x.first_ts THEN EXCLUDED.variant ELSE x.variant END,
         attributes = CASE WHEN EXCLUDED.first_ts < x.first_ts THEN EXCLUDED.attributes ELSE x.attributes END,
@@ -59,72 +58,125 @@ WITH new AS (
         last_ts    = greatest(x.last_ts, EXCLUDED.last_ts),
         multiple   = x.multiple OR EXCLUDED.multiple OR x.variant <> EXCLUDED.variant,
         exposures  = x.exposures + EXCLUDED.exposures
+), i AS (
+    SELECT * FROM unnest($8::int[], $9::text[], $10::text[], $11::text[], $12::timestamptz[]) AS i(seq, unit_type, unit_id, customer_id, ts)
 ), al AS (
     INSERT INTO aliases AS a (unit_type, unit_id, customer_id, ts)
     SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, customer_id, ts
-    FROM winners WHERE type = 'identify'
-    ORDER BY unit_type, unit_id, ts, seq
+    FROM i ORDER BY unit_type, unit_id, ts, seq
     ON CONFLICT (unit_type, unit_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, ts = EXCLUDED.ts, replaced = a.customer_id
     WHERE EXCLUDED.ts < a.ts
     RETURNING replaced
-), q AS (
-    -- The aggregation queue (store/aggregate.go): the units to recompute
-    -- (new exposures; for identity links the unit, the customer linked to
-    -- and the customer the link replaced), and the new track events. replaced comes from the conflicting
-    -- row itself, which may be newer than this statement's snapshot.
-    INSERT INTO agg_queue (at, unit_types, unit_ids, track_types, track_ids, track_ts, track_events, track_values)
-    SELECT w.at, COALESCE(u.types, '{}'), COALESCE(u.ids, '{}'),
-           COALESCE(t.types, '{}'), COALESCE(t.ids, '{}'), COALESCE(t.ts, '{}'), COALESCE(t.events, '{}'), COALESCE(t.vals, '{}')
-    FROM (SELECT min(received_at) AS at FROM winners) w,
-         (SELECT array_agg(t) AS types, array_agg(i) AS ids FROM (
-              SELECT unit_type, unit_id FROM winners WHERE type <> 'track'
-              UNION SELECT 'customer', customer_id FROM winners WHERE type = 'identify'
-              UNION SELECT 'customer', replaced FROM al WHERE replaced IS NOT NULL
-          ) d(t, i)) u,
-         (SELECT array_agg(unit_type) AS types, array_agg(unit_id) AS ids, array_agg(ts) AS ts,
-                 array_agg(event) AS events, array_agg(value) AS vals
-          FROM winners WHERE type = 'track') t
-    WHERE w.at IS NOT NULL
 )
-SELECT seq FROM winners`
+INSERT INTO agg_queue (at, unit_types, unit_ids, track_types, track_ids, track_ts, track_events, track_values)
+SELECT $13, $14::text[] || ARRAY(SELECT 'customer'::text FROM al WHERE replaced IS NOT NULL),
+       $15::text[] || ARRAY(SELECT replaced FROM al WHERE replaced IS NOT NULL),
+       $16::text[], $17::text[], $18::timestamptz[], $19::text[], $20::float8[]`
 
 // WriteEvents stores a group of events in one transaction, exactly once
-// (see flywheel.EventWriter): COPY into the session's staging table, then
-// moveStaged. Nothing is stored unless everything is.
+// (see flywheel.EventWriter): it records the new ids (newIDs), COPYs the
+// new events straight into events, and folds them into exposures, links and
+// the aggregation queue (foldNew). Nothing is stored unless everything is.
 func (db *DB) WriteEvents(ctx context.Context, events []flywheel.Event) ([]int, error) {
 	if len(events) == 0 {
 		return nil, nil
 	}
+	// The first of each (id, unit_id) in the group; later ones are
+	// duplicates whatever the database holds.
+	type key struct {
+		id   [16]byte
+		unit string
+	}
+	first := make(map[key]struct{}, len(events))
+	n := len(events)
+	seqs, ids, units, received := make([]int32, 0, n), make([]pgtype.UUID, 0, n), make([]string, 0, n), make([]time.Time, 0, n)
+	for i := range events {
+		e := &events[i]
+		k := key{e.ID, e.UnitID}
+		if _, dup := first[k]; dup {
+			continue
+		}
+		first[k] = struct{}{}
+		seqs, ids = append(seqs, int32(i)), append(ids, pgtype.UUID{Bytes: e.ID, Valid: true})
+		units, received = append(units, e.UnitID), append(received, e.ReceivedAt)
+	}
 	var accepted []int
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, stagingDDL); err != nil {
+		rows, err := tx.Query(ctx, newIDs, seqs, ids, units, received)
+		if err != nil {
 			return err
 		}
-		n, err := tx.CopyFrom(ctx, pgx.Identifier{"staging_events"}, stagingColumns, pgx.CopyFromSlice(len(events), func(i int) ([]any, error) {
-			e := &events[i]
+		if accepted, err = pgx.CollectRows(rows, pgx.RowTo[int]); err != nil || len(accepted) == 0 {
+			return err
+		}
+		slices.Sort(accepted) // positions in group order
+		copied, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, pgx.CopyFromSlice(len(accepted), func(j int) ([]any, error) {
+			e := &events[accepted[j]]
 			return []any{
-				int32(i), pgtype.UUID{Bytes: e.ID, Valid: true}, string(e.Type), e.UnitType, e.UnitID,
-				e.Timestamp, e.ReceivedAt, nullText(e.Experiment), nullText(e.Variant), nullText(e.Name),
-				e.Value, nullText(e.CustomerID), nullJSON(e.Attributes), nullJSON(e.Properties),
+				e.UnitType, e.UnitID, pgtype.UUID{Bytes: e.ID, Valid: true}, string(e.Type), e.Timestamp, e.ReceivedAt,
+				nullText(e.Experiment), nullText(e.Variant), nullText(e.Name), e.Value, nullText(e.CustomerID),
+				nullJSON(e.Attributes), nullJSON(e.Properties),
 			}, nil
 		}))
 		if err != nil {
 			return err
 		}
-		if int(n) != len(events) {
-			return fmt.Errorf("copied %d of %d events", n, len(events))
+		if int(copied) != len(accepted) {
+			return fmt.Errorf("copied %d of %d events", copied, len(accepted))
 		}
-		rows, err := tx.Query(ctx, moveStaged)
-		if err != nil {
-			return err
-		}
-		accepted, err = pgx.CollectRows(rows, pgx.RowTo[int])
+		_, err = tx.Exec(ctx, foldNew, foldArgs(events, accepted)...)
 		return err
 	})
 	if err != nil {
 		return nil, translate("write events", err)
 	}
 	return accepted, nil
+}
+
+// foldArgs returns the parameters of foldNew for the accepted events.
+func foldArgs(events []flywheel.Event, accepted []int) []any {
+	// Every array is non-nil: an empty one is '{}', not NULL.
+	xSeq, iSeq := []int32{}, []int32{}
+	xExp, xUnit, xType, xVariant, xAttrs := []string{}, []string{}, []string{}, []string{}, []*string{}
+	iType, iUnit, iCustomer := []string{}, []string{}, []string{}
+	qTypes, qIDs, tTypes, tIDs, tEvents := []string{}, []string{}, []string{}, []string{}, []string{}
+	xTS, iTS, tTS, tValues := []time.Time{}, []time.Time{}, []time.Time{}, []*float64{}
+	var oldest time.Time
+	queued := map[[2]string]bool{}
+	queue := func(typ, id string) {
+		if k := [2]string{typ, id}; !queued[k] {
+			queued[k] = true
+			qTypes, qIDs = append(qTypes, typ), append(qIDs, id)
+		}
+	}
+	for _, j := range accepted {
+		e := &events[j]
+		if oldest.IsZero() || e.ReceivedAt.Before(oldest) {
+			oldest = e.ReceivedAt
+		}
+		switch e.Type {
+		case flywheel.EventTrack:
+			tTypes, tIDs, tTS, tEvents, tValues = append(tTypes, e.UnitType), append(tIDs, e.UnitID), append(tTS, e.Timestamp),
+				append(tEvents, e.Name), append(tValues, e.Value)
+			continue
+		case flywheel.EventExposure:
+			var attrs *string
+			if a := nullJSON(e.Attributes); a != nil {
+				s := string(a)
+				attrs = &s
+			}
+			xSeq, xExp, xUnit, xType, xVariant = append(xSeq, int32(j)), append(xExp, e.Experiment), append(xUnit, e.UnitID),
+				append(xType, e.UnitType), append(xVariant, e.Variant)
+			xTS, xAttrs = append(xTS, e.Timestamp), append(xAttrs, attrs)
+		case flywheel.EventIdentify:
+			iSeq, iType, iUnit, iCustomer, iTS = append(iSeq, int32(j)), append(iType, e.UnitType), append(iUnit, e.UnitID),
+				append(iCustomer, e.CustomerID), append(iTS, e.Timestamp)
+			queue("customer", e.CustomerID)
+		}
+		queue(e.UnitType, e.UnitID)
+	}
+	return []any{xSeq, xExp, xUnit, xType, xVariant, xTS, xAttrs, iSeq, iType, iUnit, iCustomer, iTS,
+		oldest, qTypes, qIDs, tTypes, tIDs, tTS, tEvents, tValues}
 }
 
 func nullText(s string) *string {
