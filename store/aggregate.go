@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -53,7 +54,8 @@ type AggregateReport struct {
 	Steps   []Step   // the time each step of the cycle took, in order
 }
 
-// Step is the time one step of an aggregation cycle took: "queue" (taking
+// Step is the time one step of an aggregation cycle took: "statistics"
+// (analyzing agg_units and exposures, when they have grown), "queue" (taking
 // the queue rows), "roots" (identity roots of the named units), "pairs"
 // (their exposures), "history" (reading their events), "units"
 // (recomputing them), "track owners" (the aggregated units that own the new
@@ -205,6 +207,12 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	// its unit now or applied as a delta later, never both.
 	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		rep = AggregateReport{}
+		t0 := time.Now()
+		if analyzed, err := refreshStatistics(ctx, tx); err != nil {
+			return err
+		} else if analyzed {
+			rep.lap("statistics", &t0)
+		}
 		built, err := builtDefs(ctx, tx)
 		if err != nil {
 			return err
@@ -245,6 +253,24 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 		return rep, translate("aggregate", err)
 	}
 	return rep, nil
+}
+
+// refreshStatistics analyzes agg_units and exposures when agg_units holds
+// more than twice, or less than half, the rows its statistics say (and at
+// least a thousand). A young experiment grows faster than autovacuum
+// analyzes, and plans made for a table of a few rows read all of a
+// definition's rows for every unit a cycle looks up. The row count is
+// exact and cheap: every unit row is counted in agg_variants. As a table
+// grows this analyzes a logarithmic number of times.
+func refreshStatistics(ctx context.Context, tx pgx.Tx) (analyzed bool, err error) {
+	var rows, estimate float64
+	err = tx.QueryRow(ctx, `SELECT COALESCE(sum(units + multiple + opted_out), 0)::float8,
+		(SELECT reltuples::float8 FROM pg_class WHERE oid = 'agg_units'::regclass) FROM agg_variants`).Scan(&rows, &estimate)
+	if err != nil || rows < 1000 || (estimate >= 0 && rows <= 2*estimate && rows >= estimate/2) {
+		return false, err
+	}
+	_, err = tx.Exec(ctx, `ANALYZE agg_units, exposures`)
+	return err == nil, err
 }
 
 // builtDefs returns the hash of every built definition.
@@ -399,6 +425,11 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 	if err := foldTracks(ctx, tx, ready, rep, &last); err != nil {
 		return err
 	}
+	// Crossover is kept for experiments on devices (any unit type but
+	// customer); with none aggregated there is nothing to keep.
+	if !slices.ContainsFunc(ready, func(d aggDef) bool { return d.exp.UnitType != "customer" }) {
+		return nil
+	}
 	err = foldCrossover(ctx, tx, "a_roots", nil)
 	rep.lap("crossover", &last)
 	return err
@@ -479,8 +510,9 @@ WITH t AS (
     WHERE owner_type = $11 AND event = ANY($4)
       AND NOT EXISTS (SELECT 1 FROM a_pairs p WHERE p.experiment = $1 AND p.unit_id = k.owner)
 ), old AS (
-    SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
-    WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id IN (SELECT owner FROM t)
+    SELECT a.* FROM (SELECT DISTINCT owner FROM t) k CROSS JOIN LATERAL (
+        SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
+        WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = k.owner OFFSET 0) a
 ), d AS (
     SELECT o.unit_id,
         count(t.ts) FILTER (WHERE t.ts >= o.first_ts + make_interval(hours => $5)
@@ -583,6 +615,13 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef) error {
 	return err
 }
 
+// The unit rows of a cycle are read by primary key from the few units
+// named (LATERAL ... OFFSET 0 keeps the planner from turning that around),
+// then updated or deleted by ctid: with agg_units' statistics stale (a young
+// experiment grows faster than autovacuum analyzes), a planner free to
+// choose nested the whole definition's rows against the units named, and
+// took seconds.
+
 // foldUnitsSQL recomputes the units of experiment $1 listed in the table
 // %[1]s (experiment, unit_id) for definition $2, from the owned events
 // %[2]s (owner, ts, value, event), stores their values in agg_units, and
@@ -623,8 +662,9 @@ WITH u AS (
                 WHEN 'count' THEN n_pre::float8 WHEN 'ratio' THEN 0 WHEN '' THEN 0 ELSE v_pre END AS x
     FROM per_unit
 ), old AS (
-    SELECT a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
-    WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id IN (SELECT unit_id FROM u)
+    SELECT a.*, u.state AS now FROM u CROSS JOIN LATERAL (
+        SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
+        WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = u.unit_id OFFSET 0) a
 ), up AS (
     INSERT INTO agg_units AS a (experiment, metric, unit_id, unit_type, variant, first_ts, state, y, x, num, den)
     SELECT $1, $2, unit_id, unit_type, variant, first_ts, state, y, x, num, den FROM new
@@ -633,7 +673,7 @@ WITH u AS (
     WHERE (a.variant, a.first_ts, a.state, a.y, a.x, a.num, a.den)
           IS DISTINCT FROM (EXCLUDED.variant, EXCLUDED.first_ts, EXCLUDED.state, EXCLUDED.y, EXCLUDED.x, EXCLUDED.num, EXCLUDED.den)
 ), gone AS (
-    DELETE FROM agg_units a USING u WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = u.unit_id AND u.state = -1
+    DELETE FROM agg_units WHERE ctid = ANY(ARRAY(SELECT tid FROM old WHERE now = -1))
 ), change AS (
     SELECT $1::text AS experiment, $2::text AS metric, variant, state, 1 AS sign, y, x, num, den, $9::float8 AS cap, first_ts FROM new
     UNION ALL

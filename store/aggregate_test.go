@@ -779,6 +779,65 @@ func TestAggregateIdempotent(t *testing.T) {
 	verifyAggregates(t, db, g.r, "after refolding", g.cust, g.dev)
 }
 
+// TestAggregateExposureGone: a unit queued again after its exposure row
+// disappeared (only erasure deletes exposures, and it clears the unit's
+// aggregates itself; this covers a cycle meeting such a unit anyway) leaves
+// the aggregates: its rows go, the variant sums lose it.
+func TestAggregateExposureGone(t *testing.T) {
+	ctx := context.Background()
+	db := newAggDB(t)
+	buy := func(unit string) flywheel.Event {
+		return flywheel.Event{ID: newID(), Type: flywheel.EventTrack, UnitType: "device", UnitID: unit,
+			Timestamp: aggBase.Add(time.Hour), ReceivedAt: aggBase, Name: "purchase", Value: aggF(4)}
+	}
+	mustWrite(t, db, exposure("device", "d1", "agg-dev", "a", aggBase, ""), exposure("device", "d2", "agg-dev", "a", aggBase, ""),
+		buy("d1"), buy("d2"))
+	aggregateAll(t, db)
+	if _, err := db.Pool().Exec(ctx, `DELETE FROM exposures WHERE unit_id = 'd1';
+		INSERT INTO agg_queue (at, unit_types, unit_ids) VALUES (now(), '{device}', '{d1}')`); err != nil {
+		t.Fatal(err)
+	}
+	aggregateAll(t, db)
+	if n := queryInt(t, db, `SELECT count(*) FROM agg_units WHERE unit_id = 'd1'`); n != 0 {
+		t.Errorf("%d unit rows of d1 left, want 0", n)
+	}
+	if n := queryInt(t, db, `SELECT count(*) FROM agg_units WHERE unit_id = 'd2'`); n == 0 {
+		t.Errorf("the rows of d2 went too")
+	}
+	if n := queryInt(t, db, `SELECT units FROM agg_variants WHERE experiment = 'agg-dev' AND metric = 'revenue' AND variant = 'a'`); n != 1 {
+		t.Errorf("agg-dev/revenue/a counts %d units, want 1", n)
+	}
+	e, ms := aggExperiment(t, db, "agg-dev")
+	if err := db.VerifyAggregates(ctx, e, ms, analysis.Query{Now: aggNow}); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestAggregateRefreshesStatistics: once agg_units holds far more rows
+// than its statistics say, a cycle analyzes it (and says so in its steps);
+// the next one, with statistics current, does not.
+func TestAggregateRefreshesStatistics(t *testing.T) {
+	ctx := context.Background()
+	db := newAggDB(t)
+	if _, err := db.Pool().Exec(ctx, `INSERT INTO agg_units (experiment, metric, unit_id, unit_type, variant, first_ts, state, y, x, num, den)
+		SELECT 'stats', '', 'u' || i, 'device', 'a', now(), 0, 0, 0, 0, 0 FROM generate_series(1, 3000) i;
+		INSERT INTO agg_variants VALUES ('stats', '', 'a', 3000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)`); err != nil {
+		t.Fatal(err)
+	}
+	analyzed := func(rep store.AggregateReport) bool {
+		return slices.ContainsFunc(rep.Steps, func(s store.Step) bool { return s.Name == "statistics" })
+	}
+	if rep, err := db.Aggregate(ctx); err != nil || !analyzed(rep) {
+		t.Errorf("Aggregate = %+v, %v; want a statistics step", rep, err)
+	}
+	if n := queryInt(t, db, `SELECT reltuples::bigint FROM pg_class WHERE relname = 'agg_units'`); n != 3000 {
+		t.Errorf("agg_units reltuples = %d after the cycle, want 3000", n)
+	}
+	if rep, err := db.Aggregate(ctx); err != nil || analyzed(rep) {
+		t.Errorf("second Aggregate = %+v, %v; want no statistics step", rep, err)
+	}
+}
+
 // TestAggregateConversionsRoundHalfEven: the conversions of a mean metric
 // are sum(y)::bigint in SQL, which rounds halves to even; the aggregates
 // must give the same for a sum of exactly 2.5 (one unit spending 2.5).
