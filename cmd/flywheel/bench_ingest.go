@@ -18,6 +18,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 )
 
 // The targets of the issue for ingestion: durable events/s through
@@ -146,18 +149,73 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 		}
 	}
 	sum := summarizeIngest(runs)
+	agg := scrapeAggregator(ctx, env.flywheelURL)
 	if o.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(map[string]any{"command": "flywheel bench ingest " + strings.Join(args, " "), "machine": currentMachine(),
-			"options": o, "database": env.dbDesc, "runs": runs, "summary": sum})
+			"options": o, "database": env.dbDesc, "runs": runs, "summary": sum, "aggregator": agg})
 	}
 	fmt.Fprintf(stdout, "\nsummary, medians over %d rounds:\n", o.Rounds)
 	fmt.Fprintf(stdout, "  events/s   copy %9.0f  flywheel-v7 %9.0f  ratio %.2f  (target >= %.2f)  %s\n", sum.Copy, sum.V7, sum.Ratio, ingestRatioTarget, pass(sum.Ratio >= ingestRatioTarget))
 	fmt.Fprintf(stdout, "  events/s   flywheel-v7 %9.0f  (target >= %d)  %s\n", sum.V7, ingestRateTarget, pass(sum.V7 >= ingestRateTarget))
 	fmt.Fprintf(stdout, "  p99        flywheel-v7 %.1fms per %d-event request\n", sum.P99V7, o.Batch)
 	fmt.Fprintf(stdout, "  ids        flywheel-v4 %9.0f  = %.2fx of v7\n", sum.V4, sum.V4/sum.V7)
+	if agg.Cycles > 0 {
+		fmt.Fprintf(stdout, "  aggregator (in the flywheel process, on the same cores): %.0f cycles (%.0f failed), %.1fs in all, %.0f units recomputed, lag %.0fs at the end\n",
+			agg.Cycles, agg.Errors, agg.Seconds, agg.Units, agg.Lag)
+		for _, s := range agg.Steps {
+			fmt.Fprintf(stdout, "    step %-13s %5d times, mean %7.0fms, total %8.0fms\n", s.Name, s.Count, s.MeanMs, s.TotalMs)
+		}
+	}
 	return nil
+}
+
+// ingestAggregator is what the results aggregator did during the bench,
+// scraped from flywheel's /metrics.
+type ingestAggregator struct {
+	Cycles  float64     `json:"cycles"`
+	Seconds float64     `json:"seconds"`
+	Units   float64     `json:"units_recomputed"`
+	Steps   []benchStep `json:"steps"`
+	Errors  float64     `json:"failed_cycles"`
+	Lag     float64     `json:"lag_seconds_at_end"`
+}
+
+// scrapeAggregator reads the aggregator's figures from flywheel's /metrics;
+// zero when they cannot be read.
+func scrapeAggregator(ctx context.Context, base string) ingestAggregator {
+	var a ingestAggregator
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/metrics", nil)
+	if err != nil {
+		return a
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return a
+	}
+	defer res.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(res.Body)
+	if err != nil {
+		return a
+	}
+	mfs := make([]*dto.MetricFamily, 0, len(fams))
+	for _, mf := range fams {
+		mfs = append(mfs, mf)
+	}
+	a.Cycles, a.Seconds, a.Units, a.Steps = aggregatorFiguresOf(mfs)
+	for _, m := range fams["flywheel_aggregate_cycles_total"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "outcome" && l.GetValue() == "error" {
+				a.Errors = m.GetCounter().GetValue()
+			}
+		}
+	}
+	for _, m := range fams["flywheel_aggregate_lag_seconds"].GetMetric() {
+		a.Lag = m.GetGauge().GetValue()
+	}
+	return a
 }
 
 func pass(ok bool) string {

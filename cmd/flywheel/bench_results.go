@@ -24,6 +24,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 
 	"github.com/flywheel-oss/flywheel"
 	"github.com/flywheel-oss/flywheel/analysis"
@@ -517,6 +518,12 @@ func aggregatorFigures(reg *prometheus.Registry) (cycles, seconds, pairs float64
 	if err != nil {
 		return 0, 0, 0, nil
 	}
+	return aggregatorFiguresOf(mfs)
+}
+
+// aggregatorFiguresOf is aggregatorFigures over gathered (or scraped)
+// metric families.
+func aggregatorFiguresOf(mfs []*dto.MetricFamily) (cycles, seconds, pairs float64, steps []benchStep) {
 	for _, mf := range mfs {
 		for _, m := range mf.GetMetric() {
 			switch mf.GetName() {
@@ -537,7 +544,7 @@ func aggregatorFigures(reg *prometheus.Registry) (cycles, seconds, pairs float64
 			}
 		}
 	}
-	order := []string{"queue", "roots", "pairs", "history", "units", "track owners", "tracks", "crossover", "build"}
+	order := []string{"statistics", "queue", "roots", "pairs", "history", "units", "track owners", "tracks", "crossover", "build"}
 	slices.SortFunc(steps, func(a, b benchStep) int { return slices.Index(order, a.Name) - slices.Index(order, b.Name) })
 	return cycles, seconds, pairs, steps
 }
