@@ -36,7 +36,12 @@ func translate(op string, err error) error {
 		return &flywheel.Error{Code: flywheel.CodeNotFound, Message: op + ": not found", Err: err}
 	}
 	if isUnavailable(err) {
-		return &flywheel.Error{Code: flywheel.CodeUnavailable, Message: "the database is unavailable; retry later", Err: fmt.Errorf("store: %s: %w", op, err)}
+		msg := "the database is unavailable; retry later"
+		if errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) {
+			// A slow computation as often as an unreachable server.
+			msg = op + ": the database did not answer within the request's time limit; retry later"
+		}
+		return &flywheel.Error{Code: flywheel.CodeUnavailable, Message: msg, Err: fmt.Errorf("store: %s: %w", op, err)}
 	}
 	var pe *pgconn.PgError
 	if errors.As(err, &pe) {
