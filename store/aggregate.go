@@ -58,8 +58,8 @@ type AggregateReport struct {
 // (analyzing agg_units and exposures, when they have grown), "queue" (taking
 // the queue rows), "roots" (identity roots of the named units), "pairs"
 // (their exposures), "history" (reading their events), "units"
-// (recomputing them), "track owners" (the aggregated units that own the new
-// track events), "tracks" (adding them as deltas), "crossover",
+// (recomputing them), "track owners" (the units, and identity roots, that
+// own the new track events), "tracks" (adding them as deltas), "crossover",
 // "build" (a definition built from scratch).
 type Step struct {
 	Name string
@@ -615,13 +615,6 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef) error {
 	return err
 }
 
-// The unit rows of a cycle are read by primary key from the few units
-// named (LATERAL ... OFFSET 0 keeps the planner from turning that around),
-// then updated or deleted by ctid: with agg_units' statistics stale (a young
-// experiment grows faster than autovacuum analyzes), a planner free to
-// choose nested the whole definition's rows against the units named, and
-// took seconds.
-
 // foldUnitsSQL recomputes the units of experiment $1 listed in the table
 // %[1]s (experiment, unit_id) for definition $2, from the owned events
 // %[2]s (owner, ts, value, event), stores their values in agg_units, and
@@ -632,6 +625,12 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef) error {
 // $1 experiment, $2 metric (empty: the units), $3 metric type, $4 events,
 // $5 from hours, $6 to hours (0 = no end), $7 cuped hours, $8 numerator,
 // $9 cap, $10 denominator.
+//
+// Here and in foldTracksSQL the unit rows are read by primary key from the
+// few units named (LATERAL ... OFFSET 0 keeps the planner from turning that
+// around), then changed by ctid: with agg_units' statistics stale (a young
+// experiment grows faster than autovacuum analyzes), a planner free to
+// choose nested all of a definition's rows against the units named.
 var foldUnitsSQL = `
 WITH u AS (
     SELECT p.unit_id, x.unit_type, x.variant, x.first_ts,
@@ -662,7 +661,7 @@ WITH u AS (
                 WHEN 'count' THEN n_pre::float8 WHEN 'ratio' THEN 0 WHEN '' THEN 0 ELSE v_pre END AS x
     FROM per_unit
 ), old AS (
-    SELECT a.*, u.state AS now FROM u CROSS JOIN LATERAL (
+    SELECT a.*, u.state AS now_state FROM u CROSS JOIN LATERAL (
         SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
         WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = u.unit_id OFFSET 0) a
 ), up AS (
@@ -673,7 +672,7 @@ WITH u AS (
     WHERE (a.variant, a.first_ts, a.state, a.y, a.x, a.num, a.den)
           IS DISTINCT FROM (EXCLUDED.variant, EXCLUDED.first_ts, EXCLUDED.state, EXCLUDED.y, EXCLUDED.x, EXCLUDED.num, EXCLUDED.den)
 ), gone AS (
-    DELETE FROM agg_units WHERE ctid = ANY(ARRAY(SELECT tid FROM old WHERE now = -1))
+    DELETE FROM agg_units WHERE ctid = ANY(ARRAY(SELECT tid FROM old WHERE now_state = -1))
 ), change AS (
     SELECT $1::text AS experiment, $2::text AS metric, variant, state, 1 AS sign, y, x, num, den, $9::float8 AS cap, first_ts FROM new
     UNION ALL

@@ -101,8 +101,9 @@ func TestBenchIngest(t *testing.T) {
 		t.Fatalf("bench ingest: %v\nstderr:\n%s", err, errs.String())
 	}
 	var rep struct {
-		Runs    []ingestRun
-		Summary ingestSummary
+		Runs       []ingestRun
+		Summary    ingestSummary
+		Aggregator *ingestAggregator
 	}
 	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
 		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
@@ -117,6 +118,9 @@ func TestBenchIngest(t *testing.T) {
 	}
 	if rep.Summary.Copy <= 0 || rep.Summary.V7 <= 0 || rep.Summary.Ratio <= 0 {
 		t.Errorf("summary = %+v, want every figure", rep.Summary)
+	}
+	if a := rep.Aggregator; a == nil || a.Errors != 0 {
+		t.Errorf("aggregator = %+v, want its figures scraped from /metrics, no failed cycle", a)
 	}
 	for _, args := range [][]string{{"bench", "ingest", "--batch", "0"}, {"bench", "ingest", "--connections", "0"}, {"bench", "ingest", "x"}} {
 		if err := run(context.Background(), args, env(), io.Discard, io.Discard); exitCode(err) != 2 {
