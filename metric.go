@@ -66,7 +66,9 @@ type Metric struct {
 	UpdatedAt   time.Time  `json:"updated_at"`
 }
 
-// Normalize fills a new metric's defaults.
+// Normalize fills a new metric's defaults. A CUPEDHours of 0 becomes the
+// default here; through the API an explicit "cuped_hours": 0 turns CUPED
+// off instead (the handler sets it after Normalize), and a patch keeps it.
 func (m *Metric) Normalize() {
 	if m.Direction == "" {
 		m.Direction = DirectionIncrease
@@ -185,7 +187,9 @@ func (p *MetricPatch) Apply(m *Metric) {
 	if p.Cap != nil {
 		m.Cap = p.Cap
 	}
+	cuped := m.CUPEDHours // a stored metric has its own; 0 is CUPED off
 	m.Normalize()
+	m.CUPEDHours = cuped
 }
 
 // MetricStore keeps metric definitions.

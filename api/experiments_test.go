@@ -270,6 +270,20 @@ func TestMetrics(t *testing.T) {
 	if m["cuped_hours"] != 336.0 || m["direction"] != "increase" {
 		t.Errorf("defaults = %v, want cuped_hours 336 and direction increase", m)
 	}
+	// An explicit 0 turns CUPED off, and keeps it off through other changes.
+	off := a.must(201, "POST", "/v1/metrics", map[string]any{"key": "plain", "event": "purchase", "type": "mean", "cuped_hours": 0})
+	if off["cuped_hours"] != 0.0 {
+		t.Errorf("cuped_hours 0 = %v, want 0 (CUPED off)", off["cuped_hours"])
+	}
+	if p := a.must(200, "PATCH", "/v1/metrics/plain", map[string]any{"name": "Plain revenue"}); p["cuped_hours"] != 0.0 {
+		t.Errorf("after a name change cuped_hours = %v, want still 0", p["cuped_hours"])
+	}
+	if p := a.must(200, "PATCH", "/v1/metrics/revenue", map[string]any{"cuped_hours": 0}); p["cuped_hours"] != 0.0 {
+		t.Errorf("PATCH cuped_hours 0 = %v, want 0", p["cuped_hours"])
+	}
+	if p := a.must(200, "PATCH", "/v1/metrics/revenue", map[string]any{"cuped_hours": 336}); p["cuped_hours"] != 336.0 {
+		t.Errorf("PATCH cuped_hours 336 = %v, want 336", p["cuped_hours"])
+	}
 	if r := a.do("POST", "/v1/metrics", a.admin, map[string]any{"key": "revenue", "event": "x", "type": "mean"}); r.Status != 409 {
 		t.Errorf("duplicate metric = %d, want 409", r.Status)
 	}
@@ -303,7 +317,7 @@ func TestMetrics(t *testing.T) {
 		t.Errorf("patch type = %d, want 400 (unknown field: type never changes)", r.Status)
 	}
 	list := a.must(200, "GET", "/v1/metrics", nil)["items"].([]any)
-	if len(list) != 1 {
+	if len(list) != 2 { // revenue and plain
 		t.Errorf("list = %v", list)
 	}
 	if r := a.do("GET", "/v1/metrics/nope", a.admin, nil); r.Status != http.StatusNotFound {

@@ -20,7 +20,7 @@ type createMetricRequest struct {
 	WindowHours int                 `json:"window_hours"`
 	FromHours   int                 `json:"from_hours"`
 	ToHours     int                 `json:"to_hours"`
-	CUPEDHours  int                 `json:"cuped_hours"`
+	CUPEDHours  *int                `json:"cuped_hours"` // absent: the default; 0: CUPED off
 	Direction   flywheel.Direction  `json:"direction"`
 	Cap         *flywheel.Cap       `json:"cap"`
 }
@@ -34,10 +34,13 @@ func (s *Server) handleCreateMetric(c *gin.Context) {
 	m := &flywheel.Metric{
 		Key: req.Key, Name: req.Name, Description: req.Description, Type: req.Type, Event: req.Event,
 		Numerator: req.Numerator, Denominator: req.Denominator, WindowHours: req.WindowHours,
-		FromHours: req.FromHours, ToHours: req.ToHours, CUPEDHours: req.CUPEDHours,
+		FromHours: req.FromHours, ToHours: req.ToHours,
 		Direction: req.Direction, Cap: req.Cap,
 	}
 	m.Normalize()
+	if req.CUPEDHours != nil {
+		m.CUPEDHours = *req.CUPEDHours
+	}
 	if err := m.Validate(); err != nil {
 		s.writeError(c, err)
 		return
