@@ -125,7 +125,7 @@ func defHash(e *flywheel.Experiment, m *flywheel.Metric) string {
 		From, To int
 		CUPED    int
 		Cap      *float64
-	}{Version: 1, UnitType: e.UnitType}
+	}{Version: 2, UnitType: e.UnitType} // 2: per-day contributions (agg_unit_days)
 	if m != nil {
 		shape.Type, shape.Event, shape.Num, shape.Den = m.Type, m.Event, m.Numerator, m.Denominator
 		shape.Window, shape.From, shape.To, shape.CUPED = m.WindowHours, m.FromHours, m.ToHours, m.CUPEDHours
@@ -294,6 +294,9 @@ func builtDefs(ctx context.Context, tx pgx.Tx) (map[[2]string]string, error) {
 // dropDef forgets the aggregate of a definition.
 func dropDef(ctx context.Context, tx pgx.Tx, exp, metric string) error {
 	_, err := tx.Exec(ctx, `DELETE FROM agg_units WHERE experiment = $1 AND metric = $2;`, exp, metric)
+	if err == nil && metric != "" {
+		_, err = tx.Exec(ctx, `DELETE FROM agg_unit_days WHERE experiment = $1 AND metric = $2`, exp, metric)
+	}
 	if err == nil {
 		_, err = tx.Exec(ctx, `DELETE FROM agg_variants WHERE experiment = $1 AND metric = $2`, exp, metric)
 	}
@@ -539,6 +542,14 @@ WITH t AS (
     -- cycle is the only writer of agg_units (the aggregation lock).
     UPDATE agg_units a SET y = n.y, x = n.x, num = n.num, den = n.den
     FROM new n WHERE a.ctid = n.tid
+), days_add AS (
+    INSERT INTO agg_unit_days (experiment, metric, unit_id, day, n, v, num, den)
+    SELECT $1, $2, o.unit_id, (t.ts AT TIME ZONE 'UTC')::date, count(*), COALESCE(sum(t.value), 0),
+        COALESCE(sum(COALESCE(t.value, 1)) FILTER (WHERE t.event = $8), 0),
+        COALESCE(sum(COALESCE(t.value, 1)) FILTER (WHERE t.event = $10), 0)
+    FROM old o JOIN t ON t.owner = o.unit_id
+    WHERE t.ts >= o.first_ts + make_interval(hours => $5) AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))
+    GROUP BY 3, 4
 ), change AS (
     SELECT $1::text AS experiment, $2::text AS metric, variant, state, 1 AS sign, y, x, num, den, $9::float8 AS cap, first_ts FROM new
     UNION ALL
@@ -673,6 +684,19 @@ WITH u AS (
           IS DISTINCT FROM (EXCLUDED.variant, EXCLUDED.first_ts, EXCLUDED.state, EXCLUDED.y, EXCLUDED.x, EXCLUDED.num, EXCLUDED.den)
 ), gone AS (
     DELETE FROM agg_units WHERE ctid = ANY(ARRAY(SELECT tid FROM old WHERE now_state = -1))
+), days_gone AS (
+    DELETE FROM agg_unit_days WHERE $2 <> '' AND ctid = ANY(ARRAY(
+        SELECT d.ctid FROM u CROSS JOIN LATERAL (
+            SELECT d.ctid FROM agg_unit_days d WHERE d.unit_id = u.unit_id AND d.experiment = $1 AND d.metric = $2 OFFSET 0) d))
+), days_new AS (
+    INSERT INTO agg_unit_days (experiment, metric, unit_id, day, n, v, num, den)
+    SELECT $1, $2, u.unit_id, (o.ts AT TIME ZONE 'UTC')::date, count(*), COALESCE(sum(o.value), 0),
+        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $8), 0),
+        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $10), 0)
+    FROM u JOIN owned o ON o.owner = u.unit_id AND o.event = ANY($4)
+    WHERE $2 <> '' AND u.state >= 0 AND o.ts >= u.first_ts + make_interval(hours => $5)
+      AND ($6 = 0 OR o.ts < u.first_ts + make_interval(hours => $6))
+    GROUP BY 3, 4
 ), change AS (
     SELECT $1::text AS experiment, $2::text AS metric, variant, state, 1 AS sign, y, x, num, den, $9::float8 AS cap, first_ts FROM new
     UNION ALL
@@ -883,6 +907,11 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error 
 	UPDATE agg_crossover_totals t SET customers = t.customers - g.n, mixed = t.mixed - g.m
 	FROM (SELECT experiment, count(*) AS n, count(*) FILTER (WHERE variants > 1) AS m FROM gone GROUP BY 1) g
 	WHERE t.experiment = g.experiment`, types, ids); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, u+`
+	DELETE FROM agg_unit_days d USING u, experiments x
+	WHERE d.unit_id = u.unit_id AND x.key = d.experiment AND x.unit_type = u.unit_type`, types, ids); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE aliases SET replaced = NULL WHERE replaced = ANY($1)`, ids); err != nil {

@@ -126,8 +126,9 @@ func aggExperiment(tb testing.TB, db *store.DB, key string) (*flywheel.Experimen
 
 // verifyAggregates checks experiments against a recomputation: plain, with
 // overridden units (two exposed ones picked by r, and an unknown id), and
-// by segment with the overrides; and that every definition is built, so
-// that ResultInput reads the aggregates rather than falling back.
+// by segment with the overrides; the timeseries too (plain, overrides); and
+// that every definition is built, so that ResultInput reads the aggregates
+// rather than falling back.
 func verifyAggregates(tb testing.TB, db *store.DB, r *rand.Rand, label string, keys ...string) {
 	tb.Helper()
 	for _, key := range keys {
@@ -155,6 +156,11 @@ func verifyAggregates(tb testing.TB, db *store.DB, r *rand.Rand, label string, k
 		} {
 			if err := db.VerifyAggregates(context.Background(), e, ms, q.q); err != nil {
 				tb.Errorf("%s: VerifyAggregates(%s, %s): %v", label, key, q.name, err)
+			}
+			if q.q.Segment == "" {
+				if err := db.VerifyTimeseries(context.Background(), e, ms, q.q); err != nil {
+					tb.Errorf("%s: VerifyTimeseries(%s, %s): %v", label, key, q.name, err)
+				}
 			}
 		}
 	}
@@ -348,6 +354,7 @@ func checkErased(tb testing.TB, db *store.DB, label string, ids []string) {
 		`SELECT count(*) FROM agg_units WHERE unit_id = ANY($1)`,
 		`SELECT count(*) FROM agg_queue WHERE unit_ids && $1::text[]`,
 		`SELECT count(*) FROM agg_crossover WHERE root = ANY($1)`,
+		`SELECT count(*) FROM agg_unit_days WHERE unit_id = ANY($1)`,
 	} {
 		if n := queryInt(tb, db, q, ids); n != 0 {
 			tb.Errorf("%s: %d rows name erased ids %v: %s", label, n, ids, q)

@@ -62,8 +62,32 @@ FROM capped GROUP BY d, variant ORDER BY d, variant`
 
 // TimeseriesInput aggregates the daily cumulative statistics of metric m
 // of experiment e, from the first exposure to the day of q.Now, at most
-// MaxTimeseriesDays (the latest ones).
+// MaxTimeseriesDays (the latest ones): from the per-day aggregates when the
+// metric's are built, else from raw events (RecomputeTimeseriesInput).
 func (db *DB) TimeseriesInput(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, q analysis.Query) ([]analysis.Day, error) {
+	q = normalizeQuery(q)
+	days, ok, err := db.aggregatedTimeseries(ctx, e, m, q)
+	if err != nil {
+		return nil, translate("timeseries", err)
+	}
+	if ok {
+		return days, nil
+	}
+	return db.RecomputeTimeseriesInput(ctx, e, m, q)
+}
+
+// timeseriesEnd returns the last day of a timeseries (the day of now, or of
+// the stop) and the first day shown.
+func timeseriesEnd(e *flywheel.Experiment, now time.Time) (end, first time.Time) {
+	end = now.UTC().Truncate(24 * time.Hour)
+	if e.StoppedAt != nil && e.StoppedAt.Before(now) {
+		end = e.StoppedAt.UTC().Truncate(24 * time.Hour)
+	}
+	return end, end.AddDate(0, 0, 1-MaxTimeseriesDays)
+}
+
+// RecomputeTimeseriesInput is TimeseriesInput from raw events.
+func (db *DB) RecomputeTimeseriesInput(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, q analysis.Query) ([]analysis.Day, error) {
 	q = normalizeQuery(q)
 	var days []analysis.Day
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
@@ -72,13 +96,10 @@ func (db *DB) TimeseriesInput(ctx context.Context, e *flywheel.Experiment, m fly
 		if err != nil {
 			return err
 		}
-		end := q.Now.UTC().Truncate(24 * time.Hour)
-		if e.StoppedAt != nil && e.StoppedAt.Before(q.Now) {
-			end = e.StoppedAt.UTC().Truncate(24 * time.Hour)
-		}
+		end, first := timeseriesEnd(e, q.Now)
 		// Only the latest MaxTimeseriesDays: units exposed earlier enter on
 		// the first day shown.
-		if _, err := tx.Exec(ctx, `UPDATE r_units SET first_ts = greatest(first_ts, $1)`, end.AddDate(0, 0, 1-MaxTimeseriesDays)); err != nil {
+		if _, err := tx.Exec(ctx, `UPDATE r_units SET first_ts = greatest(first_ts, $1)`, first); err != nil {
 			return err
 		}
 		events := []string{m.Event}
@@ -98,23 +119,127 @@ func (db *DB) TimeseriesInput(ctx context.Context, e *flywheel.Experiment, m fly
 		if err != nil {
 			return err
 		}
-		defer rows.Close()
-		for rows.Next() {
-			var d time.Time
-			s := analysis.MetricStats{Metric: m.Key}
-			if err := rows.Scan(&d, &s.Variant, &s.N, &s.Conversions, &s.Sum, &s.SumSq,
-				&s.SumNum, &s.SumDen, &s.SumNumSq, &s.SumDenSq, &s.SumNumDen); err != nil {
-				return err
-			}
-			if n := len(days); n == 0 || !days[n-1].Date.Equal(d) {
-				days = append(days, analysis.Day{Date: d})
-			}
-			days[len(days)-1].Stats = append(days[len(days)-1].Stats, s)
-		}
-		return rows.Err()
+		days, err = scanDays(rows, m.Key)
+		return err
 	})
 	if err != nil {
 		return nil, translate("timeseries", err)
 	}
 	return days, nil
+}
+
+// scanDays reads rows of (day, variant, n, conversions, sum, sumsq, sumnum,
+// sumden, sumnumsq, sumdensq, sumnumden) ordered by day.
+func scanDays(rows pgx.Rows, metric string) ([]analysis.Day, error) {
+	defer rows.Close()
+	var days []analysis.Day
+	for rows.Next() {
+		var d time.Time
+		s := analysis.MetricStats{Metric: metric}
+		if err := rows.Scan(&d, &s.Variant, &s.N, &s.Conversions, &s.Sum, &s.SumSq,
+			&s.SumNum, &s.SumDen, &s.SumNumSq, &s.SumDenSq, &s.SumNumDen); err != nil {
+			return nil, err
+		}
+		if n := len(days); n == 0 || !days[n-1].Date.Equal(d) {
+			days = append(days, analysis.Day{Date: d})
+		}
+		days[len(days)-1].Stats = append(days[len(days)-1].Stats, s)
+	}
+	return days, rows.Err()
+}
+
+// aggregatedTimeseriesSQL is timeseriesStats from the aggregates: each
+// analysed unit (agg_units) enters on its first day, and its per-day
+// contributions (agg_unit_days) change its value on the days they fall on.
+// A unit's value changes only on days with events, so the statistics are
+// built from the change of each unit on those days (new value minus
+// previous, of y, y², ...) summed cumulatively per variant: the work grows
+// with the units' days with events, not with units × days. The changes are
+// summed in numeric, so each unit's telescope to its value exactly.
+//
+// $1 experiment, $2 metric, $3 metric type, $4 overrides, $5 last day,
+// $6 first day shown, $7 cap value, $8 cap percentile (of the values on the
+// last day).
+const aggregatedTimeseriesSQL = `
+WITH u AS (
+    SELECT unit_id, variant, greatest((first_ts AT TIME ZONE 'UTC')::date, $6::date) AS d0
+    FROM agg_units
+    WHERE experiment = $1 AND metric = $2 AND state = 0 AND unit_id <> ALL($4)
+      AND (first_ts AT TIME ZONE 'UTC')::date <= $5::date
+), c AS (
+    SELECT a.unit_id, greatest(a.day, $6::date) AS day, sum(a.n) AS n, sum(a.v) AS v, sum(a.num) AS num, sum(a.den) AS den
+    FROM agg_unit_days a
+    WHERE a.experiment = $1 AND a.metric = $2 AND a.day <= $5::date
+    GROUP BY 1, 2
+), run AS (
+    SELECT u.variant, c.day, c.unit_id,
+        sum(c.n) OVER w AS n, sum(c.v) OVER w AS v, sum(c.num) OVER w AS num, sum(c.den) OVER w AS den
+    FROM c JOIN u USING (unit_id)
+    WINDOW w AS (PARTITION BY c.unit_id ORDER BY c.day)
+), val AS (
+    SELECT variant, day, unit_id, num, den,
+        CASE $3 WHEN 'conversion' THEN (n > 0)::int::float8 WHEN 'retention' THEN (n > 0)::int::float8
+                WHEN 'count' THEN n ELSE v END AS y
+    FROM run
+), cap AS (
+    SELECT COALESCE($7::float8, (SELECT percentile_cont($8::float8) WITHIN GROUP (ORDER BY COALESCE(f.y, 0))
+        FROM u LEFT JOIN (SELECT DISTINCT ON (unit_id) unit_id, y FROM val ORDER BY unit_id, day DESC) f USING (unit_id)
+        WHERE $8::float8 IS NOT NULL)) AS c
+), capped AS (
+    SELECT v.variant, v.day, v.unit_id, v.den,
+        CASE WHEN cap.c IS NULL THEN v.y ELSE least(v.y, cap.c) END AS y,
+        CASE WHEN cap.c IS NULL THEN v.num ELSE least(v.num, cap.c) END AS num
+    FROM val v CROSS JOIN cap
+), step AS (
+    SELECT variant, day, y, num, den,
+        lag(y, 1, 0::float8) OVER w AS y0, lag(num, 1, 0::float8) OVER w AS num0, lag(den, 1, 0::float8) OVER w AS den0
+    FROM capped WINDOW w AS (PARTITION BY unit_id ORDER BY day)
+), delta AS (
+    SELECT variant, day,
+        sum(y::numeric - y0::numeric) AS s, sum((y * y)::numeric - (y0 * y0)::numeric) AS ss,
+        sum(num::numeric - num0::numeric) AS sn, sum(den::numeric - den0::numeric) AS sd,
+        sum((num * num)::numeric - (num0 * num0)::numeric) AS snn, sum((den * den)::numeric - (den0 * den0)::numeric) AS sdd,
+        sum((num * den)::numeric - (num0 * den0)::numeric) AS snd
+    FROM step GROUP BY 1, 2
+), entered AS (
+    SELECT variant, d0 AS day, count(*) AS units FROM u GROUP BY 1, 2
+), grid AS (
+    SELECT v.variant, g.d::date AS day
+    FROM (SELECT DISTINCT variant FROM u) v, generate_series((SELECT min(d0) FROM u), $5::date, interval '1 day') g(d)
+), cum AS (
+    SELECT g.day, g.variant,
+        sum(COALESCE(e.units, 0)) OVER w AS n,
+        sum(COALESCE(d.s, 0)) OVER w AS s, sum(COALESCE(d.ss, 0)) OVER w AS ss,
+        sum(COALESCE(d.sn, 0)) OVER w AS sn, sum(COALESCE(d.sd, 0)) OVER w AS sd,
+        sum(COALESCE(d.snn, 0)) OVER w AS snn, sum(COALESCE(d.sdd, 0)) OVER w AS sdd, sum(COALESCE(d.snd, 0)) OVER w AS snd
+    FROM grid g
+    LEFT JOIN entered e ON e.variant = g.variant AND e.day = g.day
+    LEFT JOIN delta d ON d.variant = g.variant AND d.day = g.day
+    WINDOW w AS (PARTITION BY g.variant ORDER BY g.day)
+)
+SELECT day, variant, n::bigint, s::float8::bigint, s::float8, ss::float8, sn::float8, sd::float8, snn::float8, sdd::float8, snd::float8
+FROM cum WHERE n > 0 ORDER BY day, variant`
+
+// aggregatedTimeseries reads the timeseries from the aggregates; ok is
+// false when the metric's aggregates are not built (or out of date).
+func (db *DB) aggregatedTimeseries(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, q analysis.Query) (days []analysis.Day, ok bool, err error) {
+	err = pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
+		built, err := experimentDefs(ctx, tx, e.Key)
+		if err != nil || built[m.Key] != defHash(e, &m) {
+			return err
+		}
+		ok = true
+		end, first := timeseriesEnd(e, q.Now)
+		var capValue, capPct *float64
+		if m.Cap != nil {
+			capValue, capPct = m.Cap.Value, m.Cap.Percentile
+		}
+		rows, err := tx.Query(ctx, aggregatedTimeseriesSQL, e.Key, m.Key, string(m.Type), q.Overrides, end, first, capValue, capPct)
+		if err != nil {
+			return err
+		}
+		days, err = scanDays(rows, m.Key)
+		return err
+	})
+	return days, ok, err
 }
