@@ -99,6 +99,11 @@ type resultsReport struct {
 		RecomputeP50Ms float64   `json:"recompute_p50_ms"`
 		Ratio          float64   `json:"ratio"`
 		VerifyError    string    `json:"verify_error,omitempty"`
+		Timeseries     []struct {
+			Metric      string  `json:"metric"`
+			P50Ms       float64 `json:"p50_ms"`
+			RecomputeMs float64 `json:"recompute_ms"`
+		} `json:"timeseries"`
 	} `json:"read"`
 	KeepUp struct {
 		Requested     int         `json:"requested_events_per_second"`
@@ -354,6 +359,29 @@ func benchReadSpeed(ctx context.Context, env *benchEnv, cfg app.Config, o result
 	if err := a.DB.VerifyAggregates(ctx, e, metrics, q()); err != nil {
 		rep.Read.VerifyError = err.Error()
 	}
+	// The daily timeseries of each metric: over HTTP (from the per-day
+	// aggregates), against one recomputation from raw events (in the store:
+	// the request limit would cut it short).
+	for _, m := range metrics {
+		env.progress("timeseries of %s", m.Key)
+		lat = lat[:0]
+		for range 5 {
+			d, err := getTimeseries(ctx, client, url, env.adminKey, m.Key)
+			if err != nil {
+				return err
+			}
+			lat = append(lat, d)
+		}
+		t := time.Now()
+		if _, err := a.DB.RecomputeTimeseriesInput(ctx, e, m, q()); err != nil {
+			return err
+		}
+		rep.Read.Timeseries = append(rep.Read.Timeseries, struct {
+			Metric      string  `json:"metric"`
+			P50Ms       float64 `json:"p50_ms"`
+			RecomputeMs float64 `json:"recompute_ms"`
+		}{m.Key, ms(quantile(lat, 0.50)), ms(time.Since(t))})
+	}
 	return nil
 }
 
@@ -579,6 +607,28 @@ func getResults(ctx context.Context, client *http.Client, base, key string) (tim
 		return d, doc, fmt.Errorf("bench: results: not a results document: %.200s", body)
 	}
 	return d, doc, nil
+}
+
+// getTimeseries makes one timeseries request for metric and times it, body
+// read included.
+func getTimeseries(ctx context.Context, client *http.Client, base, key, metric string) (time.Duration, error) {
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/v1/experiments/"+resultsExperiment+"/results/timeseries?metric="+metric, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	t := time.Now()
+	res, err := client.Do(req)
+	if err != nil {
+		return 0, fmt.Errorf("bench: timeseries: %w", err)
+	}
+	body, err := io.ReadAll(res.Body)
+	res.Body.Close()
+	d := time.Since(t)
+	if err != nil || res.StatusCode != http.StatusOK {
+		return d, fmt.Errorf("bench: timeseries: status %d %.200s: %v", res.StatusCode, body, err)
+	}
+	return d, nil
 }
 
 // quantile returns the q-quantile of ds (nearest rank); it sorts ds.
@@ -808,6 +858,9 @@ func (r *resultsReport) print(w io.Writer) {
 	fmt.Fprintf(w, "  GET results (HTTP)          p50 %9.1fms  p99 %9.1fms  (%d units)\n", r.Read.ResultsP50Ms, r.Read.ResultsP99Ms, r.Read.ResultsUnits)
 	fmt.Fprintf(w, "  store.ResultInput           p50 %9.1fms  (aggregates only, no HTTP or analysis)\n", r.Read.StoreP50Ms)
 	fmt.Fprintf(w, "  store.RecomputeResultInput  p50 %9.1fms  runs %s\n", r.Read.RecomputeP50Ms, fmtMs(r.Read.RecomputeMs))
+	for _, t := range r.Read.Timeseries {
+		fmt.Fprintf(w, "  GET timeseries %-12s p50 %9.1fms  (5 requests); store.RecomputeTimeseriesInput %.0fms\n", t.Metric, t.P50Ms, t.RecomputeMs)
+	}
 	fmt.Fprintf(w, "\nkeep-up (%d events/s requested for %v, %d senders x %d-event batches, aggregator every 1s):\n", k.Requested, o.Duration, resultsSenders, resultsBatch)
 	fmt.Fprintf(w, "  accepted %d events in %.1fs = %.0f events/s, %d failed batches; POST p50 %.0fms p99 %.0fms\n",
 		k.Events, k.Seconds, k.Rate, k.Failed, k.PostP50Ms, k.PostP99Ms)

@@ -35,6 +35,9 @@ func TestBenchResults(t *testing.T) {
 	if r.Requests != 5 || r.ResultsUnits != 2000 || r.ResultsP50Ms <= 0 || r.StoreP50Ms <= 0 || len(r.RecomputeMs) != 1 || r.RecomputeP50Ms <= 0 || r.Ratio <= 0 {
 		t.Errorf("read = %+v, want every figure over 2000 units", r)
 	}
+	if len(r.Timeseries) != 2 || r.Timeseries[0].P50Ms <= 0 || r.Timeseries[0].RecomputeMs <= 0 {
+		t.Errorf("timeseries = %+v, want both metrics timed", r.Timeseries)
+	}
 	k := rep.KeepUp
 	if k.Events == 0 || k.Events%resultsBatch != 0 || k.Failed != 0 || k.Rate <= 0 || k.Samples == 0 || !k.Drained || k.Cycles == 0 {
 		t.Errorf("keep-up = %+v, want accepted batches, lag samples, cycles and a drained queue", k)
