@@ -152,10 +152,11 @@ func scanDays(rows pgx.Rows, metric string) ([]analysis.Day, error) {
 // analysed unit (agg_units) enters on its first day, and its per-day
 // contributions (agg_unit_days) change its value on the days they fall on.
 // A unit's value changes only on days with events, so the statistics are
-// built from the change of each unit on those days (new value minus
-// previous, of y, y², ...) summed cumulatively per variant: the work grows
-// with the units' days with events, not with units × days. The changes are
-// summed in numeric, so each unit's telescope to its value exactly.
+// built from the change of each unit on those days (its value after the
+// day minus before, of y, y², ...) summed cumulatively per variant: the
+// work grows with the units' days with events, not with units × days, in
+// one pass over them. Sums are float8, as in the recomputation: the two
+// agree to rounding (VerifyTimeseries).
 //
 // $1 experiment, $2 metric, $3 metric type, $4 overrides, $5 last day,
 // $6 first day shown, $7 cap value, $8 cap percentile (of the values on the
@@ -172,34 +173,33 @@ WITH u AS (
     WHERE a.experiment = $1 AND a.metric = $2 AND a.day <= $5::date
     GROUP BY 1, 2
 ), run AS (
-    SELECT u.variant, c.day, c.unit_id,
+    SELECT u.variant, c.day, c.unit_id, c.n AS dn, c.v AS dv, c.num AS dnum, c.den AS dden,
         sum(c.n) OVER w AS n, sum(c.v) OVER w AS v, sum(c.num) OVER w AS num, sum(c.den) OVER w AS den
     FROM c JOIN u USING (unit_id)
     WINDOW w AS (PARTITION BY c.unit_id ORDER BY c.day)
 ), val AS (
-    SELECT variant, day, unit_id, num, den,
+    -- The unit's value after the day (y) and before it (y0).
+    SELECT variant, day, unit_id, num, den, num - dnum AS num0, den - dden AS den0,
         CASE $3 WHEN 'conversion' THEN (n > 0)::int::float8 WHEN 'retention' THEN (n > 0)::int::float8
-                WHEN 'count' THEN n ELSE v END AS y
+                WHEN 'count' THEN n ELSE v END AS y,
+        CASE $3 WHEN 'conversion' THEN (n - dn > 0)::int::float8 WHEN 'retention' THEN (n - dn > 0)::int::float8
+                WHEN 'count' THEN n - dn ELSE v - dv END AS y0
     FROM run
 ), cap AS (
     SELECT COALESCE($7::float8, (SELECT percentile_cont($8::float8) WITHIN GROUP (ORDER BY COALESCE(f.y, 0))
         FROM u LEFT JOIN (SELECT DISTINCT ON (unit_id) unit_id, y FROM val ORDER BY unit_id, day DESC) f USING (unit_id)
         WHERE $8::float8 IS NOT NULL)) AS c
-), capped AS (
-    SELECT v.variant, v.day, v.unit_id, v.den,
-        CASE WHEN cap.c IS NULL THEN v.y ELSE least(v.y, cap.c) END AS y,
-        CASE WHEN cap.c IS NULL THEN v.num ELSE least(v.num, cap.c) END AS num
-    FROM val v CROSS JOIN cap
 ), step AS (
-    SELECT variant, day, y, num, den,
-        lag(y, 1, 0::float8) OVER w AS y0, lag(num, 1, 0::float8) OVER w AS num0, lag(den, 1, 0::float8) OVER w AS den0
-    FROM capped WINDOW w AS (PARTITION BY unit_id ORDER BY day)
+    SELECT v.variant, v.day, v.den, v.den0,
+        CASE WHEN cap.c IS NULL THEN v.y ELSE least(v.y, cap.c) END AS y,
+        CASE WHEN cap.c IS NULL THEN v.y0 ELSE least(v.y0, cap.c) END AS y0,
+        CASE WHEN cap.c IS NULL THEN v.num ELSE least(v.num, cap.c) END AS num,
+        CASE WHEN cap.c IS NULL THEN v.num0 ELSE least(v.num0, cap.c) END AS num0
+    FROM val v CROSS JOIN cap
 ), delta AS (
     SELECT variant, day,
-        sum(y::numeric - y0::numeric) AS s, sum((y * y)::numeric - (y0 * y0)::numeric) AS ss,
-        sum(num::numeric - num0::numeric) AS sn, sum(den::numeric - den0::numeric) AS sd,
-        sum((num * num)::numeric - (num0 * num0)::numeric) AS snn, sum((den * den)::numeric - (den0 * den0)::numeric) AS sdd,
-        sum((num * den)::numeric - (num0 * den0)::numeric) AS snd
+        sum(y - y0) AS s, sum(y * y - y0 * y0) AS ss, sum(num - num0) AS sn, sum(den - den0) AS sd,
+        sum(num * num - num0 * num0) AS snn, sum(den * den - den0 * den0) AS sdd, sum(num * den - num0 * den0) AS snd
     FROM step GROUP BY 1, 2
 ), entered AS (
     SELECT variant, d0 AS day, count(*) AS units FROM u GROUP BY 1, 2
@@ -217,7 +217,7 @@ WITH u AS (
     LEFT JOIN delta d ON d.variant = g.variant AND d.day = g.day
     WINDOW w AS (PARTITION BY g.variant ORDER BY g.day)
 )
-SELECT day, variant, n::bigint, s::float8::bigint, s::float8, ss::float8, sn::float8, sd::float8, snn::float8, sdd::float8, snd::float8
+SELECT day, variant, n::bigint, s::bigint, s, ss, sn, sd, snn, sdd, snd
 FROM cum WHERE n > 0 ORDER BY day, variant`
 
 // aggregatedTimeseries reads the timeseries from the aggregates; ok is
