@@ -90,20 +90,16 @@ type resultsReport struct {
 	BuildSeconds       float64 `json:"initial_build_seconds"`
 	BuildVacuumSeconds float64 `json:"build_vacuum_analyze_seconds"`
 	Read               struct {
-		Requests       int       `json:"requests"`
-		ResultsUnits   int64     `json:"results_units"`
-		ResultsP50Ms   float64   `json:"results_p50_ms"`
-		ResultsP99Ms   float64   `json:"results_p99_ms"`
-		StoreP50Ms     float64   `json:"store_aggregated_p50_ms"`
-		RecomputeMs    []float64 `json:"recompute_ms"`
-		RecomputeP50Ms float64   `json:"recompute_p50_ms"`
-		Ratio          float64   `json:"ratio"`
-		VerifyError    string    `json:"verify_error,omitempty"`
-		Timeseries     []struct {
-			Metric      string  `json:"metric"`
-			P50Ms       float64 `json:"p50_ms"`
-			RecomputeMs float64 `json:"recompute_ms"`
-		} `json:"timeseries"`
+		Requests       int               `json:"requests"`
+		ResultsUnits   int64             `json:"results_units"`
+		ResultsP50Ms   float64           `json:"results_p50_ms"`
+		ResultsP99Ms   float64           `json:"results_p99_ms"`
+		StoreP50Ms     float64           `json:"store_aggregated_p50_ms"`
+		RecomputeMs    []float64         `json:"recompute_ms"`
+		RecomputeP50Ms float64           `json:"recompute_p50_ms"`
+		Ratio          float64           `json:"ratio"`
+		VerifyError    string            `json:"verify_error,omitempty"`
+		Timeseries     []benchTimeseries `json:"timeseries"`
 	} `json:"read"`
 	KeepUp struct {
 		Requested     int         `json:"requested_events_per_second"`
@@ -323,11 +319,7 @@ func benchReadSpeed(ctx context.Context, env *benchEnv, cfg app.Config, o result
 	rep.Read.Requests = o.Requests
 	rep.Read.ResultsP50Ms, rep.Read.ResultsP99Ms = ms(quantile(lat, 0.50)), ms(quantile(lat, 0.99))
 
-	e, err := a.DB.FindExperimentByKey(ctx, resultsExperiment)
-	if err != nil {
-		return err
-	}
-	metrics, err := a.DB.FindMetricsByKeys(ctx, e.Metrics.Keys())
+	e, metrics, err := benchExperiment(ctx, a)
 	if err != nil {
 		return err
 	}
@@ -376,11 +368,7 @@ func benchReadSpeed(ctx context.Context, env *benchEnv, cfg app.Config, o result
 		if _, err := a.DB.RecomputeTimeseriesInput(ctx, e, m, q()); err != nil {
 			return err
 		}
-		rep.Read.Timeseries = append(rep.Read.Timeseries, struct {
-			Metric      string  `json:"metric"`
-			P50Ms       float64 `json:"p50_ms"`
-			RecomputeMs float64 `json:"recompute_ms"`
-		}{m.Key, ms(quantile(lat, 0.50)), ms(time.Since(t))})
+		rep.Read.Timeseries = append(rep.Read.Timeseries, benchTimeseries{m.Key, ms(quantile(lat, 0.50)), ms(time.Since(t))})
 	}
 	return nil
 }
@@ -513,11 +501,7 @@ func benchKeepUp(ctx context.Context, env *benchEnv, cfg app.Config, o resultsOp
 	}
 	if k.Drained {
 		env.progress("keep-up: drained in %.1fs; verifying the aggregates again", k.DrainSeconds)
-		e, err := a.DB.FindExperimentByKey(ctx, resultsExperiment)
-		if err != nil {
-			return err
-		}
-		metrics, err := a.DB.FindMetricsByKeys(ctx, e.Metrics.Keys())
+		e, metrics, err := benchExperiment(ctx, a)
 		if err != nil {
 			return err
 		}
@@ -607,6 +591,23 @@ func getResults(ctx context.Context, client *http.Client, base, key string) (tim
 		return d, doc, fmt.Errorf("bench: results: not a results document: %.200s", body)
 	}
 	return d, doc, nil
+}
+
+// benchTimeseries is the timing of one metric's timeseries.
+type benchTimeseries struct {
+	Metric      string  `json:"metric"`
+	P50Ms       float64 `json:"p50_ms"`
+	RecomputeMs float64 `json:"recompute_ms"`
+}
+
+// benchExperiment returns the bench's experiment and its metrics.
+func benchExperiment(ctx context.Context, a *app.App) (*flywheel.Experiment, []flywheel.Metric, error) {
+	e, err := a.DB.FindExperimentByKey(ctx, resultsExperiment)
+	if err != nil {
+		return nil, nil, err
+	}
+	metrics, err := a.DB.FindMetricsByKeys(ctx, e.Metrics.Keys())
+	return e, metrics, err
 }
 
 // getTimeseries makes one timeseries request for metric and times it, body
