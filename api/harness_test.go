@@ -50,7 +50,7 @@ func newTestAPI(t testing.TB, options ...apiOptions) *testAPI {
 // settle folds every acknowledged event into the results aggregates (as
 // the background aggregator would) and checks that the aggregates of
 // experiment key agree with a recomputation from raw events, overall and
-// by segment when one is given.
+// by segment when one is given, and its timeseries too.
 func (a *testAPI) settle(key string, segments ...string) {
 	a.t.Helper()
 	ctx := context.Background()
@@ -74,6 +74,9 @@ func (a *testAPI) settle(key string, segments ...string) {
 		if err := a.db.VerifyAggregates(ctx, e, metrics, q); err != nil {
 			a.t.Errorf("segment %q: %v", seg, err)
 		}
+	}
+	if err := a.db.VerifyTimeseries(ctx, e, metrics, analysis.Query{Now: time.Now().UTC(), Overrides: overrides}); err != nil {
+		a.t.Errorf("timeseries: %v", err)
 	}
 }
 
