@@ -1,0 +1,130 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// New track events applied as deltas to the values of the units that own
+// them (store/aggregate.go describes the whole).
+
+// foldTracks applies the new track events as deltas to the values of the
+// units that own them, for units not recomputed whole in this cycle: a
+// unit's window sums only grow by the event's contribution (and a
+// conversion only turns on), so its history need not be read again.
+func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateReport, last *time.Time) error {
+	if rep.Tracks == 0 {
+		return nil
+	}
+	// The owners of each event: the unit itself (for experiments on its
+	// unit type) and its identity root (for customer experiments), where
+	// they are aggregated and not recomputed in this cycle.
+	if _, err := tx.Exec(ctx, `
+		DELETE FROM a_new_tracks t USING a_dirty d WHERE d.unit_type = t.unit_type AND d.unit_id = t.unit_id;
+		CREATE TEMP TABLE a_track_units ON COMMIT DROP AS SELECT DISTINCT unit_type, unit_id FROM a_new_tracks;
+		ANALYZE a_track_units`); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_track_roots ON COMMIT DROP AS
+		WITH RECURSIVE walk(unit_type, unit_id, root, depth) AS (
+		    SELECT d.unit_type, d.unit_id, a.customer_id, 1
+		    FROM a_track_units d JOIN aliases a ON a.unit_type = d.unit_type AND a.unit_id = d.unit_id
+		    UNION ALL
+		    SELECT w.unit_type, w.unit_id, a.customer_id, w.depth + 1
+		    FROM walk w JOIN aliases a ON a.unit_type = 'customer' AND a.unit_id = w.root
+		    WHERE w.depth < 16 AND a.customer_id <> w.unit_id
+		), ends AS (
+		    SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, root FROM walk ORDER BY unit_type, unit_id, depth DESC
+		)
+		SELECT unit_type, unit_id, root FROM ends e
+		WHERE NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = e.root AND a.customer_id <> e.root)
+		UNION ALL
+		SELECT unit_type, unit_id, unit_id FROM a_track_units t
+		WHERE t.unit_type = 'customer' AND NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = t.unit_id)`); err != nil {
+		return err
+	}
+	// Whether an owner is in an experiment is left to each definition's
+	// lookup of its unit rows (by primary key): a lookup of the owners'
+	// experiments first would read every unit row twice.
+	if _, err := tx.Exec(ctx, `ANALYZE a_track_roots;
+		CREATE TEMP TABLE a_tracks ON COMMIT DROP AS
+		SELECT t.unit_type AS owner_type, t.unit_id AS owner, t.ts, t.event, t.value
+		FROM a_new_tracks t WHERE t.unit_type <> 'customer'
+		UNION ALL
+		SELECT 'customer', r.root, t.ts, t.event, t.value
+		FROM a_new_tracks t JOIN a_track_roots r ON r.unit_type = t.unit_type AND r.unit_id = t.unit_id;
+		ANALYZE a_tracks`); err != nil {
+		return err
+	}
+	rep.lap("track owners", last)
+	for _, d := range ready {
+		if d.metric == nil {
+			continue
+		}
+		from, to, events := window(d.metric)
+		m := d.metric
+		if _, err := tx.Exec(ctx, foldTracksSQL, d.exp.Key, m.Key, string(m.Type), events, from, to, m.CUPEDHours,
+			m.Numerator, d.fixedCap(), m.Denominator, d.exp.UnitType); err != nil {
+			return fmt.Errorf("%s/%s: %w", d.exp.Key, m.Key, err)
+		}
+	}
+	rep.lap("tracks", last)
+	return nil
+}
+
+// foldTracksSQL adds the events of a_tracks to the values of their owners
+// for one metric definition (parameters as foldUnitsSQL, and $11 the
+// experiment's unit type), and the change to the variant sums, leaving out
+// the units recomputed whole in this cycle (a_pairs). The sums use the same
+// filters as foldUnitsSQL.
+var foldTracksSQL = `
+WITH t AS (
+    SELECT owner, ts, value, event FROM a_tracks k
+    WHERE owner_type = $11 AND event = ANY($4)
+      AND NOT EXISTS (SELECT 1 FROM a_pairs p WHERE p.experiment = $1 AND p.unit_id = k.owner)
+), old AS (
+    SELECT a.* FROM (SELECT DISTINCT owner FROM t) k CROSS JOIN LATERAL (
+        SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
+        WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = k.owner OFFSET 0) a
+), d AS (
+    SELECT o.unit_id,
+        count(t.ts) FILTER (WHERE t.ts >= o.first_ts + make_interval(hours => $5)
+                              AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))) AS n_in,
+        COALESCE(sum(t.value) FILTER (WHERE t.ts >= o.first_ts AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))), 0) AS v_in,
+        count(t.ts) FILTER (WHERE t.ts >= o.first_ts - make_interval(hours => $7) AND t.ts < o.first_ts) AS n_pre,
+        COALESCE(sum(t.value) FILTER (WHERE t.ts >= o.first_ts - make_interval(hours => $7) AND t.ts < o.first_ts), 0) AS v_pre,
+        COALESCE(sum(COALESCE(t.value, 1)) FILTER (WHERE t.event = $8 AND t.ts >= o.first_ts AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))), 0) AS num,
+        COALESCE(sum(COALESCE(t.value, 1)) FILTER (WHERE t.event = $10 AND t.ts >= o.first_ts AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))), 0) AS den
+    FROM old o JOIN t ON t.owner = o.unit_id
+    GROUP BY o.unit_id
+), new AS (
+    SELECT o.tid, o.unit_id, o.variant, o.state, o.first_ts,
+        CASE $3 WHEN 'conversion' THEN greatest(o.y, (d.n_in > 0)::int::float8) WHEN 'retention' THEN greatest(o.y, (d.n_in > 0)::int::float8)
+                WHEN 'count' THEN o.y + d.n_in ELSE o.y + d.v_in END AS y,
+        CASE $3 WHEN 'conversion' THEN greatest(o.x, (d.n_pre > 0)::int::float8) WHEN 'retention' THEN 0 WHEN 'ratio' THEN 0
+                WHEN 'count' THEN o.x + d.n_pre ELSE o.x + d.v_pre END AS x,
+        o.num + d.num AS num, o.den + d.den AS den
+    FROM old o JOIN d ON d.unit_id = o.unit_id
+    WHERE (d.n_in, d.v_in, d.n_pre, d.v_pre, d.num, d.den) <> (0, 0, 0, 0, 0, 0)
+), up AS (
+    -- By ctid: the planner cannot tell how few rows new holds, and would
+    -- rather hash all of the definition's unit rows than look them up. The
+    -- cycle is the only writer of agg_units (the aggregation lock).
+    UPDATE agg_units a SET y = n.y, x = n.x, num = n.num, den = n.den
+    FROM new n WHERE a.ctid = n.tid
+), days_add AS (
+    INSERT INTO agg_unit_days (experiment, metric, unit_id, day, n, v, num, den)
+    SELECT $1, $2, o.unit_id, (t.ts AT TIME ZONE 'UTC')::date, count(*), COALESCE(sum(t.value), 0),
+        COALESCE(sum(COALESCE(t.value, 1)) FILTER (WHERE t.event = $8), 0),
+        COALESCE(sum(COALESCE(t.value, 1)) FILTER (WHERE t.event = $10), 0)
+    FROM old o JOIN t ON t.owner = o.unit_id
+    WHERE t.ts >= o.first_ts + make_interval(hours => $5) AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))
+    GROUP BY 3, 4
+), change AS (
+    SELECT $1::text AS experiment, $2::text AS metric, variant, state, 1 AS sign, y, x, num, den, $9::float8 AS cap, first_ts FROM new
+    UNION ALL
+    SELECT $1, $2, o.variant, o.state, -1, o.y, o.x, o.num, o.den, $9, o.first_ts FROM old o JOIN new n ON n.unit_id = o.unit_id
+), ` + variantUpsert

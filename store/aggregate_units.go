@@ -1,0 +1,234 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Units recomputed whole from their events, and the variant sums their
+// changes feed (store/aggregate.go describes the whole).
+
+// members lists, for each owner in %[1]s (unit_id) that is an identity
+// root, the ids whose events it owns: itself and every id linked to it,
+// through chains of customers merged into one another.
+const members = `members(owner, unit_type, unit_id, depth) AS (
+    SELECT o.unit_id, 'customer'::text, o.unit_id, 0 FROM %[1]s o
+    WHERE NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = o.unit_id AND a.customer_id <> o.unit_id)
+    UNION ALL
+    SELECT m.owner, a.unit_type, a.unit_id, m.depth + 1
+    FROM members m JOIN aliases a ON a.customer_id = m.unit_id
+    WHERE m.unit_type = 'customer' AND m.depth < 16 AND NOT (a.unit_type = 'customer' AND a.unit_id = m.owner)
+)`
+
+// collectOwned reads once, for the affected units of one experiment, the
+// track events that any of its metrics reads: the units' own, and for a
+// customer experiment those of every id linked to them.
+func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef) error {
+	e := defs[0].exp
+	var events []string
+	lower, upper := 0, 0 // hours before and after first exposure; upper 0 = no end
+	bounded := true
+	for _, d := range defs {
+		if d.metric == nil {
+			continue
+		}
+		_, to, evs := window(d.metric)
+		events = append(events, evs...)
+		lower = max(lower, d.metric.CUPEDHours)
+		if to == 0 {
+			bounded = false
+		}
+		upper = max(upper, to)
+	}
+	if len(events) == 0 {
+		return nil
+	}
+	if !bounded {
+		upper = 0
+	}
+	if _, err := tx.Exec(ctx, `TRUNCATE a_owned`); err != nil {
+		return err
+	}
+	// $1 experiment, $2 unit type, $3 events, $4 hours before, $5 hours after.
+	sql := `INSERT INTO a_owned
+		SELECT $1, p.unit_id, e.ts, e.value, e.event
+		FROM a_pairs p JOIN exposures x ON x.experiment = p.experiment AND x.unit_id = p.unit_id
+		JOIN events e ON e.unit_type = $2 AND e.unit_id = p.unit_id
+		WHERE p.experiment = $1 AND e.type = 'track' AND e.event = ANY($3)
+		  AND e.ts >= x.first_ts - make_interval(hours => $4) AND ($5 = 0 OR e.ts < x.first_ts + make_interval(hours => $5))`
+	if e.UnitType == "customer" {
+		sql = `WITH RECURSIVE u AS (SELECT unit_id FROM a_pairs WHERE experiment = $1), ` + fmt.Sprintf(members, "u") + `
+		INSERT INTO a_owned
+		SELECT $1, m.owner, e.ts, e.value, e.event
+		FROM members m JOIN exposures x ON x.experiment = $1 AND x.unit_id = m.owner
+		JOIN events e ON e.unit_type = m.unit_type AND e.unit_id = m.unit_id
+		WHERE $2 = 'customer' AND e.type = 'track' AND e.event = ANY($3)
+		  AND e.ts >= x.first_ts - make_interval(hours => $4) AND ($5 = 0 OR e.ts < x.first_ts + make_interval(hours => $5))`
+	}
+	// The units are few and the events many: probe each unit's events
+	// through the unit index of each partition. Estimates of the recursive
+	// members are poor, and a hash of every event costs seconds per cycle.
+	if _, err := tx.Exec(ctx, `SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off`); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, sql, e.Key, e.UnitType, events, lower, upper); err != nil {
+		return err
+	}
+	_, err := tx.Exec(ctx, `RESET enable_hashjoin; RESET enable_mergejoin; ANALYZE a_owned`)
+	return err
+}
+
+// foldUnitsSQL recomputes the units of experiment $1 listed in the table
+// %[1]s (experiment, unit_id) for definition $2, from the owned events
+// %[2]s (owner, ts, value, event), stores their values in agg_units, and
+// adds the difference to agg_variants. A unit whose exposure is gone is
+// removed. Values are uncapped in agg_units; the fixed cap $9 applies to
+// the variant sums.
+//
+// $1 experiment, $2 metric (empty: the units), $3 metric type, $4 events,
+// $5 from hours, $6 to hours (0 = no end), $7 cuped hours, $8 numerator,
+// $9 cap, $10 denominator.
+//
+// Here and in foldTracksSQL the unit rows are read by primary key from the
+// few units named (LATERAL ... OFFSET 0 keeps the planner from turning that
+// around), then changed by ctid: with agg_units' statistics stale (a young
+// experiment grows faster than autovacuum analyzes), a planner free to
+// choose nested all of a definition's rows against the units named.
+var foldUnitsSQL = `
+WITH u AS (
+    SELECT p.unit_id, x.unit_type, x.variant, x.first_ts,
+        CASE WHEN x.unit_id IS NULL THEN -1 WHEN x.multiple THEN 1
+             WHEN EXISTS (SELECT 1 FROM consent c WHERE c.unit_type = x.unit_type AND c.unit_id = x.unit_id AND NOT c.analytics) THEN 2
+             ELSE 0 END AS state
+    FROM %[1]s p LEFT JOIN exposures x ON x.experiment = p.experiment AND x.unit_id = p.unit_id
+    WHERE p.experiment = $1
+), owned AS (
+    SELECT owner, ts, value, event FROM %[2]s src
+), per_unit AS (
+    SELECT u.unit_id, u.unit_type, u.variant, u.first_ts, u.state,
+        count(o.ts) FILTER (WHERE o.ts >= u.first_ts + make_interval(hours => $5)
+                              AND ($6 = 0 OR o.ts < u.first_ts + make_interval(hours => $6))) AS n_in,
+        COALESCE(sum(o.value) FILTER (WHERE o.ts >= u.first_ts AND ($6 = 0 OR o.ts < u.first_ts + make_interval(hours => $6))), 0) AS v_in,
+        count(o.ts) FILTER (WHERE o.ts >= u.first_ts - make_interval(hours => $7) AND o.ts < u.first_ts) AS n_pre,
+        COALESCE(sum(o.value) FILTER (WHERE o.ts >= u.first_ts - make_interval(hours => $7) AND o.ts < u.first_ts), 0) AS v_pre,
+        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $8 AND o.ts >= u.first_ts AND ($6 = 0 OR o.ts < u.first_ts + make_interval(hours => $6))), 0) AS num,
+        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $10 AND o.ts >= u.first_ts AND ($6 = 0 OR o.ts < u.first_ts + make_interval(hours => $6))), 0) AS den
+    FROM u LEFT JOIN owned o ON o.owner = u.unit_id AND o.event = ANY($4)
+    WHERE u.state >= 0
+    GROUP BY u.unit_id, u.unit_type, u.variant, u.first_ts, u.state
+), new AS (
+    SELECT unit_id, unit_type, variant, first_ts, state, num, den,
+        CASE $3 WHEN 'conversion' THEN (n_in > 0)::int::float8 WHEN 'retention' THEN (n_in > 0)::int::float8
+                WHEN 'count' THEN n_in::float8 WHEN '' THEN 0 ELSE v_in END AS y,
+        CASE $3 WHEN 'conversion' THEN (n_pre > 0)::int::float8 WHEN 'retention' THEN 0
+                WHEN 'count' THEN n_pre::float8 WHEN 'ratio' THEN 0 WHEN '' THEN 0 ELSE v_pre END AS x
+    FROM per_unit
+), old AS (
+    SELECT a.*, u.state AS now_state FROM u CROSS JOIN LATERAL (
+        SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
+        WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = u.unit_id OFFSET 0) a
+), up AS (
+    INSERT INTO agg_units AS a (experiment, metric, unit_id, unit_type, variant, first_ts, state, y, x, num, den)
+    SELECT $1, $2, unit_id, unit_type, variant, first_ts, state, y, x, num, den FROM new
+    ON CONFLICT (experiment, metric, unit_id) DO UPDATE SET unit_type = EXCLUDED.unit_type, variant = EXCLUDED.variant,
+        first_ts = EXCLUDED.first_ts, state = EXCLUDED.state, y = EXCLUDED.y, x = EXCLUDED.x, num = EXCLUDED.num, den = EXCLUDED.den
+    WHERE (a.variant, a.first_ts, a.state, a.y, a.x, a.num, a.den)
+          IS DISTINCT FROM (EXCLUDED.variant, EXCLUDED.first_ts, EXCLUDED.state, EXCLUDED.y, EXCLUDED.x, EXCLUDED.num, EXCLUDED.den)
+), gone AS (
+    DELETE FROM agg_units WHERE ctid = ANY(ARRAY(SELECT tid FROM old WHERE now_state = -1))
+), days_gone AS (
+    DELETE FROM agg_unit_days WHERE $2 <> '' AND ctid = ANY(ARRAY(
+        SELECT d.ctid FROM u CROSS JOIN LATERAL (
+            SELECT d.ctid FROM agg_unit_days d WHERE d.unit_id = u.unit_id AND d.experiment = $1 AND d.metric = $2 OFFSET 0) d))
+), days_new AS (
+    INSERT INTO agg_unit_days (experiment, metric, unit_id, day, n, v, num, den)
+    SELECT $1, $2, u.unit_id, (o.ts AT TIME ZONE 'UTC')::date, count(*), COALESCE(sum(o.value), 0),
+        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $8), 0),
+        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $10), 0)
+    FROM u JOIN owned o ON o.owner = u.unit_id AND o.event = ANY($4)
+    WHERE $2 <> '' AND u.state >= 0 AND o.ts >= u.first_ts + make_interval(hours => $5)
+      AND ($6 = 0 OR o.ts < u.first_ts + make_interval(hours => $6))
+    GROUP BY 3, 4
+), change AS (
+    SELECT $1::text AS experiment, $2::text AS metric, variant, state, 1 AS sign, y, x, num, den, $9::float8 AS cap, first_ts FROM new
+    UNION ALL
+    SELECT $1, $2, variant, state, -1, y, x, num, den, $9, first_ts FROM old
+), ` + hoursUpsert + `, ` + variantUpsert
+
+// hoursUpsert keeps agg_first_hours, the analysed units of each variant by
+// hour of first exposure, from the units definition's rows of change (with
+// first_ts): results count the units still maturing from it.
+const hoursUpsert = `hours AS (
+    INSERT INTO agg_first_hours AS h (experiment, variant, hour, units)
+    SELECT experiment, variant, date_trunc('hour', first_ts), sum(sign)
+    FROM change WHERE metric = '' AND state = 0
+    GROUP BY 1, 2, 3
+    ON CONFLICT (experiment, variant, hour) DO UPDATE SET units = h.units + EXCLUDED.units
+)`
+
+// variantDelta sums the signed contributions of the rows of the CTE change
+// (experiment, metric, variant, state, sign, y, x, num, den, cap) per
+// variant, with each row's cap applied. Products are taken in float8 and
+// summed in numeric, so that a value added and later subtracted cancels
+// exactly; zeros (most columns of most metrics) skip the conversion to
+// numeric, which costs more than everything else here.
+var variantDelta = `delta AS (
+    SELECT experiment, metric, variant,
+        COALESCE(sum(sign) FILTER (WHERE state = 0), 0) AS units,
+        COALESCE(sum(sign) FILTER (WHERE state = 1), 0) AS multiple,
+        COALESCE(sum(sign) FILTER (WHERE state = 2), 0) AS opted_out,
+        ` + signedSum("cy", "sum") + `,
+        ` + signedSum("cy * cy", "sumsq") + `,
+        ` + signedSum("cx", "sumx") + `,
+        ` + signedSum("cx * cx", "sumxsq") + `,
+        ` + signedSum("cx * cy", "sumxy") + `,
+        ` + signedSum("cnum", "sumnum") + `,
+        ` + signedSum("den", "sumden") + `,
+        ` + signedSum("cnum * cnum", "sumnumsq") + `,
+        ` + signedSum("den * den", "sumdensq") + `,
+        ` + signedSum("cnum * den", "sumnumden") + `
+    FROM (SELECT experiment, metric, variant, state, sign, den,
+              CASE WHEN cap IS NULL THEN y ELSE least(y, cap) END AS cy,
+              CASE WHEN cap IS NULL THEN x ELSE least(x, cap) END AS cx,
+              CASE WHEN cap IS NULL THEN num ELSE least(num, cap) END AS cnum
+          FROM change) c
+    GROUP BY experiment, metric, variant
+)`
+
+// signedSum is the numeric sum of sign * (expr) over analysed rows.
+func signedSum(expr, name string) string {
+	return fmt.Sprintf(`COALESCE(sum(CASE WHEN (%[1]s) = 0 THEN 0 ELSE sign * (%[1]s)::numeric END) FILTER (WHERE state = 0), 0) AS %[2]s`, expr, name)
+}
+
+// variantUpsert adds the sums of variantDelta to agg_variants.
+var variantUpsert = variantDelta + `
+INSERT INTO agg_variants AS v (experiment, metric, variant, units, multiple, opted_out, conversions,
+    sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden)
+SELECT experiment, metric, variant, units, multiple, opted_out, sum,
+    sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden
+FROM delta
+ON CONFLICT (experiment, metric, variant) DO UPDATE SET
+    units = v.units + EXCLUDED.units, multiple = v.multiple + EXCLUDED.multiple, opted_out = v.opted_out + EXCLUDED.opted_out,
+    conversions = v.conversions + EXCLUDED.conversions, sum = v.sum + EXCLUDED.sum, sumsq = v.sumsq + EXCLUDED.sumsq,
+    sumx = v.sumx + EXCLUDED.sumx, sumxsq = v.sumxsq + EXCLUDED.sumxsq, sumxy = v.sumxy + EXCLUDED.sumxy,
+    sumnum = v.sumnum + EXCLUDED.sumnum, sumden = v.sumden + EXCLUDED.sumden, sumnumsq = v.sumnumsq + EXCLUDED.sumnumsq,
+    sumdensq = v.sumdensq + EXCLUDED.sumdensq, sumnumden = v.sumnumden + EXCLUDED.sumnumden`
+
+// foldUnits runs foldUnitsSQL for one definition.
+func foldUnits(ctx context.Context, tx pgx.Tx, d aggDef, pairs, owned string) error {
+	from, to, events := window(d.metric)
+	var typ, num, den string
+	cuped := 0
+	if m := d.metric; m != nil {
+		typ, num, den, cuped = string(m.Type), m.Numerator, m.Denominator, m.CUPEDHours
+	}
+	src := fmt.Sprintf(`(SELECT owner, ts, value, event FROM %s WHERE experiment = $1)`, owned)
+	if d.metric == nil {
+		src = `(SELECT NULL::text AS owner, NULL::timestamptz AS ts, NULL::float8 AS value, NULL::text AS event WHERE false)`
+	}
+	_, err := tx.Exec(ctx, fmt.Sprintf(foldUnitsSQL, pairs, src),
+		d.exp.Key, d.key(), typ, events, from, to, cuped, num, d.fixedCap(), den)
+	return err
+}
