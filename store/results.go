@@ -186,22 +186,7 @@ HAVING GROUPING(segment) = 1 OR $12`
 	if err != nil {
 		return nil, nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		s := analysis.MetricStats{Metric: m.Key}
-		var seg *string
-		if err := rows.Scan(&s.Variant, &seg, &s.N, &s.Conversions, &s.Sum, &s.SumSq, &s.SumX, &s.SumXSq, &s.SumXY,
-			&s.SumNum, &s.SumDen, &s.SumNumSq, &s.SumDenSq, &s.SumNumDen, &s.Maturing); err != nil {
-			return nil, nil, err
-		}
-		if seg == nil {
-			out = append(out, s)
-		} else {
-			s.Segment = *seg
-			segmented = append(segmented, s)
-		}
-	}
-	return out, segmented, rows.Err()
+	return scanCappedSums(rows, m.Key)
 }
 
 // loadSequential reads the stored mSPRT states of the experiment.
@@ -242,6 +227,27 @@ func (db *DB) SaveSequential(ctx context.Context, key string, states []analysis.
 		return translate("save sequential state", err)
 	}
 	return nil
+}
+
+// scanCappedSums reads the rows of a statement ending in cappedSums: the
+// statistics per variant (out) and per variant and segment (segmented).
+func scanCappedSums(rows pgx.Rows, metric string) (out, segmented []analysis.MetricStats, err error) {
+	defer rows.Close()
+	for rows.Next() {
+		s := analysis.MetricStats{Metric: metric}
+		var seg *string
+		if err := rows.Scan(&s.Variant, &seg, &s.N, &s.Conversions, &s.Sum, &s.SumSq, &s.SumX, &s.SumXSq, &s.SumXY,
+			&s.SumNum, &s.SumDen, &s.SumNumSq, &s.SumDenSq, &s.SumNumDen, &s.Maturing); err != nil {
+			return nil, nil, err
+		}
+		if seg == nil {
+			out = append(out, s)
+		} else {
+			s.Segment = *seg
+			segmented = append(segmented, s)
+		}
+	}
+	return out, segmented, rows.Err()
 }
 
 // cappedSums is the end of a statement that has a CTE src of per-unit

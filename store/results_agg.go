@@ -306,22 +306,7 @@ func unitStats(ctx context.Context, tx pgx.Tx, d aggDef, q analysis.Query) (out,
 	if err != nil {
 		return nil, nil, err
 	}
-	defer rows.Close()
-	for rows.Next() {
-		s := analysis.MetricStats{Metric: d.key()}
-		var seg *string
-		if err := rows.Scan(&s.Variant, &seg, &s.N, &s.Conversions, &s.Sum, &s.SumSq, &s.SumX, &s.SumXSq, &s.SumXY,
-			&s.SumNum, &s.SumDen, &s.SumNumSq, &s.SumDenSq, &s.SumNumDen, &s.Maturing); err != nil {
-			return nil, nil, err
-		}
-		if seg == nil {
-			out = append(out, s)
-		} else {
-			s.Segment = *seg
-			segmented = append(segmented, s)
-		}
-	}
-	return out, segmented, rows.Err()
+	return scanCappedSums(rows, d.key())
 }
 
 // VerifyAggregates compares what ResultInput reads from the aggregates for
