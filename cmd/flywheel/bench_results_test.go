@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"strings"
 	"testing"
 	"time"
@@ -59,16 +58,12 @@ func TestBenchResults(t *testing.T) {
 		}
 	}
 
-	for _, args := range [][]string{
-		{"bench", "results", "--units", "0"},
-		{"bench", "results", "--requests", "0"},
-		{"bench", "results", "--duration", "0s"},
-		{"bench", "results", "extra"},
-	} {
-		if err := run(context.Background(), args, env(), io.Discard, io.Discard); exitCode(err) != 2 {
-			t.Errorf("run(%q) = %v, want a usage error (exit 2)", args, err)
-		}
-	}
+	wantUsageErrors(t, env(),
+		[]string{"bench", "results", "--units", "0"},
+		[]string{"bench", "results", "--requests", "0"},
+		[]string{"bench", "results", "--duration", "0s"},
+		[]string{"bench", "results", "extra"},
+	)
 }
 
 // TestResultsJudgeKeepUp: keeping up means the offered load was at least

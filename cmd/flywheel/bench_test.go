@@ -76,18 +76,14 @@ func TestBenchAssign(t *testing.T) {
 }
 
 func TestBenchUsage(t *testing.T) {
-	for _, args := range [][]string{
-		{"bench"},
-		{"bench", "serve"},
-		{"bench", "assign", "--connections", "0"},
-		{"bench", "assign", "--duration", "-1s"},
-		{"bench", "assign", "--rounds", "0"},
-		{"bench", "assign", "extra"},
-	} {
-		if err := run(context.Background(), args, env(), io.Discard, io.Discard); exitCode(err) != 2 {
-			t.Errorf("run(%q) = %v, want a usage error (exit 2)", args, err)
-		}
-	}
+	wantUsageErrors(t, env(),
+		[]string{"bench"},
+		[]string{"bench", "serve"},
+		[]string{"bench", "assign", "--connections", "0"},
+		[]string{"bench", "assign", "--duration", "-1s"},
+		[]string{"bench", "assign", "--rounds", "0"},
+		[]string{"bench", "assign", "extra"},
+	)
 }
 
 // TestBenchIngest runs `flywheel bench ingest` with tiny settings: it must
@@ -122,9 +118,5 @@ func TestBenchIngest(t *testing.T) {
 	if a := rep.Aggregator; a == nil || a.Errors != 0 {
 		t.Errorf("aggregator = %+v, want its figures scraped from /metrics, no failed cycle", a)
 	}
-	for _, args := range [][]string{{"bench", "ingest", "--batch", "0"}, {"bench", "ingest", "--connections", "0"}, {"bench", "ingest", "x"}} {
-		if err := run(context.Background(), args, env(), io.Discard, io.Discard); exitCode(err) != 2 {
-			t.Errorf("run(%q) = %v, want a usage error", args, err)
-		}
-	}
+	wantUsageErrors(t, env(), []string{"bench", "ingest", "--batch", "0"}, []string{"bench", "ingest", "--connections", "0"}, []string{"bench", "ingest", "x"})
 }

@@ -180,7 +180,15 @@ func TestKeysAndMigrate(t *testing.T) {
 	if !strings.Contains(out.String(), "applied") || strings.Contains(out.String(), "pending") {
 		t.Errorf("migrate status =\n%s\nwant every migration applied", out.String())
 	}
-	for _, args := range [][]string{{}, {"nope"}, {"keys", "create", "--scope", "root"}, {"keys", "revoke"}, {"keys", "list", "x"}, {"migrate", "down"}, {"serve", "--bogus"}} {
+	wantUsageErrors(t, getenv, []string{}, []string{"nope"}, []string{"keys", "create", "--scope", "root"}, []string{"keys", "revoke"},
+		[]string{"keys", "list", "x"}, []string{"migrate", "down"}, []string{"serve", "--bogus"})
+}
+
+// wantUsageErrors checks that running flywheel with each of argss is a
+// usage error (exit 2).
+func wantUsageErrors(t *testing.T, getenv func(string) string, argss ...[]string) {
+	t.Helper()
+	for _, args := range argss {
 		if err := run(context.Background(), args, getenv, io.Discard, io.Discard); exitCode(err) != 2 {
 			t.Errorf("run(%q) = %v, want a usage error (exit 2)", args, err)
 		}
