@@ -1,9 +1,11 @@
 package store
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -37,41 +39,63 @@ var eventColumns = []string{"unit_type", "unit_id", "id", "type", "ts", "receive
 // foldNew folds the new events of a group into the tables derived from
 // them, in one statement: first exposures ($1-$7, the new exposures),
 // identity links ($8-$12, the new identify events) and the aggregation
-// queue (store/aggregate.go: $13 the oldest receipt; $14-$15 the units to
-// recompute, to which it adds the customer each link replaced, read from
-// the conflicting row itself, which may be newer than this statement's
-// snapshot; $16-$20 the new track events). Rows are upserted in key order
-// so that concurrent groups cannot deadlock.
+// queue (store/aggregate.go: $13 the oldest receipt, $14-$18 the new track
+// events).
+//
+// Most exposures and links repeat what is stored (a unit is exposed again
+// and again, to the same variant, later): those change nothing, are
+// skipped without writing, and are not queued. Only the exposures and
+// links that a group inserts or changes name units for the aggregator to
+// recompute; for a link, also its customer and the customer it replaced
+// (read from the conflicting row itself, which may be newer than this
+// statement's snapshot). The NOT EXISTS filters skip what the snapshot
+// shows unchanged; the upserts' WHERE skips what a concurrent group
+// committed since. Rows are upserted in key order so that concurrent groups
+// cannot deadlock.
 const foldNew = `
 WITH x AS (
     SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
         AS x(seq, experiment, unit_id, unit_type, variant, ts, attributes)
+), g AS (
+    SELECT experiment, unit_id, min(unit_type) AS unit_type, (array_agg(variant ORDER BY ts, seq))[1] AS variant,
+           min(ts) AS first_ts, (array_agg(attributes::jsonb ORDER BY ts, seq))[1] AS attributes,
+           count(DISTINCT variant) > 1 AS multiple
+    FROM x GROUP BY experiment, unit_id
 ), ex AS (
-    INSERT INTO exposures AS x (experiment, unit_id, unit_type, variant, first_ts, last_ts, attributes, multiple, exposures)
-    SELECT experiment, unit_id, min(unit_type), (array_agg(variant ORDER BY ts, seq))[1], min(ts), max(ts),
-           (array_agg(attributes::jsonb ORDER BY ts, seq))[1], count(DISTINCT variant) > 1, count(*)
-    FROM x GROUP BY experiment, unit_id ORDER BY experiment, unit_id
+    INSERT INTO exposures AS x (experiment, unit_id, unit_type, variant, first_ts, attributes, multiple)
+    SELECT experiment, unit_id, unit_type, variant, first_ts, attributes, multiple FROM g
+    WHERE NOT EXISTS (SELECT FROM exposures e WHERE e.experiment = g.experiment AND e.unit_id = g.unit_id
+        AND e.first_ts <= g.first_ts AND (e.multiple OR (e.variant = g.variant AND NOT g.multiple)))
+    ORDER BY experiment, unit_id
     ON CONFLICT (experiment, unit_id) DO UPDATE SET
         variant    = CASE WHEN EXCLUDED.first_ts < x.first_ts THEN EXCLUDED.variant ELSE x.variant END,
         attributes = CASE WHEN EXCLUDED.first_ts < x.first_ts THEN EXCLUDED.attributes ELSE x.attributes END,
         first_ts   = least(x.first_ts, EXCLUDED.first_ts),
-        last_ts    = greatest(x.last_ts, EXCLUDED.last_ts),
-        multiple   = x.multiple OR EXCLUDED.multiple OR x.variant <> EXCLUDED.variant,
-        exposures  = x.exposures + EXCLUDED.exposures
+        multiple   = x.multiple OR EXCLUDED.multiple OR x.variant <> EXCLUDED.variant
+    WHERE EXCLUDED.first_ts < x.first_ts OR NOT (x.multiple OR (x.variant = EXCLUDED.variant AND NOT EXCLUDED.multiple))
+    RETURNING x.unit_type, x.unit_id
 ), i AS (
-    SELECT * FROM unnest($8::int[], $9::text[], $10::text[], $11::text[], $12::timestamptz[]) AS i(seq, unit_type, unit_id, customer_id, ts)
+    SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, customer_id, ts
+    FROM unnest($8::int[], $9::text[], $10::text[], $11::text[], $12::timestamptz[]) AS i(seq, unit_type, unit_id, customer_id, ts)
+    ORDER BY unit_type, unit_id, ts, seq
 ), al AS (
     INSERT INTO aliases AS a (unit_type, unit_id, customer_id, ts)
-    SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, customer_id, ts
-    FROM i ORDER BY unit_type, unit_id, ts, seq
+    SELECT unit_type, unit_id, customer_id, ts FROM i
+    WHERE NOT EXISTS (SELECT FROM aliases a WHERE a.unit_type = i.unit_type AND a.unit_id = i.unit_id AND a.ts <= i.ts)
+    ORDER BY unit_type, unit_id
     ON CONFLICT (unit_type, unit_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, ts = EXCLUDED.ts, replaced = a.customer_id
     WHERE EXCLUDED.ts < a.ts
-    RETURNING replaced
+    RETURNING a.unit_type, a.unit_id, a.customer_id, a.replaced
+), u AS (
+    SELECT unit_type, unit_id FROM ex
+    UNION SELECT unit_type, unit_id FROM al
+    UNION SELECT 'customer', replaced FROM al WHERE replaced IS NOT NULL
+), q AS (
+    SELECT ARRAY(SELECT unit_type FROM u ORDER BY 1, unit_id) AS types, ARRAY(SELECT unit_id FROM u ORDER BY unit_type, 1) AS ids
 )
 INSERT INTO agg_queue (at, unit_types, unit_ids, track_types, track_ids, track_ts, track_events, track_values)
-SELECT $13, $14::text[] || ARRAY(SELECT 'customer'::text FROM al WHERE replaced IS NOT NULL),
-       $15::text[] || ARRAY(SELECT replaced FROM al WHERE replaced IS NOT NULL),
-       $16::text[], $17::text[], $18::timestamptz[], $19::text[], $20::float8[]`
+SELECT $13, types, ids, $14::text[], $15::text[], $16::timestamptz[], $17::text[], $18::float8[] FROM q
+WHERE cardinality(ids) > 0 OR cardinality($15::text[]) > 0`
 
 // WriteEvents stores a group of events in one transaction, exactly once
 // (see flywheel.EventWriter): it records the new ids (newIDs), COPYs the
@@ -102,11 +126,8 @@ func (db *DB) WriteEvents(ctx context.Context, events []flywheel.Event) ([]int, 
 	}
 	var accepted []int
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, newIDs, seqs, ids, units, received)
-		if err != nil {
-			return err
-		}
-		if accepted, err = pgx.CollectRows(rows, pgx.RowTo[int]); err != nil || len(accepted) == 0 {
+		var err error
+		if accepted, err = recordIDs(ctx, tx, seqs, ids, units, received); err != nil || len(accepted) == 0 {
 			return err
 		}
 		slices.Sort(accepted) // positions in group order
@@ -133,22 +154,61 @@ func (db *DB) WriteEvents(ctx context.Context, events []flywheel.Event) ([]int, 
 	return accepted, nil
 }
 
+// recordIDs records the ids of a group (distinct (id, unit_id) pairs at
+// positions seqs) in event_ids and returns the positions of the new ones.
+// Most groups are all new, and a COPY is the cheapest way to store them; it
+// runs in a savepoint, and only when an id is already there (a retry) does
+// the group take the slower statement that skips the ones seen (newIDs).
+// Both write in key order, so concurrent groups lock alike: a group that
+// meets an id of a concurrent one waits for its outcome.
+func recordIDs(ctx context.Context, tx pgx.Tx, seqs []int32, ids []pgtype.UUID, units []string, received []time.Time) ([]int, error) {
+	order := make([]int, len(seqs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortFunc(order, func(a, b int) int {
+		if c := bytes.Compare(ids[a].Bytes[:], ids[b].Bytes[:]); c != 0 {
+			return c
+		}
+		return strings.Compare(units[a], units[b])
+	})
+	if _, err := tx.Exec(ctx, `SAVEPOINT ids`); err != nil {
+		return nil, err
+	}
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"event_ids"}, []string{"id", "unit_id", "received_at"},
+		pgx.CopyFromSlice(len(order), func(j int) ([]any, error) {
+			i := order[j]
+			return []any{ids[i], units[i], received[i]}, nil
+		}))
+	if err == nil {
+		accepted := make([]int, len(seqs))
+		for i, s := range seqs {
+			accepted[i] = int(s)
+		}
+		return accepted, nil
+	}
+	if _, dup := isPgCode(err, pgUniqueViolation); !dup {
+		return nil, err
+	}
+	if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT ids`); err != nil {
+		return nil, err
+	}
+	rows, err := tx.Query(ctx, newIDs, seqs, ids, units, received)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int])
+}
+
 // foldArgs returns the parameters of foldNew for the accepted events.
 func foldArgs(events []flywheel.Event, accepted []int) []any {
 	// Every array is non-nil: an empty one is '{}', not NULL.
 	xSeq, iSeq := []int32{}, []int32{}
 	xExp, xUnit, xType, xVariant, xAttrs := []string{}, []string{}, []string{}, []string{}, []*string{}
 	iType, iUnit, iCustomer := []string{}, []string{}, []string{}
-	qTypes, qIDs, tTypes, tIDs, tEvents := []string{}, []string{}, []string{}, []string{}, []string{}
+	tTypes, tIDs, tEvents := []string{}, []string{}, []string{}
 	xTS, iTS, tTS, tValues := []time.Time{}, []time.Time{}, []time.Time{}, []*float64{}
 	var oldest time.Time
-	queued := map[[2]string]bool{}
-	queue := func(typ, id string) {
-		if k := [2]string{typ, id}; !queued[k] {
-			queued[k] = true
-			qTypes, qIDs = append(qTypes, typ), append(qIDs, id)
-		}
-	}
 	for _, j := range accepted {
 		e := &events[j]
 		if oldest.IsZero() || e.ReceivedAt.Before(oldest) {
@@ -158,7 +218,6 @@ func foldArgs(events []flywheel.Event, accepted []int) []any {
 		case flywheel.EventTrack:
 			tTypes, tIDs, tTS, tEvents, tValues = append(tTypes, e.UnitType), append(tIDs, e.UnitID), append(tTS, e.Timestamp),
 				append(tEvents, e.Name), append(tValues, e.Value)
-			continue
 		case flywheel.EventExposure:
 			var attrs *string
 			if a := nullJSON(e.Attributes); a != nil {
@@ -171,12 +230,10 @@ func foldArgs(events []flywheel.Event, accepted []int) []any {
 		case flywheel.EventIdentify:
 			iSeq, iType, iUnit, iCustomer, iTS = append(iSeq, int32(j)), append(iType, e.UnitType), append(iUnit, e.UnitID),
 				append(iCustomer, e.CustomerID), append(iTS, e.Timestamp)
-			queue("customer", e.CustomerID)
 		}
-		queue(e.UnitType, e.UnitID)
 	}
 	return []any{xSeq, xExp, xUnit, xType, xVariant, xTS, xAttrs, iSeq, iType, iUnit, iCustomer, iTS,
-		oldest, qTypes, qIDs, tTypes, tIDs, tTS, tEvents, tValues}
+		oldest, tTypes, tIDs, tTS, tEvents, tValues}
 }
 
 func nullText(s string) *string {

@@ -670,7 +670,7 @@ func copyExposures(ctx context.Context, pool *pgxpool.Pool, ids []string, now ti
 	span := uint64(exposureDays * 24 * time.Hour)
 	i := 0
 	_, err := pool.CopyFrom(ctx, pgx.Identifier{"exposures"},
-		[]string{"experiment", "unit_id", "unit_type", "variant", "first_ts", "last_ts", "attributes", "multiple", "exposures"},
+		[]string{"experiment", "unit_id", "unit_type", "variant", "first_ts", "attributes", "multiple"},
 		pgx.CopyFromFunc(func() ([]any, error) {
 			if i == len(ids) {
 				return nil, nil
@@ -678,7 +678,7 @@ func copyExposures(ctx context.Context, pool *pgxpool.Pool, ids []string, now ti
 			h := mix(uint64(i))
 			ts := now.Add(-time.Duration(h % span)).Truncate(time.Microsecond)
 			attrs := []byte(`{"platform":"` + benchPlatforms[(h>>40)%3] + `"}`)
-			row := []any{resultsExperiment, ids[i], "customer", benchVariants[h>>63], ts, ts, attrs, false, int64(1)}
+			row := []any{resultsExperiment, ids[i], "customer", benchVariants[h>>63], ts, attrs, false}
 			i++
 			return row, nil
 		}))
