@@ -32,9 +32,12 @@ WITH k AS (
 )
 SELECT k.seq FROM k JOIN new USING (id, unit_id)`
 
-// eventColumns are the columns of events that WriteEvents copies.
+// eventColumns are the columns of events that WriteEvents copies, in the
+// order of copyEvents.
 var eventColumns = []string{"unit_type", "unit_id", "id", "type", "ts", "received_at",
 	"experiment", "variant", "event", "value", "customer_id", "attributes", "properties"}
+
+var copyEvents = "COPY events (" + strings.Join(eventColumns, ", ") + ") FROM STDIN (FORMAT binary)"
 
 // foldNew folds the new events of a group into the tables derived from
 // them, in one statement: first exposures ($1-$7, the new exposures),
@@ -131,14 +134,25 @@ func (db *DB) WriteEvents(ctx context.Context, events []flywheel.Event) ([]int, 
 			return err
 		}
 		slices.Sort(accepted) // positions in group order
-		copied, err := tx.CopyFrom(ctx, pgx.Identifier{"events"}, eventColumns, pgx.CopyFromSlice(len(accepted), func(j int) ([]any, error) {
-			e := &events[accepted[j]]
-			return []any{
-				e.UnitType, e.UnitID, pgtype.UUID{Bytes: e.ID, Valid: true}, string(e.Type), e.Timestamp, e.ReceivedAt,
-				nullText(e.Experiment), nullText(e.Variant), nullText(e.Name), e.Value, nullText(e.CustomerID),
-				nullJSON(e.Attributes), nullJSON(e.Properties),
-			}, nil
-		}))
+		rows := newCopyRows(len(accepted) * 160)
+		for _, j := range accepted {
+			e := &events[j]
+			rows.row(len(eventColumns))
+			rows.text(e.UnitType)
+			rows.text(e.UnitID)
+			rows.uuid(e.ID)
+			rows.text(string(e.Type))
+			rows.timestamptz(e.Timestamp)
+			rows.timestamptz(e.ReceivedAt)
+			rows.textOrNull(e.Experiment)
+			rows.textOrNull(e.Variant)
+			rows.textOrNull(e.Name)
+			rows.float8OrNull(e.Value)
+			rows.textOrNull(e.CustomerID)
+			rows.jsonbOrNull(e.Attributes)
+			rows.jsonbOrNull(e.Properties)
+		}
+		copied, err := rows.copyTo(ctx, tx, copyEvents)
 		if err != nil {
 			return err
 		}
@@ -175,11 +189,14 @@ func recordIDs(ctx context.Context, tx pgx.Tx, seqs []int32, ids []pgtype.UUID, 
 	if _, err := tx.Exec(ctx, `SAVEPOINT ids`); err != nil {
 		return nil, err
 	}
-	_, err := tx.CopyFrom(ctx, pgx.Identifier{"event_ids"}, []string{"id", "unit_id", "received_at"},
-		pgx.CopyFromSlice(len(order), func(j int) ([]any, error) {
-			i := order[j]
-			return []any{ids[i], units[i], received[i]}, nil
-		}))
+	c := newCopyRows(len(order) * 48)
+	for _, i := range order {
+		c.row(3)
+		c.uuid(ids[i].Bytes)
+		c.text(units[i])
+		c.timestamptz(received[i])
+	}
+	_, err := c.copyTo(ctx, tx, `COPY event_ids (id, unit_id, received_at) FROM STDIN (FORMAT binary)`)
 	if err == nil {
 		accepted := make([]int, len(seqs))
 		for i, s := range seqs {

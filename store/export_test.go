@@ -1,0 +1,38 @@
+package store
+
+import (
+	"context"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// CopyTestRow is a row of TestCopyRowsMatchPgx's table.
+type CopyTestRow struct {
+	Text  string
+	ID    [16]byte
+	TS    time.Time
+	Value *float64
+	Doc   []byte
+}
+
+// CopyRowsForTest COPYs rows into table (t text, t_or_null text, id uuid,
+// ts timestamptz, v float8, doc jsonb) with copyRows.
+func CopyRowsForTest(ctx context.Context, db *DB, table string, rows []CopyTestRow) (int64, error) {
+	c := newCopyRows(0)
+	for _, r := range rows {
+		c.row(6)
+		c.text(r.Text)
+		c.textOrNull(r.Text)
+		c.uuid(r.ID)
+		c.timestamptz(r.TS)
+		c.float8OrNull(r.Value)
+		c.jsonbOrNull(r.Doc)
+	}
+	var n int64
+	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) (err error) {
+		n, err = c.copyTo(ctx, tx, "COPY "+pgx.Identifier{table}.Sanitize()+" (t, t_or_null, id, ts, v, doc) FROM STDIN (FORMAT binary)")
+		return err
+	})
+	return n, err
+}
