@@ -354,15 +354,23 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 		CREATE TEMP TABLE a_new_tracks (unit_type text, unit_id text, ts timestamptz, event text, value float8) ON COMMIT DROP`); err != nil {
 		return err
 	}
-	err := tx.QueryRow(ctx, `WITH q AS (
+	// When no ready definition reads track events, the track arrays are
+	// only deleted, never read nor decompressed.
+	read := readEvents(ready)
+	returning, tracks := "*", `INSERT INTO a_new_tracks SELECT k.* FROM q,
+		    unnest(q.track_types, q.track_ids, q.track_ts, q.track_events, q.track_values) AS k(t, i, ts, event, v)
+		WHERE k.event = ANY($2) RETURNING 1`
+	if len(read) == 0 {
+		returning, tracks = "unit_types, unit_ids", "SELECT WHERE $2::text[] IS NULL"
+	}
+	err := tx.QueryRow(ctx, fmt.Sprintf(`WITH q AS (
 		DELETE FROM agg_queue WHERE ctid = ANY(ARRAY(SELECT ctid FROM agg_queue ORDER BY at LIMIT $1))
-		RETURNING unit_types, unit_ids, track_types, track_ids, track_ts, track_events, track_values
+		RETURNING %s
 	), d AS (
 		INSERT INTO a_dirty SELECT DISTINCT u.t, u.i FROM q, unnest(q.unit_types, q.unit_ids) AS u(t, i) RETURNING 1
 	), t AS (
-		INSERT INTO a_new_tracks SELECT k.* FROM q, unnest(q.track_types, q.track_ids, q.track_ts, q.track_events, q.track_values) AS k(t, i, ts, event, v)
-		WHERE k.event = ANY($2) RETURNING 1
-	) SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM d), (SELECT count(*) FROM t)`, MaxQueueRows+1, readEvents(ready)).Scan(&rep.Queued, &rep.Units, &rep.Tracks)
+		%s
+	) SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM d), (SELECT count(*) FROM t)`, returning, tracks), MaxQueueRows+1, read).Scan(&rep.Queued, &rep.Units, &rep.Tracks)
 	if err != nil {
 		return err
 	}
