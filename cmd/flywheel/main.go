@@ -14,10 +14,10 @@ import (
 )
 
 // defaultGOGC is the garbage collector's target when GOGC is not set. The
-// ingestion path allocates for every event: with Go's default of 100,
-// collection took about a third of flywheel's own CPU in bench ingest, and
-// 400 cut that CPU per event by 30% (BENCHMARKS.md). The memory it trades
-// is bounded by the ingestion queue (FLYWHEEL_INGEST_QUEUE).
+// ingestion path allocates for every event: in bench ingest, 400 took
+// flywheel's own CPU per event from 6.4 to 5.3 µs against Go's default of
+// 100 (BENCHMARKS.md). The memory it trades is bounded by the ingestion
+// queue (FLYWHEEL_INGEST_QUEUE).
 const defaultGOGC = 400
 
 func main() {
