@@ -18,9 +18,10 @@ import (
 // that this file keeps up to date, instead of rescanning the event history:
 //
 //   - The ingestion transaction that stores events also appends one row to
-//     agg_queue naming the units it touched (and, for identity links, the
-//     customers a link joins or leaves). A queue row becomes visible exactly
-//     when its events do, whatever order concurrent transactions commit in.
+//     agg_queue naming the units whose exposure or identity link it inserted
+//     or changed (and, for a link, the customer it replaced), and its track
+//     events. A queue row becomes visible exactly when its events do,
+//     whatever order concurrent transactions commit in.
 //   - A cycle (Aggregate) takes the visible queue rows, resolves each unit
 //     to the exposures it can change (its own, and for customer experiments
 //     those of its identity root), recomputes those units' values from their

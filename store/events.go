@@ -49,9 +49,10 @@ var copyEvents = "COPY events (" + strings.Join(eventColumns, ", ") + ") FROM ST
 // and again, to the same variant, later): those change nothing, are
 // skipped without writing, and are not queued. Only the exposures and
 // links that a group inserts or changes name units for the aggregator to
-// recompute; for a link, also its customer and the customer it replaced
-// (read from the conflicting row itself, which may be newer than this
-// statement's snapshot). The NOT EXISTS filters skip what the snapshot
+// recompute; for a link, also the customer it replaced (read from the
+// conflicting row itself, which may be newer than this statement's
+// snapshot; the new customer is the linked id's identity root, which the
+// aggregator finds itself). The NOT EXISTS filters skip what the snapshot
 // shows unchanged; the upserts' WHERE skips what a concurrent group
 // committed since. Rows are upserted in key order so that concurrent groups
 // cannot deadlock.
@@ -101,7 +102,7 @@ SELECT $13, types, ids, $14::text[], $15::text[], $16::timestamptz[], $17::text[
 WHERE cardinality(ids) > 0 OR cardinality($15::text[]) > 0`
 
 // WriteEvents stores a group of events in one transaction, exactly once
-// (see flywheel.EventWriter): it records the new ids (newIDs), COPYs the
+// (see flywheel.EventWriter): it records the new ids (recordIDs), COPYs the
 // new events straight into events, and folds them into exposures, links and
 // the aggregation queue (foldNew). Nothing is stored unless everything is.
 func (db *DB) WriteEvents(ctx context.Context, events []flywheel.Event) ([]int, error) {
@@ -251,13 +252,6 @@ func foldArgs(events []flywheel.Event, accepted []int) []any {
 	}
 	return []any{xSeq, xExp, xUnit, xType, xVariant, xTS, xAttrs, iSeq, iType, iUnit, iCustomer, iTS,
 		oldest, tTypes, tIDs, tTS, tEvents, tValues}
-}
-
-func nullText(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
 }
 
 func nullJSON(b []byte) []byte {
