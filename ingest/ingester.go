@@ -149,8 +149,6 @@ func (in *Ingester) writer() {
 			}
 		}
 		in.commit(group, events)
-		in.queued.Add(-int64(len(events)))
-		in.metrics.queued.Set(float64(in.queued.Load()))
 		clear(group) // drop references to answered requests
 	}
 }
@@ -163,6 +161,10 @@ func (in *Ingester) commit(group []*request, events []flywheel.Event) {
 	accepted, err := in.write(events)
 	in.metrics.commit.Observe(time.Since(start).Seconds())
 	in.metrics.groupSize.Observe(float64(len(events)))
+	// The group leaves the queue before any request is answered: a client
+	// answered may send again at once, and must find the room it freed.
+	in.queued.Add(-int64(len(events)))
+	in.metrics.queued.Set(float64(in.queued.Load()))
 	if err != nil && len(group) > 1 && !flywheel.Retryable(err) {
 		for _, r := range group {
 			acc, err := in.write(r.events)
