@@ -495,6 +495,10 @@ func TestEraseUnit(t *testing.T) {
 	tr := track(laptop, "view", at(10))
 	tr.UnitType = "device"
 	mustWrite(t, db, tr)
+	// Another customer's device, later also identified as the customer: the
+	// earlier link stands, so the device stays, but the event naming the
+	// customer goes.
+	mustWrite(t, db, identify("device", otherD, cust, at(11)))
 	for _, u := range []flywheel.UnitRef{{UnitType: "customer", UnitID: cust}, {UnitType: "device", UnitID: phone}, {UnitType: "device", UnitID: otherD}, {UnitType: "account", UnitID: sharedD}} {
 		if err := db.SetConsent(ctx, u, false, "alice"); err != nil {
 			t.Fatalf("SetConsent: %v", err)
@@ -506,7 +510,7 @@ func TestEraseUnit(t *testing.T) {
 	if err != nil {
 		t.Fatalf("EraseUnit: %v", err)
 	}
-	want := flywheel.Erasure{Units: 4, Events: 10, EventIDs: 10, Exposures: 3, Aliases: 3, Consent: 2}
+	want := flywheel.Erasure{Units: 4, Events: 11, EventIDs: 11, Exposures: 3, Aliases: 3, Consent: 2}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("EraseUnit counts mismatch (-want +got):\n%s", diff)
 	}
@@ -552,7 +556,7 @@ func TestEraseUnit(t *testing.T) {
 
 	// The audit log records the erasure, with counts and never an id.
 	details := queryStrings(t, db, `SELECT details::text FROM audit_log WHERE action = 'erase_unit' AND actor = 'alice'`)
-	if len(details) != 1 || !strings.Contains(details[0], `"events": 10`) {
+	if len(details) != 1 || !strings.Contains(details[0], `"events": 11`) {
 		t.Errorf("erase_unit audit rows = %v, want one with the counts", details)
 	}
 	for _, text := range queryStrings(t, db, `SELECT actor || ' ' || action || ' ' || details::text FROM audit_log`) {

@@ -116,10 +116,15 @@ func (db *DB) EraseUnit(ctx context.Context, u flywheel.UnitRef, actor string) (
 		}
 		const unitsCTE = `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(unit_type, unit_id)) `
 		err = tx.QueryRow(ctx, unitsCTE+`,
-			ev AS (DELETE FROM events e USING u WHERE (e.unit_type = u.unit_type AND e.unit_id = u.unit_id)
-			       -- identify events of other ids that name an erased customer
-			       OR (u.unit_type = 'customer' AND e.type = 'identify' AND e.customer_id = u.unit_id)
+			-- the units' events, and the identify events of other ids that name
+			-- an erased customer: two deletes, each with its index
+			-- (events_unit, events_identify_customer), on disjoint rows
+			ev1 AS (DELETE FROM events e USING u WHERE e.unit_type = u.unit_type AND e.unit_id = u.unit_id
 			       RETURNING e.id, e.unit_id),
+			ev2 AS (DELETE FROM events e USING u WHERE u.unit_type = 'customer' AND e.type = 'identify' AND e.customer_id = u.unit_id
+			       AND NOT EXISTS (SELECT FROM u o WHERE o.unit_type = e.unit_type AND o.unit_id = e.unit_id)
+			       RETURNING e.id, e.unit_id),
+			ev AS (SELECT * FROM ev1 UNION ALL SELECT * FROM ev2),
 			ids AS (DELETE FROM event_ids i USING ev WHERE i.id = ev.id AND i.unit_id = ev.unit_id RETURNING 1),
 			ex AS (DELETE FROM exposures x USING u WHERE x.unit_type = u.unit_type AND x.unit_id = u.unit_id RETURNING 1),
 			al AS (DELETE FROM aliases a USING u WHERE (a.unit_type = u.unit_type AND a.unit_id = u.unit_id)
