@@ -356,7 +356,8 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 		return err
 	}
 	// When no ready definition reads track events, the track arrays are
-	// only deleted, never read nor decompressed.
+	// only deleted, never read nor decompressed (t then selects nothing;
+	// it still names $2 so that the parameter has a type).
 	read := readEvents(ready)
 	returning, tracks := "*", `INSERT INTO a_new_tracks SELECT k.* FROM q,
 		    unnest(q.track_types, q.track_ids, q.track_ts, q.track_events, q.track_values) AS k(t, i, ts, event, v)
