@@ -78,8 +78,8 @@ func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateRe
 // foldTracksSQL adds the events of a_tracks to the values of their owners
 // for one metric definition (parameters as foldUnitsSQL, and $11 the
 // experiment's unit type), and the change to the variant sums, leaving out
-// the units recomputed whole in this cycle (a_pairs). The sums use the same
-// filters as foldUnitsSQL.
+// the units recomputed whole in this cycle (a_pairs). The sums are
+// windowSums, as in foldUnitsSQL and the recomputation.
 var foldTracksSQL = `
 WITH t AS (
     SELECT owner, ts, value, event FROM a_tracks k
@@ -91,13 +91,7 @@ WITH t AS (
         WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = k.owner OFFSET 0) a
 ), d AS (
     SELECT o.unit_id,
-        count(t.ts) FILTER (WHERE t.ts >= o.first_ts + make_interval(hours => $5)
-                              AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))) AS n_in,
-        COALESCE(sum(t.value) FILTER (WHERE t.ts >= o.first_ts AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))), 0) AS v_in,
-        count(t.ts) FILTER (WHERE t.ts >= o.first_ts - make_interval(hours => $7) AND t.ts < o.first_ts) AS n_pre,
-        COALESCE(sum(t.value) FILTER (WHERE t.ts >= o.first_ts - make_interval(hours => $7) AND t.ts < o.first_ts), 0) AS v_pre,
-        COALESCE(sum(COALESCE(t.value, 1)) FILTER (WHERE t.event = $8 AND t.ts >= o.first_ts AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))), 0) AS num,
-        COALESCE(sum(COALESCE(t.value, 1)) FILTER (WHERE t.event = $10 AND t.ts >= o.first_ts AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))), 0) AS den
+        ` + windowSums("t", "o", "$5", "$6", "$7", "$8", "$10") + `
     FROM old o JOIN t ON t.owner = o.unit_id
     GROUP BY o.unit_id
 ), new AS (
@@ -117,11 +111,9 @@ WITH t AS (
     FROM new n WHERE a.ctid = n.tid
 ), days_add AS (
     INSERT INTO agg_unit_days (experiment, metric, unit_id, day, n, v, num, den)
-    SELECT $1, $2, o.unit_id, (t.ts AT TIME ZONE 'UTC')::date, count(*), COALESCE(sum(t.value), 0),
-        COALESCE(sum(COALESCE(t.value, 1)) FILTER (WHERE t.event = $8), 0),
-        COALESCE(sum(COALESCE(t.value, 1)) FILTER (WHERE t.event = $10), 0)
+    SELECT $1, $2, o.unit_id, (t.ts AT TIME ZONE 'UTC')::date, ` + daySums("t", "$8", "$10") + `
     FROM old o JOIN t ON t.owner = o.unit_id
-    WHERE t.ts >= o.first_ts + make_interval(hours => $5) AND ($6 = 0 OR t.ts < o.first_ts + make_interval(hours => $6))
+    WHERE ` + inWindow("t", "o", "$5", "$6") + `
     GROUP BY 3, 4
 ), change AS (
     SELECT $1::text AS experiment, $2::text AS metric, variant, state, 1 AS sign, y, x, num, den, $9::float8 AS cap, first_ts FROM new

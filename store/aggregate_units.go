@@ -108,13 +108,7 @@ WITH u AS (
     SELECT owner, ts, value, event FROM %[2]s src
 ), per_unit AS (
     SELECT u.unit_id, u.unit_type, u.variant, u.first_ts, u.state,
-        count(o.ts) FILTER (WHERE o.ts >= u.first_ts + make_interval(hours => $5)
-                              AND ($6 = 0 OR o.ts < u.first_ts + make_interval(hours => $6))) AS n_in,
-        COALESCE(sum(o.value) FILTER (WHERE o.ts >= u.first_ts AND ($6 = 0 OR o.ts < u.first_ts + make_interval(hours => $6))), 0) AS v_in,
-        count(o.ts) FILTER (WHERE o.ts >= u.first_ts - make_interval(hours => $7) AND o.ts < u.first_ts) AS n_pre,
-        COALESCE(sum(o.value) FILTER (WHERE o.ts >= u.first_ts - make_interval(hours => $7) AND o.ts < u.first_ts), 0) AS v_pre,
-        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $8 AND o.ts >= u.first_ts AND ($6 = 0 OR o.ts < u.first_ts + make_interval(hours => $6))), 0) AS num,
-        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $10 AND o.ts >= u.first_ts AND ($6 = 0 OR o.ts < u.first_ts + make_interval(hours => $6))), 0) AS den
+        ` + windowSums("o", "u", "$5", "$6", "$7", "$8", "$10") + `
     FROM u LEFT JOIN owned o ON o.owner = u.unit_id AND o.event = ANY($4)
     WHERE u.state >= 0
     GROUP BY u.unit_id, u.unit_type, u.variant, u.first_ts, u.state
@@ -144,12 +138,9 @@ WITH u AS (
             SELECT d.ctid FROM agg_unit_days d WHERE d.unit_id = u.unit_id AND d.experiment = $1 AND d.metric = $2 OFFSET 0) d))
 ), days_new AS (
     INSERT INTO agg_unit_days (experiment, metric, unit_id, day, n, v, num, den)
-    SELECT $1, $2, u.unit_id, (o.ts AT TIME ZONE 'UTC')::date, count(*), COALESCE(sum(o.value), 0),
-        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $8), 0),
-        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $10), 0)
+    SELECT $1, $2, u.unit_id, (o.ts AT TIME ZONE 'UTC')::date, ` + daySums("o", "$8", "$10") + `
     FROM u JOIN owned o ON o.owner = u.unit_id AND o.event = ANY($4)
-    WHERE $2 <> '' AND u.state >= 0 AND o.ts >= u.first_ts + make_interval(hours => $5)
-      AND ($6 = 0 OR o.ts < u.first_ts + make_interval(hours => $6))
+    WHERE $2 <> '' AND u.state >= 0 AND ` + inWindow("o", "u", "$5", "$6") + `
     GROUP BY 3, 4
 ), change AS (
     SELECT $1::text AS experiment, $2::text AS metric, variant, state, 1 AS sign, y, x, num, den, $9::float8 AS cap, first_ts FROM new

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 
 	"github.com/jackc/pgx/v5"
 
@@ -140,6 +141,44 @@ func loadUnits(ctx context.Context, tx pgx.Tx, e *flywheel.Experiment, q analysi
 	return rows.Err()
 }
 
+// windowSums is the SQL of one unit's sums over its events, as columns
+// n_in, v_in, n_pre, v_pre, num, den: ev names the events (ts, value,
+// event) and unit the unit (first_ts); the rest are SQL expressions, from
+// and to the analysis window in hours after first exposure (to 0: no end),
+// cuped the hours before it, num and den a ratio's numerator and
+// denominator events. n_in counts the events in [from, to); v_in, num and
+// den sum from the exposure to the window's end; n_pre and v_pre cover
+// the CUPED period. The recomputation (metricStats) and both aggregation
+// paths (foldUnitsSQL, foldTracksSQL) use it, so they cannot disagree.
+func windowSums(ev, unit, from, to, cuped, num, den string) string {
+	return strings.NewReplacer("ev.", ev+".", "unit.", unit+".", "$FROM", from, "$TO", to, "$CUPED", cuped, "$NUM", num, "$DEN", den).Replace(
+		`count(ev.ts) FILTER (WHERE ` + inWindow("ev", "unit", "$FROM", "$TO") + `) AS n_in,
+        COALESCE(sum(ev.value) FILTER (WHERE ev.ts >= unit.first_ts AND ($TO = 0 OR ev.ts < unit.first_ts + make_interval(hours => $TO))), 0) AS v_in,
+        count(ev.ts) FILTER (WHERE ev.ts >= unit.first_ts - make_interval(hours => $CUPED) AND ev.ts < unit.first_ts) AS n_pre,
+        COALESCE(sum(ev.value) FILTER (WHERE ev.ts >= unit.first_ts - make_interval(hours => $CUPED) AND ev.ts < unit.first_ts), 0) AS v_pre,
+        COALESCE(sum(COALESCE(ev.value, 1)) FILTER (WHERE ev.event = $NUM AND ev.ts >= unit.first_ts AND ($TO = 0 OR ev.ts < unit.first_ts + make_interval(hours => $TO))), 0) AS num,
+        COALESCE(sum(COALESCE(ev.value, 1)) FILTER (WHERE ev.event = $DEN AND ev.ts >= unit.first_ts AND ($TO = 0 OR ev.ts < unit.first_ts + make_interval(hours => $TO))), 0) AS den`)
+}
+
+// inWindow is the SQL condition that the event ev (ts) falls in the
+// analysis window of the unit (first_ts): from (inclusive) to to
+// (exclusive; 0: no end) hours after first exposure. n_in of windowSums,
+// and every per-day contribution (agg_unit_days, the timeseries), count
+// the events it admits.
+func inWindow(ev, unit, from, to string) string {
+	return fmt.Sprintf(`%[1]s.ts >= %[2]s.first_ts + make_interval(hours => %[3]s) AND (%[4]s = 0 OR %[1]s.ts < %[2]s.first_ts + make_interval(hours => %[4]s))`,
+		ev, unit, from, to)
+}
+
+// daySums is the SQL of the columns n, v, num, den of a unit's contribution
+// to one day: its events (ev: value, event) counted, their values summed,
+// and a ratio's numerator and denominator events' values (1 when none).
+func daySums(ev, num, den string) string {
+	return fmt.Sprintf(`count(*) AS n, COALESCE(sum(%[1]s.value), 0) AS v,
+        COALESCE(sum(COALESCE(%[1]s.value, 1)) FILTER (WHERE %[1]s.event = %[2]s), 0) AS num,
+        COALESCE(sum(COALESCE(%[1]s.value, 1)) FILTER (WHERE %[1]s.event = %[3]s), 0) AS den`, ev, num, den)
+}
+
 // metricStats computes one metric's per-unit values (in the window after
 // first exposure, and in the CUPED period before it), applies the cap, and
 // returns the sums per variant, and per variant and segment value.
@@ -163,13 +202,7 @@ func metricStats(ctx context.Context, tx pgx.Tx, owned, unitType string, m flywh
 WITH owned AS (` + owned + `),
 per_unit AS (
     SELECT u.unit_id, u.variant, u.segment, u.first_ts,
-        count(o.ts) FILTER (WHERE o.ts >= u.first_ts + make_interval(hours => $4)
-                              AND ($5 = 0 OR o.ts < u.first_ts + make_interval(hours => $5))) AS n_in,
-        COALESCE(sum(o.value) FILTER (WHERE o.ts >= u.first_ts AND ($5 = 0 OR o.ts < u.first_ts + make_interval(hours => $5))), 0) AS v_in,
-        count(o.ts) FILTER (WHERE o.ts >= u.first_ts - make_interval(hours => $6) AND o.ts < u.first_ts) AS n_pre,
-        COALESCE(sum(o.value) FILTER (WHERE o.ts >= u.first_ts - make_interval(hours => $6) AND o.ts < u.first_ts), 0) AS v_pre,
-        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $10 AND o.ts >= u.first_ts AND ($5 = 0 OR o.ts < u.first_ts + make_interval(hours => $5))), 0) AS num,
-        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $11 AND o.ts >= u.first_ts AND ($5 = 0 OR o.ts < u.first_ts + make_interval(hours => $5))), 0) AS den
+        ` + windowSums("o", "u", "$4", "$5", "$6", "$10", "$11") + `
     FROM r_units u LEFT JOIN owned o ON o.owner = u.unit_id
     GROUP BY u.unit_id, u.variant, u.segment, u.first_ts
 ), valued AS (

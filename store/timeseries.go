@@ -21,16 +21,12 @@ const MaxTimeseriesDays = 366
 // by day, spread over a grid of (unit, day) from its exposure day, and
 // summed cumulatively, so every event is read once. Fixed caps apply to
 // every day; a percentile cap uses the cut of the latest day.
-const timeseriesStats = `
+var timeseriesStats = `
 WITH owned AS (%s),
 unit_day AS (
-    SELECT u.unit_id, date_trunc('day', o.ts AT TIME ZONE 'UTC')::date AS d,
-        count(*) AS n, COALESCE(sum(o.value), 0) AS v,
-        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $8), 0) AS num,
-        COALESCE(sum(COALESCE(o.value, 1)) FILTER (WHERE o.event = $9), 0) AS den
+    SELECT u.unit_id, (o.ts AT TIME ZONE 'UTC')::date AS d, ` + daySums("o", "$8", "$9") + `
     FROM r_units u JOIN owned o ON o.owner = u.unit_id
-    WHERE o.ts >= u.first_ts + make_interval(hours => $4)
-      AND ($5 = 0 OR o.ts < u.first_ts + make_interval(hours => $5))
+    WHERE ` + inWindow("o", "u", "$4", "$5") + `
       AND o.ts < ($10::date + 1)::timestamp AT TIME ZONE 'UTC'
     GROUP BY 1, 2
 ), grid AS (
