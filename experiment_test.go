@@ -189,8 +189,10 @@ func TestMetricValidate(t *testing.T) {
 				if err != nil {
 					t.Fatalf("Validate() = %v, want nil", err)
 				}
-				if m.CUPEDHours != flywheel.DefaultCUPEDHours || m.Direction != flywheel.DirectionIncrease {
-					t.Errorf("defaults = %d %s", m.CUPEDHours, m.Direction)
+				// CUPEDHours 0 stays 0 (CUPED off); the API's create handler
+				// applies DefaultCUPEDHours (api tests).
+				if m.CUPEDHours != 0 || m.Direction != flywheel.DirectionIncrease {
+					t.Errorf("after Normalize: cuped_hours %d, direction %s; want 0, increase", m.CUPEDHours, m.Direction)
 				}
 				return
 			}

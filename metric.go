@@ -66,15 +66,12 @@ type Metric struct {
 	UpdatedAt   time.Time  `json:"updated_at"`
 }
 
-// Normalize fills a new metric's defaults. A CUPEDHours of 0 becomes the
-// default here; through the API an explicit "cuped_hours": 0 turns CUPED
-// off instead (the handler sets it after Normalize), and a patch keeps it.
+// Normalize fills a metric's defaults. CUPEDHours is not one of them: 0
+// turns CUPED off, and a metric created without cuped_hours gets
+// DefaultCUPEDHours where it is created (the API's create handler).
 func (m *Metric) Normalize() {
 	if m.Direction == "" {
 		m.Direction = DirectionIncrease
-	}
-	if m.CUPEDHours == 0 {
-		m.CUPEDHours = DefaultCUPEDHours
 	}
 	if m.Cap != nil && m.Cap.Value == nil && m.Cap.Percentile == nil {
 		m.Cap = nil
@@ -187,9 +184,7 @@ func (p *MetricPatch) Apply(m *Metric) {
 	if p.Cap != nil {
 		m.Cap = p.Cap
 	}
-	cuped := m.CUPEDHours // a stored metric has its own; 0 is CUPED off
 	m.Normalize()
-	m.CUPEDHours = cuped
 }
 
 // MetricStore keeps metric definitions.

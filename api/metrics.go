@@ -34,13 +34,13 @@ func (s *Server) handleCreateMetric(c *gin.Context) {
 	m := &flywheel.Metric{
 		Key: req.Key, Name: req.Name, Description: req.Description, Type: req.Type, Event: req.Event,
 		Numerator: req.Numerator, Denominator: req.Denominator, WindowHours: req.WindowHours,
-		FromHours: req.FromHours, ToHours: req.ToHours,
+		FromHours: req.FromHours, ToHours: req.ToHours, CUPEDHours: flywheel.DefaultCUPEDHours,
 		Direction: req.Direction, Cap: req.Cap,
 	}
-	m.Normalize()
 	if req.CUPEDHours != nil {
 		m.CUPEDHours = *req.CUPEDHours
 	}
+	m.Normalize()
 	if err := m.Validate(); err != nil {
 		s.writeError(c, err)
 		return

@@ -37,7 +37,7 @@ func aggMetricDefs() []flywheel.Metric {
 		{Key: "revenue", Type: flywheel.MetricMean, Event: "purchase", WindowHours: 72, CUPEDHours: 168, Cap: &flywheel.Cap{Value: aggF(150)}},
 		{Key: "spend", Type: flywheel.MetricMean, Event: "purchase", CUPEDHours: 336, Cap: &flywheel.Cap{Percentile: aggF(0.9)}},
 		{Key: "views", Type: flywheel.MetricCount, Event: "view", WindowHours: 24, CUPEDHours: 24, Cap: &flywheel.Cap{Value: aggF(3)}},
-		{Key: "aov", Type: flywheel.MetricRatio, Numerator: "purchase", Denominator: "checkout", WindowHours: 96, Cap: &flywheel.Cap{Percentile: aggF(0.8)}},
+		{Key: "aov", Type: flywheel.MetricRatio, Numerator: "purchase", Denominator: "checkout", WindowHours: 96, CUPEDHours: flywheel.DefaultCUPEDHours, Cap: &flywheel.Cap{Percentile: aggF(0.8)}},
 		{Key: "return", Type: flywheel.MetricRetention, Event: "view", FromHours: 24, ToHours: 96, CUPEDHours: 12},
 	}
 }
