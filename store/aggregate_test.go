@@ -717,7 +717,7 @@ func TestAggregateErasure(t *testing.T) {
 // trailing zeros trimmed; with xmin, it tells rewritten rows apart too.
 func aggSnapshot(tb testing.TB, db *store.DB, table string, xmin bool) []string {
 	tb.Helper()
-	cols := `experiment, metric, variant, units, multiple, opted_out, trim_scale(conversions), trim_scale(sum), trim_scale(sumsq),
+	cols := `experiment, metric, variant, units, multiple, opted_out, trim_scale(sum), trim_scale(sumsq),
 		trim_scale(sumx), trim_scale(sumxsq), trim_scale(sumxy), trim_scale(sumnum), trim_scale(sumden),
 		trim_scale(sumnumsq), trim_scale(sumdensq), trim_scale(sumnumden)`
 	if table == "agg_units" {
@@ -828,7 +828,7 @@ func TestAggregateRefreshesStatistics(t *testing.T) {
 	db := newAggDB(t)
 	if _, err := db.Pool().Exec(ctx, `INSERT INTO agg_units (experiment, metric, unit_id, unit_type, variant, first_ts, state, y, x, num, den)
 		SELECT 'stats', '', 'u' || i, 'device', 'a', now(), 0, 0, 0, 0, 0 FROM generate_series(1, 3000) i;
-		INSERT INTO agg_variants VALUES ('stats', '', 'a', 3000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)`); err != nil {
+		INSERT INTO agg_variants VALUES ('stats', '', 'a', 3000, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)`); err != nil {
 		t.Fatal(err)
 	}
 	analyzed := func(rep store.AggregateReport) bool {

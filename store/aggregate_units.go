@@ -195,14 +195,14 @@ func signedSum(expr, name string) string {
 
 // variantUpsert adds the sums of variantDelta to agg_variants.
 var variantUpsert = variantDelta + `
-INSERT INTO agg_variants AS v (experiment, metric, variant, units, multiple, opted_out, conversions,
+INSERT INTO agg_variants AS v (experiment, metric, variant, units, multiple, opted_out,
     sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden)
-SELECT experiment, metric, variant, units, multiple, opted_out, sum,
+SELECT experiment, metric, variant, units, multiple, opted_out,
     sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden
 FROM delta
 ON CONFLICT (experiment, metric, variant) DO UPDATE SET
     units = v.units + EXCLUDED.units, multiple = v.multiple + EXCLUDED.multiple, opted_out = v.opted_out + EXCLUDED.opted_out,
-    conversions = v.conversions + EXCLUDED.conversions, sum = v.sum + EXCLUDED.sum, sumsq = v.sumsq + EXCLUDED.sumsq,
+    sum = v.sum + EXCLUDED.sum, sumsq = v.sumsq + EXCLUDED.sumsq,
     sumx = v.sumx + EXCLUDED.sumx, sumxsq = v.sumxsq + EXCLUDED.sumxsq, sumxy = v.sumxy + EXCLUDED.sumxy,
     sumnum = v.sumnum + EXCLUDED.sumnum, sumden = v.sumden + EXCLUDED.sumden, sumnumsq = v.sumnumsq + EXCLUDED.sumnumsq,
     sumdensq = v.sumdensq + EXCLUDED.sumdensq, sumnumden = v.sumnumden + EXCLUDED.sumnumden`

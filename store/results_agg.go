@@ -175,7 +175,8 @@ func aggregatedArms(ctx context.Context, tx pgx.Tx, e *flywheel.Experiment, q an
 // variantStats reads a metric's variant sums, less the overridden units,
 // and counts its maturing units.
 func variantStats(ctx context.Context, tx pgx.Tx, d aggDef, q analysis.Query) ([]analysis.MetricStats, error) {
-	rows, err := tx.Query(ctx, `SELECT variant, units, conversions, sum, sumsq, sumx, sumxsq, sumxy,
+	// Conversions are not stored: they are the sum of y, rounded below.
+	rows, err := tx.Query(ctx, `SELECT variant, units, sum, sumsq, sumx, sumxsq, sumxy,
 		    sumnum, sumden, sumnumsq, sumdensq, sumnumden
 		FROM agg_variants WHERE experiment = $1 AND metric = $2 ORDER BY variant`, d.exp.Key, d.key())
 	if err != nil {
@@ -183,8 +184,7 @@ func variantStats(ctx context.Context, tx pgx.Tx, d aggDef, q analysis.Query) ([
 	}
 	stats, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (analysis.MetricStats, error) {
 		s := analysis.MetricStats{Metric: d.key()}
-		var conversions float64 // = sum; see below
-		err := r.Scan(&s.Variant, &s.N, &conversions, &s.Sum, &s.SumSq, &s.SumX, &s.SumXSq, &s.SumXY,
+		err := r.Scan(&s.Variant, &s.N, &s.Sum, &s.SumSq, &s.SumX, &s.SumXSq, &s.SumXY,
 			&s.SumNum, &s.SumDen, &s.SumNumSq, &s.SumDenSq, &s.SumNumDen)
 		return s, err
 	})
@@ -197,15 +197,14 @@ func variantStats(ctx context.Context, tx pgx.Tx, d aggDef, q analysis.Query) ([
 			SELECT experiment, metric, variant, state, -1 AS sign, y, x, num, den, $3::float8 AS cap
 			FROM agg_units WHERE experiment = $1 AND metric = $2 AND unit_id = ANY($4) AND state = 0
 		), `+variantDelta+`
-		SELECT variant, units, sum AS conversions, sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden FROM delta`,
+		SELECT variant, units, sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden FROM delta`,
 			d.exp.Key, d.key(), d.fixedCap(), q.Overrides)
 		if err != nil {
 			return nil, err
 		}
 		for rows.Next() {
 			var o analysis.MetricStats
-			var conversions float64
-			if err := rows.Scan(&o.Variant, &o.N, &conversions, &o.Sum, &o.SumSq, &o.SumX, &o.SumXSq, &o.SumXY,
+			if err := rows.Scan(&o.Variant, &o.N, &o.Sum, &o.SumSq, &o.SumX, &o.SumXSq, &o.SumXY,
 				&o.SumNum, &o.SumDen, &o.SumNumSq, &o.SumDenSq, &o.SumNumDen); err != nil {
 				rows.Close()
 				return nil, err
