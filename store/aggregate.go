@@ -155,6 +155,15 @@ func window(m *flywheel.Metric) (from, to int, events []string) {
 	return from, to, events
 }
 
+// capOf returns a metric's cap as SQL parameters: the fixed value and the
+// percentile (nil when not set).
+func capOf(c *flywheel.Cap) (value, percentile *float64) {
+	if c == nil {
+		return nil, nil
+	}
+	return c.Value, c.Percentile
+}
+
 // aggregatedExperiments returns the experiments that are aggregated (every
 // one not archived) with their metrics' definitions.
 func (db *DB) aggregatedExperiments(ctx context.Context) ([]flywheel.Experiment, map[string]*flywheel.Metric, error) {

@@ -183,18 +183,8 @@ func daySums(ev, num, den string) string {
 // first exposure, and in the CUPED period before it), applies the cap, and
 // returns the sums per variant, and per variant and segment value.
 func metricStats(ctx context.Context, tx pgx.Tx, owned, unitType string, m flywheel.Metric, q analysis.Query) (out, segmented []analysis.MetricStats, err error) {
-	events := []string{m.Event}
-	if m.Type == flywheel.MetricRatio {
-		events = []string{m.Numerator, m.Denominator}
-	}
-	from, to := 0, m.WindowHours // the analysis window, hours after exposure; 0 = no end
-	if m.Type == flywheel.MetricRetention {
-		from, to = m.FromHours, m.ToHours
-	}
-	var capValue, capPct *float64
-	if m.Cap != nil {
-		capValue, capPct = m.Cap.Value, m.Cap.Percentile
-	}
+	from, to, events := window(&m) // the analysis window, hours after exposure; 0 = no end
+	capValue, capPct := capOf(m.Cap)
 	// $1 unit type, $2 events, $3 metric type, $4 from hours, $5 to hours
 	// (0 = no end), $6 cuped hours, $7 cap value, $8 cap percentile, $9 now,
 	// $10 numerator, $11 denominator, $12 segmented.

@@ -277,10 +277,7 @@ func countMaturing(ctx context.Context, tx pgx.Tx, key string, q analysis.Query,
 // percentile cap (which moves with the data) and for segments (any exposure
 // attribute). It reads one row per unit, not the events.
 func unitStats(ctx context.Context, tx pgx.Tx, d aggDef, q analysis.Query) (out, segmented []analysis.MetricStats, err error) {
-	var capValue, capPct *float64
-	if c := d.metric.Cap; c != nil {
-		capValue, capPct = c.Value, c.Percentile
-	}
+	capValue, capPct := capOf(d.metric.Cap)
 	_, to, _ := window(d.metric)
 	segment, join := `'(none)'`, ""
 	if q.Segment != "" {

@@ -98,18 +98,8 @@ func (db *DB) RecomputeTimeseriesInput(ctx context.Context, e *flywheel.Experime
 		if _, err := tx.Exec(ctx, `UPDATE r_units SET first_ts = greatest(first_ts, $1)`, first); err != nil {
 			return err
 		}
-		events := []string{m.Event}
-		if m.Type == flywheel.MetricRatio {
-			events = []string{m.Numerator, m.Denominator}
-		}
-		from, to := 0, m.WindowHours
-		if m.Type == flywheel.MetricRetention {
-			from, to = m.FromHours, m.ToHours
-		}
-		var capValue, capPct *float64
-		if m.Cap != nil {
-			capValue, capPct = m.Cap.Value, m.Cap.Percentile
-		}
+		from, to, events := window(&m)
+		capValue, capPct := capOf(m.Cap)
 		rows, err := tx.Query(ctx, fmt.Sprintf(timeseriesStats, owned), e.UnitType, events, string(m.Type), from, to,
 			capValue, capPct, m.Numerator, m.Denominator, end)
 		if err != nil {
@@ -226,10 +216,7 @@ func (db *DB) aggregatedTimeseries(ctx context.Context, e *flywheel.Experiment, 
 		}
 		ok = true
 		end, first := timeseriesEnd(e, q.Now)
-		var capValue, capPct *float64
-		if m.Cap != nil {
-			capValue, capPct = m.Cap.Value, m.Cap.Percentile
-		}
+		capValue, capPct := capOf(m.Cap)
 		rows, err := tx.Query(ctx, aggregatedTimeseriesSQL, e.Key, m.Key, string(m.Type), q.Overrides, end, first, capValue, capPct)
 		if err != nil {
 			return err
