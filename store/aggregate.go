@@ -67,6 +67,10 @@ type Step struct {
 	Took time.Duration
 }
 
+// StepNames are the names of the steps of a cycle, in the order a cycle
+// takes them (a cycle reports only those it ran).
+var StepNames = []string{"statistics", "queue", "roots", "pairs", "history", "units", "track owners", "tracks", "crossover", "build"}
+
 // lap records the time since the previous lap (or since *last) as a step.
 func (r *AggregateReport) lap(name string, last *time.Time) {
 	now := time.Now()

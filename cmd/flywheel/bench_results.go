@@ -30,6 +30,7 @@ import (
 	"github.com/flywheel-oss/flywheel/analysis"
 	"github.com/flywheel-oss/flywheel/ingest"
 	"github.com/flywheel-oss/flywheel/internal/app"
+	"github.com/flywheel-oss/flywheel/store"
 )
 
 // The targets of the issue for results: at 1,000,000 exposed units and
@@ -556,8 +557,9 @@ func aggregatorFiguresOf(mfs []*dto.MetricFamily) (cycles, seconds, pairs float6
 			}
 		}
 	}
-	order := []string{"statistics", "queue", "roots", "pairs", "history", "units", "track owners", "tracks", "crossover", "build"}
-	slices.SortFunc(steps, func(a, b benchStep) int { return slices.Index(order, a.Name) - slices.Index(order, b.Name) })
+	slices.SortFunc(steps, func(a, b benchStep) int {
+		return slices.Index(store.StepNames, a.Name) - slices.Index(store.StepNames, b.Name)
+	})
 	return cycles, seconds, pairs, steps
 }
 

@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -35,7 +36,7 @@ func newAggregator(a *App, reg prometheus.Registerer) *aggregator {
 		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flywheel_aggregate_cycle_seconds",
 			Help: "Duration of aggregation cycles.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "flywheel_aggregate_step_seconds",
-			Help:    "Duration of the steps of aggregation cycles (store.Step: statistics, queue, roots, pairs, history, units, track owners, tracks, crossover, build).",
+			Help:    "Duration of the steps of aggregation cycles (store.Step: " + strings.Join(store.StepNames, ", ") + ").",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 18)}, []string{"step"}),
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flywheel_aggregate_lag_seconds",
 			Help: "Age of the oldest acknowledged event not yet in the results aggregates."}),
