@@ -90,7 +90,8 @@ func TestBenchUsage(t *testing.T) {
 // report all three targets with every batch accepted (postEvents fails a
 // batch unless every event is accepted), and the events must be stored.
 func TestBenchIngest(t *testing.T) {
-	getenv := env("DATABASE_URL", pgtest.NewDatabase(t))
+	// Cycles every 100ms, so that the short run has some to report.
+	getenv := env("DATABASE_URL", pgtest.NewDatabase(t), "FLYWHEEL_AGGREGATE_EVERY", "100ms")
 	var out, errs bytes.Buffer
 	args := []string{"bench", "ingest", "--rounds", "1", "--connections", "2", "--batch", "50", "--duration", "300ms", "--warmup", "50ms", "--json"}
 	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
@@ -115,8 +116,8 @@ func TestBenchIngest(t *testing.T) {
 	if rep.Summary.Copy <= 0 || rep.Summary.V7 <= 0 || rep.Summary.Ratio <= 0 {
 		t.Errorf("summary = %+v, want every figure", rep.Summary)
 	}
-	if a := rep.Aggregator; a == nil || a.Errors != 0 {
-		t.Errorf("aggregator = %+v, want its figures scraped from /metrics, no failed cycle", a)
+	if a := rep.Aggregator; a == nil || a.Cycles == 0 || len(a.Steps) == 0 || a.Errors != 0 {
+		t.Errorf("aggregator = %+v, want its cycles and steps scraped from /metrics, no failed cycle", a)
 	}
 	wantUsageErrors(t, env(), []string{"bench", "ingest", "--batch", "0"}, []string{"bench", "ingest", "--connections", "0"}, []string{"bench", "ingest", "x"})
 }
