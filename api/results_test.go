@@ -340,33 +340,33 @@ func TestResultsTimeseries(t *testing.T) {
 		expose("u5", "b", 0), buy("u4", 0),
 	}})
 	// Recomputed from raw events, then read from the per-day aggregates.
-	for _, path_ := range []string{"recomputed", "aggregated"} {
-		if path_ == "aggregated" {
+	for _, source := range []string{"recomputed", "aggregated"} {
+		if source == "aggregated" {
 			a.settle("ts")
 		}
 		doc := a.must(200, "GET", "/v1/experiments/ts/results/timeseries", nil)
 		points, _ := doc["points"].([]any)
 		if doc["metric"] != "purchase" || len(points) != 3 {
-			t.Fatalf("%s: timeseries = %v, want 3 days of purchase", path_, doc)
+			t.Fatalf("%s: timeseries = %v, want 3 days of purchase", source, doc)
 		}
 		// units and conversions of control and b, cumulative per day
 		want := [][4]float64{{1, 0, 1, 1}, {2, 1, 2, 1}, {2, 1, 3, 2}}
 		for i, w := range want {
 			p := points[i]
 			if date := path(p, "date"); date != today.AddDate(0, 0, i-2).Format("2006-01-02") {
-				t.Errorf("%s: point %d date = %v", path_, i, date)
+				t.Errorf("%s: point %d date = %v", source, i, date)
 			}
 			for j := range 2 {
 				units, _ := path(p, "variants", j, "units").(float64)
 				mean, _ := path(p, "variants", j, "mean").(float64)
 				if units != w[2*j] || math.Round(mean*units) != w[2*j+1] {
-					t.Errorf("%s: day %d %v: %v units, rate %v; want %v units, %v conversions", path_, i-2, path(p, "variants", j, "variant"), units, mean, w[2*j], w[2*j+1])
+					t.Errorf("%s: day %d %v: %v units, rate %v; want %v units, %v conversions", source, i-2, path(p, "variants", j, "variant"), units, mean, w[2*j], w[2*j+1])
 				}
 			}
 		}
 		res := a.must(200, "GET", "/v1/experiments/ts/results", nil)
 		if got, want := path(points[2], "variants", 1, "diff", "estimate"), path(res, "metrics", 0, "variants", 1, "diff", "estimate"); got != want {
-			t.Errorf("%s: last day's diff = %v, results say %v", path_, got, want)
+			t.Errorf("%s: last day's diff = %v, results say %v", source, got, want)
 		}
 	}
 	if r := a.do("GET", "/v1/experiments/ts/results/timeseries?metric=nope", a.admin, nil); r.Status != 400 && r.Status != 404 {
