@@ -62,12 +62,12 @@ WITH x AS (
         AS x(seq, experiment, unit_id, unit_type, variant, ts, attributes)
 ), g AS (
     SELECT experiment, unit_id, min(unit_type) AS unit_type, (array_agg(variant ORDER BY ts, seq))[1] AS variant,
-           min(ts) AS first_ts, (array_agg(attributes::jsonb ORDER BY ts, seq))[1] AS attributes,
+           min(ts) AS first_ts, (array_agg(attributes ORDER BY ts, seq))[1] AS attributes,
            count(DISTINCT variant) > 1 AS multiple
     FROM x GROUP BY experiment, unit_id
 ), ex AS (
     INSERT INTO exposures AS x (experiment, unit_id, unit_type, variant, first_ts, attributes, multiple)
-    SELECT experiment, unit_id, unit_type, variant, first_ts, attributes, multiple FROM g
+    SELECT experiment, unit_id, unit_type, variant, first_ts, attributes::jsonb, multiple FROM g
     WHERE NOT EXISTS (SELECT FROM exposures e WHERE e.experiment = g.experiment AND e.unit_id = g.unit_id
         AND e.first_ts <= g.first_ts AND (e.multiple OR (e.variant = g.variant AND NOT g.multiple)))
     ORDER BY experiment, unit_id
