@@ -14,7 +14,7 @@ import (
 	"github.com/flywheel-oss/flywheel/internal/statscases"
 )
 
-// casesDir is the shared reference cases, beside the repository.
+// casesDir is the R reference cases (internal/testdata/stats-cases).
 const casesDir = statscases.Root
 
 // TestReferenceCases runs Analyze on every stats-cases/<case>/units.csv,
@@ -213,7 +213,7 @@ func caseDirs(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	if len(dirs) < 8 {
-		t.Fatalf("found %d reference cases in %s, want 8: the shared stats-cases are missing", len(dirs), casesDir)
+		t.Fatalf("found %d reference cases in %s, want 8: the reference cases are missing", len(dirs), casesDir)
 	}
 	for i, d := range dirs {
 		dirs[i] = filepath.Dir(d)

@@ -6,12 +6,9 @@ import (
 	"testing"
 )
 
-// sharedDir is ../shared beside the repository (CI clones main with shared/
-// next to it).
-const sharedDir = "../../shared"
-
-// conditionsFile holds GrowthBook's evalCondition cases, spec 0.12.0.
-const conditionsFile = sharedDir + "/conformance/growthbook-conditions.json"
+// conditionsFile holds GrowthBook's evalCondition cases, spec 0.12.0
+// (testdata/README.md says where they came from).
+const conditionsFile = "testdata/growthbook-conditions.json"
 
 // Sections of conditionsFile.
 const (

@@ -37,7 +37,7 @@ const (
 
 // Hash returns MurmurHash3 x86_32 with seed 0 of the bytes of s (the UTF-8
 // encoding of the text). The function is a contract shared with every SDK:
-// it is pinned by ../shared/conformance/murmur3-vectors.json and by
+// it is pinned by testdata/murmur3-vectors.json and by
 // testdata/vectors.json.
 //
 // The algorithm is implemented here rather than by calling

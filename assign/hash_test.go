@@ -10,7 +10,7 @@ import (
 )
 
 // murmurVectorsFile holds 118 published MurmurHash3 x86_32 vectors.
-const murmurVectorsFile = sharedDir + "/conformance/murmur3-vectors.json"
+const murmurVectorsFile = "testdata/murmur3-vectors.json"
 
 type murmurVectors struct {
 	Count    int `json:"count"`

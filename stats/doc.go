@@ -9,7 +9,7 @@
 // RatioSummary carry them.
 //
 // The formulas, and the numbers they must reproduce, are pinned by
-// stats-cases/README.md in the shared contract (R 4.2.2: prop.test, t.test,
+// internal/testdata/stats-cases/README.md (R 4.2.2: prop.test, t.test,
 // lm, p.adjust, power.prop.test, power.t.test). Every difference is
 // variant − control.
 //

@@ -12,8 +12,7 @@ import (
 	"github.com/flywheel-oss/flywheel/internal/statscases"
 )
 
-// The shared reference files sit beside the repository: /work/main and
-// /work/shared locally, main/ and shared/ side by side in CI.
+// sharedCases is the folder of the R reference cases, in the repository.
 const sharedCases = statscases.Root
 
 // computed is one value the package produced, keyed by its path in the
@@ -39,7 +38,7 @@ func readTree(tb testing.TB, path string) map[string]any {
 	tb.Helper()
 	f, err := os.Open(path)
 	if err != nil {
-		tb.Fatalf("reference file missing (shared/ must sit beside the repository): %v", err)
+		tb.Fatalf("reference file missing: %v", err)
 	}
 	defer f.Close()
 	dec := json.NewDecoder(f)

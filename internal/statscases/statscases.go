@@ -1,4 +1,4 @@
-// Package statscases reads the reference cases of ../shared/stats-cases
+// Package statscases reads the reference cases of internal/testdata/stats-cases
 // (units.csv: one row per unit) for the tests of stats, analysis and the
 // API, so that every reader parses the file the same strict way.
 package statscases
@@ -15,8 +15,9 @@ import (
 )
 
 // Root is the folder of the cases, relative to a package folder one level
-// below the repository (CI clones the repository with shared/ beside it).
-const Root = "../../shared/stats-cases"
+// below the repository's root (stats, analysis, api): the cases live in the
+// repository, see internal/testdata/README.md for where they came from.
+const Root = "../internal/testdata/stats-cases"
 
 // Unit is one row of units.csv.
 type Unit struct {
