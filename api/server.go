@@ -116,6 +116,7 @@ func (s *Server) routes() {
 	e.GET("/healthz", s.handleHealthz)
 	e.GET("/readyz", s.handleReadyz)
 	e.GET("/metrics", s.handleMetrics)
+	e.GET("/v1/openapi.json", s.handleOpenAPI) // public: it holds no data
 
 	sdk := e.Group("/v1", s.authenticate(flywheel.ScopeSDK))
 	sdk.GET("/sdk/config", s.handleSDKConfig)
@@ -123,7 +124,6 @@ func (s *Server) routes() {
 	sdk.POST("/events", s.handleEvents)
 
 	admin := e.Group("/v1", s.authenticate(flywheel.ScopeAdmin))
-	admin.GET("/openapi.json", s.handleOpenAPI)
 	admin.POST("/experiments", s.handleCreateExperiment)
 	admin.GET("/experiments", s.handleListExperiments)
 	admin.GET("/experiments/:key", s.handleGetExperiment)
