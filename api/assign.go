@@ -65,11 +65,10 @@ func (s *Server) handleAssign(c *gin.Context) {
 	for i, key := range keys {
 		e, known := st.Experiment(key)
 		if !known {
-			if req.Experiments == nil {
-				continue
-			}
-			s.writeError(c, &flywheel.Error{Code: flywheel.CodeNotFound, Field: fmt.Sprintf("experiments[%d]", i), Message: fmt.Sprintf("experiment %q not found", key)})
-			return
+			// Unknown or archived: answered as the SDK answers it, so that an
+			// app gets the same decision from either (docs/api.md).
+			out = append(out, assignment{Experiment: key, Reason: assign.ReasonNotRunning})
+			continue
 		}
 		if e.UnitType != req.UnitType {
 			if req.Experiments == nil {

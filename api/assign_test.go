@@ -81,6 +81,14 @@ func TestAssign(t *testing.T) {
 	if got["reason"] != "override" || got["variant"] != "green" || got["payload"].(map[string]any)["color"] != "#0a0" {
 		t.Errorf("override = %v, want green with its payload", got)
 	}
+	// An unknown experiment is not running, as the SDK answers it: an app
+	// gets the same decision from the server and from local assignment.
+	if got := first(req("c-1", fr, "no-such-experiment")); got["reason"] != "not_running" || got["enrolled"] != false || got["variant"] != nil {
+		t.Errorf("unknown experiment = %v, want not_running, not enrolled", got)
+	}
+	if want := snap.Assign("no-such-experiment", "c-1", fr); want.Reason != "not_running" {
+		t.Errorf("the snapshot (the SDK's assignment) answers %q for an unknown experiment", want.Reason)
+	}
 	// Omitted experiments: every running experiment of this unit type.
 	all := req("c-2", fr)["assignments"].([]any)
 	if len(all) != 1 || all[0].(map[string]any)["experiment"] != "checkout-button" {
@@ -93,7 +101,6 @@ func TestAssign(t *testing.T) {
 		code  int
 		field string
 	}{
-		{"unknown experiment", `{"unit_type":"customer","unit_id":"c","experiments":["nope"]}`, 404, "experiments[0]"},
 		{"other unit type", `{"unit_type":"customer","unit_id":"c","experiments":["device-exp"]}`, 400, "experiments[0]"},
 		{"no unit id", `{"unit_type":"customer"}`, 400, "unit_id"},
 		{"bad unit type", `{"unit_type":"Customer","unit_id":"c"}`, 400, "unit_type"},
