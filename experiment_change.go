@@ -8,9 +8,10 @@ import (
 	"time"
 )
 
-// ExperimentPatch is a partial update: a nil field is left as it is.
-// Targeting is raw so that an explicit null (clear the targeting) can be
-// told apart from an absent field (nil).
+// ExperimentPatch is a partial update: a nil field is left as it is. An
+// explicit JSON null clears a field of ExperimentNullable (the API sets
+// Clear from the body); on any other field it is refused. Targeting is raw,
+// so its null also arrives as the JSON null and clears it.
 type ExperimentPatch struct {
 	Name       *string            `json:"name"`
 	Hypothesis *string            `json:"hypothesis"`
@@ -24,7 +25,15 @@ type ExperimentPatch struct {
 	Overrides  *map[string]string `json:"overrides"`
 	Metrics    *MetricRefs        `json:"metrics"`
 	Analysis   *Analysis          `json:"analysis"`
+	// Clear names the fields the body set to null, each in
+	// ExperimentNullable.
+	Clear map[string]bool `json:"-"`
 }
+
+// ExperimentNullable lists the experiment fields a patch may clear with
+// null: "targeting" (every unit is eligible), "overrides" (none), and
+// "layer_range" (flywheel allocates a free range of the layer again).
+var ExperimentNullable = []string{"targeting", "overrides", "layer_range"}
 
 // mutableWhile lists, per status, the fields a patch may change.
 var mutableWhile = map[Status]map[string]bool{
@@ -61,6 +70,9 @@ func (p *ExperimentPatch) Apply(e *Experiment) error {
 		r := *p.LayerRange
 		e.LayerRange = &r
 	}
+	if p.Clear["layer_range"] {
+		e.LayerRange = nil
+	}
 	if p.Salt != nil {
 		e.Salt = *p.Salt
 		if e.Salt == "" {
@@ -72,6 +84,9 @@ func (p *ExperimentPatch) Apply(e *Experiment) error {
 	}
 	if p.Overrides != nil {
 		e.Overrides = *p.Overrides
+	}
+	if p.Clear["overrides"] {
+		e.Overrides = map[string]string{}
 	}
 	if p.Metrics != nil {
 		e.Metrics = *p.Metrics

@@ -142,7 +142,9 @@ func (m *Metric) Validate() error {
 }
 
 // MetricPatch is a partial update of a metric; nil fields stay. The key and
-// type never change (results already computed would change meaning).
+// type never change (results already computed would change meaning). An
+// explicit JSON null clears a field of MetricNullable (the API sets
+// Clear from the body); on any other field it is refused.
 type MetricPatch struct {
 	Name        *string    `json:"name"`
 	Description *string    `json:"description"`
@@ -155,7 +157,13 @@ type MetricPatch struct {
 	CUPEDHours  *int       `json:"cuped_hours"`
 	Direction   *Direction `json:"direction"`
 	Cap         *Cap       `json:"cap"`
+	// Clear names the fields the body set to null, each in MetricNullable.
+	Clear map[string]bool `json:"-"`
 }
+
+// MetricNullable lists the metric fields a patch may clear with null:
+// "cap" removes the cap.
+var MetricNullable = []string{"cap"}
 
 // Apply changes m as the patch says; call Validate afterwards.
 func (p *MetricPatch) Apply(m *Metric) {
@@ -183,6 +191,9 @@ func (p *MetricPatch) Apply(m *Metric) {
 	}
 	if p.Cap != nil {
 		m.Cap = p.Cap
+	}
+	if p.Clear["cap"] {
+		m.Cap = nil
 	}
 	m.Normalize()
 }

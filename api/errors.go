@@ -1,11 +1,13 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/gin-gonic/gin"
@@ -64,6 +66,39 @@ func decodeJSON(c *gin.Context, v any) error {
 		return flywheel.Invalid("", "request body must hold exactly one JSON value")
 	}
 	return nil
+}
+
+// decodePatch decodes a PATCH body into v as decodeJSON does and returns
+// the top-level fields the body set to JSON null. A null clears a field of
+// nullable; on any other field it is refused, naming the field, since it
+// would otherwise be read as "leave unchanged" and silently ignored.
+func decodePatch(c *gin.Context, v any, nullable []string) (map[string]bool, error) {
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		return nil, jsonError(err)
+	}
+	c.Request.Body = io.NopCloser(bytes.NewReader(body))
+	if err := decodeJSON(c, v); err != nil {
+		return nil, err
+	}
+	var fields map[string]json.RawMessage
+	if err := json.Unmarshal(body, &fields); err != nil {
+		return nil, jsonError(err)
+	}
+	var nulls map[string]bool
+	for name, raw := range fields {
+		if string(bytes.TrimSpace(raw)) != "null" {
+			continue
+		}
+		if !slices.Contains(nullable, name) {
+			return nil, flywheel.Invalid(name, "%s cannot be null: leave it out to keep it as it is, or give a value (only %s can be cleared with null)", name, strings.Join(nullable, ", "))
+		}
+		if nulls == nil {
+			nulls = map[string]bool{}
+		}
+		nulls[name] = true
+	}
+	return nulls, nil
 }
 
 // jsonError turns an encoding/json error into an invalid_argument (or

@@ -125,13 +125,13 @@ func (s *Server) handleGetExperiment(c *gin.Context) {
 
 func (s *Server) handlePatchExperiment(c *gin.Context) {
 	var p flywheel.ExperimentPatch
-	if err := decodeJSON(c, &p); err != nil {
+	var err error
+	if p.Clear, err = decodePatch(c, &p, flywheel.ExperimentNullable); err != nil {
 		s.writeError(c, err)
 		return
 	}
 	var known map[string]bool
 	if p.Metrics != nil {
-		var err error
 		if known, err = s.deps.Store.MetricsExist(c.Request.Context(), p.Metrics.Keys()); err != nil {
 			s.writeError(c, err)
 			return

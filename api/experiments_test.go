@@ -316,11 +316,75 @@ func TestMetrics(t *testing.T) {
 	if r := a.do("PATCH", "/v1/metrics/revenue", a.admin, map[string]any{"type": "count"}); r.Status != 400 {
 		t.Errorf("patch type = %d, want 400 (unknown field: type never changes)", r.Status)
 	}
+	// An explicit null clears a nullable field (the cap) and is refused,
+	// naming the field, on any other: it would otherwise be read as "leave
+	// it as it is" and ignored without a word.
+	if p := a.must(200, "GET", "/v1/metrics/revenue", nil); p["cap"] == nil {
+		t.Fatalf("revenue has no cap before the null patch: %v", p)
+	}
+	if p := a.must(200, "PATCH", "/v1/metrics/revenue", map[string]any{"cap": nil}); p["cap"] != nil {
+		t.Errorf("PATCH cap null = %v, want the cap cleared", p["cap"])
+	}
+	if p := a.must(200, "GET", "/v1/metrics/revenue", nil); p["cap"] != nil {
+		t.Errorf("after PATCH cap null, GET = %v, want no cap stored", p["cap"])
+	}
+	for _, field := range []string{"name", "window_hours", "direction", "event", "cuped_hours"} {
+		before := a.must(200, "GET", "/v1/metrics/revenue", nil)
+		r := a.do("PATCH", "/v1/metrics/revenue", a.admin, map[string]any{field: nil, "description": "changed"})
+		if code, got, msg := r.errorOf(t); r.Status != 400 || code != "invalid_argument" || got != field {
+			t.Errorf("PATCH %s null = %d %s %q (%s), want 400 naming %s", field, r.Status, code, got, msg, field)
+		}
+		if after := a.must(200, "GET", "/v1/metrics/revenue", nil); after["description"] != before["description"] {
+			t.Errorf("a refused PATCH %s null changed the description to %v", field, after["description"])
+		}
+	}
 	list := a.must(200, "GET", "/v1/metrics", nil)["items"].([]any)
 	if len(list) != 2 { // revenue and plain
 		t.Errorf("list = %v", list)
 	}
 	if r := a.do("GET", "/v1/metrics/nope", a.admin, nil); r.Status != http.StatusNotFound {
 		t.Errorf("GET unknown metric = %d", r.Status)
+	}
+}
+
+// TestPatchExperimentNull checks that an explicit null clears the nullable
+// fields of a draft (targeting, overrides, layer_range) and is refused,
+// naming the field and changing nothing, on any other field.
+func TestPatchExperimentNull(t *testing.T) {
+	a := newTestAPI(t)
+	a.createMetric("purchase", "conversion")
+	b := experimentBody("nulls")
+	b["layer"], b["layer_range"] = "checkout", []any{0, 100}
+	a.must(201, "POST", "/v1/experiments", b)
+
+	got := a.must(200, "PATCH", "/v1/experiments/nulls", map[string]any{"targeting": nil, "overrides": nil, "layer_range": nil})
+	if got["targeting"] != nil {
+		t.Errorf("targeting after null = %v, want none", got["targeting"])
+	}
+	if o, ok := got["overrides"].(map[string]any); !ok || len(o) != 0 {
+		t.Errorf("overrides after null = %v, want {}", got["overrides"])
+	}
+	// A null layer range is allocated again: the largest free range.
+	if r, ok := got["layer_range"].([]any); !ok || len(r) != 2 || r[0] != 0.0 || r[1] != 10000.0 {
+		t.Errorf("layer_range after null = %v, want the whole free layer [0, 10000)", got["layer_range"])
+	}
+	stored := a.must(200, "GET", "/v1/experiments/nulls", nil)
+	if stored["targeting"] != nil || len(stored["overrides"].(map[string]any)) != 0 {
+		t.Errorf("stored after null = targeting %v overrides %v, want both cleared", stored["targeting"], stored["overrides"])
+	}
+
+	for _, field := range []string{"name", "hypothesis", "unit_type", "variants", "traffic", "layer", "salt", "metrics", "analysis"} {
+		other := "name" // a valid change beside the null, which must not happen either
+		if field == "name" {
+			other = "hypothesis"
+		}
+		before := a.must(200, "GET", "/v1/experiments/nulls", nil)
+		r := a.do("PATCH", "/v1/experiments/nulls", a.admin, map[string]any{field: nil, other: "changed"})
+		if code, got, msg := r.errorOf(t); r.Status != 400 || code != "invalid_argument" || got != field || !strings.Contains(msg, "cannot be null") {
+			t.Errorf("PATCH %s null = %d %s %q (%s), want 400 naming %s", field, r.Status, code, got, msg, field)
+		}
+		if after := a.must(200, "GET", "/v1/experiments/nulls", nil); after["revision"] != before["revision"] || after[other] != before[other] {
+			t.Errorf("a refused PATCH %s null changed the experiment: %v -> %v", field, before, after)
+		}
 	}
 }

@@ -79,7 +79,8 @@ func (s *Server) handleGetMetric(c *gin.Context) {
 
 func (s *Server) handlePatchMetric(c *gin.Context) {
 	var p flywheel.MetricPatch
-	if err := decodeJSON(c, &p); err != nil {
+	var err error
+	if p.Clear, err = decodePatch(c, &p, flywheel.MetricNullable); err != nil {
 		s.writeError(c, err)
 		return
 	}

@@ -35,7 +35,21 @@ func (r *LayerRange) UnmarshalJSON(data []byte) error {
 	// A *json.UnmarshalTypeError lets the decoder name the field at fault.
 	var a []int
 	if err := json.Unmarshal(data, &a); err != nil || len(a) != 2 {
-		return &json.UnmarshalTypeError{Value: "anything but an array of two integers [from, to]", Type: reflect.TypeOf(r)}
+		found := "an array of other values"
+		switch t := bytes.TrimSpace(data); {
+		case len(t) == 0:
+		case t[0] == '{':
+			found = "object"
+		case t[0] == '"':
+			found = "string"
+		case t[0] == 't' || t[0] == 'f':
+			found = "bool"
+		case t[0] != '[':
+			found = "number"
+		case err == nil:
+			found = fmt.Sprintf("an array of %d integers", len(a))
+		}
+		return &json.UnmarshalTypeError{Value: found, Type: reflect.TypeOf(r)}
 	}
 	r.From, r.To = a[0], a[1]
 	return nil
