@@ -2,6 +2,7 @@ package flywheel
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"time"
 )
@@ -51,26 +52,62 @@ type UnitRef struct {
 	UnitID   string `json:"unit_id"`
 }
 
-// Erasure counts what erasing a unit removed, per table.
+// Digest is the one-way form of a unit that an opt-out tombstone keeps
+// after the unit is erased: SHA-256(unit_type + ":" + unit_id), over the
+// id as stored (pseudonymised when ids are). It holds no id.
+func (u UnitRef) Digest() [32]byte {
+	return sha256.Sum256([]byte(u.UnitType + ":" + u.UnitID))
+}
+
+// Erasure counts what erasing a unit removed, per table, and the opt-outs
+// kept as tombstones (OptOutsKept): an opted-out unit that comes back stays
+// opted out, through a digest that holds no id.
 type Erasure struct {
-	Units     int64 `json:"units"`
-	Events    int64 `json:"events"`
-	EventIDs  int64 `json:"event_ids"`
-	Exposures int64 `json:"exposures"`
-	Aliases   int64 `json:"aliases"`
-	Consent   int64 `json:"consent"`
+	Units       int64 `json:"units"`
+	Events      int64 `json:"events"`
+	EventIDs    int64 `json:"event_ids"`
+	Exposures   int64 `json:"exposures"`
+	Aliases     int64 `json:"aliases"`
+	Consent     int64 `json:"consent"`
+	OptOutsKept int64 `json:"opt_outs_kept"`
+}
+
+// ConsentChanges are the consent changes since a time, for the in-memory
+// opt-out set: units now opted out, units opted back in, opt-outs kept as
+// tombstones of erased units (Digest), and the time to ask from next.
+type ConsentChanges struct {
+	Out, In    []UnitRef
+	Tombstones [][32]byte
+	Until      time.Time
+}
+
+// TokenChange is one change of the opt-out set as SDKs see it: a unit's
+// assign.OptOutToken, opted out or back in. At, Kind and Token order the
+// changes (Kind 0 is a consent record, 1 a tombstone); a cursor is the last
+// change read.
+type TokenChange struct {
+	Token    uint64
+	OptedOut bool
+	At       time.Time
+	Kind     int
 }
 
 // UnitStore keeps what is known of units: identity links, consent, and
 // erasure of everything.
 type UnitStore interface {
-	// SetConsent records a unit's analytics consent and audits it.
-	SetConsent(ctx context.Context, u UnitRef, analytics bool, actor string) error
-	// OptedOut lists every unit that has withdrawn consent, changed after since.
-	OptedOut(ctx context.Context, since time.Time) (out []UnitRef, in []UnitRef, until time.Time, err error)
+	// SetConsent records a unit's analytics consent and audits it. sdkToken
+	// is assign.OptOutToken of the raw id (0 when unknown), which SDKs read.
+	// Opting in removes an opt-out tombstone of the unit.
+	SetConsent(ctx context.Context, u UnitRef, analytics bool, sdkToken uint64, actor string) error
+	// OptedOut lists the consent changes after since.
+	OptedOut(ctx context.Context, since time.Time) (ConsentChanges, error)
+	// OptOutTokens lists up to limit changes of the SDKs' opt-out set after
+	// the change at (at, kind, token), in order.
+	OptOutTokens(ctx context.Context, at time.Time, kind int, token uint64, limit int) ([]TokenChange, error)
 	// EraseUnit removes every event, exposure, alias and consent record of
-	// the unit and of every id linked to it, and audits the counts (never
-	// the ids).
+	// the unit and of every id linked to it, keeping only a tombstone
+	// (UnitRef.Digest) of each opt-out, and audits the counts (never the
+	// ids).
 	EraseUnit(ctx context.Context, u UnitRef, actor string) (Erasure, error)
 	// DescribeUnit reports what is held about a unit: its links, its resolved
 	// customer, its consent and how many events and exposures.

@@ -77,7 +77,7 @@ func (s *Server) handleAssign(c *gin.Context) {
 			s.writeError(c, flywheel.Invalid(fmt.Sprintf("experiments[%d]", i), "experiment %q randomises on %s ids, not %s", key, e.UnitType, req.UnitType))
 			return
 		}
-		if optedOut {
+		if optedOut && e.Status == flywheel.StatusRunning { // as the SDK: not running comes first
 			out = append(out, assignment{Experiment: key, Reason: assign.ReasonOptedOut})
 			continue
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -11,6 +13,9 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+
+	"github.com/flywheel-oss/flywheel/assign"
+	"github.com/flywheel-oss/flywheel/internal/app"
 )
 
 // newID returns a fresh time-ordered event id.
@@ -291,5 +296,115 @@ func TestAssignLogExposure(t *testing.T) {
 	}
 	if n := a.sql(`SELECT count(*)::text || ' ' || (SELECT count(*) FROM events WHERE type = 'exposure' AND unit_id = 'c-7')::text || ' ' || max(attributes->>'country') FROM exposures WHERE unit_id = 'c-7'`); n != "1 2 FR" {
 		t.Errorf("exposures (rows, events, country) = %s, want 1 2 FR", n)
+	}
+}
+
+// TestOptOutOutlivesErasure: a unit that opted out and was erased stays
+// opted out when it comes back, for this server, for a server started
+// afterwards and for SDKs (the opt-out feed), with ids pseudonymised; it
+// ends only when the unit consents again. The feed carries tokens, never
+// ids.
+func TestOptOutOutlivesErasure(t *testing.T) {
+	const hmacKey = "a-secret-key-of-at-least-32-characters!"
+	a := newTestAPI(t, apiOptions{hmacKey: hmacKey})
+	a.runningExperiment("exp")
+	token := fmt.Sprintf("%016x", assign.OptOutToken("customer", "c-back"))
+	assignReason := func(srvURL string) string {
+		t.Helper()
+		b := a.doURL(srvURL, "POST", "/v1/assign", a.sdk, map[string]any{"unit_type": "customer", "unit_id": "c-back", "experiments": []string{"exp"}})
+		return b.json(t)["assignments"].([]any)[0].(map[string]any)["reason"].(string)
+	}
+	track := func(srvURL string) eventsAnswer {
+		t.Helper()
+		r := a.doURL(srvURL, "POST", "/v1/events", a.sdk, map[string]any{"events": []map[string]any{
+			{"id": newID(t), "type": "track", "event": "purchase", "unit_type": "customer", "unit_id": "c-back"}}})
+		var ans eventsAnswer
+		if err := json.Unmarshal(r.Body, &ans); err != nil || r.Status != 200 {
+			t.Fatalf("POST /v1/events = %d %s", r.Status, r.Body)
+		}
+		return ans
+	}
+	type feed struct {
+		OptedOut []string `json:"opted_out"`
+		OptedIn  []string `json:"opted_in"`
+		Cursor   string
+		More     bool
+	}
+	readFeed := func(query string) feed {
+		t.Helper()
+		r := a.do("GET", "/v1/sdk/opt-outs"+query, a.sdk, nil)
+		var f feed
+		if err := json.Unmarshal(r.Body, &f); err != nil || r.Status != 200 {
+			t.Fatalf("GET /v1/sdk/opt-outs%s = %d %s", query, r.Status, r.Body)
+		}
+		if strings.Contains(string(r.Body), "c-back") {
+			t.Errorf("the opt-out feed names a unit id: %s", r.Body)
+		}
+		return f
+	}
+
+	if got := assignReason(a.srv.URL); got != "bucket" {
+		t.Fatalf("before opting out, assign reason = %s", got)
+	}
+	a.must(200, "PUT", "/v1/units/customer/c-back/consent", map[string]any{"analytics": false})
+	a.must(200, "PUT", "/v1/units/customer/c-stays/consent", map[string]any{"analytics": false})
+	if f := readFeed(""); !slices.Contains(f.OptedOut, token) || len(f.OptedOut) != 2 || f.More {
+		t.Errorf("feed = %+v, want c-back's token %s among the 2 opted out", f, token)
+	}
+	// Pages: one change each, then caught up.
+	p1 := readFeed("?limit=1")
+	p2 := readFeed("?limit=1&cursor=" + p1.Cursor)
+	p3 := readFeed("?limit=1&cursor=" + p2.Cursor)
+	if !p1.More || !p2.More || len(p1.OptedOut)+len(p2.OptedOut) != 2 || len(p3.OptedOut) != 0 || p3.More {
+		t.Errorf("pages of one = %+v / %+v / %+v, want two changes then none", p1, p2, p3)
+	}
+	if r := a.do("GET", "/v1/sdk/opt-outs?cursor=nonsense", a.sdk, nil); r.Status != 400 {
+		t.Errorf("a bad cursor = %d, want 400", r.Status)
+	}
+
+	er := a.must(200, "DELETE", "/v1/units/customer/c-back", nil)["erased"].(map[string]any)
+	if er["consent"] != 1.0 || er["opt_outs_kept"] != 1.0 {
+		t.Errorf("erased = %v, want its consent record erased and its opt-out kept", er)
+	}
+	// It comes back: still opted out, here and on a server started now.
+	if got := assignReason(a.srv.URL); got != "opted_out" {
+		t.Errorf("after erasure, assign reason = %s, want opted_out", got)
+	}
+	if ans := track(a.srv.URL); ans.Dropped != 1 || ans.Accepted != 0 {
+		t.Errorf("after erasure, an event = %+v, want dropped", ans)
+	}
+	second, err := app.New(context.Background(), app.Config{DatabaseURL: a.url, IDHMACKey: hmacKey, AggregateEvery: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv2 := httptest.NewServer(second.Handler)
+	t.Cleanup(func() { srv2.Close(); _ = second.Close(context.Background()) })
+	if got := assignReason(srv2.URL); got != "opted_out" {
+		t.Errorf("a server started after the erasure assigns reason %s, want opted_out", got)
+	}
+	if ans := track(srv2.URL); ans.Dropped != 1 {
+		t.Errorf("a server started after the erasure: event = %+v, want dropped", ans)
+	}
+	if f := readFeed(""); !slices.Contains(f.OptedOut, token) || slices.Contains(f.OptedIn, token) {
+		t.Errorf("feed after erasure = %+v, want c-back's token still opted out", f)
+	}
+	// The tombstone holds neither the raw nor the pseudonymised id.
+	pseudo := a.ids.ID("c-back")
+	if dump := a.sql(`SELECT coalesce(string_agg(t::text, ' '), '') FROM consent_tombstones t`); dump == "" || strings.Contains(dump, "c-back") || strings.Contains(dump, pseudo) {
+		t.Errorf("tombstones = %q: want one, without the id in any form", dump)
+	}
+
+	// It consents again: enrolled, and SDKs reading on from their cursor
+	// learn it.
+	cursor := readFeed("").Cursor
+	a.must(200, "PUT", "/v1/units/customer/c-back/consent", map[string]any{"analytics": true})
+	if got := assignReason(a.srv.URL); got != "bucket" {
+		t.Errorf("after opting back in, assign reason = %s, want bucket", got)
+	}
+	if f := readFeed("?cursor=" + cursor); !slices.Contains(f.OptedIn, token) || slices.Contains(f.OptedOut, token) {
+		t.Errorf("feed from the last cursor = %+v, want c-back's token opted in", f)
+	}
+	if n := a.sql(`SELECT count(*)::text FROM consent_tombstones`); n != "0" {
+		t.Errorf("%s tombstones after opting back in, want 0", n)
 	}
 }

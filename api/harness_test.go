@@ -118,6 +118,12 @@ func (r response) errorOf(t testing.TB) (code, field, msg string) {
 // do sends a request; body is marshalled unless it is a string or []byte.
 func (a *testAPI) do(method, path, key string, body any, headers ...string) response {
 	a.t.Helper()
+	return a.doURL(a.srv.URL, method, path, key, body, headers...)
+}
+
+// doURL is do against another server (of the same database).
+func (a *testAPI) doURL(base, method, path, key string, body any, headers ...string) response {
+	a.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -132,7 +138,7 @@ func (a *testAPI) do(method, path, key string, body any, headers ...string) resp
 		}
 		rd = bytes.NewReader(raw)
 	}
-	req, err := http.NewRequest(method, a.srv.URL+path, rd)
+	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
 		a.t.Fatalf("NewRequest: %v", err)
 	}

@@ -30,6 +30,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/flywheel-oss/flywheel/api"
+	"github.com/flywheel-oss/flywheel/assign"
 	"github.com/flywheel-oss/flywheel/live"
 	"github.com/flywheel-oss/flywheel/store"
 )
@@ -1092,6 +1093,14 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 		t.Errorf("event of an opted-out unit: %s", r.Body)
 	}
 	do(call{method: "GET", path: "/v1/units/customer/c-5", key: admin, want: 200})
+	feed := do(call{method: "GET", path: "/v1/sdk/opt-outs", key: sdk, want: 200})
+	if token := fmt.Sprintf("%016x", assign.OptOutToken("customer", "c-5")); !strings.Contains(string(feed.Body), token) {
+		t.Errorf("opt-out feed %s lacks c-5's token %s", feed.Body, token)
+	}
+	do(call{method: "GET", path: "/v1/sdk/opt-outs?limit=1", key: admin, want: 200})
+	do(call{method: "GET", path: "/v1/sdk/opt-outs?limit=0", key: sdk, want: 400, rejected: true})
+	do(call{method: "GET", path: "/v1/sdk/opt-outs?cursor=bad", key: sdk, want: 400})
+	do(call{method: "GET", path: "/v1/sdk/opt-outs", want: 401, rejected: true})
 	do(call{method: "PUT", path: "/v1/units/customer/c-5/consent", key: admin, body: `{"analytics":true}`, want: 200})
 	for _, body := range []string{`{}`, `{"analytics":"no"}`, `{"analytics":null}`, `{"analytics":true,"marketing":false}`, ``} {
 		do(call{method: "PUT", path: "/v1/units/customer/c-5/consent", key: admin, body: body, want: 400, rejected: true})

@@ -6,6 +6,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/assign"
 )
 
 // unitRef reads the unit from the path, in its stored (pseudonymised) form.
@@ -41,7 +42,10 @@ func (s *Server) handleConsent(c *gin.Context) {
 		s.writeError(c, flywheel.Invalid("analytics", "analytics is required: true or false"))
 		return
 	}
-	if err := s.deps.Units.SetConsent(c.Request.Context(), u, *req.Analytics, actor(c)); err != nil {
+	// SDKs learn of the change through the token of the raw id, which the
+	// server sees only here (the stored id may be pseudonymised).
+	token := assign.OptOutToken(u.UnitType, c.Param("unit_id"))
+	if err := s.deps.Units.SetConsent(c.Request.Context(), u, *req.Analytics, token, actor(c)); err != nil {
 		s.writeError(c, err)
 		return
 	}

@@ -8,7 +8,7 @@
 // clock, keeps no mutable package-level state, has no init side effects and
 // never logs. Errors are returned as values.
 //
-// The assignment algorithm is a cross-SDK contract (see API.md, "Assignment"):
+// The assignment algorithm is a cross-SDK contract (docs/api.md, "Assignment"):
 //
 //	h(s)      = MurmurHash3_x86_32(utf8(s), seed 0)
 //	bucket(s) = (uint64(h(s)) * 10000) >> 32            in [0, 10000)

@@ -90,11 +90,12 @@ func compileConfig(raw []byte, seed maphash.Seed) (*compiled, error) {
 // Assign assigns unit to the experiment with the given key, from the
 // client's current config, without any network call; it never blocks on
 // I/O, never errors and never panics. The checks run in this order, as in
-// POST /v1/assign: an experiment unknown to the config gives
-// ReasonNotRunning; a unit that did not consent, ReasonOptedOut; a stopped
-// experiment, ReasonNotRunning; the experiment's unit type then picks the
-// unit's id, and a unit without that id (or with an empty one) is not
-// enrolled (ReasonNoUnitID); then override, targeting, layer and bucket as
+// POST /v1/assign: an experiment unknown to the config or not running gives
+// ReasonNotRunning; a unit that did not consent (Unit.OptedOut, WithConsent)
+// or that opted out on the server (PUT .../consent, learnt from
+// GET /v1/sdk/opt-outs with the config), ReasonOptedOut; the experiment's
+// unit type picks the unit's id, and a unit without that id (or with an
+// empty one) is not enrolled (ReasonNoUnitID); then override, targeting, layer and bucket as
 // in package assign. An empty id is never assigned, unlike in the pure
 // function, so anonymous users are not all bucketed together as "". The first time
 // a unit is enrolled in an experiment (per process), Assign queues one
@@ -112,13 +113,16 @@ func (c *Client) Assign(ctx context.Context, unit Unit, experimentKey string) As
 	if !ok {
 		return notEnrolled(experimentKey, ReasonNotRunning)
 	}
-	if !c.consents(&unit) {
-		return notEnrolled(experimentKey, ReasonOptedOut)
-	}
 	if !e.c.Running() {
 		return notEnrolled(experimentKey, ReasonNotRunning)
 	}
+	if !c.consents(&unit) {
+		return notEnrolled(experimentKey, ReasonOptedOut)
+	}
 	id := unit.ID(e.unitType)
+	if id != "" && c.optOuts.has(e.unitType, id) { // opted out on the server
+		return notEnrolled(experimentKey, ReasonOptedOut)
+	}
 	if id == "" {
 		return notEnrolled(experimentKey, ReasonNoUnitID)
 	}

@@ -22,8 +22,9 @@ type Client struct {
 	log  *slog.Logger
 	seed maphash.Seed
 
-	config atomic.Pointer[compiled]
-	seen   *seenSet
+	config  atomic.Pointer[compiled]
+	optOuts optOuts // the server's opt-outs, as tokens
+	seen    *seenSet
 
 	queue    *queue    // nil offline
 	delivery *delivery // nil offline

@@ -60,6 +60,7 @@ func (c *Client) fetch(ctx context.Context) (err error) {
 	switch res.StatusCode {
 	case http.StatusNotModified:
 		if cur != nil && cur.fromServer {
+			c.refreshOptOuts(ctx)
 			c.markReady()
 			return nil
 		}
@@ -86,6 +87,9 @@ func (c *Client) fetch(ctx context.Context) (err error) {
 	if cur == nil || !cur.fromServer || cur.revision != cfg.revision {
 		c.log.Info("flywheel: config loaded", "revision", cfg.revision, "experiments", len(cfg.experiments))
 	}
+	// Before the client is ready: the first assignments already leave out
+	// the units that opted out on the server.
+	c.refreshOptOuts(ctx)
 	c.markReady()
 	return nil
 }

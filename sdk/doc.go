@@ -61,5 +61,14 @@
 //
 // A unit that did not consent (Unit.OptedOut, or a WithConsent hook
 // returning false) is never enrolled (reason "opted_out") and nothing about
-// it is sent. Logs never contain unit ids or the key.
+// it is sent. Neither is a unit opted out on the server (PUT
+// /v1/units/{unit_type}/{unit_id}/consent), even after it was erased: with
+// each config fetch the client reads the changes of the server's opt-outs
+// from GET /v1/sdk/opt-outs, as tokens (assign.OptOutToken, a 64-bit
+// SHA-256 prefix of the unit type and raw id), never as ids, and checks a
+// unit's token when it is assigned or tracked. A change reaches the client
+// with the next config poll (WithPollInterval) or Refresh; until the first
+// one, and on a server without the feed, only the app's own consent
+// applies, and the server still drops an opted-out unit's events on
+// arrival. Logs never contain unit ids or the key.
 package sdk

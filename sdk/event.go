@@ -47,8 +47,8 @@ const maxObjectBytes = 16 << 10
 // and returns. It returns an error only for an event that could never be
 // accepted (no unit id, no name, a value that is not finite, properties
 // that cannot be encoded as a JSON object within 16 KiB) and ErrClosed after
-// Close. Nothing is sent for a unit that did not consent, and that is not an
-// error.
+// Close. Nothing is sent for a unit that did not consent (Unit.OptedOut,
+// WithConsent, or opted out on the server), and that is not an error.
 func (c *Client) Track(ctx context.Context, unit Unit, name string, value float64, properties map[string]any) error {
 	unitType, id := unit.primaryID()
 	switch {
@@ -59,8 +59,8 @@ func (c *Client) Track(ctx context.Context, unit Unit, name string, value float6
 	case math.IsNaN(value) || math.IsInf(value, 0):
 		return fmt.Errorf("sdk: track %q: value %v is not finite", name, value)
 	}
-	if !c.consents(&unit) {
-		return nil
+	if !c.consents(&unit) || c.optOuts.has(unitType, id) {
+		return nil // the server would drop it on arrival
 	}
 	ev := wireEvent{Type: "track", UnitType: unitType, UnitID: id, Event: name, Value: &value}
 	if len(properties) > 0 {
@@ -85,8 +85,8 @@ func (c *Client) Identify(ctx context.Context, deviceID, customerID string) erro
 	if deviceID == "" || customerID == "" {
 		return errors.New("sdk: identify: device id and customer id are both required")
 	}
-	if !c.consents(&Unit{DeviceID: deviceID, CustomerID: customerID}) {
-		return nil
+	if !c.consents(&Unit{DeviceID: deviceID, CustomerID: customerID}) || c.optOuts.has(UnitDevice, deviceID) {
+		return nil // the server would drop it on arrival
 	}
 	return c.enqueue(&wireEvent{Type: "identify", UnitType: UnitDevice, UnitID: deviceID, CustomerID: customerID})
 }

@@ -290,3 +290,89 @@ func TestAgainstServer(t *testing.T) {
 	}
 	t.Logf("%d units, %d enrolled (%v), %d conversions", units, len(enrolled), reasons, len(converted))
 }
+
+// serverAssign asks the server to assign a customer to the experiments.
+func serverAssign(t testing.TB, srv *apptest.Server, id string, experiments ...string) []map[string]any {
+	t.Helper()
+	raw, _ := json.Marshal(map[string]any{"unit_type": "customer", "unit_id": id, "experiments": experiments})
+	req, err := http.NewRequest("POST", srv.URL+"/v1/assign", bytes.NewReader(raw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+apptest.SDKKey)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	var out struct{ Assignments []map[string]any }
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil || res.StatusCode != 200 {
+		t.Fatalf("POST /v1/assign = %d, %v", res.StatusCode, err)
+	}
+	return out.Assignments
+}
+
+// TestSDKAndServerAgree: the SDK's local decision equals the server's for
+// the cases that do not come from the config's own rules: a unit that opted
+// out on the server (before and after it is erased, and after it opts back
+// in), and experiments that are unknown, drafts or archived.
+func TestSDKAndServerAgree(t *testing.T) {
+	srv := apptest.Start(t, app.Config{AggregateEvery: -1})
+	for _, key := range []string{"running", "draft", "archived"} {
+		admin(t, srv, 201, "POST", "/v1/experiments", map[string]any{
+			"key": key, "unit_type": "customer",
+			"variants": []any{map[string]any{"key": "control", "weight": 0.5}, map[string]any{"key": "b", "weight": 0.5}},
+		})
+	}
+	admin(t, srv, 200, "POST", "/v1/experiments/running/start", nil)
+	admin(t, srv, 200, "POST", "/v1/experiments/archived/archive", nil)
+	admin(t, srv, 200, "PUT", "/v1/units/customer/c-out/consent", map[string]any{"analytics": false})
+
+	ctx := context.Background()
+	c, err := sdk.New(ctx, sdk.Config{URL: srv.URL, Key: apptest.SDKKey}, sdk.WithStartupTimeout(30*time.Second), sdk.WithPollInterval(0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	if err := c.EnsureLoaded(ctx); err != nil {
+		t.Fatal(err)
+	}
+	experiments := []string{"running", "draft", "archived", "no-such-experiment"}
+	agree := func(stage, id string, want map[string]sdk.Reason) {
+		t.Helper()
+		server := serverAssign(t, srv, id, experiments...)
+		for i, key := range experiments {
+			local := c.Assign(ctx, sdk.Unit{CustomerID: id}, key)
+			if string(local.Reason) != server[i]["reason"] || local.Enrolled != server[i]["enrolled"] {
+				t.Errorf("%s: %s in %s: SDK %s/%v, server %v/%v", stage, id, key, local.Reason, local.Enrolled, server[i]["reason"], server[i]["enrolled"])
+			}
+			if local.Enrolled && local.Variant != server[i]["variant"] {
+				t.Errorf("%s: %s in %s: SDK variant %s, server %v", stage, id, key, local.Variant, server[i]["variant"])
+			}
+			if w, ok := want[key]; ok && local.Reason != w {
+				t.Errorf("%s: %s in %s: reason %s, want %s", stage, id, key, local.Reason, w)
+			}
+		}
+	}
+	notRunning := map[string]sdk.Reason{"draft": sdk.ReasonNotRunning, "archived": sdk.ReasonNotRunning, "no-such-experiment": sdk.ReasonNotRunning}
+	agree("opted out", "c-out", map[string]sdk.Reason{"running": sdk.ReasonOptedOut})
+	agree("consenting", "c-in", notRunning)
+	if err := c.Track(ctx, sdk.Unit{CustomerID: "c-out"}, "purchase", 1, nil); err != nil {
+		t.Fatal(err)
+	}
+	if q := c.Stats().Queued; q != 1 { // c-in's exposure only
+		t.Errorf("queued %d events, want 1: the opted-out unit's track must not be sent", q)
+	}
+
+	admin(t, srv, 200, "DELETE", "/v1/units/customer/c-out", nil)
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	agree("erased while opted out", "c-out", map[string]sdk.Reason{"running": sdk.ReasonOptedOut})
+
+	admin(t, srv, 200, "PUT", "/v1/units/customer/c-out/consent", map[string]any{"analytics": true})
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	agree("opted back in", "c-out", map[string]sdk.Reason{"running": sdk.ReasonBucket})
+}

@@ -398,13 +398,13 @@ func TestAggregateRandomised(t *testing.T) {
 				for range 2 {
 					if i := g.r.IntN(len(optedOut) + 1); i < len(optedOut) && g.r.IntN(2) == 0 {
 						if u := optedOut[i]; !g.erased[u.UnitID] {
-							if err := db.SetConsent(ctx, u, true, "test"); err != nil {
+							if err := db.SetConsent(ctx, u, true, 0, "test"); err != nil {
 								t.Fatalf("SetConsent: %v", err)
 							}
 						}
 						optedOut = slices.Delete(optedOut, i, i+1)
 					} else if u := g.units[g.r.IntN(len(g.units))]; !g.erased[u.UnitID] {
-						if err := db.SetConsent(ctx, u, false, "test"); err != nil {
+						if err := db.SetConsent(ctx, u, false, 0, "test"); err != nil {
 							t.Fatalf("SetConsent: %v", err)
 						}
 						optedOut = append(optedOut, u)
@@ -606,7 +606,7 @@ func TestAggregateConcurrent(t *testing.T) {
 				}
 				if b%4 == 3 {
 					id, _, _ := g.unit("customer", 0)
-					if err := db.SetConsent(ctx, flywheel.UnitRef{UnitType: "customer", UnitID: id}, b%8 == 3, "test"); err != nil {
+					if err := db.SetConsent(ctx, flywheel.UnitRef{UnitType: "customer", UnitID: id}, b%8 == 3, 0, "test"); err != nil {
 						errs <- fmt.Errorf("writer %d: SetConsent: %w", w, err)
 						return
 					}
@@ -687,7 +687,7 @@ func TestAggregateErasure(t *testing.T) {
 		buy("customer", "cust-gone", 5, 20), buy("device", "dev-gone-1", 6, 30), buy("device", "dev-merged", 7, 200),
 		buy("customer", "cust-keep", 8, 15), buy("device", "dev-keep", 9, 12), view("device", "dev-gone-2", 30), view("device", "dev-keep", 30),
 	)
-	if err := db.SetConsent(ctx, flywheel.UnitRef{UnitType: "device", UnitID: "dev-gone-2"}, false, "test"); err != nil {
+	if err := db.SetConsent(ctx, flywheel.UnitRef{UnitType: "device", UnitID: "dev-gone-2"}, false, 0, "test"); err != nil {
 		t.Fatal(err)
 	}
 	aggregateAll(t, db)

@@ -500,7 +500,7 @@ func TestEraseUnit(t *testing.T) {
 	// customer goes.
 	mustWrite(t, db, identify("device", otherD, cust, at(11)))
 	for _, u := range []flywheel.UnitRef{{UnitType: "customer", UnitID: cust}, {UnitType: "device", UnitID: phone}, {UnitType: "device", UnitID: otherD}, {UnitType: "account", UnitID: sharedD}} {
-		if err := db.SetConsent(ctx, u, false, "alice"); err != nil {
+		if err := db.SetConsent(ctx, u, false, 0, "alice"); err != nil {
 			t.Fatalf("SetConsent: %v", err)
 		}
 	}
@@ -510,7 +510,7 @@ func TestEraseUnit(t *testing.T) {
 	if err != nil {
 		t.Fatalf("EraseUnit: %v", err)
 	}
-	want := flywheel.Erasure{Units: 4, Events: 11, EventIDs: 11, Exposures: 3, Aliases: 3, Consent: 2}
+	want := flywheel.Erasure{Units: 4, Events: 11, EventIDs: 11, Exposures: 3, Aliases: 3, Consent: 2, OptOutsKept: 2}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("EraseUnit counts mismatch (-want +got):\n%s", diff)
 	}
@@ -551,6 +551,23 @@ func TestEraseUnit(t *testing.T) {
 	} {
 		if n := queryInt(t, db, q); n != want {
 			t.Errorf("%s = %d, want %d", q, n, want)
+		}
+	}
+
+	// The two opt-outs outlive the erasure as digests, which hold no id.
+	var digests [][]byte
+	for _, u := range erased[:2] {
+		d := u.Digest()
+		digests = append(digests, d[:])
+	}
+	if n := queryInt(t, db, `SELECT count(*) FROM consent_tombstones WHERE digest = ANY($1)`, digests); n != 2 {
+		t.Errorf("%d tombstones of the erased opt-outs, want 2", n)
+	}
+	for _, text := range queryStrings(t, db, `SELECT t::text FROM consent_tombstones t`) {
+		for _, id := range ids {
+			if strings.Contains(text, id) {
+				t.Errorf("tombstone %q holds erased id %q", text, id)
+			}
 		}
 	}
 
@@ -606,7 +623,7 @@ func TestDescribeUnitChain(t *testing.T) {
 		exposure("device", "dev", "onboarding", "b", t0, ""),
 		exposure("device", "dev", "tour", "a", t0, ""),
 	)
-	if err := db.SetConsent(ctx, flywheel.UnitRef{UnitType: "device", UnitID: "dev"}, true, "alice"); err != nil {
+	if err := db.SetConsent(ctx, flywheel.UnitRef{UnitType: "device", UnitID: "dev"}, true, 0, "alice"); err != nil {
 		t.Fatal(err)
 	}
 	yes := true
@@ -718,5 +735,97 @@ func TestValidatedEventsAreStorable(t *testing.T) {
 	}
 	if _, err := db.WriteEvents(ctx, valid); err != nil {
 		t.Errorf("WriteEvents(every valid event): %v", err)
+	}
+}
+
+// TestOptOutOutlivesErasure: an opted-out unit that is erased and comes
+// back is still opted out (for the server's set and for SDKs' tokens),
+// through a tombstone that holds no id; opting back in ends it.
+func TestOptOutOutlivesErasure(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	u := flywheel.UnitRef{UnitType: "customer", UnitID: "c-tomb"}
+	other := flywheel.UnitRef{UnitType: "customer", UnitID: "c-fine"}
+	const token, otherToken = uint64(0xfedcba9876543210), uint64(42)
+	start := time.Unix(0, 0)
+
+	if err := db.SetConsent(ctx, u, false, token, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.SetConsent(ctx, other, true, otherToken, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	ch, err := db.OptedOut(ctx, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(ch.Out, []flywheel.UnitRef{u}) || !slices.Equal(ch.In, []flywheel.UnitRef{other}) || len(ch.Tombstones) != 0 {
+		t.Fatalf("OptedOut = %+v, want c-tomb out and c-fine in", ch)
+	}
+	tokens, err := db.OptOutTokens(ctx, start, -1, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tokens) != 2 || tokens[0].Token != token || !tokens[0].OptedOut || tokens[1].Token != otherToken || tokens[1].OptedOut {
+		t.Fatalf("OptOutTokens = %+v, want c-tomb's token out, then c-fine's in", tokens)
+	}
+	// The cursor is exclusive: after the last change there is none.
+	last := tokens[1]
+	if rest, err := db.OptOutTokens(ctx, last.At, last.Kind, last.Token, 10); err != nil || len(rest) != 0 {
+		t.Errorf("OptOutTokens after the last change = %+v, %v; want none", rest, err)
+	}
+
+	erased, err := db.EraseUnit(ctx, u, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if erased.Consent != 1 || erased.OptOutsKept != 1 {
+		t.Errorf("erasure = %+v, want 1 consent record erased and 1 opt-out kept", erased)
+	}
+	if n := queryInt(t, db, `SELECT count(*) FROM consent WHERE unit_id = 'c-tomb'`); n != 0 {
+		t.Errorf("%d consent rows still name the erased unit", n)
+	}
+	ch, err = db.OptedOut(ctx, start)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ch.Tombstones) != 1 || ch.Tombstones[0] != u.Digest() || len(ch.Out) != 0 {
+		t.Errorf("OptedOut after erasure = %+v, want only c-tomb's tombstone", ch)
+	}
+	tokens, err = db.OptOutTokens(ctx, start, -1, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tokens) != 2 || tokens[1].Token != token || !tokens[1].OptedOut || tokens[1].Kind != 1 {
+		t.Errorf("OptOutTokens after erasure = %+v, want c-tomb's token still out, from its tombstone", tokens)
+	}
+	info, err := db.DescribeUnit(ctx, u)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Analytics == nil || *info.Analytics {
+		t.Errorf("DescribeUnit(erased opt-out).Analytics = %v, want false (the tombstone)", info.Analytics)
+	}
+
+	// It comes back and consents again: the tombstone goes.
+	if err := db.SetConsent(ctx, u, true, token, "alice"); err != nil {
+		t.Fatal(err)
+	}
+	if n := queryInt(t, db, `SELECT count(*) FROM consent_tombstones`); n != 0 {
+		t.Errorf("%d tombstones after opting back in, want 0", n)
+	}
+	tokens, err = db.OptOutTokens(ctx, start, -1, 0, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(tokens); n == 0 || tokens[n-1].Token != token || tokens[n-1].OptedOut {
+		t.Errorf("OptOutTokens after opting in = %+v, want c-tomb's token in, last", tokens)
+	}
+	// Erasing a unit that consents keeps nothing.
+	if erased, err := db.EraseUnit(ctx, u, "alice"); err != nil || erased.OptOutsKept != 0 || erased.Consent != 1 {
+		t.Errorf("erasure of a consenting unit = %+v, %v; want its consent erased, nothing kept", erased, err)
+	}
+	if n := queryInt(t, db, `SELECT count(*) FROM consent_tombstones`); n != 0 {
+		t.Errorf("%d tombstones after erasing a consenting unit, want 0", n)
 	}
 }

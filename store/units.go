@@ -42,13 +42,22 @@ func (db *DB) cluster(ctx context.Context, q pgx.Tx, u flywheel.UnitRef) ([]flyw
 }
 
 // SetConsent records a unit's analytics consent and audits the change
-// (with the unit type only: the audit log never holds unit ids).
-func (db *DB) SetConsent(ctx context.Context, u flywheel.UnitRef, analytics bool, actor string) error {
+// (with the unit type only: the audit log never holds unit ids). Opting in
+// also deletes the unit's opt-out tombstone, if it was erased while opted
+// out: it consents again.
+func (db *DB) SetConsent(ctx context.Context, u flywheel.UnitRef, analytics bool, sdkToken uint64, actor string) error {
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `INSERT INTO consent (unit_type, unit_id, analytics, updated_at) VALUES ($1, $2, $3, $4)
-			ON CONFLICT (unit_type, unit_id) DO UPDATE SET analytics = EXCLUDED.analytics, updated_at = EXCLUDED.updated_at`,
-			u.UnitType, u.UnitID, analytics, db.now()); err != nil {
+		if _, err := tx.Exec(ctx, `INSERT INTO consent (unit_type, unit_id, analytics, updated_at, sdk_token) VALUES ($1, $2, $3, $4, $5)
+			ON CONFLICT (unit_type, unit_id) DO UPDATE SET analytics = EXCLUDED.analytics, updated_at = EXCLUDED.updated_at,
+			    sdk_token = COALESCE(EXCLUDED.sdk_token, consent.sdk_token)`,
+			u.UnitType, u.UnitID, analytics, db.now(), nullToken(sdkToken)); err != nil {
 			return err
+		}
+		if analytics {
+			d := u.Digest()
+			if _, err := tx.Exec(ctx, `DELETE FROM consent_tombstones WHERE digest = $1`, d[:]); err != nil {
+				return err
+			}
 		}
 		// The unit's aggregates leave (or rejoin) results at the next cycle.
 		if _, err := tx.Exec(ctx, enqueueSQL, db.now(), []string{u.UnitType}, []string{u.UnitID}); err != nil {
@@ -59,40 +68,91 @@ func (db *DB) SetConsent(ctx context.Context, u flywheel.UnitRef, analytics bool
 	return translate("set consent", err)
 }
 
-// OptedOut returns the units whose consent changed after since, split into
-// those now opted out and those opted back in, and the time to ask from
-// next (a little before the newest change, so nothing at the boundary is
-// missed; applying a change twice is harmless).
-func (db *DB) OptedOut(ctx context.Context, since time.Time) (out, in []flywheel.UnitRef, until time.Time, err error) {
-	rows, err := db.pool.Query(ctx, `SELECT unit_type, unit_id, analytics, updated_at FROM consent WHERE updated_at > $1 ORDER BY updated_at`, since)
+// nullToken stores an unknown opt-out token (0) as NULL.
+func nullToken(t uint64) *int64 {
+	if t == 0 {
+		return nil
+	}
+	v := int64(t)
+	return &v
+}
+
+// OptedOut returns the consent changes after since: units now opted out,
+// units opted back in, tombstones of erased opted-out units, and the time
+// to ask from next (a little before the newest change, so nothing at the
+// boundary is missed; applying a change twice is harmless).
+func (db *DB) OptedOut(ctx context.Context, since time.Time) (flywheel.ConsentChanges, error) {
+	ch := flywheel.ConsentChanges{Until: since}
+	rows, err := db.pool.Query(ctx, `
+		SELECT unit_type, unit_id, analytics, NULL::bytea, updated_at FROM consent WHERE updated_at > $1
+		UNION ALL
+		SELECT unit_type, NULL, false, digest, updated_at FROM consent_tombstones WHERE updated_at > $1
+		ORDER BY 5`, since)
 	if err != nil {
-		return nil, nil, since, translate("opted out", err)
+		return ch, translate("opted out", err)
 	}
 	defer rows.Close()
-	until = since
 	for rows.Next() {
 		var u flywheel.UnitRef
+		var id *string
 		var analytics bool
+		var digest []byte
 		var at time.Time
-		if err := rows.Scan(&u.UnitType, &u.UnitID, &analytics, &at); err != nil {
-			return nil, nil, since, translate("opted out", err)
+		if err := rows.Scan(&u.UnitType, &id, &analytics, &digest, &at); err != nil {
+			return ch, translate("opted out", err)
 		}
-		if analytics {
-			in = append(in, u)
-		} else {
-			out = append(out, u)
+		switch {
+		case id == nil:
+			var d [32]byte
+			copy(d[:], digest)
+			ch.Tombstones = append(ch.Tombstones, d)
+		case analytics:
+			u.UnitID = *id
+			ch.In = append(ch.In, u)
+		default:
+			u.UnitID = *id
+			ch.Out = append(ch.Out, u)
 		}
-		if at.After(until) {
-			until = at
+		if at.After(ch.Until) {
+			ch.Until = at
 		}
 	}
 	if err := rows.Err(); err != nil {
-		return nil, nil, since, translate("opted out", err)
+		return ch, translate("opted out", err)
 	}
-	if until.After(since) {
-		until = until.Add(-time.Second)
+	if ch.Until.After(since) {
+		ch.Until = ch.Until.Add(-time.Second)
 	}
-	return out, in, until, nil
+	return ch, nil
+}
+
+// OptOutTokens returns up to limit changes of the SDKs' opt-out set after
+// (at, kind, token), in that order: consent records (kind 0) and
+// tombstones (kind 1) that have a token. Records without a token (ids
+// pseudonymised before tokens existed) are not listed.
+func (db *DB) OptOutTokens(ctx context.Context, at time.Time, kind int, token uint64, limit int) ([]flywheel.TokenChange, error) {
+	rows, err := db.pool.Query(ctx, `
+		SELECT updated_at, kind, sdk_token, opted_out FROM (
+		    SELECT updated_at, 0 AS kind, sdk_token, NOT analytics AS opted_out FROM consent
+		    WHERE updated_at >= $1 AND sdk_token IS NOT NULL
+		    UNION ALL
+		    SELECT updated_at, 1, sdk_token, true FROM consent_tombstones
+		    WHERE updated_at >= $1 AND sdk_token IS NOT NULL
+		) c
+		WHERE (updated_at, kind, sdk_token) > ($1, $2, $3)
+		ORDER BY updated_at, kind, sdk_token
+		LIMIT $4`, at, kind, int64(token), limit)
+	if err != nil {
+		return nil, translate("opt-out tokens", err)
+	}
+	out, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (flywheel.TokenChange, error) {
+		var c flywheel.TokenChange
+		var t int64
+		err := r.Scan(&c.At, &c.Kind, &t, &c.OptedOut)
+		c.Token = uint64(t)
+		return c, err
+	})
+	return out, translate("opt-out tokens", err)
 }
 
 // EraseUnit deletes everything held about the unit and every id linked to
@@ -129,10 +189,19 @@ func (db *DB) EraseUnit(ctx context.Context, u flywheel.UnitRef, actor string) (
 			ex AS (DELETE FROM exposures x USING u WHERE x.unit_type = u.unit_type AND x.unit_id = u.unit_id RETURNING 1),
 			al AS (DELETE FROM aliases a USING u WHERE (a.unit_type = u.unit_type AND a.unit_id = u.unit_id)
 			                                   OR (u.unit_type = 'customer' AND a.customer_id = u.unit_id) RETURNING 1),
-			co AS (DELETE FROM consent c USING u WHERE c.unit_type = u.unit_type AND c.unit_id = u.unit_id RETURNING 1)
+			co AS (DELETE FROM consent c USING u WHERE c.unit_type = u.unit_type AND c.unit_id = u.unit_id
+			       RETURNING c.unit_type, c.unit_id, c.analytics, c.sdk_token),
+			-- an opt-out outlives the erasure as a tombstone without the id
+			-- (flywheel.UnitRef.Digest), so that a unit that comes back is
+			-- still left alone
+			tb AS (INSERT INTO consent_tombstones AS t (digest, unit_type, sdk_token, updated_at)
+			       SELECT sha256(convert_to(co.unit_type || ':' || co.unit_id, 'UTF8')), co.unit_type, co.sdk_token, $3::timestamptz
+			       FROM co WHERE NOT co.analytics
+			       ON CONFLICT (digest) DO UPDATE SET sdk_token = COALESCE(EXCLUDED.sdk_token, t.sdk_token), updated_at = EXCLUDED.updated_at
+			       RETURNING 1)
 			SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM ids), (SELECT count(*) FROM ex),
-			       (SELECT count(*) FROM al), (SELECT count(*) FROM co)`, types, ids).
-			Scan(&n.Events, &n.EventIDs, &n.Exposures, &n.Aliases, &n.Consent)
+			       (SELECT count(*) FROM al), (SELECT count(*) FROM co), (SELECT count(*) FROM tb)`, types, ids, db.now()).
+			Scan(&n.Events, &n.EventIDs, &n.Exposures, &n.Aliases, &n.Consent, &n.OptOutsKept)
 		if err != nil {
 			return err
 		}
@@ -166,8 +235,13 @@ func (db *DB) DescribeUnit(ctx context.Context, u flywheel.UnitRef) (flywheel.Un
 		if err != nil {
 			return err
 		}
+		// The consent record, else an opt-out kept as a tombstone when the
+		// unit was erased.
 		var analytics *bool
-		if err := tx.QueryRow(ctx, `SELECT analytics FROM consent WHERE unit_type = $1 AND unit_id = $2`, u.UnitType, u.UnitID).Scan(&analytics); err != nil && err != pgx.ErrNoRows {
+		d := u.Digest()
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(
+			    (SELECT analytics FROM consent WHERE unit_type = $1 AND unit_id = $2),
+			    (SELECT false FROM consent_tombstones WHERE digest = $3))`, u.UnitType, u.UnitID, d[:]).Scan(&analytics); err != nil {
 			return err
 		}
 		info.Analytics = analytics
