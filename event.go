@@ -72,6 +72,24 @@ type Erasure struct {
 	OptOutsKept int64 `json:"opt_outs_kept"`
 }
 
+// The states of an erasure request.
+const (
+	ErasurePending = "pending"
+	ErasureDone    = "done"
+)
+
+// ErasureStatus is an erasure request: pending until carried out (in one
+// transaction, never in part), then done with what it removed. It never
+// holds the unit's id.
+type ErasureStatus struct {
+	ID          string     `json:"id"`
+	Status      string     `json:"status"`
+	UnitType    string     `json:"unit_type"`
+	RequestedAt time.Time  `json:"requested_at"`
+	DoneAt      *time.Time `json:"done_at,omitempty"`
+	Erased      *Erasure   `json:"erased,omitempty"`
+}
+
 // ConsentChanges are the consent changes since a time, for the in-memory
 // opt-out set: units now opted out, units opted back in, opt-outs kept as
 // tombstones of erased units (Digest), and the time to ask from next.
@@ -104,11 +122,14 @@ type UnitStore interface {
 	// OptOutTokens lists up to limit changes of the SDKs' opt-out set after
 	// the change at (at, kind, token), in order.
 	OptOutTokens(ctx context.Context, at time.Time, kind int, token uint64, limit int) ([]TokenChange, error)
-	// EraseUnit removes every event, exposure, alias and consent record of
-	// the unit and of every id linked to it, keeping only a tombstone
-	// (UnitRef.Digest) of each opt-out, and audits the counts (never the
-	// ids).
-	EraseUnit(ctx context.Context, u UnitRef, actor string) (Erasure, error)
+	// RequestErasure records the erasure of the unit and every id linked to
+	// it (every event, exposure, alias and consent record, keeping only a
+	// tombstone, UnitRef.Digest, of each opt-out; audited with the counts,
+	// never the ids) and carries it out if it can start within wait; else
+	// it stays pending and is carried out in the background.
+	RequestErasure(ctx context.Context, u UnitRef, actor string, wait time.Duration) (ErasureStatus, error)
+	// FindErasure returns an erasure request by id.
+	FindErasure(ctx context.Context, id string) (ErasureStatus, error)
 	// DescribeUnit reports what is held about a unit: its links, its resolved
 	// customer, its consent and how many events and exposures.
 	DescribeUnit(ctx context.Context, u UnitRef) (UnitInfo, error)

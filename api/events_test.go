@@ -16,6 +16,7 @@ import (
 
 	"github.com/flywheel-oss/flywheel/assign"
 	"github.com/flywheel-oss/flywheel/internal/app"
+	"github.com/flywheel-oss/flywheel/store"
 )
 
 // newID returns a fresh time-ordered event id.
@@ -406,5 +407,68 @@ func TestOptOutOutlivesErasure(t *testing.T) {
 	}
 	if n := a.sql(`SELECT count(*)::text FROM consent_tombstones`); n != "0" {
 		t.Errorf("%s tombstones after opting back in, want 0", n)
+	}
+}
+
+// TestEraseDuringALongCycle: while an aggregation cycle holds its lock (the
+// first build of a large experiment takes minutes), DELETE answers 202 with
+// the request to poll instead of timing out, erases nothing in part, and
+// the background finishes the erasure once the cycle ends.
+func TestEraseDuringALongCycle(t *testing.T) {
+	a := newTestAPI(t, apiOptions{eraseWait: 100 * time.Millisecond})
+	a.runningExperiment("exp")
+	a.postEvents(a.sdk, map[string]any{"events": []map[string]any{
+		{"id": newID(t), "type": "exposure", "experiment": "exp", "variant": "green", "unit_type": "customer", "unit_id": "c-wait"},
+		{"id": newID(t), "type": "track", "event": "purchase", "unit_type": "customer", "unit_id": "c-wait"},
+	}})
+
+	conn, err := pgx.Connect(context.Background(), a.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), `SELECT pg_advisory_lock($1)`, store.AggregationLock); err != nil {
+		t.Fatal(err)
+	}
+	r := a.do("DELETE", "/v1/units/customer/c-wait", a.admin, nil)
+	if r.Status != 202 {
+		t.Fatalf("DELETE during a long cycle = %d %s, want 202", r.Status, r.Body)
+	}
+	er := r.json(t)["erasure"].(map[string]any)
+	loc := r.Header.Get("Location")
+	if er["status"] != "pending" || loc != "/v1/erasures/"+er["id"].(string) || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("202 = %s (Location %q), want a pending request to poll", r.Body, loc)
+	}
+	if n := a.sql(`SELECT count(*)::text FROM events WHERE unit_id = 'c-wait'`); n != "2" {
+		t.Errorf("a pending erasure deleted part of the unit: %s events left of 2", n)
+	}
+	if got := a.must(200, "GET", loc, nil); got["status"] != "pending" || got["erased"] != nil {
+		t.Errorf("GET %s = %v, want pending", loc, got)
+	}
+	if _, err := conn.Exec(context.Background(), `SELECT pg_advisory_unlock($1)`, store.AggregationLock); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		if got = a.must(200, "GET", loc, nil); got["status"] == "done" || time.Now().After(deadline) {
+			break
+		}
+	}
+	erased, _ := got["erased"].(map[string]any)
+	if got["status"] != "done" || erased["events"] != 2.0 || erased["exposures"] != 1.0 || got["done_at"] == nil {
+		t.Fatalf("GET %s after the cycle = %v, want done with 2 events and 1 exposure", loc, got)
+	}
+	if n := a.sql(`SELECT count(*)::text FROM events WHERE unit_id = 'c-wait'`); n != "0" {
+		t.Errorf("%s events of the unit left after the erasure", n)
+	}
+	if r := a.do("GET", "/v1/erasures/0190c1f2-7d3a-7c4e-9a1b-2f3e4d5c6b7a", a.admin, nil); r.Status != 404 {
+		t.Errorf("GET an unknown erasure = %d, want 404", r.Status)
+	}
+	if r := a.do("GET", loc, a.sdk, nil); r.Status != 403 {
+		t.Errorf("GET an erasure with an sdk key = %d, want 403", r.Status)
+	}
+	// Without a cycle in the way, DELETE answers the counts at once.
+	if r := a.do("DELETE", "/v1/units/customer/c-none", a.admin, nil); r.Status != 200 || r.json(t)["erasure"].(map[string]any)["status"] != "done" {
+		t.Errorf("DELETE with no cycle running = %d %s, want 200 done", r.Status, r.Body)
 	}
 }

@@ -42,7 +42,7 @@ func newTestAPI(t testing.TB, options ...apiOptions) *testAPI {
 	}
 	// No background aggregation: tests fold events in with settle, so that
 	// results first come from a recomputation, then from the aggregates.
-	srv := apptest.Start(t, app.Config{IDHMACKey: opts.hmacKey, AggregateEvery: -1})
+	srv := apptest.Start(t, app.Config{IDHMACKey: opts.hmacKey, AggregateEvery: -1, EraseWait: opts.eraseWait})
 	return &testAPI{t: t, url: srv.DatabaseURL, srv: srv.HTTP, db: srv.App.DB, app: srv.App,
 		ids: ingest.NewPseudonymizer(opts.hmacKey), admin: apptest.AdminKey, sdk: apptest.SDKKey}
 }
@@ -82,7 +82,8 @@ func (a *testAPI) settle(key string, segments ...string) {
 
 // apiOptions vary the test server.
 type apiOptions struct {
-	hmacKey string
+	hmacKey   string
+	eraseWait time.Duration
 }
 
 // response is a decoded answer.

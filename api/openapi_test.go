@@ -27,6 +27,7 @@ import (
 	"github.com/getkin/kin-openapi/openapi3filter"
 	"github.com/getkin/kin-openapi/routers"
 	"github.com/getkin/kin-openapi/routers/gorillamux"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/flywheel-oss/flywheel/api"
@@ -631,7 +632,7 @@ func onlyAssignment(t *testing.T, r response) map[string]any {
 // state, such as weights summing to 1), and describe every response, status,
 // header and field the server sends.
 func TestOpenAPIMatchesResponses(t *testing.T) {
-	a := newTestAPI(t)
+	a := newTestAPI(t, apiOptions{eraseWait: 100 * time.Millisecond})
 	c := newOAPICheck(t, a)
 	admin, sdk := a.admin, a.sdk
 	do := func(x call) response { t.Helper(); return c.do(a, x) }
@@ -1108,8 +1109,26 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	do(call{method: "PUT", path: "/v1/units/Customer/c-5/consent", key: admin, body: `{"analytics":true}`, want: 400, rejected: true})
 	do(call{method: "PUT", path: "/v1/units/customer/c-5/consent", key: admin, body: huge, want: 413, rejected: true})
 	do(call{method: "PUT", path: "/v1/units/customer/c-5/consent", key: sdk, body: `{"analytics":true}`, want: 403, rejected: true})
-	do(call{method: "DELETE", path: "/v1/units/customer/c-42", key: admin, want: 200})
+	erased := do(call{method: "DELETE", path: "/v1/units/customer/c-42", key: admin, want: 200})
+	var done struct{ Erasure struct{ ID string } }
+	if err := json.Unmarshal(erased.Body, &done); err != nil || done.Erasure.ID == "" {
+		t.Fatalf("DELETE answer %s has no erasure id", erased.Body)
+	}
+	do(call{method: "GET", path: "/v1/erasures/" + done.Erasure.ID, key: admin, want: 200})
+	do(call{method: "GET", path: "/v1/erasures/" + done.Erasure.ID, key: sdk, want: 403, rejected: true})
+	do(call{method: "GET", path: "/v1/erasures/0190c1f2-7d3a-7c4e-9a1b-2f3e4d5c6b7a", key: admin, want: 404})
 	do(call{method: "DELETE", path: "/v1/units/customer/nobody", key: admin, want: 200})
+	// During a long aggregation cycle: 202 and a pending request to poll.
+	lock, err := pgx.Connect(context.Background(), a.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Exec(context.Background(), `SELECT pg_advisory_lock($1)`, store.AggregationLock); err != nil {
+		t.Fatal(err)
+	}
+	pending := do(call{method: "DELETE", path: "/v1/units/customer/c-43", key: admin, want: 202})
+	do(call{method: "GET", path: pending.Header.Get("Location"), key: admin, want: 200})
+	lock.Close(context.Background()) // ends the "cycle"; the background finishes the erasure
 	do(call{method: "DELETE", path: "/v1/units/Customer/c-42", key: admin, want: 400, rejected: true})
 	do(call{method: "DELETE", path: "/v1/units/device/", key: admin, want: 404})
 	do(call{method: "DELETE", path: "/v1/units/customer/c-42", key: sdk, want: 403, rejected: true})

@@ -53,6 +53,10 @@ type Deps struct {
 	MaxBodyBytes int64
 	// RequestTimeout bounds each request's context; 0 = 30 s.
 	RequestTimeout time.Duration
+	// EraseWait is how long DELETE /v1/units/... waits for a running
+	// aggregation cycle before it answers 202 and lets the background
+	// finish; 0 = 10 s.
+	EraseWait time.Duration
 }
 
 // Server serves the API.
@@ -83,6 +87,9 @@ func NewServer(d Deps) *Server {
 	}
 	if d.RequestTimeout == 0 {
 		d.RequestTimeout = 30 * time.Second
+	}
+	if d.EraseWait == 0 {
+		d.EraseWait = 10 * time.Second
 	}
 	s := &Server{deps: d, keys: newKeyCache(d.Store, time.Minute), metrics: newHTTPMetrics(d.Registry)}
 	s.prom = promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry})
@@ -143,4 +150,5 @@ func (s *Server) routes() {
 	admin.GET("/units/:unit_type/:unit_id", s.handleDescribeUnit)
 	admin.PUT("/units/:unit_type/:unit_id/consent", s.handleConsent)
 	admin.DELETE("/units/:unit_type/:unit_id", s.handleEraseUnit)
+	admin.GET("/erasures/:id", s.handleGetErasure)
 }

@@ -53,19 +53,39 @@ func (s *Server) handleConsent(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"unit_type": u.UnitType, "unit_id": c.Param("unit_id"), "analytics": *req.Analytics})
 }
 
-// handleEraseUnit deletes everything held about a unit and its linked ids.
+// handleEraseUnit deletes everything held about a unit and its linked ids:
+// 200 with the counts when it is done within EraseWait, else 202 with the
+// request to poll (it waits for a running aggregation cycle, such as the
+// first build of a large experiment, and is carried out in the background).
 func (s *Server) handleEraseUnit(c *gin.Context) {
 	u, err := s.unitRef(c)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
-	n, err := s.deps.Units.EraseUnit(c.Request.Context(), u, actor(c))
+	st, err := s.deps.Units.RequestErasure(c.Request.Context(), u, actor(c), s.deps.EraseWait)
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"erased": n})
+	if st.Status != flywheel.ErasureDone {
+		c.Header("Location", "/v1/erasures/"+st.ID)
+		c.Header("Retry-After", "5")
+		c.JSON(http.StatusAccepted, gin.H{"erasure": st})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"erased": st.Erased, "erasure": st})
+}
+
+// handleGetErasure reports an erasure request: pending, or done with its
+// counts.
+func (s *Server) handleGetErasure(c *gin.Context) {
+	st, err := s.deps.Units.FindErasure(c.Request.Context(), c.Param("id"))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	c.JSON(http.StatusOK, st)
 }
 
 // handleDescribeUnit reports what is held about a unit (subject access).

@@ -39,6 +39,11 @@ import (
 // aggLock is the advisory lock key of aggregation.
 const aggLock = 0x666c7977686c6167 // "flywhlag"
 
+// AggregationLock is the PostgreSQL advisory lock key that an aggregation
+// cycle holds while it runs and that erasures wait for (tests hold it to
+// play a long cycle).
+const AggregationLock int64 = aggLock
+
 // MaxQueueRows bounds the queue rows one cycle folds in (each names the
 // units of one ingestion group, so up to a few thousand units).
 const MaxQueueRows = 500

@@ -155,67 +155,6 @@ func (db *DB) OptOutTokens(ctx context.Context, at time.Time, kind int, token ui
 	return out, translate("opt-out tokens", err)
 }
 
-// EraseUnit deletes everything held about the unit and every id linked to
-// it, in one transaction, and audits the counts (never the ids).
-func (db *DB) EraseUnit(ctx context.Context, u flywheel.UnitRef, actor string) (flywheel.Erasure, error) {
-	var n flywheel.Erasure
-	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		// Never interleave with an aggregation cycle (store/aggregate.go).
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(aggLock)); err != nil {
-			return err
-		}
-		units, err := db.cluster(ctx, tx, u)
-		if err != nil {
-			return err
-		}
-		n = flywheel.Erasure{Units: int64(len(units))}
-		types := make([]string, len(units))
-		ids := make([]string, len(units))
-		for i, x := range units {
-			types[i], ids[i] = x.UnitType, x.UnitID
-		}
-		const unitsCTE = `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(unit_type, unit_id)) `
-		err = tx.QueryRow(ctx, unitsCTE+`,
-			-- the units' events, and the identify events of other ids that name
-			-- an erased customer: two deletes, each with its index
-			-- (events_unit, events_identify_customer), on disjoint rows
-			ev1 AS (DELETE FROM events e USING u WHERE e.unit_type = u.unit_type AND e.unit_id = u.unit_id
-			       RETURNING e.id, e.unit_id),
-			ev2 AS (DELETE FROM events e USING u WHERE u.unit_type = 'customer' AND e.type = 'identify' AND e.customer_id = u.unit_id
-			       AND NOT EXISTS (SELECT FROM u o WHERE o.unit_type = e.unit_type AND o.unit_id = e.unit_id)
-			       RETURNING e.id, e.unit_id),
-			ev AS (SELECT * FROM ev1 UNION ALL SELECT * FROM ev2),
-			ids AS (DELETE FROM event_ids i USING ev WHERE i.id = ev.id AND i.unit_id = ev.unit_id RETURNING 1),
-			ex AS (DELETE FROM exposures x USING u WHERE x.unit_type = u.unit_type AND x.unit_id = u.unit_id RETURNING 1),
-			al AS (DELETE FROM aliases a USING u WHERE (a.unit_type = u.unit_type AND a.unit_id = u.unit_id)
-			                                   OR (u.unit_type = 'customer' AND a.customer_id = u.unit_id) RETURNING 1),
-			co AS (DELETE FROM consent c USING u WHERE c.unit_type = u.unit_type AND c.unit_id = u.unit_id
-			       RETURNING c.unit_type, c.unit_id, c.analytics, c.sdk_token),
-			-- an opt-out outlives the erasure as a tombstone without the id
-			-- (flywheel.UnitRef.Digest), so that a unit that comes back is
-			-- still left alone
-			tb AS (INSERT INTO consent_tombstones AS t (digest, unit_type, sdk_token, updated_at)
-			       SELECT sha256(convert_to(co.unit_type || ':' || co.unit_id, 'UTF8')), co.unit_type, co.sdk_token, $3::timestamptz
-			       FROM co WHERE NOT co.analytics
-			       ON CONFLICT (digest) DO UPDATE SET sdk_token = COALESCE(EXCLUDED.sdk_token, t.sdk_token), updated_at = EXCLUDED.updated_at
-			       RETURNING 1)
-			SELECT (SELECT count(*) FROM ev), (SELECT count(*) FROM ids), (SELECT count(*) FROM ex),
-			       (SELECT count(*) FROM al), (SELECT count(*) FROM co), (SELECT count(*) FROM tb)`, types, ids, db.now()).
-			Scan(&n.Events, &n.EventIDs, &n.Exposures, &n.Aliases, &n.Consent, &n.OptOutsKept)
-		if err != nil {
-			return err
-		}
-		if err := eraseAggregates(ctx, tx, types, ids); err != nil {
-			return err
-		}
-		return audit(ctx, tx, actor, "erase_unit", map[string]any{"unit_type": u.UnitType, "erased": n})
-	})
-	if err != nil {
-		return n, translate("erase unit", err)
-	}
-	return n, nil
-}
-
 // DescribeUnit reports what is held about a unit.
 func (db *DB) DescribeUnit(ctx context.Context, u flywheel.UnitRef) (flywheel.UnitInfo, error) {
 	info := flywheel.UnitInfo{UnitRef: u, Linked: []flywheel.UnitRef{}, Exposures: []string{}}

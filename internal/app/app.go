@@ -41,6 +41,10 @@ type Config struct {
 	// AggregateEvery is how often results aggregates fold in new events
 	// (0 = 1 s; negative = never in the background: call App.Aggregate).
 	AggregateEvery time.Duration
+	// EraseWait is how long an erasure request waits for a running
+	// aggregation cycle before it answers 202 and finishes in the
+	// background (0 = 10 s).
+	EraseWait time.Duration
 }
 
 // App is a running flywheel without its listener.
@@ -116,6 +120,15 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 		}
 	})
 	a.loop(bg, time.Hour, func(ctx context.Context) { a.maintainPartitions(ctx, cfg.RetentionDays) })
+	// Erasures that could not start at once (a long aggregation cycle held
+	// the lock) are finished here, each as soon as the cycle ends.
+	a.loop(bg, time.Second, func(ctx context.Context) {
+		if n, err := a.DB.RunPendingErasures(ctx); err != nil && ctx.Err() == nil {
+			a.log.Warn("pending erasures", "err", err)
+		} else if n > 0 {
+			a.log.Info("pending erasures done", "erasures", n)
+		}
+	})
 	agg := newAggregator(a, cfg.Registry)
 	if cfg.AggregateEvery == 0 {
 		cfg.AggregateEvery = time.Second
@@ -134,6 +147,7 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 		Ingest:    a.Ingester,
 		Validator: &ingest.Validator{IDs: ingest.NewPseudonymizer(cfg.IDHMACKey)},
 		OptOuts:   a.OptOuts,
+		EraseWait: cfg.EraseWait,
 		Logger:    cfg.Logger,
 		Registry:  cfg.Registry,
 		Ready: func(ctx context.Context) error {
