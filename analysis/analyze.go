@@ -26,14 +26,21 @@ func Analyze(in Input, opts Options) Results {
 		Experiment: e.Key,
 		Status:     e.Status,
 		Analysis:   e.Analysis,
-		ComputedAt: in.ComputedAt,
-		LagSeconds: in.LagSeconds,
+		Freshness:  in.Freshness,
 		Alpha:      Float(opts.Alpha),
 		Adjustment: opts.Adjustment,
 		Metrics:    []MetricResult{},
 		Segments:   map[string]SegmentResult{},
 	}
 
+	// Input.Freshness may be left zero by callers that computed from raw
+	// events: complete at ComputedAt.
+	if res.ComputedAt.IsZero() {
+		res.ComputedAt = in.ComputedAt
+	}
+	if res.AsOf.IsZero() {
+		res.AsOf = res.ComputedAt
+	}
 	defs := map[string]flywheel.Metric{}
 	for _, m := range in.Metrics {
 		defs[m.Key] = m

@@ -50,7 +50,7 @@ func healthyInput() Input {
 			{Key: "purchase", Type: flywheel.MetricConversion, WindowHours: 168, Direction: flywheel.DirectionIncrease},
 		},
 		ComputedAt: time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC),
-		LagSeconds: 4,
+		Freshness:  Complete(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)),
 		Arms:       []ArmCounts{{Variant: "control", Units: 100_000}, {Variant: "green", Units: 100_100}},
 		Stats: []MetricStats{
 			convRow("purchase", "control", 100_000, 10_100),
@@ -84,7 +84,7 @@ func sampleInput() Input {
 			{Key: "order_value", Type: flywheel.MetricRatio, Direction: flywheel.DirectionIncrease},
 		},
 		ComputedAt:        time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC),
-		LagSeconds:        42,
+		Freshness:         Pending(time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC), time.Date(2026, 11, 23, 11, 59, 17, 500_000_000, time.UTC), 1234),
 		Arms:              []ArmCounts{{Variant: "control", Units: 10020, OptedOut: 10}, {Variant: "green", Units: 9980, OptedOut: 12}},
 		MultipleExposures: 300,
 		Overridden:        2,

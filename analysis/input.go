@@ -18,10 +18,10 @@ type Input struct {
 	// is skipped with a warning.
 	Metrics []flywheel.Metric
 
-	// ComputedAt is when the statistics were aggregated, and LagSeconds how
-	// far the aggregate's watermark was behind ingestion at that time.
+	// ComputedAt is when the statistics were aggregated, and Freshness how
+	// complete they were then (zero: complete at ComputedAt).
 	ComputedAt time.Time
-	LagSeconds int64
+	Freshness  Freshness
 
 	// Arms is the exposure aggregate, one row per variant
 	// (GROUP BY variant); a variant without a row has no units.

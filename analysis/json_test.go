@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -208,5 +209,28 @@ func TestFloatJSON(t *testing.T) {
 	b2, _ := json.Marshal(decoded)
 	if string(b) != string(b2) {
 		t.Errorf("Results do not survive a JSON round trip:\n%s\n%s", b, b2)
+	}
+}
+
+func TestFreshness(t *testing.T) {
+	now := time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+	for _, tt := range []struct {
+		name    string
+		got     Freshness
+		want    Freshness
+		pending bool
+	}{
+		{"complete", Complete(now), Freshness{ComputedAt: now, AsOf: now}, false},
+		{"nothing pending", Pending(now, now.Add(-time.Minute), 0), Freshness{ComputedAt: now, AsOf: now}, false},
+		{"pending", Pending(now, now.Add(-1500*time.Millisecond), 7), Freshness{ComputedAt: now, AsOf: now.Add(-1500 * time.Millisecond), LagSeconds: 1.5, PendingEvents: 7}, true},
+		{"pending, received now", Pending(now, now, 3), Freshness{ComputedAt: now, AsOf: now, LagSeconds: 1e-6, PendingEvents: 3}, true},
+		{"pending, clock behind", Pending(now, now.Add(time.Second), 3), Freshness{ComputedAt: now, AsOf: now, LagSeconds: 1e-6, PendingEvents: 3}, true},
+	} {
+		if tt.got != tt.want {
+			t.Errorf("%s: %+v, want %+v", tt.name, tt.got, tt.want)
+		}
+		if (tt.got.LagSeconds > 0) != tt.pending {
+			t.Errorf("%s: lag %v with pending %d: lag must be 0 exactly when nothing is pending", tt.name, tt.got.LagSeconds, tt.got.PendingEvents)
+		}
 	}
 }

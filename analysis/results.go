@@ -1,8 +1,6 @@
 package analysis
 
 import (
-	"time"
-
 	"github.com/flywheel-oss/flywheel"
 )
 
@@ -11,8 +9,8 @@ type Results struct {
 	Experiment string            `json:"experiment"`
 	Status     flywheel.Status   `json:"status"`
 	Analysis   flywheel.Analysis `json:"analysis"`
-	ComputedAt time.Time         `json:"computed_at"`
-	LagSeconds int64             `json:"lag_seconds"`
+	// Freshness: computed_at, as_of, lag_seconds, pending_events.
+	Freshness
 	// Units is the number of analysed units over every arm.
 	Units int64 `json:"units"`
 	// Alpha and Adjustment echo the options the numbers were computed with.

@@ -23,7 +23,10 @@ type Series struct {
 	Direction  flywheel.Direction  `json:"direction"`
 	Analysis   flywheel.Analysis   `json:"analysis"`
 	Alpha      Float               `json:"alpha"`
-	Points     []Point             `json:"points"`
+	// Freshness: computed_at, as_of, lag_seconds, pending_events, as in
+	// Results.
+	Freshness
+	Points []Point `json:"points"`
 }
 
 // Point is one day of a Series. Variants are as in Results (control
@@ -42,9 +45,10 @@ type Point struct {
 // confidence sequences and the p-values never increase; the series can
 // differ slightly from the live results when the server recomputes more
 // often than daily. p_value_adjusted corrects over the variants of m only.
-func Timeseries(e flywheel.Experiment, m flywheel.Metric, days []Day, opts Options) Series {
+func Timeseries(e flywheel.Experiment, m flywheel.Metric, days []Day, fresh Freshness, opts Options) Series {
 	opts = opts.withDefaults()
 	out := Series{
+		Freshness:  fresh,
 		Experiment: e.Key,
 		Metric:     m.Key,
 		Type:       m.Type,

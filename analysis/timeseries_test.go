@@ -28,7 +28,7 @@ func TestTimeseriesFixed(t *testing.T) {
 	days := cumulativeDays()
 	in := sequentialInput(MetricStats{}, MetricStats{}, nil)
 	in.Experiment.Analysis = flywheel.AnalysisFixed
-	s := Timeseries(in.Experiment, in.Metrics[0], days, Options{})
+	s := Timeseries(in.Experiment, in.Metrics[0], days, in.Freshness, Options{})
 	if len(s.Points) != len(days) || s.Metric != "m" || s.Analysis != flywheel.AnalysisFixed {
 		t.Fatalf("series = %+v", s)
 	}
@@ -54,7 +54,7 @@ func TestTimeseriesFixed(t *testing.T) {
 func TestTimeseriesSequential(t *testing.T) {
 	days := cumulativeDays()
 	in := sequentialInput(MetricStats{}, MetricStats{}, nil)
-	s := Timeseries(in.Experiment, in.Metrics[0], days, Options{})
+	s := Timeseries(in.Experiment, in.Metrics[0], days, in.Freshness, Options{})
 
 	var looks []stats.Look
 	for _, d := range days {

@@ -16,7 +16,7 @@ import (
 type Results interface {
 	ResultInput(ctx context.Context, e *flywheel.Experiment, metrics []flywheel.Metric, q analysis.Query) (analysis.Input, error)
 	SaveSequential(ctx context.Context, experiment string, states []analysis.SequentialState) error
-	TimeseriesInput(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, q analysis.Query) ([]analysis.Day, error)
+	TimeseriesInput(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, q analysis.Query) ([]analysis.Day, analysis.Freshness, error)
 }
 
 var segmentPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -117,12 +117,12 @@ func (s *Server) handleTimeseries(c *gin.Context) {
 		s.writeError(c, &flywheel.Error{Code: flywheel.CodeNotFound, Field: "metric", Message: "metric " + strconv.Quote(key) + " is not defined"})
 		return
 	}
-	days, err := s.deps.Results.TimeseriesInput(ctx, e, metrics[0], analysis.Query{Now: s.deps.Clock().UTC(), Overrides: s.storedOverrides(e)})
+	days, fresh, err := s.deps.Results.TimeseriesInput(ctx, e, metrics[0], analysis.Query{Now: s.deps.Clock().UTC(), Overrides: s.storedOverrides(e)})
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
-	c.JSON(http.StatusOK, analysis.Timeseries(*e, metrics[0], days, opts))
+	c.JSON(http.StatusOK, analysis.Timeseries(*e, metrics[0], days, fresh, opts))
 }
 
 // storedOverrides returns the experiment's overridden unit ids in their

@@ -373,3 +373,74 @@ func TestResultsTimeseries(t *testing.T) {
 		t.Errorf("unknown metric = %d, want 400 or 404", r.Status)
 	}
 }
+
+// TestResultsFreshness: results and timeseries say how complete they are:
+// pending_events > 0 with a positive fractional lag_seconds and as_of
+// before computed_at while acknowledged events wait for the aggregator,
+// then 0, 0 and as_of = computed_at after a cycle, with numbers equal to a
+// recomputation (settle checks that).
+func TestResultsFreshness(t *testing.T) {
+	a := newTestAPI(t)
+	a.createMetric("purchase", "conversion")
+	b := experimentBody("fresh")
+	b["targeting"], b["overrides"] = nil, map[string]any{}
+	a.must(201, "POST", "/v1/experiments", b)
+	a.must(200, "POST", "/v1/experiments/fresh/start", nil)
+	send := func(ids ...string) {
+		var evs []map[string]any
+		for _, id := range ids {
+			evs = append(evs,
+				map[string]any{"id": newID(t), "type": "exposure", "experiment": "fresh", "variant": "green", "unit_type": "customer", "unit_id": id},
+				map[string]any{"id": newID(t), "type": "track", "event": "purchase", "unit_type": "customer", "unit_id": id})
+		}
+		if ans := a.postEvents(a.sdk, map[string]any{"events": evs}); ans.Accepted != len(evs) {
+			t.Fatalf("accepted %d of %d", ans.Accepted, len(evs))
+		}
+	}
+	type fresh struct {
+		ComputedAt    time.Time `json:"computed_at"`
+		AsOf          time.Time `json:"as_of"`
+		LagSeconds    float64   `json:"lag_seconds"`
+		PendingEvents int64     `json:"pending_events"`
+		Units         int64
+	}
+	read := func(path string) fresh {
+		t.Helper()
+		r := a.do("GET", path, a.admin, nil)
+		var f fresh
+		if err := json.Unmarshal(r.Body, &f); err != nil || r.Status != 200 {
+			t.Fatalf("GET %s = %d %s", path, r.Status, r.Body)
+		}
+		return f
+	}
+	const results, series = "/v1/experiments/fresh/results", "/v1/experiments/fresh/results/timeseries?metric=purchase"
+
+	send("c-1", "c-2")
+	// Recomputed from raw events (aggregates not built yet): complete.
+	if f := read(results); f.PendingEvents != 0 || f.LagSeconds != 0 || !f.AsOf.Equal(f.ComputedAt) || f.Units != 2 {
+		t.Errorf("recomputed = %+v, want complete, 2 units", f)
+	}
+	a.settle("fresh")
+	send("c-3", "c-4", "c-5")
+	for _, path := range []string{results, series} {
+		f := read(path)
+		if f.PendingEvents != 6 || f.LagSeconds <= 0 || !f.AsOf.Before(f.ComputedAt) {
+			t.Errorf("%s with 6 events waiting = %+v, want 6 pending, lag > 0, as_of before computed_at", path, f)
+		}
+		if d := f.ComputedAt.Sub(f.AsOf).Seconds(); math.Abs(d-f.LagSeconds) > 1e-3 {
+			t.Errorf("%s: lag_seconds %v, computed_at - as_of %v", path, f.LagSeconds, d)
+		}
+	}
+	if f := read(results); f.Units != 2 {
+		t.Errorf("units before the cycle = %d, want the 2 counted", f.Units)
+	}
+	a.settle("fresh")
+	for _, path := range []string{results, series} {
+		if f := read(path); f.PendingEvents != 0 || f.LagSeconds != 0 || !f.AsOf.Equal(f.ComputedAt) {
+			t.Errorf("%s after a cycle = %+v, want complete", path, f)
+		}
+	}
+	if f := read(results); f.Units != 5 {
+		t.Errorf("units after the cycle = %d, want 5", f.Units)
+	}
+}

@@ -467,7 +467,7 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 }
 
 // enqueueSQL adds units to the aggregation queue.
-const enqueueSQL = `INSERT INTO agg_queue (at, unit_types, unit_ids) VALUES ($1, $2, $3)`
+const enqueueSQL = `INSERT INTO agg_queue (at, unit_types, unit_ids, events) VALUES ($1, $2, $3, cardinality($3::text[]))`
 
 // AggregationLag returns how far the aggregates are behind ingestion: the
 // age at now of the oldest receipt not folded in yet (0 when none), and the

@@ -480,14 +480,22 @@ func checkReadsAggregates(t *testing.T, db *store.DB, g *aggGen) {
 	newcomer.ReceivedAt = time.Now().Add(-time.Minute)
 	mustWrite(t, db, newcomer)
 	stale, err := db.ResultInput(ctx, e, ms, q)
-	if got, raw := units(stale, err), units(db.RecomputeResultInput(ctx, e, ms, q)); got != before || raw != before+1 || stale.LagSeconds < 60 {
-		t.Errorf("units before/after a new exposure: ResultInput %d/%d (lag %ds), recomputed %d; want the aggregates, unchanged, with a lag",
-			before, got, stale.LagSeconds, raw)
+	f := stale.Freshness
+	if got, raw := units(stale, err), units(db.RecomputeResultInput(ctx, e, ms, q)); got != before || raw != before+1 ||
+		f.LagSeconds < 60 || f.PendingEvents != 1 || !f.AsOf.Equal(newcomer.ReceivedAt.Truncate(time.Microsecond)) {
+		t.Errorf("units before/after a new exposure: ResultInput %d/%d (%+v), recomputed %d; want the aggregates, unchanged, with 1 pending event received a minute ago",
+			before, got, f, raw)
+	}
+	if _, tf, err := db.TimeseriesInput(ctx, e, ms[0], q); err != nil || tf != f {
+		t.Errorf("timeseries freshness = %+v, %v; want the results' %+v", tf, err, f)
 	}
 	aggregateAll(t, db)
 	after, err := db.ResultInput(ctx, e, ms, q)
-	if got := units(after, err); got != before+1 || after.LagSeconds != 0 {
-		t.Errorf("after a cycle: ResultInput units %d, lag %ds; want %d, 0", got, after.LagSeconds, before+1)
+	if got := units(after, err); got != before+1 || after.Freshness != analysis.Complete(q.Now) {
+		t.Errorf("after a cycle: ResultInput units %d, %+v; want %d, complete as of %s", got, after.Freshness, before+1, q.Now)
+	}
+	if err := db.VerifyAggregates(ctx, e, ms, q); err != nil {
+		t.Errorf("after a cycle the aggregates differ from a recomputation: %v", err)
 	}
 }
 

@@ -97,8 +97,9 @@ WITH x AS (
 ), q AS (
     SELECT ARRAY(SELECT unit_type FROM u ORDER BY 1, unit_id) AS types, ARRAY(SELECT unit_id FROM u ORDER BY unit_type, 1) AS ids
 )
-INSERT INTO agg_queue (at, unit_types, unit_ids, track_types, track_ids, track_ts, track_events, track_values)
-SELECT $13, types, ids, $14::text[], $15::text[], $16::timestamptz[], $17::text[], $18::float8[] FROM q
+INSERT INTO agg_queue (at, unit_types, unit_ids, track_types, track_ids, track_ts, track_events, track_values, events)
+SELECT $13, types, ids, $14::text[], $15::text[], $16::timestamptz[], $17::text[], $18::float8[],
+       cardinality(ids) + cardinality($15::text[]) FROM q
 WHERE cardinality(ids) > 0 OR cardinality($15::text[]) > 0`
 
 // WriteEvents stores a group of events in one transaction, exactly once

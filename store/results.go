@@ -41,7 +41,7 @@ CREATE INDEX ON r_roots (unit_type, unit_id)`
 // the database.
 func (db *DB) RecomputeResultInput(ctx context.Context, e *flywheel.Experiment, metrics []flywheel.Metric, q analysis.Query) (analysis.Input, error) {
 	q = normalizeQuery(q)
-	in := analysis.Input{Experiment: *e, Metrics: metrics, ComputedAt: q.Now}
+	in := analysis.Input{Experiment: *e, Metrics: metrics, ComputedAt: q.Now, Freshness: analysis.Complete(q.Now)}
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		owned, err := prepareResults(ctx, tx, e, q, &in)
 		if err != nil {

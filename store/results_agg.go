@@ -50,12 +50,8 @@ func (db *DB) aggregatedInput(ctx context.Context, e *flywheel.Experiment, metri
 			}
 		}
 		ok = true
-		var oldest *time.Time
-		if err := tx.QueryRow(ctx, `SELECT min(at) FROM agg_queue`).Scan(&oldest); err != nil {
+		if in.Freshness, err = queueFreshness(ctx, tx, q.Now); err != nil {
 			return err
-		}
-		if oldest != nil && q.Now.After(*oldest) {
-			in.LagSeconds = int64(q.Now.Sub(*oldest).Seconds())
 		}
 		if e.UnitType != "customer" {
 			err := tx.QueryRow(ctx, `SELECT customers, mixed FROM agg_crossover_totals WHERE experiment = $1`, e.Key).
@@ -86,6 +82,23 @@ func (db *DB) aggregatedInput(ctx context.Context, e *flywheel.Experiment, metri
 		return loadSequential(ctx, tx, e.Key, &in)
 	})
 	return in, ok, err
+}
+
+// queueFreshness says how complete the aggregates are at now, in the
+// snapshot of tx: the changes still queued and the oldest one's receipt.
+// Which experiment a queued event counts for is known only once it is
+// folded in (a later identity link can move it), so every queued change is
+// pending for every experiment.
+func queueFreshness(ctx context.Context, tx pgx.Tx, now time.Time) (analysis.Freshness, error) {
+	var oldest *time.Time
+	var pending int64
+	if err := tx.QueryRow(ctx, `SELECT min(at), COALESCE(sum(greatest(events, 1)), 0) FROM agg_queue`).Scan(&oldest, &pending); err != nil {
+		return analysis.Freshness{}, err
+	}
+	if oldest == nil {
+		return analysis.Complete(now), nil
+	}
+	return analysis.Pending(now, *oldest, pending), nil
 }
 
 // experimentDefs returns the hash of each built definition of an experiment.
@@ -402,7 +415,7 @@ func (db *DB) VerifyTimeseries(ctx context.Context, e *flywheel.Experiment, metr
 	var diffs []string
 	add := func(format string, args ...any) { diffs = append(diffs, fmt.Sprintf(format, args...)) }
 	for _, m := range metrics {
-		agg, ok, err := db.aggregatedTimeseries(ctx, e, m, q)
+		agg, _, ok, err := db.aggregatedTimeseries(ctx, e, m, q)
 		if err != nil {
 			return translate("verify timeseries", err)
 		}

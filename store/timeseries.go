@@ -60,16 +60,17 @@ FROM capped GROUP BY d, variant ORDER BY d, variant`
 // of experiment e, from the first exposure to the day of q.Now, at most
 // MaxTimeseriesDays (the latest ones): from the per-day aggregates when the
 // metric's are built, else from raw events (RecomputeTimeseriesInput).
-func (db *DB) TimeseriesInput(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, q analysis.Query) ([]analysis.Day, error) {
+func (db *DB) TimeseriesInput(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, q analysis.Query) ([]analysis.Day, analysis.Freshness, error) {
 	q = normalizeQuery(q)
-	days, ok, err := db.aggregatedTimeseries(ctx, e, m, q)
+	days, fresh, ok, err := db.aggregatedTimeseries(ctx, e, m, q)
 	if err != nil {
-		return nil, translate("timeseries", err)
+		return nil, fresh, translate("timeseries", err)
 	}
 	if ok {
-		return days, nil
+		return days, fresh, nil
 	}
-	return db.RecomputeTimeseriesInput(ctx, e, m, q)
+	days, err = db.RecomputeTimeseriesInput(ctx, e, m, q)
+	return days, analysis.Complete(q.Now), err
 }
 
 // timeseriesEnd returns the last day of a timeseries (the day of now, or of
@@ -208,13 +209,16 @@ FROM cum WHERE n > 0 ORDER BY day, variant`
 
 // aggregatedTimeseries reads the timeseries from the aggregates; ok is
 // false when the metric's aggregates are not built (or out of date).
-func (db *DB) aggregatedTimeseries(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, q analysis.Query) (days []analysis.Day, ok bool, err error) {
+func (db *DB) aggregatedTimeseries(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, q analysis.Query) (days []analysis.Day, fresh analysis.Freshness, ok bool, err error) {
 	err = pgx.BeginTxFunc(ctx, db.pool, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, func(tx pgx.Tx) error {
 		built, err := experimentDefs(ctx, tx, e.Key)
 		if err != nil || built[m.Key] != defHash(e, &m) {
 			return err
 		}
 		ok = true
+		if fresh, err = queueFreshness(ctx, tx, q.Now); err != nil {
+			return err
+		}
 		end, first := timeseriesEnd(e, q.Now)
 		capValue, capPct := capOf(m.Cap)
 		rows, err := tx.Query(ctx, aggregatedTimeseriesSQL, e.Key, m.Key, string(m.Type), q.Overrides, end, first, capValue, capPct)
@@ -224,5 +228,5 @@ func (db *DB) aggregatedTimeseries(ctx context.Context, e *flywheel.Experiment, 
 		days, err = scanDays(rows, m.Key)
 		return err
 	})
-	return days, ok, err
+	return days, fresh, ok, err
 }

@@ -565,9 +565,10 @@ func aggregatorFiguresOf(mfs []*dto.MetricFamily) (cycles, seconds, pairs float6
 
 // resultsDoc is the part of the results document the bench reads.
 type resultsDoc struct {
-	ComputedAt time.Time `json:"computed_at"`
-	LagSeconds int64     `json:"lag_seconds"`
-	Units      int64     `json:"units"`
+	ComputedAt    time.Time `json:"computed_at"`
+	LagSeconds    float64   `json:"lag_seconds"`
+	PendingEvents int64     `json:"pending_events"`
+	Units         int64     `json:"units"`
 }
 
 // getResults makes one results request and times it, body read included.
