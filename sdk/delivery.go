@@ -1,14 +1,15 @@
 package sdk
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"net/http"
+	"slices"
 	"time"
 )
 
@@ -167,25 +168,28 @@ type eventsAnswer struct {
 // post sends one request. A non-2xx answer is a *ServerError; a transport
 // failure is any other error (retryable).
 func (d *delivery) post(part [][]byte) (*eventsAnswer, error) {
-	size := len(`{"events":[]}`) + len(part)
-	for _, ev := range part {
-		size += len(ev)
-	}
-	// A new body each time: a transport may still read a request's body
-	// after Do returns.
-	body := make([]byte, 0, size)
-	body = append(body, `{"events":[`...)
+	// The body points into the queued events instead of copying them: they
+	// are never written again, so a transport may read it even after Do
+	// returns.
+	bufs := make([][]byte, 0, 2*len(part)+2)
+	bufs = append(bufs, eventsOpen)
+	size := len(eventsOpen) + len(eventsClose)
 	for i, ev := range part {
 		if i > 0 {
-			body = append(body, ',')
+			bufs = append(bufs, comma)
+			size++
 		}
-		body = append(body, ev...)
+		bufs = append(bufs, ev)
+		size += len(ev)
 	}
-	body = append(body, "]}"...)
-	req, err := http.NewRequestWithContext(d.ctx, http.MethodPost, d.c.url+"/v1/events", bytes.NewReader(body))
+	bufs = append(bufs, eventsClose)
+	body := func() io.ReadCloser { b := net.Buffers(slices.Clone(bufs)); return io.NopCloser(&b) }
+	req, err := http.NewRequestWithContext(d.ctx, http.MethodPost, d.c.url+"/v1/events", body())
 	if err != nil {
 		return nil, err
 	}
+	req.ContentLength = int64(size)
+	req.GetBody = func() (io.ReadCloser, error) { return body(), nil }
 	d.c.setHeaders(req)
 	req.Header.Set("Content-Type", "application/json")
 	res, err := d.c.opts.httpClient.Do(req)
@@ -209,6 +213,13 @@ func (d *delivery) post(part [][]byte) (*eventsAnswer, error) {
 	}
 	return &ans, nil
 }
+
+// The pieces of a batch's body around its events.
+var (
+	eventsOpen  = []byte(`{"events":[`)
+	comma       = []byte(`,`)
+	eventsClose = []byte(`]}`)
+)
 
 // account records a 200 answer for part.
 func (d *delivery) account(part [][]byte, ans *eventsAnswer, attempt int) {

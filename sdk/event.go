@@ -62,18 +62,14 @@ func (c *Client) Track(ctx context.Context, unit Unit, name string, value float6
 	if !c.consents(&unit) || c.optOuts.has(unitType, id) {
 		return nil // the server would drop it on arrival
 	}
-	ev := wireEvent{Type: "track", UnitType: unitType, UnitID: id, Event: name, Value: &value}
-	if len(properties) > 0 {
-		raw, err := json.Marshal(properties)
-		if err != nil {
-			return fmt.Errorf("sdk: track %q: properties: %w", name, err)
+	ev := outEvent{typ: "track", unitType: unitType, unitID: id, event: name, value: value, hasValue: true, properties: properties}
+	if err := c.enqueue(&ev); err != nil { // the error path: errors.As makes obj escape
+		if obj := (*errObject)(nil); errors.As(err, &obj) {
+			return fmt.Errorf("sdk: track %q: %w", name, obj)
 		}
-		if len(raw) > maxObjectBytes {
-			return fmt.Errorf("sdk: track %q: properties are %d bytes of JSON, more than %d", name, len(raw), maxObjectBytes)
-		}
-		ev.Properties = raw
+		return err
 	}
-	return c.enqueue(&ev)
+	return nil
 }
 
 // Identify links a device id to a customer id (an "identify" event): for
@@ -88,33 +84,31 @@ func (c *Client) Identify(ctx context.Context, deviceID, customerID string) erro
 	if !c.consents(&Unit{DeviceID: deviceID, CustomerID: customerID}) || c.optOuts.has(UnitDevice, deviceID) {
 		return nil // the server would drop it on arrival
 	}
-	return c.enqueue(&wireEvent{Type: "identify", UnitType: UnitDevice, UnitID: deviceID, CustomerID: customerID})
+	return c.enqueue(&outEvent{typ: "identify", unitType: UnitDevice, unitID: deviceID, customerID: customerID})
 }
 
 // logExposure queues the exposure of an enrolled assignment. It runs once
-// per (experiment, unit, variant) thanks to the exposure cache, so it may
-// allocate.
+// per (experiment, unit, variant) thanks to the exposure cache, on the
+// app's request path: one allocation, the encoded event.
 func (c *Client) logExposure(e *experiment, unit *Unit, unitID string, variant string) {
-	ev := wireEvent{Type: "exposure", Experiment: e.c.Key(), Variant: variant, UnitType: e.unitType, UnitID: unitID}
-	if len(unit.Attributes) > 0 {
-		raw, err := json.Marshal(unit.Attributes)
-		switch {
-		case err != nil:
-			c.log.Warn("flywheel: exposure sent without attributes: they cannot be encoded as JSON", "experiment", ev.Experiment, "err", err)
-		case len(raw) > maxObjectBytes:
-			c.log.Warn("flywheel: exposure sent without attributes: more than 16 KiB of JSON", "experiment", ev.Experiment, "bytes", len(raw))
-		default:
-			ev.Attributes = raw
+	ev := outEvent{typ: "exposure", experiment: e.c.Key(), variant: variant, unitType: e.unitType, unitID: unitID, attributes: unit.Attributes}
+	err := c.enqueue(&ev)
+	if err != nil { // the error path: errors.As makes obj escape
+		if obj := (*errObject)(nil); errors.As(err, &obj) {
+			// Attributes that cannot be sent do not cost the exposure.
+			c.log.Warn("flywheel: exposure sent without attributes: they cannot be sent as JSON", "experiment", ev.experiment, "err", obj.err)
+			ev.attributes = nil
+			err = c.enqueue(&ev)
 		}
 	}
-	if c.enqueue(&ev) == nil { // after Close, exposures are silently not logged
+	if err == nil { // after Close, exposures are silently not logged
 		c.stats.exposures.Add(1)
 	}
 }
 
 // enqueue gives ev its id and timestamp, encodes it and queues it. The id
 // is a time-ordered UUIDv7, made once here and reused on every retry.
-func (c *Client) enqueue(ev *wireEvent) error {
+func (c *Client) enqueue(ev *outEvent) error {
 	if c.queue == nil { // offline
 		if c.closed.Load() {
 			return ErrClosed
@@ -123,16 +117,13 @@ func (c *Client) enqueue(ev *wireEvent) error {
 		c.stats.dropped.Add(1)
 		return nil
 	}
-	id, err := uuid.NewV7()
+	now := time.Now()
+	var waiting int
+	var overflowed, ok bool
+	err := withEncoded(newEventID(now), now, ev, func(raw []byte) { waiting, overflowed, ok = c.queue.push(raw) })
 	if err != nil {
-		return fmt.Errorf("sdk: event id: %w", err)
+		return fmt.Errorf("sdk: encode %s event: %w", ev.typ, err)
 	}
-	ev.ID, ev.Timestamp = id, time.Now().UTC()
-	raw, err := json.Marshal(ev)
-	if err != nil {
-		return fmt.Errorf("sdk: encode %s event: %w", ev.Type, err)
-	}
-	waiting, overflowed, ok := c.queue.push(raw)
 	if !ok {
 		return ErrClosed
 	}

@@ -15,6 +15,7 @@ import "sync"
 type queue struct {
 	mu          sync.Mutex
 	buf         [][]byte // ring of encoded events; grows up to capacity
+	arena       []byte   // where push copies events: see push
 	head, n     int
 	capacity    int
 	closed      bool
@@ -28,15 +29,28 @@ func newQueue(capacity int) *queue {
 	return &queue{capacity: capacity, buf: make([][]byte, min(capacity, 64)), progress: make(chan struct{})}
 }
 
-// push appends an encoded event. It returns the number of waiting events,
-// whether it pushed out the oldest one to make room, and false for ok when
-// the queue is closed (the event is not queued).
+// arenaSize is the size of the blocks push copies events into: one
+// allocation per few hundred events instead of one per event, on the app's
+// request path. A block is freed when the last event in it has left.
+const arenaSize = 64 << 10
+
+// push appends a copy of an encoded event (the caller keeps ev). It returns
+// the number of waiting events, whether it pushed out the oldest one to make
+// room, and false for ok when the queue is closed (the event is not
+// queued). Queued events are never written again, so a request body may
+// point into them.
 func (q *queue) push(ev []byte) (waiting int, overflowed, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return q.n, false, false
 	}
+	if len(q.arena)+len(ev) > cap(q.arena) {
+		q.arena = make([]byte, 0, max(arenaSize, len(ev)))
+	}
+	start := len(q.arena)
+	q.arena = append(q.arena, ev...)
+	ev = q.arena[start:len(q.arena):len(q.arena)]
 	if q.n == q.capacity {
 		q.buf[q.head] = nil
 		q.head = (q.head + 1) % len(q.buf)
