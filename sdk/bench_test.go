@@ -123,7 +123,7 @@ func BenchmarkAssignFloor(b *testing.B) {
 // BenchmarkAssignFirstCall is the cost of a unit's first assignment: the
 // exposure event is built, encoded and queued.
 func BenchmarkAssignFirstCall(b *testing.B) {
-	c := benchClient(b, benchServer(b, benchConfig), WithBufferSize(1<<20), WithExposureCacheSize(1<<22))
+	c := benchClient(b, benchServer(b, benchConfig), WithBufferSize(1<<20))
 	ctx := context.Background()
 	units := make([]Unit, 1<<20)
 	for i := range units {
