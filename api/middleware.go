@@ -175,6 +175,10 @@ func (s *Server) authenticate(need flywheel.Scope) gin.HandlerFunc {
 // keyCache keeps recent key lookups for ttl so that a hot path (assign,
 // events) does not query the database per request. Unknown keys are not
 // cached, so a new key works at once; a revoked key stops working within ttl.
+// While the database is unavailable, a key it confirmed before stays valid
+// after its ttl (no key can be revoked meanwhile), so /v1/assign, which
+// needs nothing else from the database, keeps answering through an outage
+// of any length.
 type keyCache struct {
 	store flywheel.KeyStore
 	ttl   time.Duration
@@ -202,6 +206,14 @@ func (kc *keyCache) find(ctx context.Context, secret string) (*flywheel.APIKey, 
 	}
 	key, err := kc.store.FindKeyBySecret(ctx, secret)
 	if err != nil {
+		if ok && flywheel.Retryable(err) {
+			return ck.key, nil // stale, until the database answers again
+		}
+		if ok {
+			kc.mu.Lock()
+			delete(kc.m, h) // revoked or deleted
+			kc.mu.Unlock()
+		}
 		return nil, err
 	}
 	kc.mu.Lock()

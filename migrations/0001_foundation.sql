@@ -89,3 +89,6 @@ DROP TABLE experiment_history;
 DROP TABLE experiments;
 DROP TABLE metrics;
 DROP TABLE api_keys;
+-- Up created it (if missing): without this, the database is not as Up found
+-- it. The drop fails, changing nothing, if another schema's objects use it.
+DROP EXTENSION IF EXISTS btree_gist;

@@ -46,8 +46,39 @@ func open(url string) (*sql.DB, error) {
 	return db, nil
 }
 
+// NewerSchemaError reports a database migrated by a newer flywheel: its
+// schema version is above every migration this binary holds, so this
+// binary's queries may not fit it. Up, List and Pending return it, and
+// flywheel refuses to start.
+type NewerSchemaError struct {
+	Database int64 // the database's schema version
+	Known    int64 // the newest migration this binary holds
+}
+
+func (e *NewerSchemaError) Error() string {
+	return fmt.Sprintf("database schema is at version %d, newer than this flywheel knows (%d): "+
+		"run a newer flywheel, or point DATABASE_URL (FLYWHEEL_DATA_DIR for the embedded database) at another database",
+		e.Database, e.Known)
+}
+
+// checkNotNewer returns a *NewerSchemaError when the database's schema
+// version is above the newest embedded migration. (goose alone would apply
+// nothing and report nothing pending.)
+func checkNotNewer(ctx context.Context, p *goose.Provider) error {
+	current, known, err := p.GetVersions(ctx)
+	if err != nil {
+		return fmt.Errorf("migrations: version: %w", err)
+	}
+	if current > known {
+		return &NewerSchemaError{Database: current, Known: known}
+	}
+	return nil
+}
+
 // Up applies every pending migration to the database at url. It is safe to
-// call from several processes at once: goose takes a session lock.
+// call from several processes at once: goose takes a session lock. It
+// fails with a *NewerSchemaError, changing nothing, when the database's
+// schema is newer than this binary's migrations.
 func Up(ctx context.Context, url string) error {
 	db, err := open(url)
 	if err != nil {
@@ -58,13 +89,17 @@ func Up(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
+	if err := checkNotNewer(ctx, p); err != nil {
+		return err
+	}
 	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("migrations: up: %w", err)
 	}
 	return nil
 }
 
-// List reports every known migration and whether it is applied.
+// List reports every known migration and whether it is applied, or a
+// *NewerSchemaError.
 func List(ctx context.Context, url string) ([]Status, error) {
 	db, err := open(url)
 	if err != nil {
@@ -73,6 +108,9 @@ func List(ctx context.Context, url string) ([]Status, error) {
 	defer db.Close()
 	p, err := provider(db)
 	if err != nil {
+		return nil, err
+	}
+	if err := checkNotNewer(ctx, p); err != nil {
 		return nil, err
 	}
 	st, err := p.Status(ctx)

@@ -29,6 +29,10 @@ type Client struct {
 	queue    *queue    // nil offline
 	delivery *delivery // nil offline
 	stats    counters
+	// overflowing is set by the first event the full buffer pushes out,
+	// which is logged, and cleared when the server next takes a batch: one
+	// log line per episode, never one per dropped event.
+	overflowing atomic.Bool
 
 	fetchMu     sync.Mutex // serialises config fetches
 	errMu       sync.Mutex

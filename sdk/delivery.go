@@ -237,6 +237,7 @@ func (d *delivery) account(part [][]byte, ans *eventsAnswer, attempt int) {
 	st.duplicates.Add(uint64(max(ans.Duplicates, 0)))
 	st.serverDropped.Add(uint64(max(ans.Dropped, 0)))
 	d.q.resolve(len(part))
+	d.c.overflowing.Store(false) // the next overflow is a new episode, logged again
 	if attempt > 1 {
 		d.c.log.Info("flywheel: events delivered after retrying", "events", len(part), "attempts", attempt)
 	}

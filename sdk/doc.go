@@ -51,8 +51,10 @@
 // Exposures, Track and Identify events get a time-ordered UUIDv7 id when
 // they are created, and keep it on every retry, so the server stores each
 // event exactly once. They wait in a bounded buffer (WithBufferSize) that
-// drops the oldest event when full, and go out in batches (WithBatchSize,
-// WithFlushInterval) from one background goroutine; failures (network
+// drops the oldest event when full (counted in Stats, logged once until the
+// server takes events again), so a server away for hours costs the app at
+// most the buffer and one batch of memory. They go out in batches
+// (WithBatchSize, WithFlushInterval) from one background goroutine; failures (network
 // errors, 429, 5xx) are retried with exponential backoff and jitter,
 // honouring Retry-After. Assign, Track and Identify never wait for the
 // network. Stats counts what happened to every event; Close flushes.

@@ -131,6 +131,10 @@ func (c *Client) enqueue(ev *outEvent) error {
 	if overflowed {
 		c.stats.dropped.Add(1)
 		c.stats.overflowed.Add(1)
+		if !c.overflowing.Load() && c.overflowing.CompareAndSwap(false, true) {
+			c.log.Warn("flywheel: event buffer full: dropping the oldest events until the server takes them again; counted in Stats.Overflowed",
+				"buffer", c.opts.bufferSize)
+		}
 	}
 	if waiting >= c.opts.batchSize {
 		c.delivery.kick()

@@ -172,9 +172,12 @@ func WithFlushInterval(d time.Duration) Option {
 
 // WithBufferSize bounds the events waiting to be sent. When it is full, a
 // new event pushes out the oldest waiting one, which is counted in
-// Stats.Dropped and Stats.Overflowed. A batch being sent or retried (at most
-// the batch size) is held apart from the buffer until the server answers.
-// Default: 10,000.
+// Stats.Dropped and Stats.Overflowed; the first one is logged (a warning),
+// then no other until the server has taken a batch again. A batch being
+// sent or retried (at most the batch size) is held apart from the buffer
+// until the server answers. So however long the server is away, the client
+// holds at most buffer size + batch size events, and delivers each of them
+// once it is back. Default: 10,000.
 func WithBufferSize(n int) Option {
 	return func(o *options) error {
 		if n <= 0 {

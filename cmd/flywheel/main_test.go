@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -12,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/flywheel-oss/flywheel/internal/pgtest"
+	"github.com/flywheel-oss/flywheel/migrations"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -247,5 +251,51 @@ func TestEmbeddedDefault(t *testing.T) {
 	}
 	if _, err := os.Stat(dir + "/pgdata/postmaster.pid"); !os.IsNotExist(err) {
 		t.Errorf("postmaster.pid still there after stop (err %v): the cluster was not stopped", err)
+	}
+}
+
+// TestNewerSchemaRefused: against a database that a newer flywheel
+// migrated, serve and migrate fail at once, saying what to do, and change
+// nothing (not even the init key).
+func TestNewerSchemaRefused(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	list, err := migrations.List(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := list[len(list)-1].Version
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	if _, err := conn.Exec(ctx, `INSERT INTO goose_db_version (version_id, is_applied) VALUES ($1, true)`, known+1); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("database schema is at version %d, newer than this flywheel knows (%d): run a newer flywheel, or point DATABASE_URL", known+1, known)
+	getenv := env("DATABASE_URL", url, "FLYWHEEL_INIT_ADMIN_KEY", "fw_admin_newer_schema_0123456789")
+	for _, args := range [][]string{{"serve", "--addr", "127.0.0.1:0"}, {"migrate"}, {"migrate", "status"}} {
+		runCtx, cancel := context.WithTimeout(ctx, time.Minute)
+		var err error
+		if args[0] == "serve" {
+			err = runServe(runCtx, args[1:], getenv, io.Discard, io.Discard, func(addr string) {
+				t.Errorf("serve listened on %s against a newer schema", addr)
+				cancel()
+			})
+		} else {
+			err = run(runCtx, args, getenv, io.Discard, io.Discard)
+		}
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), want) || exitCode(err) != 1 {
+			t.Errorf("flywheel %s = %v (exit %d), want exit 1 and %q", strings.Join(args, " "), err, exitCode(err), want)
+		}
+	}
+	var keys, version int64
+	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM api_keys), (SELECT max(version_id) FROM goose_db_version)`).Scan(&keys, &version); err != nil {
+		t.Fatal(err)
+	}
+	if keys != 0 || version != known+1 {
+		t.Errorf("after the refusals: %d api keys, schema version %d; want 0 and %d (nothing changed)", keys, version, known+1)
 	}
 }

@@ -28,12 +28,16 @@ type Server struct {
 	HTTP        *httptest.Server
 }
 
-// Start runs flywheel on a fresh database until the test ends. cfg may set
-// anything but DatabaseURL; the keys are named alice (admin) and app (sdk).
+// Start runs flywheel until the test ends, on a fresh database or, when
+// cfg.DatabaseURL is set, on that one (migrated already: a database the
+// test prepared, or a private cluster's). The keys are named alice (admin)
+// and app (sdk).
 func Start(tb testing.TB, cfg app.Config) *Server {
 	tb.Helper()
 	ctx := context.Background()
-	cfg.DatabaseURL = pgtest.NewDatabase(tb)
+	if cfg.DatabaseURL == "" {
+		cfg.DatabaseURL = pgtest.NewDatabase(tb)
+	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {
 		tb.Fatalf("app.New: %v", err)

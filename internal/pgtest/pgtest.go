@@ -1,7 +1,9 @@
 // Package pgtest is the real-PostgreSQL test harness. A test package calls
 // Main from TestMain, then URL for its shared database or NewDatabase for an
 // empty one of its own. Databases are fresh and migrated with the project's
-// migrations. Tests that use it never skip: without a server they fail.
+// migrations (NewEmptyDatabase: not migrated). Tests that use it never
+// skip: without a server they fail. Fault tests that stop the database
+// take a private cluster of their own (NewCluster).
 //
 // The server is FLYWHEEL_TEST_DATABASE_URL when set (a postgres:// URL of any
 // database on the server; it needs CREATEDB and PostgreSQL 13 or later), else
@@ -101,6 +103,33 @@ func NewDatabase(tb testing.TB) string {
 	name, err := h.clone(ctx)
 	if err != nil {
 		tb.Fatalf("pgtest: %v", err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+		defer cancel()
+		if err := h.drop(ctx, name); err != nil {
+			tb.Errorf("pgtest: %v", err)
+		}
+	})
+	return h.databaseURL(name)
+}
+
+// NewEmptyDatabase returns the URL of a new database for the calling test
+// alone, with no migration applied (made from template0: no table, no
+// extension), dropped in tb.Cleanup. Tests of the migrations use it.
+func NewEmptyDatabase(tb testing.TB) string {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
+	defer cancel()
+	h.mu.Lock()
+	err := h.startLocked()
+	h.mu.Unlock()
+	if err != nil {
+		tb.Fatalf("pgtest: %v", err)
+	}
+	name := h.newName("_empty")
+	if err := h.exec(ctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()+" TEMPLATE template0"); err != nil {
+		tb.Fatalf("pgtest: create database: %v", err)
 	}
 	tb.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -121,5 +122,74 @@ func TestNewDatabaseParallel(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestNewEmptyDatabase: no migration applied, no extension, dropped at
+// cleanup.
+func TestNewEmptyDatabase(t *testing.T) {
+	ctx := context.Background()
+	var name string
+	t.Run("uses", func(t *testing.T) {
+		u := pgtest.NewEmptyDatabase(t)
+		name = dbName(t, u)
+		var tables, extensions int
+		err := connect(t, u).QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_tables WHERE schemaname = 'public'),
+			(SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')`).Scan(&tables, &extensions)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tables != 0 || extensions != 0 {
+			t.Errorf("%d tables, %d extensions; want an empty database", tables, extensions)
+		}
+	})
+	var exists bool
+	if err := connect(t, pgtest.URL(t)).QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+		t.Fatal(err)
+	}
+	if exists {
+		t.Errorf("database %q still exists after its test's cleanup", name)
+	}
+}
+
+// TestClusterRestart: a stopped cluster refuses connections; started
+// again, it answers on the same URL with what was committed.
+func TestClusterRestart(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c := pgtest.NewCluster(t)
+	url := c.URL("postgres")
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, "CREATE TABLE kept (n int); INSERT INTO kept VALUES (42)"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Stop(); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	if err := conn.Ping(ctx); err == nil {
+		t.Error("a session outlived Stop")
+	}
+	if c2, err := pgx.Connect(ctx, url); err == nil {
+		c2.Close(ctx)
+		t.Fatal("connected to a stopped cluster")
+	}
+	if err := c.Stop(); err != nil {
+		t.Errorf("second Stop: %v, want nil", err)
+	}
+	if err := c.Start(ctx); err != nil {
+		t.Fatalf("Start: %v", err)
+	}
+	if err := c.Start(ctx); err == nil {
+		t.Error("Start of a running cluster = nil, want an error")
+	}
+	if c.URL("postgres") != url {
+		t.Errorf("URL after restart = %s, want %s", c.URL("postgres"), url)
+	}
+	var n int
+	if err := connect(t, url).QueryRow(ctx, "SELECT n FROM kept").Scan(&n); err != nil || n != 42 {
+		t.Errorf("after restart: %d, %v; want the committed 42", n, err)
 	}
 }
