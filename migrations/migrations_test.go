@@ -299,6 +299,7 @@ func results(t *testing.T, srv *apptest.Server) map[string]any {
 			t.Fatal(err)
 		}
 		delete(doc, "computed_at")
+		delete(doc, "as_of")
 		delete(doc, "lag_seconds")
 		out[path] = doc
 	}
