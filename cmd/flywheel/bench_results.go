@@ -81,16 +81,9 @@ type resultsReport struct {
 	Options  resultsOptions `json:"options"`
 	Database string         `json:"database"`
 	UnitIDs  string         `json:"unit_ids"`
-	Load     struct {
-		Exposures     int     `json:"exposures"`
-		Events        int     `json:"events"`
-		Seconds       float64 `json:"seconds"`
-		RowsPerSecond float64 `json:"rows_per_second"`
-		VacuumSeconds float64 `json:"vacuum_analyze_seconds"`
-	} `json:"load"`
-	BuildSeconds       float64 `json:"initial_build_seconds"`
-	BuildVacuumSeconds float64 `json:"build_vacuum_analyze_seconds"`
-	Read               struct {
+	Load     benchLoad      `json:"load"`
+	benchBuild
+	Read struct {
 		Requests       int               `json:"requests"`
 		ResultsUnits   int64             `json:"results_units"`
 		ResultsP50Ms   float64           `json:"results_p50_ms"`
@@ -136,6 +129,21 @@ type resultsReport struct {
 	} `json:"pass"`
 }
 
+// benchLoad is a bulk load of an experiment's data by COPY.
+type benchLoad struct {
+	Exposures     int     `json:"exposures"`
+	Events        int     `json:"events"`
+	Seconds       float64 `json:"seconds"`
+	RowsPerSecond float64 `json:"rows_per_second"`
+	VacuumSeconds float64 `json:"vacuum_analyze_seconds"`
+}
+
+// benchBuild is the one aggregation that takes in a bulk load.
+type benchBuild struct {
+	BuildSeconds       float64 `json:"initial_build_seconds"`
+	BuildVacuumSeconds float64 `json:"build_vacuum_analyze_seconds"`
+}
+
 // runBenchResults runs `flywheel bench results`: it loads a scratch
 // database with an experiment's exposures and track events by COPY, builds
 // the aggregates once, then times GET .../results against the plain
@@ -170,21 +178,10 @@ func runBenchResults(ctx context.Context, args []string, getenv func(string) str
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", a...) }
 	env := &benchEnv{progress: progress}
 	defer env.close()
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	var err error
-	if env.dbURL, err = env.openDatabase(ctx, cfg, log); err != nil {
+	appCfg, err := openAppEnv(ctx, cfg, env, stderr)
+	if err != nil {
 		return err
 	}
-	progress("database: %s", env.dbDesc)
-	if env.adminKey, err = flywheel.NewKeySecret(flywheel.ScopeAdmin); err != nil {
-		return err
-	}
-	if env.sdkKey, err = flywheel.NewKeySecret(flywheel.ScopeSDK); err != nil {
-		return err
-	}
-	appCfg := app.Config{DatabaseURL: env.dbURL, InitAdminKey: env.adminKey, InitSDKKey: env.sdkKey, Logger: log,
-		ConfigPoll: cfg.ConfigPoll, MaxConns: cfg.MaxConns, IDHMACKey: cfg.IDHMACKey,
-		IngestWriters: cfg.IngestWriters, IngestQueue: cfg.IngestQueue}
 
 	rep := &resultsReport{Command: "flywheel bench results " + strings.Join(args, " "), Date: time.Now().UTC().Format(time.RFC3339),
 		Machine: currentMachine(), Options: o, Database: env.dbDesc, UnitIDs: "raw"}
@@ -245,15 +242,31 @@ func startApp(ctx context.Context, cfg app.Config) (*app.App, string, func(), er
 	return a, "http://" + ln.Addr().String(), stop, nil
 }
 
-// benchReadSpeed defines the experiment, loads the data, builds the
-// aggregates and times reads.
-func benchReadSpeed(ctx context.Context, env *benchEnv, cfg app.Config, o resultsOptions, rep *resultsReport) error {
-	a, url, stop, err := startApp(ctx, cfg)
-	if err != nil {
-		return err
+// openAppEnv gets env a scratch database (benchEnv.openDatabase) and new
+// admin and SDK keys, and returns the configuration of an app on it that
+// logs warnings to stderr. The caller closes env, also on error.
+func openAppEnv(ctx context.Context, cfg config, env *benchEnv, stderr io.Writer) (app.Config, error) {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	var err error
+	if env.dbURL, err = env.openDatabase(ctx, cfg, log); err != nil {
+		return app.Config{}, err
 	}
-	defer stop()
-	env.flywheelURL = url
+	env.progress("database: %s", env.dbDesc)
+	if env.adminKey, err = flywheel.NewKeySecret(flywheel.ScopeAdmin); err != nil {
+		return app.Config{}, err
+	}
+	if env.sdkKey, err = flywheel.NewKeySecret(flywheel.ScopeSDK); err != nil {
+		return app.Config{}, err
+	}
+	return app.Config{DatabaseURL: env.dbURL, InitAdminKey: env.adminKey, InitSDKKey: env.sdkKey, Logger: log,
+		ConfigPoll: cfg.ConfigPoll, MaxConns: cfg.MaxConns, IDHMACKey: cfg.IDHMACKey,
+		IngestWriters: cfg.IngestWriters, IngestQueue: cfg.IngestQueue, AggregateEvery: cfg.AggregateEvery}, nil
+}
+
+// defineResultsExperiment creates the bench's metrics, purchase
+// (conversion, 168 h) and revenue (mean, CUPED 336 h, cap 500), and its
+// running customer experiment with two variants, through the API at url.
+func defineResultsExperiment(ctx context.Context, env *benchEnv, url string) error {
 	for _, c := range []struct{ path, body string }{
 		{"/v1/metrics", `{"key":"purchase","type":"conversion","event":"purchase","window_hours":168}`},
 		{"/v1/metrics", `{"key":"revenue","type":"mean","event":"revenue","window_hours":168,"cuped_hours":336,"cap":{"value":500}}`},
@@ -266,41 +279,77 @@ func benchReadSpeed(ctx context.Context, env *benchEnv, cfg app.Config, o result
 			return fmt.Errorf("bench: POST %s: status %d %s: %v", c.path, code, got, err)
 		}
 	}
+	return nil
+}
 
+// loadResultsData COPYs the exposures of units c-0 to c-<units-1> and
+// events track events of theirs into a's database, then runs VACUUM
+// ANALYZE as autovacuum would after such a load (hint bits, visibility,
+// statistics). The rows bypass the aggregation queue: run it with the
+// background aggregator off, then buildAggregates.
+func loadResultsData(ctx context.Context, env *benchEnv, a *app.App, idKey string, units, events int) (benchLoad, error) {
+	var l benchLoad
 	now := time.Now().UTC()
 	if _, err := a.DB.EnsurePartitions(ctx, now, eventDays+2, 2); err != nil {
-		return err
+		return l, err
 	}
-	ids := unitIDs(ingest.NewPseudonymizer(cfg.IDHMACKey), 0, o.Units)
+	ids := unitIDs(ingest.NewPseudonymizer(idKey), 0, units)
 	t0 := time.Now()
 	if err := copyExposures(ctx, a.DB.Pool(), ids, now); err != nil {
-		return err
+		return l, err
 	}
-	env.progress("copied %d exposures in %.1fs", o.Units, time.Since(t0).Seconds())
-	if err := copyTrackEvents(ctx, a.DB.Pool(), ids, o.Events, now, env.progress); err != nil {
-		return err
+	env.progress("copied %d exposures in %.1fs", units, time.Since(t0).Seconds())
+	if err := copyTrackEvents(ctx, a.DB.Pool(), ids, events, now, env.progress); err != nil {
+		return l, err
 	}
-	rep.Load.Exposures, rep.Load.Events, rep.Load.Seconds = o.Units, o.Events, time.Since(t0).Seconds()
-	rep.Load.RowsPerSecond = float64(o.Units+o.Events) / rep.Load.Seconds
-	// As autovacuum would after such a load: hint bits, visibility, statistics.
+	l.Exposures, l.Events, l.Seconds = units, events, time.Since(t0).Seconds()
+	l.RowsPerSecond = float64(units+events) / l.Seconds
 	t0 = time.Now()
 	if _, err := a.DB.Pool().Exec(ctx, `VACUUM (ANALYZE) events, exposures`); err != nil {
-		return fmt.Errorf("bench: vacuum analyze: %w", err)
+		return l, fmt.Errorf("bench: vacuum analyze: %w", err)
 	}
-	rep.Load.VacuumSeconds = time.Since(t0).Seconds()
-	env.progress("loaded in %.1fs, vacuum analyze %.1fs; building the aggregates", rep.Load.Seconds, rep.Load.VacuumSeconds)
+	l.VacuumSeconds = time.Since(t0).Seconds()
+	env.progress("loaded in %.1fs, vacuum analyze %.1fs; building the aggregates", l.Seconds, l.VacuumSeconds)
+	return l, nil
+}
 
-	t0 = time.Now()
+// buildAggregates runs the one aggregation (App.Aggregate) that takes in
+// a bulk load, then VACUUM ANALYZE of the unit and variant aggregates.
+func buildAggregates(ctx context.Context, env *benchEnv, a *app.App) (benchBuild, error) {
+	var b benchBuild
+	t0 := time.Now()
 	if err := a.Aggregate(ctx); err != nil {
-		return fmt.Errorf("bench: initial build: %w", err)
+		return b, fmt.Errorf("bench: initial build: %w", err)
 	}
-	rep.BuildSeconds = time.Since(t0).Seconds()
+	b.BuildSeconds = time.Since(t0).Seconds()
 	t0 = time.Now()
 	if _, err := a.DB.Pool().Exec(ctx, `VACUUM (ANALYZE) agg_units, agg_variants`); err != nil {
-		return fmt.Errorf("bench: vacuum analyze: %w", err)
+		return b, fmt.Errorf("bench: vacuum analyze: %w", err)
 	}
-	rep.BuildVacuumSeconds = time.Since(t0).Seconds()
-	env.progress("initial build %.1fs, vacuum analyze %.1fs; timing %d results requests", rep.BuildSeconds, rep.BuildVacuumSeconds, o.Requests)
+	b.BuildVacuumSeconds = time.Since(t0).Seconds()
+	env.progress("initial build %.1fs, vacuum analyze %.1fs", b.BuildSeconds, b.BuildVacuumSeconds)
+	return b, nil
+}
+
+// benchReadSpeed defines the experiment, loads the data, builds the
+// aggregates and times reads.
+func benchReadSpeed(ctx context.Context, env *benchEnv, cfg app.Config, o resultsOptions, rep *resultsReport) error {
+	a, url, stop, err := startApp(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	env.flywheelURL = url
+	if err := defineResultsExperiment(ctx, env, url); err != nil {
+		return err
+	}
+	if rep.Load, err = loadResultsData(ctx, env, a, cfg.IDHMACKey, o.Units, o.Events); err != nil {
+		return err
+	}
+	if rep.benchBuild, err = buildAggregates(ctx, env, a); err != nil {
+		return err
+	}
+	env.progress("timing %d results requests", o.Requests)
 
 	client := &http.Client{}
 	for range min(5, o.Requests) { // warm-up
@@ -389,11 +438,8 @@ func benchKeepUp(ctx context.Context, env *benchEnv, cfg app.Config, o resultsOp
 	k.Requested = o.Rate
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: resultsSenders + 1}}
 	var (
-		mu       sync.Mutex
 		lags     []float64
 		during   []time.Duration
-		posts    []time.Duration // POST /v1/events latencies
-		accepted atomic.Int64
 		newUnits atomic.Int64
 	)
 	// sample reads the lag and the queue, and records them once a second.
@@ -411,38 +457,18 @@ func benchKeepUp(ctx context.Context, env *benchEnv, cfg app.Config, o resultsOp
 		return pending
 	}
 	start := time.Now()
-	end := start.Add(o.Duration)
-	interval := time.Duration(float64(time.Second) * resultsBatch * resultsSenders / float64(o.Rate))
-	var wg sync.WaitGroup
-	for w := range resultsSenders {
-		wg.Go(func() {
-			rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(w)))
-			for n := 0; ; n++ {
-				next := start.Add(time.Duration(w)*interval/resultsSenders + time.Duration(n)*interval)
-				if !next.Before(end) || ctx.Err() != nil {
-					return
-				}
-				time.Sleep(time.Until(next))
-				body := keepUpBatch(rng, o.Units, &newUnits)
-				t := time.Now()
-				err := postBatch(ctx, client, url+"/v1/events", env.sdkKey, body, resultsBatch)
-				mu.Lock()
-				posts = append(posts, time.Since(t))
-				mu.Unlock()
-				if err != nil {
-					mu.Lock()
-					if k.Failed++; k.FirstFailure == "" {
-						k.FirstFailure = err.Error()
-					}
-					mu.Unlock()
-					continue
-				}
-				accepted.Add(resultsBatch)
-			}
-		})
+	rngs := make([]*rand.Rand, resultsSenders)
+	for w := range rngs {
+		rngs[w] = rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), uint64(w)))
 	}
+	var load *loadStats
 	done, probed := make(chan struct{}), make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	go func() {
+		defer close(done)
+		load = sendLoad(ctx, client, url+"/v1/events", env.sdkKey,
+			loadShape{Senders: resultsSenders, Batch: resultsBatch, Rate: o.Rate, Duration: o.Duration},
+			func(w int) ([]byte, int) { return keepUpBatch(rngs[w], o.Units, resultsBatch, &newUnits), resultsBatch })
+	}()
 	go func() { // a dashboard reading the results every 5 s meanwhile
 		defer close(probed)
 		t := time.NewTicker(5 * time.Second)
@@ -470,7 +496,8 @@ func benchKeepUp(ctx context.Context, env *benchEnv, cfg app.Config, o resultsOp
 	tick.Stop()
 	<-probed
 	k.Seconds = time.Since(start).Seconds()
-	k.Events = accepted.Load()
+	k.Events = load.Accepted.Load()
+	k.Failed, k.FirstFailure = load.Failed, load.FirstFailure
 	k.Rate = float64(k.Events) / k.Seconds
 	env.progress("keep-up: %d events accepted (%.0f/s); waiting for the aggregator to drain", k.Events, k.Rate)
 
@@ -494,7 +521,7 @@ func benchKeepUp(ctx context.Context, env *benchEnv, cfg app.Config, o resultsOp
 		k.LagP50, k.LagP99, k.LagMax = lags[(n-1)/2], lags[min(n-1, int(math.Ceil(0.99*float64(n)))-1)], lags[n-1]
 	}
 	k.ResultsP50Ms = ms(quantile(during, 0.50))
-	k.PostP50Ms, k.PostP99Ms = ms(quantile(posts, 0.50)), ms(quantile(posts, 0.99))
+	k.PostP50Ms, k.PostP99Ms = ms(quantile(load.Posts, 0.50)), ms(quantile(load.Posts, 0.99))
 	cycles, seconds, pairs, steps := aggregatorFigures(cfg.Registry)
 	k.Steps = steps
 	if cycles > 0 {
@@ -773,13 +800,14 @@ func copyEventChunk(ctx context.Context, pool *pgxpool.Pool, rng *rand.Rand, ids
 	return err
 }
 
-// keepUpBatch builds one POST /v1/events body of resultsBatch events: 4%
-// exposures of new units, the rest purchases and revenue of exposed units
-// (drawn as in the load), timestamped by the server.
-func keepUpBatch(rng *rand.Rand, units int, newUnits *atomic.Int64) []byte {
-	b := make([]byte, 0, 180*resultsBatch)
+// keepUpBatch builds one POST /v1/events body of size events: 4%
+// exposures of new units (c-<units> on, counted by newUnits), the rest
+// purchases and revenue of exposed units (drawn as in the load),
+// timestamped by the server.
+func keepUpBatch(rng *rand.Rand, units, size int, newUnits *atomic.Int64) []byte {
+	b := make([]byte, 0, 180*size)
 	b = append(b, `{"events":[`...)
-	for i := range resultsBatch {
+	for i := range size {
 		if i > 0 {
 			b = append(b, ',')
 		}
@@ -807,6 +835,79 @@ func keepUpBatch(rng *rand.Rand, units int, newUnits *atomic.Int64) []byte {
 		b = append(b, '}')
 	}
 	return append(b, "]}"...)
+}
+
+// loadShape is how a load is sent to POST /v1/events: Senders concurrent
+// clients, each with one request of Batch events in flight. With Rate > 0
+// they keep a schedule that sends Rate events/s together for Duration;
+// with Rate 0 each sends its next batch as soon as the last is answered,
+// until there is none left.
+type loadShape struct {
+	Senders, Batch, Rate int
+	Duration             time.Duration
+}
+
+// loadStats is what a load sent.
+type loadStats struct {
+	Accepted     atomic.Int64 // events of the batches answered with every event accepted
+	Batches      int          // requests answered so
+	Failed       int          // the other requests
+	FirstFailure string
+	Posts        []time.Duration // the time each request took
+	Start        time.Time
+	LastAck      time.Time // the last answer of an accepted batch
+	Seconds      float64   // from Start to the last answer
+	mu           sync.Mutex
+}
+
+// sendLoad sends the batches made by next (for sender w: a body and its
+// number of events, at most Batch; nil when there is none left) as s
+// says, and returns when every request has been answered.
+func sendLoad(ctx context.Context, client *http.Client, url, key string, s loadShape, next func(w int) ([]byte, int)) *loadStats {
+	st := &loadStats{Start: time.Now()}
+	end := st.Start.Add(s.Duration)
+	var interval time.Duration
+	if s.Rate > 0 {
+		interval = time.Duration(float64(time.Second) * float64(s.Batch) * float64(s.Senders) / float64(s.Rate))
+	}
+	var wg sync.WaitGroup
+	for w := range s.Senders {
+		wg.Go(func() {
+			for n := 0; ctx.Err() == nil; n++ {
+				if s.Rate > 0 {
+					at := st.Start.Add(time.Duration(w)*interval/time.Duration(s.Senders) + time.Duration(n)*interval)
+					if !at.Before(end) {
+						return
+					}
+					time.Sleep(time.Until(at))
+				}
+				body, events := next(w)
+				if body == nil {
+					return
+				}
+				t := time.Now()
+				err := postBatch(ctx, client, url, key, body, events)
+				now := time.Now()
+				st.mu.Lock()
+				st.Posts = append(st.Posts, now.Sub(t))
+				if err != nil {
+					if st.Failed++; st.FirstFailure == "" {
+						st.FirstFailure = err.Error()
+					}
+				} else {
+					st.Batches++
+					st.Accepted.Add(int64(events))
+					if now.After(st.LastAck) {
+						st.LastAck = now
+					}
+				}
+				st.mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	st.Seconds = time.Since(st.Start).Seconds()
+	return st
 }
 
 // postBatch sends one batch and checks every event was accepted.

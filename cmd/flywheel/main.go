@@ -48,6 +48,9 @@ Usage:
   flywheel bench results [--units 1000000] [--events 10000000] [--rate 20000] [--json]
                                            results from aggregates vs a recomputation, and
                                            aggregation keeping up with ingestion
+  flywheel bench freshness [--scenario all|fresh300k|burst|burst1m|sustained] [--units 300000]
+                           [--burst-units 63000] [--rate 20000,50000] [--duration 60s] [--json]
+                                           how soon results count acknowledged events (issue 13)
   flywheel version
 
 Database: DATABASE_URL, or unset for the embedded default (a private

@@ -1,0 +1,157 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/flywheel-oss/flywheel/internal/pgtest"
+)
+
+// TestBenchFreshness runs `flywheel bench freshness` at a tiny scale, every
+// scenario: each must end with complete results (every unit sent counted,
+// nothing pending) and report its load, its lag samples and the
+// aggregator's steps, and the aggregates must equal a recomputation from
+// raw events. It never checks how fast anything is.
+func TestBenchFreshness(t *testing.T) {
+	// Cycles every 200ms, so that each scenario completes in well under a
+	// second after its last event.
+	getenv := env("DATABASE_URL", pgtest.NewDatabase(t), "FLYWHEEL_AGGREGATE_EVERY", "200ms")
+	args := []string{"bench", "freshness", "--units", "400", "--burst-units", "150", "--base-units", "1000", "--base-events", "4000",
+		"--rate", "4000", "--duration", "2s", "--timeout", "20s", "--json"}
+	var out, errs bytes.Buffer
+	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
+		t.Fatalf("bench freshness: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errs.String())
+	}
+	var rep freshnessReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	if rep.Machine.CPUs == 0 || rep.Command != "flywheel bench freshness "+strings.Join(args[2:], " ") || rep.AggregateEvery != 0.2 {
+		t.Errorf("header: machine %+v, command %q, aggregate every %vs", rep.Machine, rep.Command, rep.AggregateEvery)
+	}
+	var names []string
+	for _, sc := range rep.Scenarios {
+		names = append(names, sc.title())
+	}
+	if want := []string{"fresh300k", "burst", "burst1m", "sustained 4000/s"}; !slices.Equal(names, want) {
+		t.Fatalf("scenarios = %v, want %v", names, want)
+	}
+	// Each scenario starts from the units the one before left.
+	for i, stored := range []int64{0, 400, 1000, 1150} {
+		if sc := rep.Scenarios[i]; sc.StoredUnits != stored {
+			t.Errorf("%s: stored units %d, want %d", sc.title(), sc.StoredUnits, stored)
+		}
+	}
+	for i, sc := range rep.Scenarios {
+		name := sc.title()
+		s, l := sc.Send, sc.Lag
+		if !sc.Complete || sc.CompleteSeconds < 0 || sc.CompleteSeconds > 20 || sc.ResultsUnits != sc.ExpectedUnits ||
+			sc.ExpectedUnits != sc.StoredUnits+sc.NewUnits || sc.NewUnits == 0 || !sc.FromAggregates {
+			t.Errorf("%s: complete %v after %vs, results %d units, expected %d = %d + %d, from aggregates %v; want complete results from the aggregates",
+				name, sc.Complete, sc.CompleteSeconds, sc.ResultsUnits, sc.ExpectedUnits, sc.StoredUnits, sc.NewUnits, sc.FromAggregates)
+		}
+		if s.Failed != 0 || s.Batches == 0 || s.Events == 0 || s.Seconds <= 0 || s.Rate <= 0 || s.PostP50Ms <= 0 || s.PostP99Ms < s.PostP50Ms {
+			t.Errorf("%s: send = %+v, want every batch accepted and timed", name, s)
+		}
+		if l.Samples == 0 || len(sc.Samples) < l.Samples || l.P50 < 0 || l.P99 < l.P50 || l.Max < l.P99 || l.ResultsP50Ms <= 0 || l.Errors != 0 {
+			t.Errorf("%s: lag = %+v over %d samples, want ordered quantiles of answered requests", name, l, len(sc.Samples))
+		}
+		for j := 1; j < len(sc.Samples); j++ {
+			if sc.Samples[j].T < sc.Samples[j-1].T {
+				t.Errorf("%s: samples out of order at %d: %+v", name, j, sc.Samples[j-1:j+1])
+				break
+			}
+		}
+		if n := len(sc.Samples); n > 0 {
+			last := sc.Samples[n-1]
+			if last.Pending != 0 || last.Units != sc.ExpectedUnits {
+				t.Errorf("%s: last sample %+v, want the complete answer", name, last)
+			}
+			// The last answer, the complete one, arrived CompleteSeconds
+			// after the last acknowledged event, which ended the load.
+			if got, want := s.Seconds+sc.CompleteSeconds, last.T+last.Ms/1000; got < want-0.05 || got > want+0.05 {
+				t.Errorf("%s: load %.3fs + complete %.3fs = %.3fs after the start, but the complete answer arrived at %.3fs",
+					name, s.Seconds, sc.CompleteSeconds, got, want)
+			}
+		}
+		a := sc.Aggregator
+		steps := map[string]uint64{}
+		for _, st := range a.Steps {
+			steps[st.Name] = st.Count
+		}
+		if a.Cycles < 1 || a.CycleMeanMs <= 0 || a.PairsPerCycle <= 0 || steps["queue"] == 0 || steps["units"] == 0 || steps["tracks"] == 0 {
+			t.Errorf("%s: aggregator = %+v, want this scenario's cycles with their queue, units and tracks steps", name, a)
+		}
+		if sc.Figure < 0 || sc.Target == "" {
+			t.Errorf("%s: figure %v, target %q", name, sc.Figure, sc.Target)
+		}
+		if i < 3 {
+			c := sc.Campaign
+			if c == nil || int64(c.Units) != sc.NewUnits || c.Exposures != c.Units || c.Conversions == 0 || c.PreExposure == 0 ||
+				c.Events != c.Exposures+2*c.Conversions+c.PreExposure || s.Events != int64(c.Events) {
+				t.Errorf("%s: campaign %+v, %d events accepted; want every event of every unit", name, c, s.Events)
+			}
+			if sc.Figure != sc.CompleteSeconds {
+				t.Errorf("%s: figure %v, want the time to complete results %v", name, sc.Figure, sc.CompleteSeconds)
+			}
+		}
+	}
+	if c := rep.Scenarios[0].Campaign; c != nil && (c.Events < 560 || c.Events > 640) {
+		t.Errorf("fresh300k sent %d events for 400 units, want about 1.5 per unit", c.Events)
+	}
+	if sc := rep.Scenarios[3]; sc.Rate != 4000 || sc.Send.Events != 8000 || sc.Figure != sc.Lag.P99 {
+		t.Errorf("sustained: rate %d, %d events accepted, figure %v; want 4000/s for 2s and the lag p99 %v", sc.Rate, sc.Send.Events, sc.Figure, sc.Lag.P99)
+	}
+	if len(rep.Databases) != 2 {
+		t.Fatalf("databases = %+v, want two", rep.Databases)
+	}
+	for i, d := range rep.Databases {
+		if !d.Verified || d.VerifyError != "" {
+			t.Errorf("database of %v: aggregates differ from a recomputation: %s", d.Scenarios, d.VerifyError)
+		}
+		// Each scenario reports the cycles that ran while it did: together
+		// no more than the database saw in all.
+		cycles := 0.0
+		for _, sc := range rep.Scenarios[2*i : 2*i+2] {
+			cycles += sc.Aggregator.Cycles
+		}
+		if cycles > d.Aggregator.Cycles {
+			t.Errorf("database of %v: its scenarios report %v cycles, more than its %v in all", d.Scenarios, cycles, d.Aggregator.Cycles)
+		}
+	}
+	if d := rep.Databases[1]; d.BaseUnits != 1000 || d.Load == nil || d.Load.Exposures != 1000 || d.Load.Events != 4000 || d.Build == nil || d.Build.BuildSeconds <= 0 {
+		t.Errorf("second database = %+v, want 1000 units and 4000 events loaded, then built", d)
+	}
+	if !strings.Contains(errs.String(), "burst1m: complete") {
+		t.Errorf("progress on stderr lacks the scenarios:\n%s", errs.String())
+	}
+
+	// The report in text form, from the same figures.
+	var text bytes.Buffer
+	rep.printHeader(&text)
+	for _, sc := range rep.Scenarios {
+		sc.print(&text)
+	}
+	rep.printSummary(&text)
+	for _, want := range []string{"command:  flywheel bench freshness --units 400", "machine:  ", "note:     smaller than the issue's sizes",
+		"fresh300k: 400 new units", "complete     ", "lag curve", "step queue", "step tracks", "trend        first third mean",
+		"complete <= 120 s after the last acknowledged event:", "lag p99 <= 5 s over the run", "summary (targets of issue 13):",
+		"aggregates = recomputation after burst1m, sustained 4000/s", "result: "} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, text.String())
+		}
+	}
+
+	wantUsageErrors(t, env(),
+		[]string{"bench", "freshness", "--scenario", "nope"},
+		[]string{"bench", "freshness", "--units", "0"},
+		[]string{"bench", "freshness", "--units", "100", "--events", "50"},
+		[]string{"bench", "freshness", "--rate", "20000,x"},
+		[]string{"bench", "freshness", "--duration", "0s"},
+		[]string{"bench", "freshness", "extra"},
+	)
+}
