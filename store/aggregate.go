@@ -349,6 +349,23 @@ SELECT DISTINCT root FROM (
     SELECT DISTINCT ON (unit_type, unit_id) root FROM walk ORDER BY unit_type, unit_id, depth DESC
 ) r`
 
+// upWalkByProbe is upWalk for the units of one cycle, every step an index
+// lookup (see membersByProbe).
+const upWalkByProbe = `
+WITH RECURSIVE walk(unit_type, unit_id, root, depth) AS (
+    SELECT d.unit_type, d.unit_id, a.customer_id, 1
+    FROM %[1]s d CROSS JOIN LATERAL (
+        SELECT a.customer_id FROM aliases a WHERE a.unit_type = d.unit_type AND a.unit_id = d.unit_id OFFSET 0) a
+    UNION ALL
+    SELECT w.unit_type, w.unit_id, a.customer_id, w.depth + 1
+    FROM walk w CROSS JOIN LATERAL (
+        SELECT a.customer_id FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = w.root OFFSET 0) a
+    WHERE w.depth < 16 AND a.customer_id <> w.unit_id
+)
+SELECT DISTINCT root FROM (
+    SELECT DISTINCT ON (unit_type, unit_id) root FROM walk ORDER BY unit_type, unit_id, depth DESC
+) r`
+
 // readEvents returns the track events that the metrics of defs read: the
 // only ones whose deltas matter. (Definitions built from scratch in the
 // cycle read the events table itself.)
@@ -407,18 +424,24 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 	// The customers whose aggregates the dirty ids can change: their roots,
 	// and dirty customers themselves (a customer merged into another loses
 	// its own events to the root).
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_roots ON COMMIT DROP AS `+fmt.Sprintf(upWalk, "a_dirty")+`
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_roots ON COMMIT DROP AS `+fmt.Sprintf(upWalkByProbe, "a_dirty")+`
 		UNION SELECT unit_id FROM a_dirty WHERE unit_type = 'customer'`); err != nil {
 		return err
 	}
 	rep.lap("roots", &last)
+	// Every lookup by index, one unit at a time (see membersByProbe): the
+	// cost follows the units named, not the size of exposures or agg_units.
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_pairs ON COMMIT DROP AS
 		SELECT DISTINCT experiment, unit_id FROM (
-		    SELECT x.experiment, x.unit_id FROM a_dirty d JOIN exposures x ON x.unit_id = d.unit_id AND x.unit_type = d.unit_type
+		    SELECT x.experiment, x.unit_id FROM a_dirty d CROSS JOIN LATERAL (
+		        SELECT x.experiment, x.unit_id FROM exposures x WHERE x.unit_id = d.unit_id AND x.unit_type = d.unit_type OFFSET 0) x
 		    UNION ALL
-		    SELECT x.experiment, x.unit_id FROM a_roots r JOIN exposures x ON x.unit_id = r.root AND x.unit_type = 'customer'
+		    SELECT x.experiment, x.unit_id FROM a_roots r CROSS JOIN LATERAL (
+		        SELECT x.experiment, x.unit_id FROM exposures x WHERE x.unit_id = r.root AND x.unit_type = 'customer' OFFSET 0) x
 		    UNION ALL
-		    SELECT a.experiment, a.unit_id FROM a_dirty d JOIN agg_units a ON a.unit_id = d.unit_id AND a.unit_type = d.unit_type AND a.metric = ''
+		    SELECT a.experiment, a.unit_id FROM a_dirty d CROSS JOIN LATERAL (
+		        SELECT a.experiment, a.unit_id FROM agg_units a
+		        WHERE a.unit_id = d.unit_id AND a.unit_type = d.unit_type AND a.metric = '' OFFSET 0) a
 		) p;
 		ANALYZE a_pairs; ANALYZE a_roots`); err != nil {
 		return err

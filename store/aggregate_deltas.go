@@ -31,19 +31,21 @@ func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateRe
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_track_roots ON COMMIT DROP AS
 		WITH RECURSIVE walk(unit_type, unit_id, root, depth) AS (
 		    SELECT d.unit_type, d.unit_id, a.customer_id, 1
-		    FROM a_track_units d JOIN aliases a ON a.unit_type = d.unit_type AND a.unit_id = d.unit_id
+		    FROM a_track_units d CROSS JOIN LATERAL (
+		        SELECT a.customer_id FROM aliases a WHERE a.unit_type = d.unit_type AND a.unit_id = d.unit_id OFFSET 0) a
 		    UNION ALL
 		    SELECT w.unit_type, w.unit_id, a.customer_id, w.depth + 1
-		    FROM walk w JOIN aliases a ON a.unit_type = 'customer' AND a.unit_id = w.root
+		    FROM walk w CROSS JOIN LATERAL (
+		        SELECT a.customer_id FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = w.root OFFSET 0) a
 		    WHERE w.depth < 16 AND a.customer_id <> w.unit_id
 		), ends AS (
 		    SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, root FROM walk ORDER BY unit_type, unit_id, depth DESC
 		)
 		SELECT unit_type, unit_id, root FROM ends e
-		WHERE NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = e.root AND a.customer_id <> e.root)
+		WHERE NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = e.root AND a.customer_id <> e.root OFFSET 0)
 		UNION ALL
 		SELECT unit_type, unit_id, unit_id FROM a_track_units t
-		WHERE t.unit_type = 'customer' AND NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = t.unit_id)`); err != nil {
+		WHERE t.unit_type = 'customer' AND NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = t.unit_id OFFSET 0)`); err != nil {
 		return err
 	}
 	// Whether an owner is in an experiment is left to each definition's

@@ -22,6 +22,21 @@ const members = `members(owner, unit_type, unit_id, depth) AS (
     WHERE m.unit_type = 'customer' AND m.depth < 16 AND NOT (a.unit_type = 'customer' AND a.unit_id = m.owner)
 )`
 
+// membersByProbe is members for the units of one cycle: every step looks
+// aliases up by index, one unit at a time (OFFSET 0 keeps the planner from
+// turning a lookup into a join), so that the cost follows the units named
+// and not the size of aliases or the statistics the planner has of it (a
+// table that grew since it was last analyzed is planned as if empty).
+const membersByProbe = `members(owner, unit_type, unit_id, depth) AS (
+    SELECT o.unit_id, 'customer'::text, o.unit_id, 0 FROM %[1]s o
+    WHERE NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = o.unit_id AND a.customer_id <> o.unit_id OFFSET 0)
+    UNION ALL
+    SELECT m.owner, a.unit_type, a.unit_id, m.depth + 1
+    FROM members m CROSS JOIN LATERAL (
+        SELECT a.unit_type, a.unit_id FROM aliases a WHERE a.customer_id = m.unit_id OFFSET 0) a
+    WHERE m.unit_type = 'customer' AND m.depth < 16 AND NOT (a.unit_type = 'customer' AND a.unit_id = m.owner)
+)`
+
 // collectOwned reads once, for the affected units of one experiment, the
 // track events that any of its metrics reads: the units' own, and for a
 // customer experiment those of every id linked to them.
@@ -51,32 +66,39 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef) error {
 	if _, err := tx.Exec(ctx, `TRUNCATE a_owned`); err != nil {
 		return err
 	}
-	// $1 experiment, $2 unit type, $3 events, $4 hours before, $5 hours after.
+	// The units are few and the events many: each unit's exposure and
+	// events are looked up by index, one unit at a time (LATERAL ... OFFSET
+	// 0), whatever the planner believes of the tables' sizes: a hash of
+	// every event, or a plan made while a partition still looked empty,
+	// costs minutes per cycle. The window's bounds are the unit's own, so
+	// each lookup reads only the partitions of its window (run-time
+	// pruning). $1 experiment, $2 unit type, $3 events, $4 hours before, $5
+	// hours after.
+	upperBound := ""
+	if upper > 0 {
+		upperBound = ` AND e.ts < x.first_ts + make_interval(hours => $5)`
+	}
+	unitEvents := `CROSS JOIN LATERAL (
+		    SELECT x.first_ts FROM exposures x WHERE x.experiment = $1 AND x.unit_id = %[1]s OFFSET 0) x
+		CROSS JOIN LATERAL (
+		    SELECT e.ts, e.value, e.event FROM events e
+		    WHERE e.unit_type = %[2]s AND e.unit_id = %[3]s AND e.type = 'track' AND e.event = ANY($3)
+		      AND e.ts >= x.first_ts - make_interval(hours => $4)` + upperBound + ` OFFSET 0) e`
 	sql := `INSERT INTO a_owned
 		SELECT $1, p.unit_id, e.ts, e.value, e.event
-		FROM a_pairs p JOIN exposures x ON x.experiment = p.experiment AND x.unit_id = p.unit_id
-		JOIN events e ON e.unit_type = $2 AND e.unit_id = p.unit_id
-		WHERE p.experiment = $1 AND e.type = 'track' AND e.event = ANY($3)
-		  AND e.ts >= x.first_ts - make_interval(hours => $4) AND ($5 = 0 OR e.ts < x.first_ts + make_interval(hours => $5))`
+		FROM a_pairs p ` + fmt.Sprintf(unitEvents, "p.unit_id", "$2", "p.unit_id") + `
+		WHERE p.experiment = $1 AND $5 >= 0`
 	if e.UnitType == "customer" {
-		sql = `WITH RECURSIVE u AS (SELECT unit_id FROM a_pairs WHERE experiment = $1), ` + fmt.Sprintf(members, "u") + `
+		sql = `WITH RECURSIVE u AS (SELECT unit_id FROM a_pairs WHERE experiment = $1), ` + fmt.Sprintf(membersByProbe, "u") + `
 		INSERT INTO a_owned
 		SELECT $1, m.owner, e.ts, e.value, e.event
-		FROM members m JOIN exposures x ON x.experiment = $1 AND x.unit_id = m.owner
-		JOIN events e ON e.unit_type = m.unit_type AND e.unit_id = m.unit_id
-		WHERE $2 = 'customer' AND e.type = 'track' AND e.event = ANY($3)
-		  AND e.ts >= x.first_ts - make_interval(hours => $4) AND ($5 = 0 OR e.ts < x.first_ts + make_interval(hours => $5))`
-	}
-	// The units are few and the events many: probe each unit's events
-	// through the unit index of each partition. Estimates of the recursive
-	// members are poor, and a hash of every event costs seconds per cycle.
-	if _, err := tx.Exec(ctx, `SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off`); err != nil {
-		return err
+		FROM members m ` + fmt.Sprintf(unitEvents, "m.owner", "m.unit_type", "m.unit_id") + `
+		WHERE $2 = 'customer' AND $5 >= 0`
 	}
 	if _, err := tx.Exec(ctx, sql, e.Key, e.UnitType, events, lower, upper); err != nil {
 		return err
 	}
-	_, err := tx.Exec(ctx, `RESET enable_hashjoin; RESET enable_mergejoin; ANALYZE a_owned`)
+	_, err := tx.Exec(ctx, `ANALYZE a_owned`)
 	return err
 }
 
@@ -100,9 +122,11 @@ var foldUnitsSQL = `
 WITH u AS (
     SELECT p.unit_id, x.unit_type, x.variant, x.first_ts,
         CASE WHEN x.unit_id IS NULL THEN -1 WHEN x.multiple THEN 1
-             WHEN EXISTS (SELECT 1 FROM consent c WHERE c.unit_type = x.unit_type AND c.unit_id = x.unit_id AND NOT c.analytics) THEN 2
+             WHEN EXISTS (SELECT 1 FROM consent c WHERE c.unit_type = x.unit_type AND c.unit_id = x.unit_id AND NOT c.analytics OFFSET 0) THEN 2
              ELSE 0 END AS state
-    FROM %[1]s p LEFT JOIN exposures x ON x.experiment = p.experiment AND x.unit_id = p.unit_id
+    FROM %[1]s p LEFT JOIN LATERAL (
+        SELECT x.unit_id, x.unit_type, x.variant, x.first_ts, x.multiple FROM exposures x
+        WHERE x.experiment = p.experiment AND x.unit_id = p.unit_id OFFSET 0) x ON true
     WHERE p.experiment = $1
 ), owned AS (
     SELECT owner, ts, value, event FROM %[2]s src
