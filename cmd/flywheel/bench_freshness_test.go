@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"math"
 	"slices"
 	"strings"
 	"testing"
@@ -138,7 +139,7 @@ func TestBenchFreshness(t *testing.T) {
 	}
 	rep.printSummary(&text)
 	for _, want := range []string{"command:  flywheel bench freshness --units 400", "machine:  ", "note:     smaller than the issue's sizes",
-		"fresh300k: 400 new units", "complete     ", "lag curve", "step queue", "step tracks", "trend        first third mean",
+		"fresh300k: 400 new units", "complete     ", "lag curve", "step queue", "step tracks", "trend        mean lag by third of the run",
 		"complete <= 120 s after the last acknowledged event:", "lag p99 <= 5 s over the run", "summary (targets of issue 13):",
 		"aggregates = recomputation after burst1m, sustained 4000/s", "result: "} {
 		if !strings.Contains(text.String(), want) {
@@ -154,4 +155,37 @@ func TestBenchFreshness(t *testing.T) {
 		[]string{"bench", "freshness", "--duration", "0s"},
 		[]string{"bench", "freshness", "extra"},
 	)
+}
+
+// TestLagTrend: the lag grows when the aggregator falls behind, not when it
+// ramps up at the start or saws up and down with its cycles.
+func TestLagTrend(t *testing.T) {
+	series := func(f func(t float64) float64) []lagSample {
+		var s []lagSample
+		for i := range 240 { // 60 s every 250 ms
+			at := float64(i) / 4
+			s = append(s, lagSample{T: at, Lag: f(at)})
+		}
+		return s
+	}
+	for _, c := range []struct {
+		name    string
+		lag     func(t float64) float64
+		growing bool
+	}{
+		{"flat", func(float64) float64 { return 1 }, false},
+		{"cycles of 8 s", func(t float64) float64 { return math.Mod(t, 8) }, false},
+		// The first 12 s, no answer is behind yet: the first cycle is long.
+		{"a slow start, then cycles of 8 s", func(t float64) float64 { return math.Mod(t, 8) * float64(btoi(t >= 12)) }, false},
+		{"falling behind 10% of the time", func(t float64) float64 { return 0.1*t + math.Mod(t, 2) }, true},
+		{"falling behind from the middle", func(t float64) float64 { return max(1, t-30) }, true},
+	} {
+		l := lagOf(series(c.lag), 60)
+		if l.Growing != c.growing || l.Samples != 240 || l.Max < l.P99 || l.P99 < l.P50 {
+			t.Errorf("%s: %+v, want growing %v", c.name, l, c.growing)
+		}
+	}
+	if l := lagOf([]lagSample{{T: 0, Lag: 0.5}}, 0); l.Samples != 1 || l.Growing || l.FirstThird != 0.5 {
+		t.Errorf("one sample at 0: %+v", l)
+	}
 }
