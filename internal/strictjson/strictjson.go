@@ -12,7 +12,9 @@
 //     encoding/json says "variants.weight");
 //   - text PostgreSQL cannot store or that encoding/json would silently
 //     change: NUL (\u0000), invalid UTF-8 and lone UTF-16 surrogate escapes
-//     (both replaced by U+FFFD in encoding/json).
+//     (both replaced by U+FFFD in encoding/json), and in free-form values
+//     (stored as jsonb) numbers PostgreSQL's numeric cannot hold;
+//   - null for the whole document (encoding/json decodes it as {}).
 //
 // Every problem is a *flywheel.Error of code invalid_argument whose Field is
 // the path of the value at fault ("" for the document as a whole), in the
@@ -373,7 +375,10 @@ func (c *checker) value(ti *typeInfo, p *path, depth int) bool {
 		if !bytes.HasPrefix(b[c.i:], []byte("null")) {
 			return c.syntax(p, "a value was expected")
 		}
-		c.i += 4 // null fits every type
+		if p == pathRoot && (ti.kind == kindStruct || ti.kind == kindMap) {
+			return c.fail(p, "must be a JSON object, not null")
+		}
+		c.i += 4 // null fits every other place of every type
 		return true
 	}
 	// The kind of the value must fit the type.
@@ -440,41 +445,67 @@ func (c *checker) number(ti *typeInfo, p *path) bool {
 	if b[c.i] == '-' {
 		c.i++
 	}
+	intStart := c.i
 	switch {
 	case c.i < len(b) && b[c.i] == '0':
 		c.i++
 	case !digits():
 		return c.syntax(p, "digits were expected")
 	}
+	intDigits, fracDigits, exp := c.i-intStart, 0, 0
 	integer := true
 	if c.i < len(b) && b[c.i] == '.' {
 		c.i++
 		integer = false
+		fracStart := c.i
 		if !digits() {
 			return c.syntax(p, "digits were expected after the decimal point")
 		}
+		fracDigits = c.i - fracStart
 	}
 	if c.i < len(b) && (b[c.i] == 'e' || b[c.i] == 'E') {
 		c.i++
 		integer = false
+		sign := 1
 		if c.i < len(b) && (b[c.i] == '+' || b[c.i] == '-') {
+			if b[c.i] == '-' {
+				sign = -1
+			}
 			c.i++
 		}
+		expStart := c.i
 		if !digits() {
 			return c.syntax(p, "digits were expected in the exponent")
 		}
+		for _, d := range b[expStart:c.i] {
+			if exp = exp*10 + int(d-'0'); exp > 1_000_000 {
+				break // far beyond any limit below
+			}
+		}
+		exp *= sign
 	}
-	text := string(b[start:c.i])
 	switch ti.kind {
+	case kindFree:
+		// Free-form JSON is stored as jsonb, whose numeric refuses an
+		// exponent beyond ±1000 (PostgreSQL 13 and older), more than 131072
+		// digits before the decimal point or 16383 after it. Such a number
+		// would make the database refuse the whole request.
+		if !c.opts.LenientText && (exp > 1000 || exp < -1000 || intDigits+exp > 131072 || fracDigits-exp > 16383) {
+			return c.fail(p, "holds a number PostgreSQL cannot store (an exponent beyond ±1000, or too many digits)")
+		}
+		return true
 	case kindFloat:
+		text := string(b[start:c.i])
 		if _, err := strconv.ParseFloat(text, ti.bits); err != nil {
 			return c.fail(p, "is out of range: %.40s is not a %d-bit floating-point number", text, ti.bits)
 		}
 	case kindInt:
+		text := string(b[start:c.i])
 		if _, err := strconv.ParseInt(text, 10, ti.bits); err != nil || !integer {
 			return c.fail(p, "must be a whole number that fits in %d bits, not %.40s", ti.bits, text)
 		}
 	case kindUint:
+		text := string(b[start:c.i])
 		if _, err := strconv.ParseUint(text, 10, ti.bits); err != nil || !integer {
 			return c.fail(p, "must be a whole number from 0 that fits in %d bits, not %.40s", ti.bits, text)
 		}
