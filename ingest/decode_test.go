@@ -34,6 +34,11 @@ func TestDecodeJSONEnvelope(t *testing.T) {
 		{"events not an array", `{"events": {"id": "x"}}`, flywheel.CodeInvalidArgument, "events", 0},
 		{"events a number", `{"events": 5}`, flywheel.CodeInvalidArgument, "events", 0},
 		{"unknown top-level field", `{"events": [], "batch": 1}`, flywheel.CodeInvalidArgument, "batch", 0},
+		// Exact names, each once (issue 12): encoding/json took both.
+		{"events in capitals", `{"Events": [{}]}`, flywheel.CodeInvalidArgument, "Events", 0},
+		{"events spelt with an escape", `{"\u0045vents": [{}]}`, flywheel.CodeInvalidArgument, "Events", 0},
+		{"events twice", `{"events": [{}], "events": [{}, {}]}`, flywheel.CodeInvalidArgument, "events", 0},
+		{"events and Events", `{"events": [{}], "EVENTS": []}`, flywheel.CodeInvalidArgument, "EVENTS", 0},
 		{"truncated", `{"events": [{"id": "x"}`, flywheel.CodeInvalidArgument, "", 0},
 		{"syntax error", `{"events": [}`, flywheel.CodeInvalidArgument, "", 0},
 		{"two objects", `{"events": []} {"events": []}`, flywheel.CodeInvalidArgument, "", 0},

@@ -1,9 +1,12 @@
 package ingest
 
 // The ingest path as it was before the fast decoder (decodeEvent, splitJSON),
-// kept verbatim as the oracle of the tests that check the fast path changes
-// nothing: every body decodes and validates to the same events and the same
-// errors, message for message.
+// kept as the oracle of the tests that check the fast path changes nothing:
+// every body decodes and validates to the same events and the same errors,
+// message for message. Since field names became exact and keys unique
+// (issue 12), the reference also runs the slow path's checks before
+// encoding/json (envelopeKeys, strictjson.Check): the fast path must agree
+// with them, and these checks have tests of their own.
 
 import (
 	"bufio"
@@ -28,6 +31,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/internal/strictjson"
 	"github.com/flywheel-oss/flywheel/live"
 )
 
@@ -46,6 +50,9 @@ func refDecodeJSON(body []byte) ([]RawEvent, error) {
 	}
 	if _, err := dec.Token(); err != io.EOF { // More() misses a stray } or ]
 		return nil, flywheel.Invalid("", "request body must hold exactly one JSON object")
+	}
+	if err := envelopeKeys(body); err != nil {
+		return nil, err
 	}
 	if env.Events == nil {
 		return nil, flywheel.Invalid("events", `body must be {"events": [...]}`)
@@ -143,6 +150,9 @@ func refID(p *Pseudonymizer, id string) string {
 // configuration (the experiments exposures may name).
 func refValidate(v *Validator, raw []byte, now time.Time, st *live.State) (flywheel.Event, *flywheel.Error) {
 	var w wireEvent
+	if bad := strictjson.Check(raw, reflect.TypeFor[wireEvent](), strictjson.Options{Subject: "event", LenientText: true}); bad != nil {
+		return flywheel.Event{}, bad
+	}
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&w); err != nil {
