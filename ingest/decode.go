@@ -57,7 +57,7 @@ func DecodeJSON(body []byte) ([]RawEvent, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&env); err != nil {
-		return nil, envelopeError(err)
+		return nil, envelopeError(err, body)
 	}
 	if _, err := dec.Token(); err != io.EOF { // More() misses a stray } or ]
 		return nil, flywheel.Invalid("", "request body must hold exactly one JSON object")
@@ -166,7 +166,7 @@ func DecodeNDJSON(body []byte) ([]RawEvent, error) {
 		if line[0] == '{' && decodeEvent(line, 0, slab.next()) == len(line) {
 			ev.wire = slab.keep()
 		} else if !json.Valid(line) {
-			ev.Err = flywheel.Invalid("", "line %d is not valid JSON", lineNo)
+			ev.Err = lineError(line, lineNo)
 		}
 		if len(out) == 1 { // as in splitJSON
 			out = slices.Grow(out, min(len(rest)/(len(out[0].JSON)+1)+1, MaxEvents))
@@ -191,7 +191,7 @@ func decodeNDJSONScanner(body []byte) ([]RawEvent, error) {
 		}
 		ev := RawEvent{Index: len(out), JSON: append([]byte(nil), line...)}
 		if !json.Valid(line) {
-			ev.Err = flywheel.Invalid("", "line %d is not valid JSON", lineNo)
+			ev.Err = lineError(line, lineNo)
 		}
 		out = append(out, ev)
 	}
@@ -199,6 +199,16 @@ func decodeNDJSONScanner(body []byte) ([]RawEvent, error) {
 		return nil, flywheel.Invalid("", "reading NDJSON: %v", err)
 	}
 	return out, nil
+}
+
+// lineError is the rejection of an NDJSON line that is not JSON: it names
+// the line, and the field whose value broke when there is one.
+func lineError(line []byte, lineNo int) *flywheel.Error {
+	bad := strictjson.Check(line, wireEventType, eventOptions)
+	if bad == nil { // cannot happen: Check refuses what json.Valid does
+		return flywheel.Invalid("", "line %d is not valid JSON", lineNo)
+	}
+	return flywheel.Invalid(bad.Field, "line %d is not valid JSON: %s", lineNo, bad.Message)
 }
 
 // envelopeKeys checks the keys of a {"events": [...]} body that
@@ -212,7 +222,7 @@ func envelopeKeys(body []byte) error {
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
-			return envelopeError(err)
+			return envelopeError(err, body)
 		}
 		key, _ := tok.(string)
 		switch {
@@ -224,22 +234,25 @@ func envelopeKeys(body []byte) error {
 		seen = true
 		var skip json.RawMessage
 		if err := dec.Decode(&skip); err != nil {
-			return envelopeError(err)
+			return envelopeError(err, body)
 		}
 	}
 	return nil
 }
 
-func envelopeError(err error) error {
+// envelopeError turns encoding/json's error on body into the request's;
+// a syntax error names the field whose value broke (strictjson.PathAt),
+// such as events[2].value for a NaN.
+func envelopeError(err error, body []byte) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.Is(err, io.EOF):
 		return flywheel.Invalid("", `request body is empty; send {"events": [...]}`)
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return flywheel.Invalid("", "malformed JSON: unexpected end of input")
+		return flywheel.Invalid(strictjson.PathAt(body), "malformed JSON: unexpected end of input")
 	case errors.As(err, &syn):
-		return flywheel.Invalid("", "malformed JSON at byte %d: %v", syn.Offset, syn)
+		return flywheel.Invalid(strictjson.PathAt(body), "malformed JSON at byte %d: %v", syn.Offset, syn)
 	case errors.As(err, &typ):
 		if typ.Field == "" {
 			return flywheel.Invalid("", `body must be {"events": [...]}`)

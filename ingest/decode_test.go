@@ -39,8 +39,11 @@ func TestDecodeJSONEnvelope(t *testing.T) {
 		{"events spelt with an escape", `{"\u0045vents": [{}]}`, flywheel.CodeInvalidArgument, "Events", 0},
 		{"events twice", `{"events": [{}], "events": [{}, {}]}`, flywheel.CodeInvalidArgument, "events", 0},
 		{"events and Events", `{"events": [{}], "EVENTS": []}`, flywheel.CodeInvalidArgument, "EVENTS", 0},
-		{"truncated", `{"events": [{"id": "x"}`, flywheel.CodeInvalidArgument, "", 0},
-		{"syntax error", `{"events": [}`, flywheel.CodeInvalidArgument, "", 0},
+		// A syntax error names where it broke.
+		{"truncated", `{"events": [{"id": "x"}`, flywheel.CodeInvalidArgument, "events[1]", 0},
+		{"truncated in an event", `{"events": [{"id": "x"}, {"id": `, flywheel.CodeInvalidArgument, "events[1].id", 0},
+		{"syntax error", `{"events": [}`, flywheel.CodeInvalidArgument, "events[0]", 0},
+		{"NaN", `{"events": [{"id": "x"}, {"value": NaN}]}`, flywheel.CodeInvalidArgument, "events[1].value", 0},
 		{"two objects", `{"events": []} {"events": []}`, flywheel.CodeInvalidArgument, "", 0},
 		{"trailing brace", `{"events": []}}`, flywheel.CodeInvalidArgument, "", 0},
 		{"trailing bracket", `{"events": []}]`, flywheel.CodeInvalidArgument, "", 0},
@@ -140,6 +143,11 @@ func TestDecodeNDJSONLineNumber(t *testing.T) {
 	}
 	if !strings.Contains(raws[1].Err.Message, "line 4") {
 		t.Errorf("message %q does not name line 4", raws[1].Err.Message)
+	}
+	// And the field whose value broke, when there is one.
+	raws = mustNDJSON(t, "{}\n{\"id\": \"x\", \"value\": NaN}\n")
+	if len(raws) != 2 || raws[1].Err == nil || raws[1].Err.Field != "value" || !strings.Contains(raws[1].Err.Message, "line 2") {
+		t.Errorf("DecodeNDJSON of a NaN on line 2 = %+v, want the second event rejected on value, naming line 2", raws[1].Err)
 	}
 }
 

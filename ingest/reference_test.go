@@ -5,8 +5,9 @@ package ingest
 // every body decodes and validates to the same events and the same errors,
 // message for message. Since field names became exact and keys unique
 // (issue 12), the reference also runs the slow path's checks before
-// encoding/json (envelopeKeys, strictjson.Check): the fast path must agree
-// with them, and these checks have tests of their own.
+// encoding/json (envelopeKeys, strictjson.Check), and names the field of a
+// line or body that is not JSON as it does (lineError, strictjson.PathAt):
+// the fast path must agree with them, and they have tests of their own.
 
 import (
 	"bufio"
@@ -46,7 +47,7 @@ func refDecodeJSON(body []byte) ([]RawEvent, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&env); err != nil {
-		return nil, refEnvelopeError(err)
+		return nil, refEnvelopeError(err, body)
 	}
 	if _, err := dec.Token(); err != io.EOF { // More() misses a stray } or ]
 		return nil, flywheel.Invalid("", "request body must hold exactly one JSON object")
@@ -84,7 +85,7 @@ func refDecodeNDJSON(body []byte) ([]RawEvent, error) {
 		}
 		ev := RawEvent{Index: len(out), JSON: append([]byte(nil), line...)}
 		if !json.Valid(line) {
-			ev.Err = flywheel.Invalid("", "line %d is not valid JSON", lineNo)
+			ev.Err = lineError(line, lineNo)
 		}
 		out = append(out, ev)
 	}
@@ -94,16 +95,16 @@ func refDecodeNDJSON(body []byte) ([]RawEvent, error) {
 	return out, nil
 }
 
-func refEnvelopeError(err error) error {
+func refEnvelopeError(err error, body []byte) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.Is(err, io.EOF):
 		return flywheel.Invalid("", `request body is empty; send {"events": [...]}`)
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return flywheel.Invalid("", "malformed JSON: unexpected end of input")
+		return flywheel.Invalid(strictjson.PathAt(body), "malformed JSON: unexpected end of input")
 	case errors.As(err, &syn):
-		return flywheel.Invalid("", "malformed JSON at byte %d: %v", syn.Offset, syn)
+		return flywheel.Invalid(strictjson.PathAt(body), "malformed JSON at byte %d: %v", syn.Offset, syn)
 	case errors.As(err, &typ):
 		if typ.Field == "" {
 			return flywheel.Invalid("", `body must be {"events": [...]}`)

@@ -851,3 +851,60 @@ func goKind(t reflect.Type) string {
 	}
 	return "a JSON value of type " + t.String()
 }
+
+// PathAt returns the path, in Check's notation, of the value being read at
+// the first syntax error of data (or at its end), as far as it can be
+// told: the key or index whose value broke, else the object or array that
+// holds it. It reads data with encoding/json's iterative scanner, so any
+// depth is safe. Use it to name the field of a syntax error that
+// encoding/json reported.
+func PathAt(data []byte) string {
+	type frame struct {
+		object  bool
+		key     string
+		haveKey bool // object: key read, its value not yet
+		index   int  // array: elements done
+	}
+	var stack []frame
+	dec := json.NewDecoder(bytes.NewReader(data))
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		if n := len(stack); n > 0 && stack[n-1].object && !stack[n-1].haveKey {
+			if k, ok := tok.(string); ok {
+				stack[n-1].key, stack[n-1].haveKey = k, true
+				continue
+			}
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, frame{object: true})
+			continue
+		case json.Delim('['):
+			stack = append(stack, frame{})
+			continue
+		case json.Delim('}'), json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+		// A value ended (a scalar, or the object or array just closed).
+		if n := len(stack); n > 0 {
+			if stack[n-1].object {
+				stack[n-1].haveKey = false
+			} else {
+				stack[n-1].index++
+			}
+		}
+	}
+	var p *path
+	for _, f := range stack {
+		switch {
+		case f.object && f.haveKey:
+			p = &path{parent: p, key: f.key, index: -1}
+		case !f.object:
+			p = &path{parent: p, index: f.index}
+		}
+	}
+	return p.String()
+}

