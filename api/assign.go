@@ -38,7 +38,7 @@ type assignment struct {
 
 func (s *Server) handleAssign(c *gin.Context) {
 	var req assignRequest
-	if err := decodeJSON(c, &req); err != nil {
+	if err := s.decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
 		return
 	}

@@ -34,7 +34,7 @@ type createExperimentRequest struct {
 
 func (s *Server) handleCreateExperiment(c *gin.Context) {
 	var req createExperimentRequest
-	if err := decodeJSON(c, &req); err != nil {
+	if err := s.decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
 		return
 	}
@@ -125,7 +125,7 @@ func (s *Server) handleGetExperiment(c *gin.Context) {
 
 func (s *Server) handlePatchExperiment(c *gin.Context) {
 	var p flywheel.ExperimentPatch
-	if err := decodeJSON(c, &p); err != nil {
+	if err := s.decodeJSON(c, &p); err != nil {
 		s.writeError(c, err)
 		return
 	}

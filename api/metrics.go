@@ -27,7 +27,7 @@ type createMetricRequest struct {
 
 func (s *Server) handleCreateMetric(c *gin.Context) {
 	var req createMetricRequest
-	if err := decodeJSON(c, &req); err != nil {
+	if err := s.decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
 		return
 	}
@@ -79,7 +79,7 @@ func (s *Server) handleGetMetric(c *gin.Context) {
 
 func (s *Server) handlePatchMetric(c *gin.Context) {
 	var p flywheel.MetricPatch
-	if err := decodeJSON(c, &p); err != nil {
+	if err := s.decodeJSON(c, &p); err != nil {
 		s.writeError(c, err)
 		return
 	}

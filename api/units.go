@@ -33,7 +33,7 @@ func (s *Server) handleConsent(c *gin.Context) {
 	var req struct {
 		Analytics *bool `json:"analytics"`
 	}
-	if err := decodeJSON(c, &req); err != nil {
+	if err := s.decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
 		return
 	}
