@@ -50,6 +50,11 @@ func (s *Server) handleAssign(c *gin.Context) {
 		s.writeError(c, flywheel.Invalid("unit_id", "unit_id must be 1 to 256 bytes"))
 		return
 	}
+	if req.Experiments != nil && len(*req.Experiments) > flywheel.MaxLiveExperiments {
+		// As many as there may be experiments: the answer's size is bounded.
+		s.writeError(c, flywheel.Invalid("experiments", "experiments may name at most %d experiments, got %d", flywheel.MaxLiveExperiments, len(*req.Experiments)))
+		return
+	}
 	st := s.deps.Live.Current()
 	if st == nil {
 		s.writeError(c, flywheel.Errorf(flywheel.CodeUnavailable, "configuration not loaded yet; retry"))
