@@ -154,7 +154,8 @@ func shortKey(k string) string {
 type kind uint8
 
 const (
-	kindFree   kind = iota // any JSON value (any, json.RawMessage, a type with its own UnmarshalJSON)
+	kindFree   kind = iota // any JSON value, kept as text (json.RawMessage, a type with its own UnmarshalJSON)
+	kindAny                // any JSON value, decoded (an interface: numbers become float64)
 	kindStruct             // an object with exactly the fields' names
 	kindMap                // an object with any keys, values of elem
 	kindList               // an array of elem (slice or array)
@@ -205,6 +206,8 @@ func build(t reflect.Type, seen map[reflect.Type]*typeInfo) *typeInfo {
 		return ti // free: the type decides
 	}
 	switch t.Kind() {
+	case reflect.Interface:
+		ti.kind = kindAny
 	case reflect.Struct:
 		ti.kind = kindStruct
 		ti.fields, ti.lower = map[string]*typeInfo{}, map[string]string{}
@@ -485,6 +488,12 @@ func (c *checker) number(ti *typeInfo, p *path) bool {
 		exp *= sign
 	}
 	switch ti.kind {
+	case kindAny:
+		// Decoded into an interface, a number is a float64.
+		if _, err := strconv.ParseFloat(string(b[start:c.i]), 64); err != nil {
+			return c.fail(p, "is out of range: %.40s is not a 64-bit floating-point number", b[start:c.i])
+		}
+		fallthrough
 	case kindFree:
 		// Free-form JSON is stored as jsonb, whose numeric refuses an
 		// exponent beyond ±1000 (PostgreSQL 13 and older), more than 131072
@@ -699,7 +708,7 @@ func (c *checker) object(ti *typeInfo, p *path, depth int) bool {
 			elem = fi
 		case kindMap:
 		default:
-			elem = infoOf(anyType)
+			elem = ti // free: free members
 		}
 		if c.i = skipSpace(b, c.i); c.i >= len(b) || b[c.i] != ':' {
 			return c.syntax(kp, "a colon after the key was expected")
@@ -719,8 +728,6 @@ func (c *checker) object(ti *typeInfo, p *path, depth int) bool {
 	}
 }
 
-var anyType = reflect.TypeFor[any]()
-
 // array checks an array and its elements.
 func (c *checker) array(ti *typeInfo, p *path, depth int) bool {
 	if depth > MaxDepth {
@@ -729,7 +736,7 @@ func (c *checker) array(ti *typeInfo, p *path, depth int) bool {
 	b := c.b
 	elem := ti.elem
 	if ti.kind != kindList {
-		elem = ti // free: free elements
+		elem = ti // free: free elements, of the same kind of freedom
 	}
 	c.i = skipSpace(b, c.i+1)
 	if c.i < len(b) && b[c.i] == ']' {

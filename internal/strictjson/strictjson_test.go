@@ -70,6 +70,7 @@ func TestCheckAccepts(t *testing.T) {
 		`{"free":` + strings.Repeat("[", MaxDepth-1) + strings.Repeat("]", MaxDepth-1) + `}`,
 		`{"weight":-0,"count":0,"small":-128}`,
 		`{"raw":[1e1000,-1e-1000,0.` + strings.Repeat("1", 16383) + `,1` + strings.Repeat("0", 131071) + `]}`,
+		`{"free":[1e308,-1e-400,4e-324]}`,
 	} {
 		if err := Check([]byte(doc), sampleType, Options{}); err != nil {
 			t.Errorf("Check(%.80s) = %v, want nil", doc, err)
@@ -130,10 +131,13 @@ func TestCheckRejects(t *testing.T) {
 		{`{"raw":"\u0000"}`, "raw", "NUL"},
 		{`{"labels":{"\u0000":"x"}}`, `labels.\u0000`, `the key "\\u0000" must not contain NUL`},
 		{`{"raw":{"a":[1e1001]}}`, "raw.a[0]", "PostgreSQL cannot store"},
-		{`{"free":-1e-1001}`, "free", "PostgreSQL cannot store"},
-		{`{"free":0.` + strings.Repeat("1", 16384) + `}`, "free", "PostgreSQL cannot store"},
-		{`{"free":1` + strings.Repeat("0", 131072) + `}`, "free", "PostgreSQL cannot store"},
-		{`{"free":1e99999999999999999999}`, "free", "PostgreSQL cannot store"},
+		{`{"raw":-1e-1001}`, "raw", "PostgreSQL cannot store"},
+		{`{"raw":0.` + strings.Repeat("1", 16384) + `}`, "raw", "PostgreSQL cannot store"},
+		{`{"raw":1` + strings.Repeat("0", 131072) + `}`, "raw", "PostgreSQL cannot store"},
+		{`{"raw":1e99999999999999999999}`, "raw", "PostgreSQL cannot store"},
+		// Decoded into an interface, a number must be a float64.
+		{`{"free":{"a":[1e309]}}`, "free.a[0]", "out of range"},
+		{`{"free":-1e400}`, "free", "out of range"},
 		{`null`, "", "request body must be a JSON object, not null"},
 		// Depth.
 		{deep, "free" + strings.Repeat("[0]", MaxDepth-1), "deeper than 64 levels"},
