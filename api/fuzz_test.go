@@ -39,6 +39,59 @@ func checkRefusal(t *testing.T, data []byte, err error) {
 	}
 }
 
+// checkAccepted: an accepted body names only v's fields at its top level,
+// exactly as spelt there, and holds no key twice in any object.
+func checkAccepted(t *testing.T, data []byte, v any) {
+	t.Helper()
+	typ := reflect.TypeOf(v)
+	for typ.Kind() == reflect.Pointer {
+		typ = typ.Elem()
+	}
+	names := map[string]bool{}
+	for i := range typ.NumField() {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+		names[name] = true
+	}
+	dec := json.NewDecoder(bytes.NewReader(data))
+	type frame struct {
+		keys  map[string]bool // nil in an array
+		value bool            // in an object: a value comes next
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return
+		}
+		if n := len(stack); n > 0 && stack[n-1].keys != nil && !stack[n-1].value {
+			if tok == json.Delim('}') {
+				stack = stack[:n-1]
+				continue
+			}
+			k := tok.(string)
+			if stack[n-1].keys[k] {
+				t.Fatalf("accepted %q holds the key %q twice in one object", data, k)
+			}
+			if n == 1 && !names[k] {
+				t.Fatalf("accepted %q names %q, not a field of %s", data, k, typ)
+			}
+			stack[n-1].keys[k], stack[n-1].value = true, true
+			continue
+		}
+		if n := len(stack); n > 0 && stack[n-1].keys != nil {
+			stack[n-1].value = false
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{keys: map[string]bool{}})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
+	}
+}
+
 // encode is JSON as a client would resend it (no HTML escaping, which
 // would change sizes).
 func encode(t *testing.T, v any) []byte {
@@ -83,6 +136,7 @@ func FuzzExperimentBody(f *testing.F) {
 			checkRefusal(t, data, err)
 			return
 		}
+		checkAccepted(t, data, &req)
 		e, err := req.experiment()
 		if err != nil {
 			checkRefusal(t, data, err)
@@ -135,6 +189,7 @@ func FuzzMetricBody(f *testing.F) {
 			checkRefusal(t, data, err)
 			return
 		}
+		checkAccepted(t, data, &req)
 		m := req.metric()
 		if err := m.Validate(); err != nil {
 			checkRefusal(t, data, err)
@@ -182,6 +237,7 @@ func FuzzRequestBodies(f *testing.F) {
 			checkRefusal(t, data, err)
 			return
 		}
+		checkAccepted(t, data, v)
 		enc := encode(t, v)
 		v2 := reflect.New(typ).Interface()
 		if err := decodeBody(enc, v2); err != nil {
