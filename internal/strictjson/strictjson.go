@@ -22,9 +22,10 @@
 // errors name the value being read when the syntax broke, so that
 // {"traffic": NaN} names traffic.
 //
-// The checker is a recursive-descent parser bounded by MaxDepth; it
-// allocates only for paths of errors, for keys written with escapes and
-// for the key sets of objects with many keys.
+// The checker is a recursive-descent parser bounded by MaxDepth. It is
+// meant for the slow path: it allocates a string per object key, and the
+// path of an error only when there is one. (The events' fast decoder does
+// its own checks without allocating; see ingest.)
 package strictjson
 
 import (
