@@ -16,14 +16,25 @@ var (
 	variantPattern  = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$`)
 )
 
-// Limits on experiment definitions.
+// Limits on experiment definitions (docs/api.md, Limits).
 const (
-	MinVariants    = 2
-	MaxVariants    = 20
-	MaxOverrides   = 1000
-	maxTextLen     = 10000
-	maxUnitIDLen   = 256
-	weightSumSlack = 1e-9
+	MinVariants  = 2
+	MaxVariants  = 20
+	MaxOverrides = 1000
+	// MaxMetricsPerExperiment bounds the metrics an experiment names, all
+	// roles together: each is a block of every results document.
+	MaxMetricsPerExperiment = 20
+	// MaxPayloadBytes bounds a variant's payload, which every SDK fetches.
+	MaxPayloadBytes = 16 << 10
+	// MaxTargetingBytes bounds a targeting condition, which every SDK
+	// fetches and compiles (its depth: assign.MaxConditionDepth).
+	MaxTargetingBytes = 64 << 10
+	// MaxLiveExperiments bounds the experiments that are not archived: the
+	// configuration every SDK fetches and every server compiles.
+	MaxLiveExperiments = 1000
+	maxTextLen         = 10000
+	maxUnitIDLen       = 256
+	weightSumSlack     = 1e-9
 )
 
 // ValidKey reports whether s is a valid experiment, metric or layer key:
@@ -87,7 +98,9 @@ func (e *Experiment) Validate(metricExists func(string) bool) error {
 	if len(e.Salt) > 128 {
 		p.Add("salt", "salt must be at most 128 characters")
 	}
-	if len(e.Targeting) > 0 {
+	if len(e.Targeting) > MaxTargetingBytes {
+		p.Add("targeting", "targeting must be at most %d bytes of JSON, got %d", MaxTargetingBytes, len(e.Targeting))
+	} else if len(e.Targeting) > 0 {
 		if _, err := assign.ParseCondition(e.Targeting); err != nil {
 			var ce *assign.ConditionError
 			if errors.As(err, &ce) {
@@ -142,7 +155,10 @@ func validateVariants(p *Problems, vs []Variant) {
 			p.Add(f+".weight", "weight must be in (0, 1]")
 		}
 		sum += v.Weight
-		if len(v.Payload) > 0 && !json.Valid(v.Payload) {
+		switch {
+		case len(v.Payload) > MaxPayloadBytes:
+			p.Add(f+".payload", "payload must be at most %d bytes of JSON, got %d", MaxPayloadBytes, len(v.Payload))
+		case len(v.Payload) > 0 && !json.Valid(v.Payload):
 			p.Add(f+".payload", "payload must be valid JSON")
 		}
 	}
@@ -172,6 +188,9 @@ func validateOverrides(p *Problems, e *Experiment) {
 }
 
 func validateMetricRefs(p *Problems, m MetricRefs, exists func(string) bool) {
+	if n := len(m.Keys()); n > MaxMetricsPerExperiment {
+		p.Add("metrics", "an experiment may name at most %d metrics (primary, guardrails and secondary together), got %d", MaxMetricsPerExperiment, n)
+	}
 	for _, g := range []struct {
 		name string
 		keys []string

@@ -38,7 +38,7 @@ type assignment struct {
 
 func (s *Server) handleAssign(c *gin.Context) {
 	var req assignRequest
-	if err := decodeJSON(c, &req); err != nil {
+	if err := s.decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
 		return
 	}
@@ -48,6 +48,11 @@ func (s *Server) handleAssign(c *gin.Context) {
 	}
 	if req.UnitID == "" || len(req.UnitID) > 256 {
 		s.writeError(c, flywheel.Invalid("unit_id", "unit_id must be 1 to 256 bytes"))
+		return
+	}
+	if req.Experiments != nil && len(*req.Experiments) > flywheel.MaxLiveExperiments {
+		// As many as there may be experiments: the answer's size is bounded.
+		s.writeError(c, flywheel.Invalid("experiments", "experiments may name at most %d experiments, got %d", flywheel.MaxLiveExperiments, len(*req.Experiments)))
 		return
 	}
 	st := s.deps.Live.Current()

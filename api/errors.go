@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"net/http"
 	"slices"
@@ -13,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/internal/strictjson"
 )
 
 // statusOf is the one table from error code to HTTP status.
@@ -53,17 +53,45 @@ func (s *Server) writeError(c *gin.Context, err error) {
 	c.AbortWithStatusJSON(status, gin.H{"error": fe})
 }
 
-// decodeJSON reads one JSON value from the request body into v, rejecting
-// unknown fields, trailing data and bodies over the limit, with errors that
-// name the field at fault.
-func decodeJSON(c *gin.Context, v any) error {
-	dec := json.NewDecoder(c.Request.Body)
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err)
+// readBody reads the request body, refusing one over limit bytes with a
+// payload_too_large. Handlers read their bodies themselves, after
+// authentication, so that a caller without a key learns nothing from the
+// size of what it sends.
+func readBody(c *gin.Context, limit int64) ([]byte, error) {
+	if c.Request.ContentLength > limit {
+		return nil, tooLarge(limit)
 	}
-	if _, err := dec.Token(); err != io.EOF {
-		return flywheel.Invalid("", "request body must hold exactly one JSON value")
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, tooLarge(limit)
+		}
+		return nil, flywheel.Invalid("", "reading the request body: %v", err)
+	}
+	return body, nil
+}
+
+func tooLarge(limit int64) error {
+	return flywheel.Errorf(flywheel.CodePayloadTooLarge, "request body is larger than %d bytes", limit)
+}
+
+// decodeJSON reads one JSON value from the request body (at most
+// MaxBodyBytes) into v, with strictjson's rules: exact field names, no key
+// twice, at most strictjson.MaxDepth levels, text PostgreSQL can store;
+// each problem names the field at fault.
+func (s *Server) decodeJSON(c *gin.Context, v any) error {
+	body, err := readBody(c, s.deps.MaxBodyBytes)
+	if err != nil {
+		return err
+	}
+	return decodeBody(body, v)
+}
+
+// decodeBody is decodeJSON of a body already read.
+func decodeBody(body []byte, v any) error {
+	if err := strictjson.Decode(body, v, strictjson.Options{}); err != nil {
+		return err
 	}
 	return nil
 }
@@ -72,18 +100,17 @@ func decodeJSON(c *gin.Context, v any) error {
 // the top-level fields the body set to JSON null. A null clears a field of
 // nullable; on any other field it is refused, naming the field, since it
 // would otherwise be read as "leave unchanged" and silently ignored.
-func decodePatch(c *gin.Context, v any, nullable []string) (map[string]bool, error) {
-	body, err := io.ReadAll(c.Request.Body)
+func (s *Server) decodePatch(c *gin.Context, v any, nullable []string) (map[string]bool, error) {
+	body, err := readBody(c, s.deps.MaxBodyBytes)
 	if err != nil {
-		return nil, jsonError(err)
+		return nil, err
 	}
-	c.Request.Body = io.NopCloser(bytes.NewReader(body))
-	if err := decodeJSON(c, v); err != nil {
+	if err := decodeBody(body, v); err != nil {
 		return nil, err
 	}
 	var fields map[string]json.RawMessage
 	if err := json.Unmarshal(body, &fields); err != nil {
-		return nil, jsonError(err)
+		return nil, flywheel.Invalid("", "request body must be a JSON object")
 	}
 	var nulls map[string]bool
 	for name, raw := range fields {
@@ -99,56 +126,4 @@ func decodePatch(c *gin.Context, v any, nullable []string) (map[string]bool, err
 		nulls[name] = true
 	}
 	return nulls, nil
-}
-
-// jsonError turns an encoding/json error into an invalid_argument (or
-// payload_too_large) error with the field path when there is one.
-func jsonError(err error) error {
-	var (
-		syn *json.SyntaxError
-		typ *json.UnmarshalTypeError
-		mbe *http.MaxBytesError
-	)
-	switch {
-	case errors.As(err, &mbe):
-		return flywheel.Errorf(flywheel.CodePayloadTooLarge, "request body is larger than %d bytes", mbe.Limit)
-	case errors.Is(err, io.EOF):
-		return flywheel.Invalid("", "request body is empty; a JSON object is required")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return flywheel.Invalid("", "malformed JSON: unexpected end of input")
-	case errors.As(err, &syn):
-		return flywheel.Invalid("", "malformed JSON at byte %d: %v", syn.Offset, syn)
-	case errors.As(err, &typ):
-		field := typ.Field
-		if field == "" {
-			return flywheel.Invalid("", "request body must be a JSON %s, not %s", typ.Type.Kind(), typ.Value)
-		}
-		return flywheel.Invalid(field, "%s must be %s, not %s", field, jsonKind(typ.Type.String()), typ.Value)
-	}
-	// encoding/json has no typed error for unknown fields; its message is
-	// `json: unknown field "name"`.
-	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-		name = strings.Trim(name, `"`)
-		return flywheel.Invalid(name, "unknown field %q", name)
-	}
-	return flywheel.Invalid("", "invalid JSON: %v", err)
-}
-
-func jsonKind(goType string) string {
-	switch {
-	case strings.Contains(goType, "float"), strings.Contains(goType, "int"):
-		return "a number"
-	case goType == "string", strings.HasSuffix(goType, "Status"), strings.HasSuffix(goType, "Analysis"),
-		strings.HasSuffix(goType, "Type"), strings.HasSuffix(goType, "Direction"), strings.HasSuffix(goType, "Scope"):
-		return "a string"
-	case goType == "bool":
-		return "a boolean"
-	case strings.HasPrefix(goType, "[]"), strings.HasPrefix(goType, "*[]"):
-		return "an array"
-	case strings.HasPrefix(goType, "map"), strings.HasPrefix(goType, "*map"):
-		return "an object"
-	case strings.HasSuffix(goType, "LayerRange"):
-		return "an array of two integers [from, to]"
-	}
-	return fmt.Sprintf("a JSON value of the right type (%s)", goType)
 }

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"io"
 	"mime"
 	"net/http"
 
@@ -28,9 +27,9 @@ type eventsResponse struct {
 }
 
 func (s *Server) handleEvents(c *gin.Context) {
-	body, err := io.ReadAll(c.Request.Body)
+	body, err := readBody(c, ingest.MaxBodyBytes)
 	if err != nil {
-		s.writeError(c, jsonError(err))
+		s.writeError(c, err)
 		return
 	}
 	mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type"))

@@ -32,12 +32,9 @@ type createExperimentRequest struct {
 	Analysis   flywheel.Analysis   `json:"analysis"`
 }
 
-func (s *Server) handleCreateExperiment(c *gin.Context) {
-	var req createExperimentRequest
-	if err := decodeJSON(c, &req); err != nil {
-		s.writeError(c, err)
-		return
-	}
+// experiment returns the draft that req describes, normalised; Validate
+// is left to the caller.
+func (req *createExperimentRequest) experiment() (*flywheel.Experiment, error) {
 	e := &flywheel.Experiment{
 		Key: req.Key, Name: req.Name, Hypothesis: req.Hypothesis, UnitType: req.UnitType,
 		Variants: req.Variants, Traffic: 1, Layer: req.Layer, LayerRange: req.LayerRange,
@@ -48,10 +45,23 @@ func (s *Server) handleCreateExperiment(c *gin.Context) {
 		e.Traffic = *req.Traffic
 	}
 	if req.LayerShare < 0 || req.LayerShare > 1 {
-		s.writeError(c, flywheel.Invalid("layer_share", "layer_share must be in [0, 1] (0 or absent: the largest free range of the layer)"))
-		return
+		return nil, flywheel.Invalid("layer_share", "layer_share must be in [0, 1] (0 or absent: the largest free range of the layer)")
 	}
 	e.Normalize()
+	return e, nil
+}
+
+func (s *Server) handleCreateExperiment(c *gin.Context) {
+	var req createExperimentRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	e, err := req.experiment()
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
 	if err := s.validateExperiment(c.Request.Context(), e); err != nil {
 		s.writeError(c, err)
 		return
@@ -126,7 +136,7 @@ func (s *Server) handleGetExperiment(c *gin.Context) {
 func (s *Server) handlePatchExperiment(c *gin.Context) {
 	var p flywheel.ExperimentPatch
 	var err error
-	if p.Clear, err = decodePatch(c, &p, flywheel.ExperimentNullable); err != nil {
+	if p.Clear, err = s.decodePatch(c, &p, flywheel.ExperimentNullable); err != nil {
 		s.writeError(c, err)
 		return
 	}

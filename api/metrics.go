@@ -25,12 +25,9 @@ type createMetricRequest struct {
 	Cap         *flywheel.Cap       `json:"cap"`
 }
 
-func (s *Server) handleCreateMetric(c *gin.Context) {
-	var req createMetricRequest
-	if err := decodeJSON(c, &req); err != nil {
-		s.writeError(c, err)
-		return
-	}
+// metric returns the metric that req describes, normalised, with the
+// CUPED default when cuped_hours is absent; Validate is left to the caller.
+func (req *createMetricRequest) metric() *flywheel.Metric {
 	m := &flywheel.Metric{
 		Key: req.Key, Name: req.Name, Description: req.Description, Type: req.Type, Event: req.Event,
 		Numerator: req.Numerator, Denominator: req.Denominator, WindowHours: req.WindowHours,
@@ -41,6 +38,16 @@ func (s *Server) handleCreateMetric(c *gin.Context) {
 		m.CUPEDHours = *req.CUPEDHours
 	}
 	m.Normalize()
+	return m
+}
+
+func (s *Server) handleCreateMetric(c *gin.Context) {
+	var req createMetricRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		s.writeError(c, err)
+		return
+	}
+	m := req.metric()
 	if err := m.Validate(); err != nil {
 		s.writeError(c, err)
 		return
@@ -80,7 +87,7 @@ func (s *Server) handleGetMetric(c *gin.Context) {
 func (s *Server) handlePatchMetric(c *gin.Context) {
 	var p flywheel.MetricPatch
 	var err error
-	if p.Clear, err = decodePatch(c, &p, flywheel.MetricNullable); err != nil {
+	if p.Clear, err = s.decodePatch(c, &p, flywheel.MetricNullable); err != nil {
 		s.writeError(c, err)
 		return
 	}

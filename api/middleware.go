@@ -16,7 +16,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/flywheel-oss/flywheel"
-	"github.com/flywheel-oss/flywheel/ingest"
 )
 
 const (
@@ -126,18 +125,14 @@ func (s *Server) recover(c *gin.Context) {
 	c.Next()
 }
 
-// limitBody bounds every request body; routes with larger limits (events)
-// raise it themselves.
-func (s *Server) limitBody(c *gin.Context) {
-	limit := s.deps.MaxBodyBytes
-	if c.Request.URL.Path == "/v1/events" {
-		limit = ingest.MaxBodyBytes
-	}
-	if c.Request.ContentLength > limit {
-		s.writeError(c, flywheel.Errorf(flywheel.CodePayloadTooLarge, "request body is larger than %d bytes", limit))
+// authenticateV1 requires a valid key of any scope for a path under /v1:
+// gin's answers to an unknown route or method there come after
+// authentication, as every other /v1 answer does.
+func (s *Server) authenticateV1(c *gin.Context) {
+	if p := c.Request.URL.Path; p == "/v1" || strings.HasPrefix(p, "/v1/") {
+		s.authenticate(flywheel.ScopeSDK)(c)
 		return
 	}
-	c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	c.Next()
 }
 

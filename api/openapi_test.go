@@ -1064,7 +1064,7 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 		want  int
 		field string
 	}{
-		{`{"events": [`, 400, ""},
+		{`{"events": [`, 400, "events[0]"},
 		{`{}`, 400, "events"},
 		{`{"events": null}`, 400, "events"},
 		{`{"events": 5}`, 400, "events"},

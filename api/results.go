@@ -68,7 +68,7 @@ func (s *Server) handleResults(c *gin.Context) {
 // handlePower answers a sample-size or MDE question.
 func (s *Server) handlePower(c *gin.Context) {
 	var req analysis.PowerRequest
-	if err := decodeJSON(c, &req); err != nil {
+	if err := s.decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
 		return
 	}

@@ -49,7 +49,8 @@ type Deps struct {
 	Clock    flywheel.Clock       // nil = time.Now
 	// Ready reports whether migrations are applied (for /readyz); nil = yes.
 	Ready func(ctx context.Context) error
-	// MaxBodyBytes limits definition requests; 0 = 1 MiB.
+	// MaxBodyBytes limits the bodies of every route but POST /v1/events
+	// (ingest.MaxBodyBytes); 0 = 1 MiB.
 	MaxBodyBytes int64
 	// RequestTimeout bounds each request's context; 0 = 30 s.
 	RequestTimeout time.Duration
@@ -112,11 +113,13 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.engine.Se
 // routes lists every route of the API in one place.
 func (s *Server) routes() {
 	e := s.engine
-	e.Use(s.observe, s.recover, s.limitBody)
-	e.NoRoute(func(c *gin.Context) {
+	e.Use(s.observe, s.recover)
+	// Under /v1 every answer but the public ones needs a key first, an
+	// unknown route included: a caller without a key learns nothing.
+	e.NoRoute(s.authenticateV1, func(c *gin.Context) {
 		s.writeError(c, flywheel.Errorf(flywheel.CodeNotFound, "no route %s %s", c.Request.Method, c.Request.URL.Path))
 	})
-	e.NoMethod(func(c *gin.Context) {
+	e.NoMethod(s.authenticateV1, func(c *gin.Context) {
 		s.writeError(c, &flywheel.Error{Code: "method_not_allowed", Message: "method " + c.Request.Method + " is not allowed here"})
 	})
 

@@ -22,6 +22,11 @@ func (s *Server) unitRef(c *gin.Context) (flywheel.UnitRef, error) {
 	return u, nil
 }
 
+// consentRequest is the body of PUT /v1/units/{unit_type}/{unit_id}/consent.
+type consentRequest struct {
+	Analytics *bool `json:"analytics"`
+}
+
 // handleConsent records a unit's analytics consent: false opts it out of
 // every experiment (never enrolled, its events dropped, its past data out of
 // every result); true opts it back in.
@@ -31,10 +36,8 @@ func (s *Server) handleConsent(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
-	var req struct {
-		Analytics *bool `json:"analytics"`
-	}
-	if err := decodeJSON(c, &req); err != nil {
+	var req consentRequest
+	if err := s.decodeJSON(c, &req); err != nil {
 		s.writeError(c, err)
 		return
 	}

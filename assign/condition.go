@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -29,6 +30,11 @@ type ConditionError struct {
 func (e *ConditionError) Error() string {
 	return e.Path + ": " + e.Msg
 }
+
+// MaxConditionDepth bounds how deeply a condition nests JSON objects and
+// arrays (the condition itself is level 1): every SDK compiles it, and
+// evaluation recurses through it. GrowthBook's own cases nest at most 7.
+const MaxConditionDepth = 16
 
 // jsonSpace is the whitespace JSON allows around a value.
 const jsonSpace = " \t\r\n"
@@ -66,7 +72,39 @@ func parseCondition(raw json.RawMessage, lenient bool) (*Condition, error) {
 		}
 		return nil, &ConditionError{Path: conditionRoot, Msg: msg}
 	}
+	if !lenient {
+		if path, deep := tooDeep(v, conditionRoot, 1); deep {
+			return nil, &ConditionError{Path: path, Msg: fmt.Sprintf("nests deeper than %d levels of objects and arrays", MaxConditionDepth)}
+		}
+	}
 	return compileCondition(v, lenient)
+}
+
+// tooDeep returns the path of the first object or array of v (in key
+// order) below MaxConditionDepth levels; v is at path, at level depth if
+// it is an object or array.
+func tooDeep(v any, path string, depth int) (string, bool) {
+	switch x := v.(type) {
+	case map[string]any:
+		if depth > MaxConditionDepth {
+			return path, true
+		}
+		for _, k := range sortedKeys(x) {
+			if p, deep := tooDeep(x[k], path+"."+k, depth+1); deep {
+				return p, true
+			}
+		}
+	case []any:
+		if depth > MaxConditionDepth {
+			return path, true
+		}
+		for i, e := range x {
+			if p, deep := tooDeep(e, path+"["+strconv.Itoa(i)+"]", depth+1); deep {
+				return p, true
+			}
+		}
+	}
+	return "", false
 }
 
 // compileCondition compiles a decoded JSON condition.

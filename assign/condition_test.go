@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 )
 
@@ -201,5 +202,36 @@ func TestConditionCheapTermsFirst(t *testing.T) {
 	}
 	if want := []string{"z_country", "b_version", "a_ua"}; !slices.Equal(order, want) {
 		t.Errorf("evaluation order = %v, want %v", order, want)
+	}
+}
+
+// TestConditionDepthLimit: a condition may nest MaxConditionDepth levels
+// of objects and arrays, not one more; the refusal names where.
+func TestConditionDepthLimit(t *testing.T) {
+	// nest is a condition n levels deep: {"a": {"$not": ... {"$eq": 1}}}.
+	nest := func(n int) string {
+		if n == 1 {
+			return `{"a":1}`
+		}
+		return `{"a":` + strings.Repeat(`{"$not":`, n-2) + `{"$eq":1}` + strings.Repeat("}", n-2) + `}`
+	}
+	for _, n := range []int{1, 7, MaxConditionDepth} {
+		if _, err := ParseCondition(json.RawMessage(nest(n))); err != nil {
+			t.Errorf("a condition %d levels deep: %v, want it accepted: %s", n, err, nest(n))
+		}
+	}
+	_, err := ParseCondition(json.RawMessage(nest(MaxConditionDepth + 1)))
+	var ce *ConditionError
+	if !errors.As(err, &ce) || ce.Path != "targeting.a"+strings.Repeat(".$not", MaxConditionDepth-1) || !strings.Contains(ce.Msg, "16 levels") {
+		t.Errorf("a condition %d levels deep: %v, want a ConditionError naming the level too deep", MaxConditionDepth+1, err)
+	}
+	// Values count too: an $in list of lists.
+	deep := `{"a":{"$in":` + strings.Repeat("[", MaxConditionDepth-2) + strings.Repeat("]", MaxConditionDepth-2) + `}}`
+	if _, err := ParseCondition(json.RawMessage(deep)); err != nil {
+		t.Errorf("%s: %v, want it accepted", deep, err)
+	}
+	deeper := `{"a":{"$in":` + strings.Repeat("[", MaxConditionDepth-1) + strings.Repeat("]", MaxConditionDepth-1) + `}}`
+	if _, err := ParseCondition(json.RawMessage(deeper)); !errors.As(err, &ce) || ce.Path != "targeting.a.$in"+strings.Repeat("[0]", MaxConditionDepth-2) {
+		t.Errorf("%s: %v, want a ConditionError at the level too deep", deeper, err)
 	}
 }

@@ -22,7 +22,10 @@ func FuzzParseCondition(f *testing.F) {
 	for _, c := range loadConformanceCases(f) {
 		f.Add([]byte(c.Condition))
 	}
-	for _, s := range []string{``, `null`, `{}`, `[]`, `{"a":{"$size":{"$gt":{"$lt":1}}}}`, `{"a.0.b":{"$elemMatch":{"$and":[{"c":{"$vgt":1}}]}}}`} {
+	for _, s := range []string{``, `null`, `{}`, `[]`, `{"a":{"$size":{"$gt":{"$lt":1}}}}`, `{"a.0.b":{"$elemMatch":{"$and":[{"c":{"$vgt":1}}]}}}`,
+		`{"a":` + strings.Repeat(`{"$not":`, MaxConditionDepth-2) + `{"$eq":1}` + strings.Repeat("}", MaxConditionDepth-2) + `}`,
+		`{"a":` + strings.Repeat(`{"$not":`, MaxConditionDepth-1) + `{"$eq":1}` + strings.Repeat("}", MaxConditionDepth-1) + `}`,
+		`{"a":{"$in":[1e-400,"x\ud800"]},"b":{"$regex":"^(a|b)+$"}}`} {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -58,7 +61,50 @@ func FuzzParseCondition(f *testing.F) {
 				}
 			}
 		}
+		if err != nil || len(bytes.Trim(data, jsonSpace)) == 0 {
+			return
+		}
+		// Accepted: within the depth limit, and decode, encode, decode
+		// gives a condition that matches the same attributes.
+		var doc any
+		if json.Unmarshal(data, &doc) != nil {
+			t.Fatalf("ParseCondition accepted %q, which is not JSON", data)
+		}
+		if d := depthOf(doc); d > MaxConditionDepth {
+			t.Fatalf("ParseCondition accepted %q, %d levels deep", data, d)
+		}
+		enc, merr := json.Marshal(doc)
+		if merr != nil {
+			t.Fatalf("encoding the accepted condition %q: %v", data, merr)
+		}
+		again, err := ParseCondition(enc)
+		if err != nil {
+			t.Fatalf("ParseCondition(%q) accepted, its encoding %s refused: %v", data, enc, err)
+		}
+		for _, a := range attrs {
+			if x, y := strict.Match(a), again.Match(a); x != y {
+				t.Fatalf("condition %s and its encoding %s differ on %v: %v, %v", data, enc, a, x, y)
+			}
+		}
 	})
+}
+
+// depthOf is the nesting of objects and arrays of a decoded JSON value.
+func depthOf(v any) int {
+	d := 0
+	switch x := v.(type) {
+	case map[string]any:
+		for _, e := range x {
+			d = max(d, depthOf(e))
+		}
+		return d + 1
+	case []any:
+		for _, e := range x {
+			d = max(d, depthOf(e))
+		}
+		return d + 1
+	}
+	return 0
 }
 
 func FuzzCompile(f *testing.F) {

@@ -12,6 +12,6 @@ import (
 // the SDK assign alike.
 func TestPurity(t *testing.T) {
 	puritytest.Check(t, 8, puritytest.AllowOnly(
-		"bytes", "cmp", "encoding/json", "errors", "fmt", "math", "math/bits", "reflect", "regexp",
+		"bytes", "cmp", "crypto/sha256", "encoding/binary", "encoding/json", "errors", "fmt", "math", "math/bits", "reflect", "regexp",
 		"slices", "sort", "strconv", "strings", "unicode", "unicode/utf8", "github.com/spaolacci/murmur3"))
 }

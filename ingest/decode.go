@@ -19,6 +19,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/internal/strictjson"
 )
 
 // Limits of one request.
@@ -43,7 +44,9 @@ type RawEvent struct {
 //
 // A body of the usual form is split in one pass that also decodes each
 // event; anything else (an error, a key spelt differently, too many events)
-// goes through encoding/json, whose errors are the ones reported.
+// goes through encoding/json, whose errors are the ones reported, and then
+// envelopeKeys, which refuses what encoding/json lets through: a key that
+// is "events" only case-insensitively, and "events" twice.
 func DecodeJSON(body []byte) ([]RawEvent, error) {
 	if out, ok := splitJSON(body); ok {
 		return out, nil
@@ -54,10 +57,13 @@ func DecodeJSON(body []byte) ([]RawEvent, error) {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&env); err != nil {
-		return nil, envelopeError(err)
+		return nil, envelopeError(err, body)
 	}
 	if _, err := dec.Token(); err != io.EOF { // More() misses a stray } or ]
 		return nil, flywheel.Invalid("", "request body must hold exactly one JSON object")
+	}
+	if err := envelopeKeys(body); err != nil {
+		return nil, err
 	}
 	if env.Events == nil {
 		return nil, flywheel.Invalid("events", `body must be {"events": [...]}`)
@@ -102,7 +108,7 @@ func splitJSON(body []byte) (out []RawEvent, ok bool) {
 				}
 			}
 			if end < 0 {
-				if end = skipValue(b, i, 0); end < 0 {
+				if end = skipValue(b, i, 0, false); end < 0 {
 					return nil, false
 				}
 			}
@@ -160,7 +166,7 @@ func DecodeNDJSON(body []byte) ([]RawEvent, error) {
 		if line[0] == '{' && decodeEvent(line, 0, slab.next()) == len(line) {
 			ev.wire = slab.keep()
 		} else if !json.Valid(line) {
-			ev.Err = flywheel.Invalid("", "line %d is not valid JSON", lineNo)
+			ev.Err = lineError(line, lineNo)
 		}
 		if len(out) == 1 { // as in splitJSON
 			out = slices.Grow(out, min(len(rest)/(len(out[0].JSON)+1)+1, MaxEvents))
@@ -185,7 +191,7 @@ func decodeNDJSONScanner(body []byte) ([]RawEvent, error) {
 		}
 		ev := RawEvent{Index: len(out), JSON: append([]byte(nil), line...)}
 		if !json.Valid(line) {
-			ev.Err = flywheel.Invalid("", "line %d is not valid JSON", lineNo)
+			ev.Err = lineError(line, lineNo)
 		}
 		out = append(out, ev)
 	}
@@ -195,16 +201,58 @@ func decodeNDJSONScanner(body []byte) ([]RawEvent, error) {
 	return out, nil
 }
 
-func envelopeError(err error) error {
+// lineError is the rejection of an NDJSON line that is not JSON: it names
+// the line, and the field whose value broke when there is one.
+func lineError(line []byte, lineNo int) *flywheel.Error {
+	bad := strictjson.Check(line, wireEventType, eventOptions)
+	if bad == nil { // cannot happen: Check refuses what json.Valid does
+		return flywheel.Invalid("", "line %d is not valid JSON", lineNo)
+	}
+	return flywheel.Invalid(bad.Field, "line %d is not valid JSON: %s", lineNo, bad.Message)
+}
+
+// envelopeKeys checks the keys of a {"events": [...]} body that
+// encoding/json has decoded: exactly "events", once.
+func envelopeKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return nil // null: encoding/json's meaning (no events) is reported
+	}
+	seen := false
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return envelopeError(err, body)
+		}
+		key, _ := tok.(string)
+		switch {
+		case key != "events":
+			return flywheel.Invalid(key, `unknown field %q: body must be {"events": [...]} (field names are case-sensitive)`, key)
+		case seen:
+			return flywheel.Invalid("events", `duplicate key "events": a key may appear only once in an object`)
+		}
+		seen = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return envelopeError(err, body)
+		}
+	}
+	return nil
+}
+
+// envelopeError turns encoding/json's error on body into the request's;
+// a syntax error names the field whose value broke (strictjson.PathAt),
+// such as events[2].value for a NaN.
+func envelopeError(err error, body []byte) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
 	case errors.Is(err, io.EOF):
 		return flywheel.Invalid("", `request body is empty; send {"events": [...]}`)
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return flywheel.Invalid("", "malformed JSON: unexpected end of input")
+		return flywheel.Invalid(strictjson.PathAt(body), "malformed JSON: unexpected end of input")
 	case errors.As(err, &syn):
-		return flywheel.Invalid("", "malformed JSON at byte %d: %v", syn.Offset, syn)
+		return flywheel.Invalid(strictjson.PathAt(body), "malformed JSON at byte %d: %v", syn.Offset, syn)
 	case errors.As(err, &typ):
 		if typ.Field == "" {
 			return flywheel.Invalid("", `body must be {"events": [...]}`)
@@ -247,19 +295,24 @@ func (s *wireSlab) keep() *wireEvent {
 // does both in one pass for the events senders actually send: an object
 // whose keys are the field names exactly, each at most once, whose string
 // fields hold plain strings (no escapes, valid UTF-8) or null, whose value
-// is a number or null, and whose other fields hold any JSON. For such an
-// event it fills w exactly as encoding/json with DisallowUnknownFields
-// would; it gives up on anything else, and the caller then goes to
-// encoding/json, so that every error and every unusual spelling (a key in
-// capitals, an escape, a key twice) keeps encoding/json's meaning.
+// is a number or null, and whose other fields hold any JSON (objects with
+// plain keys, none twice). For such an event it fills w exactly as the slow
+// path (strictjson's checks, then encoding/json) would; it gives up on
+// anything else, and the caller then takes the slow path, so that every
+// error and every unusual spelling (a key in capitals, an escape, a key
+// twice) is decided in one place.
 
-// maxFastDepth bounds the nesting the fast path follows (encoding/json
-// allows 10,000); deeper values take encoding/json's path.
-const maxFastDepth = 64
+// maxFastDepth bounds the nesting the fast path follows: deeper values
+// take the slow path, which refuses them (strictjson.MaxDepth).
+const maxFastDepth = strictjson.MaxDepth
+
+// maxFastKeys is the most keys an object of an event's attributes or
+// properties may have on the fast path; larger objects take the slow path.
+const maxFastKeys = 32
 
 // decodeEvent decodes the object starting at b[i] into w, which must be
 // zero, and returns the index just past it, or -1 when it gives up (w is
-// then garbage). It never accepts what encoding/json refuses.
+// then garbage). It never accepts what the slow path refuses.
 func decodeEvent(b []byte, i int, w *wireEvent) int {
 	// The string fields share one allocation, as they live as long as
 	// each other.
@@ -337,7 +390,7 @@ func decodeEvent(b []byte, i int, w *wireEvent) int {
 			total += end - 1 - (i + 1)
 			i = end
 		case raw != nil:
-			if end = skipValue(b, i, 1); end < 0 {
+			if end = skipValue(b, i, 1, true); end < 0 {
 				return -1
 			}
 			*raw = b[i:end]
@@ -449,8 +502,12 @@ func plainString(b []byte, i int) int {
 
 // skipValue returns the index just past the JSON value starting at b[i]
 // (not white space), or -1 if it is not valid JSON, by the grammar
-// encoding/json checks, or nests deeper than maxFastDepth.
-func skipValue(b []byte, i, depth int) int {
+// encoding/json checks, or nests deeper than maxFastDepth. With keys set
+// it also gives up on an object that has a key twice, a key written with
+// an escape or in invalid UTF-8 (which only decoding can compare), or more
+// than maxFastKeys keys: the slow path (strictjson) decides those, and
+// refuses a key given twice.
+func skipValue(b []byte, i, depth int, keys bool) int {
 	if i >= len(b) {
 		return -1
 	}
@@ -470,17 +527,40 @@ func skipValue(b []byte, i, depth int) int {
 		if i = skipSpace(b, i+1); i < len(b) && b[i] == closer {
 			return i + 1
 		}
+		// The keys seen so far, as spans of b: on the stack, so that
+		// checking them allocates nothing.
+		var seen [maxFastKeys][2]int32
+		n := 0
 		for {
 			if c == '{' {
-				if i = skipString(b, i); i < 0 {
+				start := i
+				if keys {
+					i = plainString(b, i)
+				} else {
+					i = skipString(b, i)
+				}
+				if i < 0 {
 					return -1
+				}
+				if keys {
+					key := b[start+1 : i-1]
+					for _, k := range seen[:n] {
+						if string(b[k[0]:k[1]]) == string(key) {
+							return -1
+						}
+					}
+					if n == maxFastKeys {
+						return -1
+					}
+					seen[n] = [2]int32{int32(start + 1), int32(i - 1)}
+					n++
 				}
 				if i = skipSpace(b, i); !hasAt(b, i, `:`) {
 					return -1
 				}
 				i = skipSpace(b, i+1)
 			}
-			if i = skipValue(b, i, depth+1); i < 0 {
+			if i = skipValue(b, i, depth+1, keys); i < 0 {
 				return -1
 			}
 			if i = skipSpace(b, i); i >= len(b) {

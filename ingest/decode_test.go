@@ -34,8 +34,16 @@ func TestDecodeJSONEnvelope(t *testing.T) {
 		{"events not an array", `{"events": {"id": "x"}}`, flywheel.CodeInvalidArgument, "events", 0},
 		{"events a number", `{"events": 5}`, flywheel.CodeInvalidArgument, "events", 0},
 		{"unknown top-level field", `{"events": [], "batch": 1}`, flywheel.CodeInvalidArgument, "batch", 0},
-		{"truncated", `{"events": [{"id": "x"}`, flywheel.CodeInvalidArgument, "", 0},
-		{"syntax error", `{"events": [}`, flywheel.CodeInvalidArgument, "", 0},
+		// Exact names, each once (issue 12): encoding/json took both.
+		{"events in capitals", `{"Events": [{}]}`, flywheel.CodeInvalidArgument, "Events", 0},
+		{"events spelt with an escape", `{"\u0045vents": [{}]}`, flywheel.CodeInvalidArgument, "Events", 0},
+		{"events twice", `{"events": [{}], "events": [{}, {}]}`, flywheel.CodeInvalidArgument, "events", 0},
+		{"events and Events", `{"events": [{}], "EVENTS": []}`, flywheel.CodeInvalidArgument, "EVENTS", 0},
+		// A syntax error names where it broke.
+		{"truncated", `{"events": [{"id": "x"}`, flywheel.CodeInvalidArgument, "events[1]", 0},
+		{"truncated in an event", `{"events": [{"id": "x"}, {"id": `, flywheel.CodeInvalidArgument, "events[1].id", 0},
+		{"syntax error", `{"events": [}`, flywheel.CodeInvalidArgument, "events[0]", 0},
+		{"NaN", `{"events": [{"id": "x"}, {"value": NaN}]}`, flywheel.CodeInvalidArgument, "events[1].value", 0},
 		{"two objects", `{"events": []} {"events": []}`, flywheel.CodeInvalidArgument, "", 0},
 		{"trailing brace", `{"events": []}}`, flywheel.CodeInvalidArgument, "", 0},
 		{"trailing bracket", `{"events": []}]`, flywheel.CodeInvalidArgument, "", 0},
@@ -135,6 +143,11 @@ func TestDecodeNDJSONLineNumber(t *testing.T) {
 	}
 	if !strings.Contains(raws[1].Err.Message, "line 4") {
 		t.Errorf("message %q does not name line 4", raws[1].Err.Message)
+	}
+	// And the field whose value broke, when there is one.
+	raws = mustNDJSON(t, "{}\n{\"id\": \"x\", \"value\": NaN}\n")
+	if len(raws) != 2 || raws[1].Err == nil || raws[1].Err.Field != "value" || !strings.Contains(raws[1].Err.Message, "line 2") {
+		t.Errorf("DecodeNDJSON of a NaN on line 2 = %+v, want the second event rejected on value, naming line 2", raws[1].Err)
 	}
 }
 

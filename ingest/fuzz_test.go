@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"math"
+	"reflect"
 	"regexp"
 	"strconv"
 	"strings"
@@ -199,6 +200,64 @@ func checkOutcomes(tb testing.TB, raws []RawEvent, st *live.State) {
 			continue
 		}
 		checkStorable(tb, ev, testNow, st)
+		checkExactKeys(tb, r.JSON, wireFields())
+	}
+}
+
+// wireFields is the set of an event's field names.
+func wireFields() map[string]bool {
+	out := map[string]bool{}
+	typ := reflect.TypeFor[wireEvent]()
+	for i := range typ.NumField() {
+		out[typ.Field(i).Tag.Get("json")] = true
+	}
+	return out
+}
+
+// checkExactKeys: an accepted document names only the fields of names at
+// its top level, exactly as spelt there, and has no key twice in any
+// object (issue 12: encoding/json matches names case-insensitively and
+// keeps the last of two).
+func checkExactKeys(tb testing.TB, doc []byte, names map[string]bool) {
+	tb.Helper()
+	dec := json.NewDecoder(bytes.NewReader(doc))
+	type frame struct {
+		keys     map[string]bool // nil for an array
+		valueNow bool            // in an object: the next token is a value
+	}
+	var stack []*frame
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return
+		}
+		if n := len(stack); n > 0 && stack[n-1].keys != nil && !stack[n-1].valueNow {
+			top := stack[n-1]
+			if tok == json.Delim('}') {
+				stack = stack[:n-1]
+				continue
+			}
+			k := tok.(string)
+			if top.keys[k] {
+				tb.Fatalf("accepted %q holds the key %q twice in one object", doc, k)
+			}
+			if n == 1 && !names[k] {
+				tb.Fatalf("accepted %q names %q, which is not a field", doc, k)
+			}
+			top.keys[k], top.valueNow = true, true
+			continue
+		}
+		if n := len(stack); n > 0 && stack[n-1].keys != nil {
+			stack[n-1].valueNow = false
+		}
+		switch tok {
+		case json.Delim('{'):
+			stack = append(stack, &frame{keys: map[string]bool{}})
+		case json.Delim('['):
+			stack = append(stack, &frame{})
+		case json.Delim(']'):
+			stack = stack[:len(stack)-1]
+		}
 	}
 }
 
@@ -209,6 +268,34 @@ func checkRequestError(tb testing.TB, err error) {
 		(fe.Code != flywheel.CodeInvalidArgument && fe.Code != flywheel.CodePayloadTooLarge) {
 		tb.Fatalf("request error %#v, want invalid_argument or payload_too_large with a message", err)
 	}
+}
+
+// envelopeOnly replaces the events of an accepted {"events": [...]} body
+// by [], so that checkExactKeys looks at the envelope alone (events are
+// checked one by one, and a rejected one may repeat keys).
+func envelopeOnly(body []byte) []byte {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	out := []byte("{")
+	tok, err := dec.Token()
+	if err != nil || tok != json.Delim('{') {
+		return body
+	}
+	for dec.More() {
+		k, err := dec.Token()
+		if err != nil {
+			return body
+		}
+		var skip json.RawMessage
+		if dec.Decode(&skip) != nil {
+			return body
+		}
+		key, _ := json.Marshal(k)
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(append(out, key...), ":[]"...)
+	}
+	return append(out, '}')
 }
 
 func FuzzDecodeJSON(f *testing.F) {
@@ -233,6 +320,7 @@ func FuzzDecodeJSON(f *testing.F) {
 		if len(raws) > MaxEvents {
 			t.Fatalf("DecodeJSON gave %d events, more than %d", len(raws), MaxEvents)
 		}
+		checkExactKeys(t, envelopeOnly(body), map[string]bool{"events": true})
 		checkOutcomes(t, raws, st)
 	})
 }
@@ -284,6 +372,7 @@ func FuzzValidate(f *testing.F) {
 			return
 		}
 		checkStorable(t, ev, testNow, st)
+		checkExactKeys(t, raw, wireFields())
 		if pseudonymise && len(ev.UnitID) != 64 {
 			t.Fatalf("pseudonymised unit id %q is not a SHA-256 hex digest", ev.UnitID)
 		}

@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"hash"
 	"math"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/internal/strictjson"
 	"github.com/flywheel-oss/flywheel/live"
 )
 
@@ -108,14 +110,36 @@ func (v *Validator) Validate(raw []byte, now time.Time, st *live.State) (flywhee
 	}
 	if end < 0 || skipSpace(raw, end) != len(raw) {
 		w = wireEvent{}
-		dec := json.NewDecoder(bytes.NewReader(raw))
-		dec.DisallowUnknownFields()
-		if err := dec.Decode(&w); err != nil {
-			return flywheel.Event{}, fieldError(err)
+		if bad := decodeSlow(raw, &w); bad != nil {
+			return flywheel.Event{}, bad
 		}
 	}
 	return v.check(&w, now, st)
 }
+
+// eventOptions are strictjson's rules for one event. The text inside
+// attributes and properties is left to checkObject, which normalises
+// invalid UTF-8 and lone surrogates (as senders' user data may hold them)
+// and refuses NUL, naming the object.
+var eventOptions = strictjson.Options{Subject: "event", LenientText: true}
+
+// decodeSlow decodes an event the fast decoder gave up on: strictjson's
+// checks (exact field names, no key twice at any depth, at most
+// strictjson.MaxDepth levels, identifiers in valid UTF-8 without NUL),
+// then encoding/json.
+func decodeSlow(raw []byte, w *wireEvent) *flywheel.Error {
+	if bad := strictjson.Check(raw, wireEventType, eventOptions); bad != nil {
+		return bad
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(w); err != nil {
+		return fieldError(err)
+	}
+	return nil
+}
+
+var wireEventType = reflect.TypeFor[wireEvent]()
 
 // ValidateRaw is Validate(r.JSON, now, st) for an event from DecodeJSON or
 // DecodeNDJSON, without decoding again what they decoded while splitting;

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -118,6 +119,21 @@ func TestValidateRejects(t *testing.T) {
 		{"unit_id missing", event(baseTrack, map[string]any{"unit_id": nil}), "unit_id"},
 		{"unit_id too long", event(baseTrack, map[string]any{"unit_id": strings.Repeat("x", 257)}), "unit_id"},
 		{"unit_id NUL", event(baseTrack, map[string]any{"unit_id": "c\x0042"}), "unit_id"},
+		// An id is exact: encoding/json would turn every invalid byte into
+		// U+FFFD, and "d-\xff" and "d-\xfe" into one unit.
+		{"unit_id invalid UTF-8", []byte(strings.Replace(string(event(baseIdentify, nil)), "d-9", "d-\xff", 1)), "unit_id"},
+		{"unit_id lone surrogate", []byte(strings.Replace(string(event(baseIdentify, nil)), "d-9", `d-\ud800`, 1)), "unit_id"},
+		{"customer_id invalid UTF-8", []byte(strings.Replace(string(event(baseIdentify, nil)), "c-42", "c-\xfe", 1)), "customer_id"},
+		// Field names are exact, and each appears once (issue 12).
+		{"field name in capitals", []byte(strings.Replace(string(event(baseExposure, nil)), `"unit_id"`, `"Unit_ID"`, 1)), "Unit_ID"},
+		{"field name with an escape that spells another", []byte(strings.Replace(string(event(baseTrack, nil)), `"unit_id"`, `"unit_\u0049d"`, 1)), "unit_Id"},
+		{"field twice", []byte(strings.Replace(string(event(baseTrack, nil)), `"event"`, `"event":"x","event"`, 1)), "event"},
+		{"field twice, once null", []byte(strings.Replace(string(event(baseTrack, nil)), `"value"`, `"value":null,"value"`, 1)), "value"},
+		{"attribute twice", event(baseExposure, map[string]any{"attributes": raw(`{"device":"mobile","plan":"pro","device":"desktop"}`)}), "attributes.device"},
+		{"attribute twice in a nested object", event(baseExposure, map[string]any{"attributes": raw(`{"a":[{"b":1,"b":2}]}`)}), "attributes.a[0].b"},
+		{"attribute twice, once escaped", event(baseExposure, map[string]any{"attributes": raw(`{"plan":1,"pl\u0061n":2}`)}), "attributes.plan"},
+		{"property twice among many", event(baseTrack, map[string]any{"properties": raw(manyProperties(40) + `,"p7":0}`)}), "properties.p7"},
+		{"attributes nested too deep", event(baseExposure, map[string]any{"attributes": raw(`{"a":` + strings.Repeat("[", 63) + strings.Repeat("]", 63) + `}`)}), "attributes.a" + strings.Repeat("[0]", 62)},
 		// timestamp
 		{"timestamp more than 24 h ahead", event(baseTrack, map[string]any{"timestamp": testNow.Add(24*time.Hour + time.Second)}), "timestamp"},
 		{"timestamp before 2000", event(baseTrack, map[string]any{"timestamp": "1999-12-31T23:59:59Z"}), "timestamp"},
@@ -138,7 +154,7 @@ func TestValidateRejects(t *testing.T) {
 		{"track event too long", event(baseTrack, map[string]any{"event": strings.Repeat("e", 129)}), "event"},
 		{"track event NUL", event(baseTrack, map[string]any{"event": "a\x00b"}), "event"},
 		{"track value NaN as a string", event(baseTrack, map[string]any{"value": "NaN"}), "value"},
-		{"track value Infinity", []byte(strings.Replace(string(event(baseTrack, nil)), `59.9`, `Infinity`, 1)), ""},
+		{"track value Infinity", []byte(strings.Replace(string(event(baseTrack, nil)), `59.9`, `Infinity`, 1)), "value"},
 		{"track value beyond float64", event(baseTrack, map[string]any{"value": raw("1e400")}), "value"},
 		{"track value huge", event(baseTrack, map[string]any{"value": 1e16}), "value"},
 		{"track value huge negative", event(baseTrack, map[string]any{"value": -2e15}), "value"},
@@ -183,6 +199,20 @@ func TestValidateRejects(t *testing.T) {
 }
 
 func f64(v float64) *float64 { return &v }
+
+// manyProperties is an object of n properties, p0 to p(n-1), without its
+// closing brace.
+func manyProperties(n int) string {
+	var b strings.Builder
+	b.WriteString("{")
+	for i := range n {
+		if i > 0 {
+			b.WriteString(",")
+		}
+		fmt.Fprintf(&b, `"p%d":%d`, i, i)
+	}
+	return b.String()
+}
 
 func TestValidateAccepts(t *testing.T) {
 	st := testState(t)
@@ -244,9 +274,15 @@ func TestValidateAccepts(t *testing.T) {
 			ID: id, Type: flywheel.EventIdentify, UnitType: "device", UnitID: strings.Repeat("é", 128),
 			Timestamp: time.Date(2026, 11, 23, 10, 6, 0, 0, time.UTC), ReceivedAt: testNow, CustomerID: "c-42",
 		}},
-		{"invalid UTF-8 in a unit id becomes U+FFFD", []byte(strings.Replace(string(event(baseIdentify, nil)), "d-9", "d-\xff", 1)), flywheel.Event{
-			ID: id, Type: flywheel.EventIdentify, UnitType: "device", UnitID: "d-\uFFFD",
-			Timestamp: time.Date(2026, 11, 23, 10, 6, 0, 0, time.UTC), ReceivedAt: testNow, CustomerID: "c-42",
+		{"attributes nested to the limit", event(baseExposure, map[string]any{"attributes": raw(`{"a":` + strings.Repeat("[", 62) + strings.Repeat("]", 62) + `}`)}), flywheel.Event{
+			ID: id, Type: flywheel.EventExposure, UnitType: "customer", UnitID: "c-42",
+			Timestamp: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC), ReceivedAt: testNow,
+			Experiment: "checkout-button", Variant: "green", Attributes: json.RawMessage(`{"a":` + strings.Repeat("[", 62) + strings.Repeat("]", 62) + `}`),
+		}},
+		{"many properties", event(baseTrack, map[string]any{"properties": raw(manyProperties(40) + "}")}), flywheel.Event{
+			ID: id, Type: flywheel.EventTrack, UnitType: "customer", UnitID: "c-42",
+			Timestamp: time.Date(2026, 11, 23, 10, 5, 0, 0, time.UTC), ReceivedAt: testNow,
+			Name: "purchase", Value: f64(59.9), Properties: json.RawMessage(manyProperties(40) + "}"),
 		}},
 		{"lone surrogate escapes are normalised", event(baseExposure, map[string]any{"attributes": raw(`{"a": "x\ud800y", "b": "\udfff", "c": "\ud83d\ude00"}`)}), flywheel.Event{
 			ID: id, Type: flywheel.EventExposure, UnitType: "customer", UnitID: "c-42",

@@ -127,6 +127,15 @@ func (db *DB) CreateExperiment(ctx context.Context, e *flywheel.Experiment, laye
 		if err != nil {
 			return err
 		}
+		// Counted after bumpRevision, whose row lock orders concurrent
+		// creations: each counts the ones committed before it.
+		var live int64
+		if err := tx.Raw(`SELECT count(*) FROM experiments WHERE status <> ?`, flywheel.StatusArchived).Scan(&live).Error; err != nil {
+			return err
+		}
+		if live >= flywheel.MaxLiveExperiments {
+			return flywheel.Errorf(flywheel.CodeConflict, "there are already %d experiments that are not archived, the most there may be: archive one first", live)
+		}
 		now := db.now()
 		out.Revision, out.CreatedAt, out.UpdatedAt = rev, now, now
 		row, err := toExperimentRow(&out)

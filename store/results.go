@@ -138,7 +138,10 @@ func loadUnits(ctx context.Context, tx pgx.Tx, e *flywheel.Experiment, q analysi
 			in.SegmentArms = append(in.SegmentArms, a)
 		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	return analysis.CheckSegmentValues(q.Segment, in.SegmentArms)
 }
 
 // windowSums is the SQL of one unit's sums over its events, as columns

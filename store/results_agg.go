@@ -182,7 +182,10 @@ func aggregatedArms(ctx context.Context, tx pgx.Tx, e *flywheel.Experiment, q an
 		var a analysis.ArmCounts
 		return a, r.Scan(&a.Variant, &a.Segment, &a.Units, &a.OptedOut)
 	})
-	return err
+	if err != nil {
+		return err
+	}
+	return analysis.CheckSegmentValues(q.Segment, in.SegmentArms)
 }
 
 // variantStats reads a metric's variant sums, less the overridden units,
