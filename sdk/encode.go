@@ -219,7 +219,11 @@ func appendString(b []byte, s string) []byte {
 var errNotFinite = errors.New("a number that is not finite (NaN or infinite)")
 
 // appendFloat appends f as encoding/json formats a float64.
-func appendFloat(b []byte, f float64) ([]byte, error) {
+func appendFloat(b []byte, f float64) ([]byte, error) { return appendFloatBits(b, f, 64) }
+
+// appendFloatBits appends f as encoding/json formats a float of that many
+// bits: the shortest text that reads back as the same value.
+func appendFloatBits(b []byte, f float64, bits int) ([]byte, error) {
 	if math.IsNaN(f) || math.IsInf(f, 0) {
 		return b, errNotFinite
 	}
@@ -227,7 +231,7 @@ func appendFloat(b []byte, f float64) ([]byte, error) {
 	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
 		format = 'e'
 	}
-	b = strconv.AppendFloat(b, f, format, -1, 64)
+	b = strconv.AppendFloat(b, f, format, -1, bits)
 	if format == 'e' { // e-09 to e-9, as encoding/json
 		if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
 			b[n-2] = b[n-1]
@@ -286,23 +290,7 @@ func appendValue(b []byte, v any, depth int) ([]byte, error) {
 	case uint64:
 		return strconv.AppendUint(b, x, 10), nil
 	case float32:
-		f := float64(x)
-		if math.IsNaN(f) || math.IsInf(f, 0) {
-			return b, errNotFinite
-		}
-		// As encoding/json: the shortest text that reads back as x.
-		format := byte('f')
-		if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-			format = 'e'
-		}
-		b = strconv.AppendFloat(b, f, format, -1, 32)
-		if format == 'e' {
-			if n := len(b); n >= 4 && b[n-4] == 'e' && b[n-3] == '-' && b[n-2] == '0' {
-				b[n-2] = b[n-1]
-				b = b[:n-1]
-			}
-		}
-		return b, nil
+		return appendFloatBits(b, float64(x), 32)
 	case json.Number:
 		if x == "" {
 			return append(b, '0'), nil
