@@ -21,16 +21,3 @@ func DownByOne(ctx context.Context, url string) error {
 		return err
 	})
 }
-
-func withProvider(url string, fn func(*goose.Provider) error) error {
-	db, err := open(url)
-	if err != nil {
-		return err
-	}
-	defer db.Close()
-	p, err := provider(db)
-	if err != nil {
-		return err
-	}
-	return fn(p)
-}

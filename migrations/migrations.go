@@ -80,6 +80,19 @@ func checkNotNewer(ctx context.Context, p *goose.Provider) error {
 // fails with a *NewerSchemaError, changing nothing, when the database's
 // schema is newer than this binary's migrations.
 func Up(ctx context.Context, url string) error {
+	return withProvider(url, func(p *goose.Provider) error {
+		if err := checkNotNewer(ctx, p); err != nil {
+			return err
+		}
+		if _, err := p.Up(ctx); err != nil {
+			return fmt.Errorf("migrations: up: %w", err)
+		}
+		return nil
+	})
+}
+
+// withProvider runs fn with a goose provider on the database at url.
+func withProvider(url string, fn func(*goose.Provider) error) error {
 	db, err := open(url)
 	if err != nil {
 		return err
@@ -89,43 +102,32 @@ func Up(ctx context.Context, url string) error {
 	if err != nil {
 		return err
 	}
-	if err := checkNotNewer(ctx, p); err != nil {
-		return err
-	}
-	if _, err := p.Up(ctx); err != nil {
-		return fmt.Errorf("migrations: up: %w", err)
-	}
-	return nil
+	return fn(p)
 }
 
 // List reports every known migration and whether it is applied, or a
 // *NewerSchemaError.
 func List(ctx context.Context, url string) ([]Status, error) {
-	db, err := open(url)
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
-	p, err := provider(db)
-	if err != nil {
-		return nil, err
-	}
-	if err := checkNotNewer(ctx, p); err != nil {
-		return nil, err
-	}
-	st, err := p.Status(ctx)
-	if err != nil {
-		return nil, fmt.Errorf("migrations: status: %w", err)
-	}
-	out := make([]Status, 0, len(st))
-	for _, s := range st {
-		out = append(out, Status{
-			Version: s.Source.Version,
-			Name:    s.Source.Path,
-			Applied: s.State == goose.StateApplied,
-		})
-	}
-	return out, nil
+	var out []Status
+	err := withProvider(url, func(p *goose.Provider) error {
+		if err := checkNotNewer(ctx, p); err != nil {
+			return err
+		}
+		st, err := p.Status(ctx)
+		if err != nil {
+			return fmt.Errorf("migrations: status: %w", err)
+		}
+		out = make([]Status, 0, len(st))
+		for _, s := range st {
+			out = append(out, Status{
+				Version: s.Source.Version,
+				Name:    s.Source.Path,
+				Applied: s.State == goose.StateApplied,
+			})
+		}
+		return nil
+	})
+	return out, err
 }
 
 // Pending reports whether any migration is not yet applied.
