@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/google/uuid"
@@ -104,7 +105,7 @@ func (db *DB) runErasure(ctx context.Context, id uuid.UUID, wait time.Duration) 
 			return err
 		}
 		if wait > 0 {
-			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, wait.String()); err != nil {
+			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, fmt.Sprintf("%dms", max(wait.Milliseconds(), 1))); err != nil {
 				return err
 			}
 		}
