@@ -139,6 +139,13 @@ func (a *testAPI) doURL(base, method, path, key string, body any, headers ...str
 		}
 		rd = bytes.NewReader(raw)
 	}
+	return a.roundTrip(base, method, path, key, rd, append([]string{"Content-Type", "application/json"}, headers...)...)
+}
+
+// roundTrip sends one request with the key and headers (name, value, ...;
+// later ones win) and reads the whole answer.
+func (a *testAPI) roundTrip(base, method, path, key string, rd io.Reader, headers ...string) response {
+	a.t.Helper()
 	req, err := http.NewRequest(method, base+path, rd)
 	if err != nil {
 		a.t.Fatalf("NewRequest: %v", err)
@@ -146,7 +153,6 @@ func (a *testAPI) doURL(base, method, path, key string, body any, headers ...str
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	req.Header.Set("Content-Type", "application/json")
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
 	}

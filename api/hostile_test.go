@@ -48,26 +48,7 @@ func (a *testAPI) send(method, path, key string, body []byte, headers ...string)
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequest(method, a.srv.URL+path, rd)
-	if err != nil {
-		a.t.Fatalf("NewRequest: %v", err)
-	}
-	if key != "" {
-		req.Header.Set("Authorization", "Bearer "+key)
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		req.Header.Set(headers[i], headers[i+1])
-	}
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		a.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		a.t.Fatalf("read body: %v", err)
-	}
-	return response{Status: res.StatusCode, Header: res.Header, Body: raw}
+	return a.roundTrip(a.srv.URL, method, path, key, rd, headers...)
 }
 
 // documented checks that an answer is one the document gives for the

@@ -1,12 +1,9 @@
 package migrations_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 
@@ -215,34 +212,10 @@ func checkData(t *testing.T, url string) {
 	}
 }
 
-// call sends a request with the admin key (or the sdk key for sdk routes)
-// and fails the test unless the status is want.
+// call is srv.Admin: a request with the admin key that must answer want.
 func call(t *testing.T, srv *apptest.Server, want int, method, path string, body any) []byte {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, srv.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+apptest.AdminKey)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	if res.StatusCode != want {
-		t.Fatalf("%s %s = %d, want %d: %s", method, path, res.StatusCode, want, raw)
-	}
-	return raw
+	return srv.Admin(t, want, method, path, body)
 }
 
 // fill writes data of every kind through the app and returns the results

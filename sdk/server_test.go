@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"math"
 	"net/http"
 	"testing"
@@ -21,34 +20,10 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// admin sends an admin request to srv and fails the test unless the status
-// is want.
+// admin is srv.Admin: a request with the admin key that must answer want.
 func admin(t testing.TB, srv *apptest.Server, want int, method, path string, body any) []byte {
 	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		raw, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(raw)
-	}
-	req, err := http.NewRequest(method, srv.URL+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+apptest.AdminKey)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	raw, _ := io.ReadAll(res.Body)
-	if res.StatusCode != want {
-		t.Fatalf("%s %s = %d, want %d: %s", method, path, res.StatusCode, want, raw)
-	}
-	return raw
+	return srv.Admin(t, want, method, path, body)
 }
 
 // groundTruth is what the server recorded for an experiment, unit by unit;

@@ -5,7 +5,11 @@
 package apptest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
+	"net/http"
 	"net/http/httptest"
 	"testing"
 
@@ -58,4 +62,35 @@ func Start(tb testing.TB, cfg app.Config) *Server {
 		}
 	})
 	return &Server{URL: srv.URL, DatabaseURL: cfg.DatabaseURL, App: a, HTTP: srv}
+}
+
+// Admin sends a request with the admin key (body marshalled as JSON when
+// not nil) and fails the test unless the status is want; it returns the
+// answer's body.
+func (s *Server) Admin(tb testing.TB, want int, method, path string, body any) []byte {
+	tb.Helper()
+	var rd io.Reader
+	if body != nil {
+		raw, err := json.Marshal(body)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, s.URL+path, rd)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+AdminKey)
+	req.Header.Set("Content-Type", "application/json")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer res.Body.Close()
+	raw, _ := io.ReadAll(res.Body)
+	if res.StatusCode != want {
+		tb.Fatalf("%s %s = %d, want %d: %s", method, path, res.StatusCode, want, raw)
+	}
+	return raw
 }
