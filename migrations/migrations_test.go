@@ -108,20 +108,10 @@ func last(vs []int64) int64 {
 	return vs[len(vs)-1]
 }
 
-func connect(t *testing.T, url string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
-}
-
 func version(t *testing.T, url string) int64 {
 	t.Helper()
 	var v int64
-	if err := connect(t, url).QueryRow(context.Background(), `SELECT max(version_id) FROM goose_db_version WHERE is_applied`).Scan(&v); err != nil {
+	if err := pgtest.Connect(t, url).QueryRow(context.Background(), `SELECT max(version_id) FROM goose_db_version WHERE is_applied`).Scan(&v); err != nil {
 		t.Fatal(err)
 	}
 	return v
@@ -175,7 +165,7 @@ SELECT line FROM (
 
 func schema(t *testing.T, url string) []string {
 	t.Helper()
-	rows, err := connect(t, url).Query(context.Background(), schemaQuery)
+	rows, err := pgtest.Connect(t, url).Query(context.Background(), schemaQuery)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,7 +193,7 @@ func checkData(t *testing.T, url string) {
 		"events", "event_ids", "exposures", "aliases", "consent", "audit_log", "sequential_state",
 		"agg_defs", "agg_units", "agg_variants", "agg_first_hours", "agg_crossover", "agg_crossover_totals", "agg_unit_days"} {
 		var n int64
-		if err := connect(t, url).QueryRow(context.Background(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+		if err := pgtest.Connect(t, url).QueryRow(context.Background(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n == 0 {

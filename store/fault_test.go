@@ -719,7 +719,7 @@ func TestIngestSurvivesKilledConnections(t *testing.T) {
 // same requests succeed once space is back.
 func TestIngestDiskFull(t *testing.T) {
 	srv := apptest.Start(t, app.Config{AggregateEvery: -1})
-	conn := connectFault(t, srv.DatabaseURL)
+	conn := pgtest.Connect(t, srv.DatabaseURL)
 	exec(t, conn, `CREATE FUNCTION fault_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN
 			RAISE EXCEPTION USING ERRCODE = 'disk_full', MESSAGE = 'could not extend file "base/16384/16402": No space left on device';
@@ -737,7 +737,7 @@ func TestIngestDiskFull(t *testing.T) {
 // stored, and the same requests succeed once it is writable again.
 func TestIngestReadOnly(t *testing.T) {
 	srv := apptest.Start(t, app.Config{AggregateEvery: -1})
-	conn := connectFault(t, srv.DatabaseURL) // connected before: stays writable
+	conn := pgtest.Connect(t, srv.DatabaseURL) // connected before: stays writable
 	var name string
 	if err := conn.QueryRow(context.Background(), `SELECT current_database()`).Scan(&name); err != nil {
 		t.Fatal(err)
@@ -753,16 +753,6 @@ func TestIngestReadOnly(t *testing.T) {
 		exec(t, conn, `ALTER DATABASE `+db+` RESET default_transaction_read_only`)
 		exec(t, conn, terminate)
 	})
-}
-
-func connectFault(t *testing.T, url string) *pgx.Conn {
-	t.Helper()
-	conn, err := pgx.Connect(context.Background(), url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close(context.Background()) })
-	return conn
 }
 
 func exec(t *testing.T, conn *pgx.Conn, sql string) {

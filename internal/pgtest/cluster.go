@@ -3,7 +3,6 @@ package pgtest
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -39,7 +38,7 @@ func NewCluster(tb testing.TB) *Cluster {
 	if err := os.Chmod(dir, 0o755); err != nil {
 		tb.Fatal(err)
 	}
-	port, err := freePort()
+	port, err := pgserver.FreePort()
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -96,14 +95,4 @@ func (c *Cluster) Start(ctx context.Context) error {
 		c.url = pc.URL // depends on the port alone
 	}
 	return nil
-}
-
-// freePort asks the kernel for a port of 127.0.0.1 that is free now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -307,3 +307,15 @@ func (h *harness) newName(suffix string) string {
 	}
 	return fmt.Sprintf("flywheel_test_%s_%08x%s", b.String(), rand.Uint32(), suffix)
 }
+
+// Connect opens one connection to url for the test, closed when it ends.
+func Connect(tb testing.TB, url string) *pgx.Conn {
+	tb.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		tb.Fatalf("connect: %v", err)
+	}
+	tb.Cleanup(func() { conn.Close(ctx) })
+	return conn
+}

@@ -15,17 +15,6 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-func connect(tb testing.TB, dbURL string) *pgx.Conn {
-	tb.Helper()
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, dbURL)
-	if err != nil {
-		tb.Fatalf("connect: %v", err)
-	}
-	tb.Cleanup(func() { conn.Close(ctx) })
-	return conn
-}
-
 func dbName(tb testing.TB, dbURL string) string {
 	tb.Helper()
 	u, err := url.Parse(dbURL)
@@ -74,7 +63,7 @@ func TestURLAndNewDatabase(t *testing.T) {
 		}
 		names[name] = true
 
-		conn := connect(t, u)
+		conn := pgtest.Connect(t, u)
 		checkFresh(t, conn)
 		var current string
 		if err := conn.QueryRow(ctx, "SELECT current_database()").Scan(&current); err != nil {
@@ -86,12 +75,12 @@ func TestURLAndNewDatabase(t *testing.T) {
 	}
 
 	// Writing to one leaves the others untouched.
-	if _, err := connect(t, a).Exec(ctx, "CREATE TABLE pgtest_marker (id int)"); err != nil {
+	if _, err := pgtest.Connect(t, a).Exec(ctx, "CREATE TABLE pgtest_marker (id int)"); err != nil {
 		t.Fatal(err)
 	}
-	checkFresh(t, connect(t, b))
-	checkFresh(t, connect(t, shared))
-	checkFresh(t, connect(t, pgtest.NewDatabase(t)))
+	checkFresh(t, pgtest.Connect(t, b))
+	checkFresh(t, pgtest.Connect(t, shared))
+	checkFresh(t, pgtest.Connect(t, pgtest.NewDatabase(t)))
 }
 
 func TestNewDatabaseDroppedAtCleanup(t *testing.T) {
@@ -100,10 +89,10 @@ func TestNewDatabaseDroppedAtCleanup(t *testing.T) {
 	t.Run("uses", func(t *testing.T) {
 		u := pgtest.NewDatabase(t)
 		name = dbName(t, u)
-		connect(t, u) // left open: the drop must end it
+		pgtest.Connect(t, u) // left open: the drop must end it
 	})
 	var exists bool
-	err := connect(t, pgtest.URL(t)).QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists)
+	err := pgtest.Connect(t, pgtest.URL(t)).QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,7 +105,7 @@ func TestNewDatabaseParallel(t *testing.T) {
 	for i := range 4 {
 		t.Run(fmt.Sprint(i), func(t *testing.T) {
 			t.Parallel()
-			conn := connect(t, pgtest.NewDatabase(t))
+			conn := pgtest.Connect(t, pgtest.NewDatabase(t))
 			checkFresh(t, conn)
 			if _, err := conn.Exec(context.Background(), "CREATE TABLE pgtest_marker (id int)"); err != nil {
 				t.Fatal(err)
@@ -134,7 +123,7 @@ func TestNewEmptyDatabase(t *testing.T) {
 		u := pgtest.NewEmptyDatabase(t)
 		name = dbName(t, u)
 		var tables, extensions int
-		err := connect(t, u).QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_tables WHERE schemaname = 'public'),
+		err := pgtest.Connect(t, u).QueryRow(ctx, `SELECT (SELECT count(*) FROM pg_tables WHERE schemaname = 'public'),
 			(SELECT count(*) FROM pg_extension WHERE extname <> 'plpgsql')`).Scan(&tables, &extensions)
 		if err != nil {
 			t.Fatal(err)
@@ -144,7 +133,7 @@ func TestNewEmptyDatabase(t *testing.T) {
 		}
 	})
 	var exists bool
-	if err := connect(t, pgtest.URL(t)).QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
+	if err := pgtest.Connect(t, pgtest.URL(t)).QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", name).Scan(&exists); err != nil {
 		t.Fatal(err)
 	}
 	if exists {
@@ -189,7 +178,7 @@ func TestClusterRestart(t *testing.T) {
 		t.Errorf("URL after restart = %s, want %s", c.URL("postgres"), url)
 	}
 	var n int
-	if err := connect(t, url).QueryRow(ctx, "SELECT n FROM kept").Scan(&n); err != nil || n != 42 {
+	if err := pgtest.Connect(t, url).QueryRow(ctx, "SELECT n FROM kept").Scan(&n); err != nil || n != 42 {
 		t.Errorf("after restart: %d, %v; want the committed 42", n, err)
 	}
 }
