@@ -351,7 +351,15 @@ SELECT DISTINCT root FROM (
 
 // upWalkByProbe is upWalk for the units of one cycle, every step an index
 // lookup (see membersByProbe).
-const upWalkByProbe = `
+const upWalkByProbe = walkByProbe + `
+SELECT DISTINCT root FROM (
+    SELECT DISTINCT ON (unit_type, unit_id) root FROM walk ORDER BY unit_type, unit_id, depth DESC
+) r`
+
+// walkByProbe follows the identity links of the ids of the table %[1]s
+// (unit_type, unit_id) up their chain, one index lookup a step: walk holds
+// each id with every customer on its way and the depth it was reached at.
+const walkByProbe = `
 WITH RECURSIVE walk(unit_type, unit_id, root, depth) AS (
     SELECT d.unit_type, d.unit_id, a.customer_id, 1
     FROM %[1]s d CROSS JOIN LATERAL (
@@ -361,10 +369,7 @@ WITH RECURSIVE walk(unit_type, unit_id, root, depth) AS (
     FROM walk w CROSS JOIN LATERAL (
         SELECT a.customer_id FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = w.root OFFSET 0) a
     WHERE w.depth < 16 AND a.customer_id <> w.unit_id
-)
-SELECT DISTINCT root FROM (
-    SELECT DISTINCT ON (unit_type, unit_id) root FROM walk ORDER BY unit_type, unit_id, depth DESC
-) r`
+)`
 
 // readEvents returns the track events that the metrics of defs read: the
 // only ones whose deltas matter. (Definitions built from scratch in the

@@ -29,16 +29,7 @@ func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateRe
 		return err
 	}
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_track_roots ON COMMIT DROP AS
-		WITH RECURSIVE walk(unit_type, unit_id, root, depth) AS (
-		    SELECT d.unit_type, d.unit_id, a.customer_id, 1
-		    FROM a_track_units d CROSS JOIN LATERAL (
-		        SELECT a.customer_id FROM aliases a WHERE a.unit_type = d.unit_type AND a.unit_id = d.unit_id OFFSET 0) a
-		    UNION ALL
-		    SELECT w.unit_type, w.unit_id, a.customer_id, w.depth + 1
-		    FROM walk w CROSS JOIN LATERAL (
-		        SELECT a.customer_id FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = w.root OFFSET 0) a
-		    WHERE w.depth < 16 AND a.customer_id <> w.unit_id
-		), ends AS (
+		`+fmt.Sprintf(walkByProbe, "a_track_units")+`, ends AS (
 		    SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, root FROM walk ORDER BY unit_type, unit_id, depth DESC
 		)
 		SELECT unit_type, unit_id, root FROM ends e
