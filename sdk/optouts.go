@@ -64,14 +64,6 @@ func (o *optOuts) has(unitType, id string) bool {
 	return ok
 }
 
-// size is the number of opted-out units the client knows of.
-func (o *optOuts) size() int {
-	if s := o.set.Load(); s != nil {
-		return len(*s)
-	}
-	return 0
-}
-
 // optOutPage is one answer of GET /v1/sdk/opt-outs.
 type optOutPage struct {
 	OptedOut []string `json:"opted_out"`
