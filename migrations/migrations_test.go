@@ -191,7 +191,7 @@ func checkData(t *testing.T, url string) {
 	t.Helper()
 	for _, table := range []string{"api_keys", "metrics", "experiments", "experiment_history", "config_state",
 		"events", "event_ids", "exposures", "aliases", "consent", "audit_log", "sequential_state",
-		"agg_defs", "agg_units", "agg_variants", "agg_first_hours", "agg_crossover", "agg_crossover_totals", "agg_unit_days"} {
+		"agg_defs", "agg_units", "agg_variants", "agg_first_hours", "agg_crossover", "agg_crossover_totals", "agg_unit_days", "agg_variant_days"} {
 		var n int64
 		if err := pgtest.Connect(t, url).QueryRow(context.Background(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
 			t.Fatal(err)

@@ -135,7 +135,7 @@ func defHash(e *flywheel.Experiment, m *flywheel.Metric) string {
 		From, To int
 		CUPED    int
 		Cap      *float64
-	}{Version: 2, UnitType: e.UnitType} // 2: per-day contributions (agg_unit_days)
+	}{Version: 3, UnitType: e.UnitType} // 2: per-day contributions (agg_unit_days); 3: per-variant days (agg_variant_days)
 	if m != nil {
 		shape.Type, shape.Event, shape.Num, shape.Den = m.Type, m.Event, m.Numerator, m.Denominator
 		shape.Window, shape.From, shape.To, shape.CUPED = m.WindowHours, m.FromHours, m.ToHours, m.CUPEDHours
@@ -315,6 +315,9 @@ func dropDef(ctx context.Context, tx pgx.Tx, exp, metric string) error {
 	_, err := tx.Exec(ctx, `DELETE FROM agg_units WHERE experiment = $1 AND metric = $2;`, exp, metric)
 	if err == nil && metric != "" {
 		_, err = tx.Exec(ctx, `DELETE FROM agg_unit_days WHERE experiment = $1 AND metric = $2`, exp, metric)
+	}
+	if err == nil && metric != "" {
+		_, err = tx.Exec(ctx, `DELETE FROM agg_variant_days WHERE experiment = $1 AND metric = $2`, exp, metric)
 	}
 	if err == nil {
 		_, err = tx.Exec(ctx, `DELETE FROM agg_variants WHERE experiment = $1 AND metric = $2`, exp, metric)

@@ -101,11 +101,28 @@ func foldCrossover(ctx context.Context, tx pgx.Tx, roots string, exp *string) er
 }
 
 // eraseAggregates removes erased units from the aggregates: their unit
-// rows (subtracted from the variant sums), the crossover of their
+// rows (subtracted from the variant sums and the per-variant days), the crossover of their
 // customers, their names in the queue and in other links' replaced. The identity cluster is erased
 // whole, so no other unit's value depended on their events.
 func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error {
 	const u = `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(unit_type, unit_id)) `
+	// Their changes to the timeseries go first, read from the rows the
+	// next statements delete (the metric's type from its definition: a
+	// definition whose metric has changed since is rebuilt anyway).
+	if _, err := tx.Exec(ctx, u+`, a AS (
+		SELECT a.experiment, a.metric, m.type AS typ, df.cap, a.unit_id, a.variant, a.first_ts
+		FROM agg_units a JOIN u ON a.unit_type = u.unit_type AND a.unit_id = u.unit_id
+		JOIN metrics m ON m.key = a.metric
+		LEFT JOIN agg_defs df ON df.experiment = a.experiment AND df.metric = a.metric
+		WHERE a.metric <> '' AND a.state = 0
+	), dchange AS (
+		SELECT a.experiment, a.metric, a.typ, a.cap, -1 AS sign, a.unit_id, a.variant, d.day, d.n, d.v, d.num, d.den
+		FROM a JOIN agg_unit_days d ON d.unit_id = a.unit_id AND d.experiment = a.experiment AND d.metric = a.metric
+	), uchange AS (
+		SELECT experiment, metric, -1 AS sign, variant, (first_ts AT TIME ZONE 'UTC')::date AS day FROM a
+	), `+dayChanges+` SELECT 1`, types, ids); err != nil {
+		return err
+	}
 	if _, err := tx.Exec(ctx, u+`, gone AS (
 		DELETE FROM agg_units a USING u WHERE a.unit_type = u.unit_type AND a.unit_id = u.unit_id
 		RETURNING a.experiment, a.metric, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts

@@ -39,6 +39,7 @@ func aggMetricDefs() []flywheel.Metric {
 		{Key: "views", Type: flywheel.MetricCount, Event: "view", WindowHours: 24, CUPEDHours: 24, Cap: &flywheel.Cap{Value: aggF(3)}},
 		{Key: "aov", Type: flywheel.MetricRatio, Numerator: "purchase", Denominator: "checkout", WindowHours: 96, CUPEDHours: flywheel.DefaultCUPEDHours, Cap: &flywheel.Cap{Percentile: aggF(0.8)}},
 		{Key: "return", Type: flywheel.MetricRetention, Event: "view", FromHours: 24, ToHours: 96, CUPEDHours: 12},
+		{Key: "basket", Type: flywheel.MetricRatio, Numerator: "purchase", Denominator: "checkout", WindowHours: 48, Cap: &flywheel.Cap{Value: aggF(200)}},
 	}
 }
 
@@ -71,10 +72,10 @@ func createAggExperiments(tb testing.TB, db *store.DB, suffix string) {
 	for _, e := range []*flywheel.Experiment{
 		{Key: "agg-cust" + suffix, UnitType: "customer", Traffic: 1, Status: flywheel.StatusRunning,
 			Variants: []flywheel.Variant{{Key: "control", Weight: 0.5}, {Key: "treatment", Weight: 0.5}},
-			Metrics:  flywheel.MetricRefs{Primary: []string{"conv", "revenue"}, Guardrails: []string{"views"}, Secondary: []string{"spend", "aov", "return"}}},
+			Metrics:  flywheel.MetricRefs{Primary: []string{"conv", "revenue"}, Guardrails: []string{"views"}, Secondary: []string{"spend", "aov", "return", "basket"}}},
 		{Key: "agg-dev" + suffix, UnitType: "device", Traffic: 1, Status: flywheel.StatusRunning,
 			Variants: []flywheel.Variant{{Key: "a", Weight: 0.4}, {Key: "b", Weight: 0.3}, {Key: "c", Weight: 0.3}},
-			Metrics:  flywheel.MetricRefs{Primary: []string{"views", "return"}, Secondary: []string{"conv", "revenue", "spend", "aov"}}},
+			Metrics:  flywheel.MetricRefs{Primary: []string{"views", "return"}, Secondary: []string{"conv", "revenue", "spend", "aov", "basket"}}},
 	} {
 		e.Normalize()
 		if _, err := db.CreateExperiment(context.Background(), e, 0, "test"); err != nil {
@@ -563,16 +564,18 @@ func TestAggregateMetricChange(t *testing.T) {
 			t.Fatalf("UpdateExperiment: %v", err)
 		}
 	}
-	setAOV([]string{"spend", "return"})
+	setAOV([]string{"spend", "return", "basket"})
 	if rep := aggregateAll(t, db); len(rep.Rebuilt) > 0 {
 		t.Errorf("Aggregate after dropping a metric rebuilt %q, want none", rep.Rebuilt)
 	}
 	if n := queryInt(t, db, `SELECT count(*) FROM agg_units WHERE experiment = 'agg-cust' AND metric = 'aov'`) +
-		queryInt(t, db, `SELECT count(*) FROM agg_variants WHERE experiment = 'agg-cust' AND metric = 'aov'`); n != 0 {
+		queryInt(t, db, `SELECT count(*) FROM agg_variants WHERE experiment = 'agg-cust' AND metric = 'aov'`) +
+		queryInt(t, db, `SELECT count(*) FROM agg_unit_days WHERE experiment = 'agg-cust' AND metric = 'aov'`) +
+		queryInt(t, db, `SELECT count(*) FROM agg_variant_days WHERE experiment = 'agg-cust' AND metric = 'aov'`); n != 0 {
 		t.Errorf("%d aggregate rows of a dropped definition", n)
 	}
 	verifyAggregates(t, db, g.r, "aov dropped", g.cust)
-	setAOV([]string{"spend", "aov", "return"})
+	setAOV([]string{"spend", "aov", "return", "basket"})
 	mustWrite(t, db, g.batch(30)...)
 	if rep := aggregateAll(t, db); !slices.Equal(rep.Rebuilt, []string{"agg-cust/aov"}) {
 		t.Errorf("Aggregate after naming a metric again rebuilt %q, want [agg-cust/aov]", rep.Rebuilt)

@@ -135,7 +135,51 @@ func scanDays(rows pgx.Rows, metric string) ([]analysis.Day, error) {
 	return days, rows.Err()
 }
 
-// aggregatedTimeseriesSQL is timeseriesStats from the aggregates: each
+// variantDaysTimeseriesSQL is timeseriesStats from the per-variant days
+// (agg_variant_days, store/aggregate_days.go): the running sum of each
+// variant's daily changes, from the first day with units to the last day.
+// The QA override units' own changes, computed from their day rows as the
+// aggregator computes them, are subtracted. Days before the first day shown
+// are summed into it, as the units exposed before it enter on it.
+//
+// $1 experiment, $2 metric, $3 metric type, $4 overrides, $5 last day,
+// $6 first day shown, $7 fixed cap.
+var variantDaysTimeseriesSQL = `
+WITH ov AS (
+    SELECT a.unit_id, a.variant, a.first_ts FROM agg_units a
+    WHERE a.experiment = $1 AND a.metric = $2 AND a.state = 0 AND a.unit_id = ANY($4)
+), dchange AS (
+    SELECT $1::text AS experiment, $2::text AS metric, $3::text AS typ, $7::float8 AS cap, -1 AS sign,
+        d.unit_id, o.variant, d.day, d.n, d.v, d.num, d.den
+    FROM ov o JOIN agg_unit_days d ON d.unit_id = o.unit_id AND d.experiment = $1 AND d.metric = $2
+), uchange AS (
+    SELECT $1::text AS experiment, $2::text AS metric, -1 AS sign, variant, (first_ts AT TIME ZONE 'UTC')::date AS day FROM ov
+), ` + dayDeltas + `, per_day AS (
+    SELECT variant, day, sum(units) AS units, sum(sum) AS s, sum(sumsq) AS ss, sum(sumnum) AS sn, sum(sumden) AS sd,
+        sum(sumnumsq) AS snn, sum(sumdensq) AS sdd, sum(sumnumden) AS snd
+    FROM (
+        SELECT variant, day, units, sum, sumsq, sumnum, sumden, sumnumsq, sumdensq, sumnumden
+        FROM agg_variant_days WHERE experiment = $1 AND metric = $2 AND day <= $5::date
+        UNION ALL
+        SELECT variant, day, units, sum, sumsq, sumnum, sumden, sumnumsq, sumdensq, sumnumden
+        FROM vchange WHERE day <= $5::date
+    ) c GROUP BY 1, 2
+), grid AS (
+    SELECT v.variant, g.d::date AS day
+    FROM (SELECT DISTINCT variant FROM per_day) v, generate_series((SELECT min(day) FROM per_day), $5::date, interval '1 day') g(d)
+), cum AS (
+    SELECT g.day, g.variant,
+        sum(COALESCE(p.units, 0)) OVER w AS n,
+        sum(COALESCE(p.s, 0)) OVER w AS s, sum(COALESCE(p.ss, 0)) OVER w AS ss,
+        sum(COALESCE(p.sn, 0)) OVER w AS sn, sum(COALESCE(p.sd, 0)) OVER w AS sd,
+        sum(COALESCE(p.snn, 0)) OVER w AS snn, sum(COALESCE(p.sdd, 0)) OVER w AS sdd, sum(COALESCE(p.snd, 0)) OVER w AS snd
+    FROM grid g LEFT JOIN per_day p ON p.variant = g.variant AND p.day = g.day
+    WINDOW w AS (PARTITION BY g.variant ORDER BY g.day)
+)
+SELECT day, variant, n::bigint, s::bigint, s::float8, ss::float8, sn::float8, sd::float8, snn::float8, sdd::float8, snd::float8
+FROM cum WHERE n > 0 AND day >= $6::date ORDER BY day, variant`
+
+// unitDaysTimeseriesSQL is timeseriesStats from the aggregates: each
 // analysed unit (agg_units) enters on its first day, and its per-day
 // contributions (agg_unit_days) change its value on the days they fall on.
 // A unit's value changes only on days with events, so the statistics are
@@ -148,7 +192,7 @@ func scanDays(rows pgx.Rows, metric string) ([]analysis.Day, error) {
 // $1 experiment, $2 metric, $3 metric type, $4 overrides, $5 last day,
 // $6 first day shown, $7 cap value, $8 cap percentile (of the values on the
 // last day).
-const aggregatedTimeseriesSQL = `
+const unitDaysTimeseriesSQL = `
 WITH u AS (
     SELECT unit_id, variant, greatest((first_ts AT TIME ZONE 'UTC')::date, $6::date) AS d0
     FROM agg_units
@@ -221,7 +265,13 @@ func (db *DB) aggregatedTimeseries(ctx context.Context, e *flywheel.Experiment, 
 		}
 		end, first := timeseriesEnd(e, q.Now)
 		capValue, capPct := capOf(m.Cap)
-		rows, err := tx.Query(ctx, aggregatedTimeseriesSQL, e.Key, m.Key, string(m.Type), q.Overrides, end, first, capValue, capPct)
+		// A percentile cap moves with the data: its timeseries is read
+		// from every unit's days, capped at the cut of the last day.
+		sql, args := variantDaysTimeseriesSQL, []any{e.Key, m.Key, string(m.Type), q.Overrides, end, first, capValue}
+		if capPct != nil {
+			sql, args = unitDaysTimeseriesSQL, []any{e.Key, m.Key, string(m.Type), q.Overrides, end, first, capValue, capPct}
+		}
+		rows, err := tx.Query(ctx, sql, args...)
 		if err != nil {
 			return err
 		}
