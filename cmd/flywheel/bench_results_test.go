@@ -52,7 +52,7 @@ func TestBenchResults(t *testing.T) {
 	var text bytes.Buffer
 	rep.print(&text)
 	for _, want := range []string{"GET results (HTTP)", "store.RecomputeResultInput", "initial aggregates", "lag over",
-		"results p50 <= 200 ms", "aggregates = recomputation (after build, after keep-up)  PASS", "note:", "result: "} {
+		"results p50 <= 200 ms", "timeseries p50 <= 300 ms", "aggregates and timeseries = recomputation (after build, after keep-up)  PASS", "note:", "result: "} {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, text.String())
 		}
