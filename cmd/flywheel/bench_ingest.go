@@ -31,11 +31,12 @@ const (
 	ingestRateTarget  = 50_000
 )
 
-const benchIngestUsage = `usage: flywheel bench ingest [--connections 4] [--batch 1000] [--duration 10s] [--rounds 3] [--warmup 2s] [--json] [--cpuprofile PREFIX]`
+const benchIngestUsage = `usage: flywheel bench ingest [--connections 8] [--ceiling keyed|events] [--batch 1000] [--duration 10s] [--rounds 3] [--warmup 2s] [--json] [--cpuprofile PREFIX]`
 
 // ingestOptions are the flags of `bench ingest`.
 type ingestOptions struct {
 	Connections int
+	Ceiling     string
 	Batch       int
 	Duration    time.Duration
 	Warmup      time.Duration
@@ -67,7 +68,8 @@ type ingestRun struct {
 func runBenchIngest(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	var o ingestOptions
 	fs := newFlagSet("bench ingest", stderr)
-	fs.IntVar(&o.Connections, "connections", 4, "concurrent clients, and COPY connections for the ceiling (1-256)")
+	fs.IntVar(&o.Connections, "connections", 8, "concurrent clients, and COPY connections for the ceiling (1-256)")
+	fs.StringVar(&o.Ceiling, "ceiling", "keyed", "the ceiling's table: keyed (events' columns, primary key id, as issue 13 measures) or events (the events table itself)")
 	fs.IntVar(&o.Batch, "batch", 1000, "events per request (1-10000)")
 	fs.DurationVar(&o.Duration, "duration", 10*time.Second, "measured time of each run")
 	fs.DurationVar(&o.Warmup, "warmup", 2*time.Second, "unmeasured time before each run")
@@ -80,6 +82,8 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 	switch {
 	case fs.NArg() > 0:
 		return usageError{fmt.Sprintf("unexpected argument %q\n%s", fs.Arg(0), benchIngestUsage)}
+	case o.Ceiling != "keyed" && o.Ceiling != "events":
+		return usageError{fmt.Sprintf("--ceiling %q: want keyed or events\n%s", o.Ceiling, benchIngestUsage)}
 	case o.Connections < 1 || o.Connections > 256, o.Batch < 1 || o.Batch > 10000, o.Rounds < 1 || o.Rounds > 100,
 		o.Duration <= 0 || o.Duration > time.Hour, o.Warmup < 0 || o.Warmup > time.Hour:
 		return usageError{benchIngestUsage}
@@ -108,6 +112,15 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 		return err
 	}
 	defer pool.Close()
+	ceiling := "events"
+	if o.Ceiling == "keyed" {
+		// The issue's ceiling: the same rows into a table keyed by event id.
+		ceiling = "bench_keyed_events"
+		if _, err := pool.Exec(ctx, `DROP TABLE IF EXISTS bench_keyed_events;
+			CREATE TABLE bench_keyed_events (LIKE events INCLUDING DEFAULTS, PRIMARY KEY (id))`); err != nil {
+			return fmt.Errorf("bench: create the ceiling's table: %w", err)
+		}
+	}
 
 	var runs []ingestRun
 	print := func(r ingestRun) {
@@ -118,7 +131,7 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 	}
 	if !o.JSON {
 		m := currentMachine()
-		fmt.Fprintf(stdout, "flywheel bench ingest: durable events/s, POST /v1/events vs a bare pgx COPY into the same table\n")
+		fmt.Fprintf(stdout, "flywheel bench ingest: durable events/s, POST /v1/events vs a bare pgx COPY of the same rows into %s\n", ceiling)
 		fmt.Fprintf(stdout, "machine:  %d CPUs (%s), go %s\n", m.CPUs, m.CPUModel, m.Go)
 		fmt.Fprintf(stdout, "load:     %d clients x %d-event batches, closed loop, %v warm-up + %v per run, %d rounds\n", o.Connections, o.Batch, o.Warmup, o.Duration, o.Rounds)
 		fmt.Fprintf(stdout, "events:   10%% exposure, 85%% track, 5%% identify; database: %s\n\n", env.dbDesc)
@@ -130,7 +143,7 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 			var send func(ctx context.Context, w int, evs []benchEvent) error
 			switch target {
 			case "copy":
-				send = func(ctx context.Context, _ int, evs []benchEvent) error { return copyEvents(ctx, pool, evs) }
+				send = func(ctx context.Context, _ int, evs []benchEvent) error { return copyEvents(ctx, pool, ceiling, evs) }
 			default:
 				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Connections}}
 				url := env.flywheelURL + "/v1/events"
@@ -149,6 +162,7 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 		}
 	}
 	sum := summarizeIngest(runs)
+	sum.Ceiling = ceiling
 	agg := scrapeAggregator(ctx, env.flywheelURL)
 	if o.JSON {
 		enc := json.NewEncoder(stdout)
@@ -226,11 +240,12 @@ func pass(ok bool) string {
 }
 
 type ingestSummary struct {
-	Copy  float64 `json:"copy_events_per_second"`
-	V7    float64 `json:"flywheel_v7_events_per_second"`
-	V4    float64 `json:"flywheel_v4_events_per_second"`
-	Ratio float64 `json:"ratio_v7_to_copy"`
-	P99V7 float64 `json:"flywheel_v7_p99_ms"`
+	Ceiling string  `json:"ceiling_table"`
+	Copy    float64 `json:"copy_events_per_second"`
+	V7      float64 `json:"flywheel_v7_events_per_second"`
+	V4      float64 `json:"flywheel_v4_events_per_second"`
+	Ratio   float64 `json:"ratio_v7_to_copy"`
+	P99V7   float64 `json:"flywheel_v7_p99_ms"`
 }
 
 func summarizeIngest(runs []ingestRun) ingestSummary {
@@ -388,12 +403,13 @@ func postEvents(ctx context.Context, client *http.Client, url, key string, evs [
 	return nil
 }
 
-// copyEvents is the ceiling: the same rows, COPYed straight into events in
-// one committed transaction.
-func copyEvents(ctx context.Context, pool *pgxpool.Pool, evs []benchEvent) error {
+// copyEvents is the ceiling: the same rows, COPYed straight into table
+// (events, or a table of its columns keyed by id) in one committed
+// transaction.
+func copyEvents(ctx context.Context, pool *pgxpool.Pool, table string, evs []benchEvent) error {
 	now := time.Now().UTC()
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{"events"},
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{table},
 			[]string{"unit_type", "unit_id", "id", "type", "ts", "received_at", "experiment", "variant", "event", "value", "customer_id", "attributes"},
 			pgx.CopyFromSlice(len(evs), func(i int) ([]any, error) {
 				e := &evs[i]

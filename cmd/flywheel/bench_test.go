@@ -113,11 +113,14 @@ func TestBenchIngest(t *testing.T) {
 			t.Errorf("run %+v: want batches of 50 events, none failed", r)
 		}
 	}
+	if rep.Summary.Ceiling != "bench_keyed_events" {
+		t.Errorf("ceiling table %q, want bench_keyed_events (keyed by event id, the default)", rep.Summary.Ceiling)
+	}
 	if rep.Summary.Copy <= 0 || rep.Summary.V7 <= 0 || rep.Summary.Ratio <= 0 {
 		t.Errorf("summary = %+v, want every figure", rep.Summary)
 	}
 	if a := rep.Aggregator; a == nil || a.Cycles == 0 || len(a.Steps) == 0 || a.Errors != 0 {
 		t.Errorf("aggregator = %+v, want its cycles and steps scraped from /metrics, no failed cycle", a)
 	}
-	wantUsageErrors(t, env(), []string{"bench", "ingest", "--batch", "0"}, []string{"bench", "ingest", "--connections", "0"}, []string{"bench", "ingest", "x"})
+	wantUsageErrors(t, env(), []string{"bench", "ingest", "--batch", "0"}, []string{"bench", "ingest", "--connections", "0"}, []string{"bench", "ingest", "x"}, []string{"bench", "ingest", "--ceiling", "heap"})
 }
