@@ -103,26 +103,25 @@ WITH t AS (
     UPDATE agg_units a SET y = n.y, x = n.x, num = n.num, den = n.den
     FROM new n WHERE a.ctid = n.tid
 ), ad AS (
-    -- The day rows the new events add to. For the analysed units among
-    -- them (ad0), dchange holds their day rows before (od) and after, each
-    -- summed as the upsert sums it, so that agg_variant_days changes by
-    -- exactly the difference.
-    SELECT o.unit_id, (t.ts AT TIME ZONE 'UTC')::date AS day, ` + daySums("t", "$8", "$10") + `
+    -- The day rows the new events add to (with their unit's variant and
+    -- state). For the analysed units among them, dchange holds their day
+    -- rows before (od) and after, each summed as the upsert sums it, so
+    -- that agg_variant_days changes by exactly the difference. No join
+    -- here is between two sizes the planner cannot know but a full join
+    -- (hash or merge, never a nested loop).
+    SELECT o.unit_id, o.variant, o.state, (t.ts AT TIME ZONE 'UTC')::date AS day, ` + daySums("t", "$8", "$10") + `
     FROM old o JOIN t ON t.owner = o.unit_id
     WHERE ` + inWindow("t", "o", "$5", "$6") + `
-    GROUP BY 1, 2
+    GROUP BY 1, 2, 3, 4
 ), days_add AS (
     INSERT INTO agg_unit_days AS d (experiment, metric, unit_id, day, n, v, num, den)
     SELECT $1, $2, unit_id, day, n, v, num, den FROM ad
     ON CONFLICT (unit_id, experiment, metric, day) DO UPDATE SET
         n = d.n + EXCLUDED.n, v = d.v + EXCLUDED.v, num = d.num + EXCLUDED.num, den = d.den + EXCLUDED.den
-), ad0 AS (
-    SELECT ad.*, o.variant FROM ad JOIN old o ON o.unit_id = ad.unit_id WHERE o.state = 0
 ), od AS (
-    SELECT o.variant, d.* FROM old o CROSS JOIN LATERAL (
+    SELECT k.variant, d.* FROM (SELECT DISTINCT unit_id, variant FROM ad WHERE state = 0) k CROSS JOIN LATERAL (
         SELECT d.unit_id, d.day, d.n, d.v, d.num, d.den FROM agg_unit_days d
-        WHERE d.unit_id = o.unit_id AND d.experiment = $1 AND d.metric = $2 OFFSET 0) d
-    WHERE o.state = 0 AND EXISTS (SELECT 1 FROM ad0 WHERE ad0.unit_id = o.unit_id)
+        WHERE d.unit_id = k.unit_id AND d.experiment = $1 AND d.metric = $2 OFFSET 0) d
 ), dchange AS (
     SELECT $1::text AS experiment, $2::text AS metric, $3::text AS typ, $9::float8 AS cap, -1 AS sign,
         unit_id, variant, day, n, v, num, den
@@ -131,7 +130,7 @@ WITH t AS (
     SELECT $1, $2, $3, $9, 1, COALESCE(od.unit_id, a.unit_id), COALESCE(od.variant, a.variant), COALESCE(od.day, a.day),
         COALESCE(od.n, 0) + COALESCE(a.n, 0), COALESCE(od.v, 0) + COALESCE(a.v, 0),
         COALESCE(od.num, 0) + COALESCE(a.num, 0), COALESCE(od.den, 0) + COALESCE(a.den, 0)
-    FROM od FULL JOIN ad0 a ON a.unit_id = od.unit_id AND a.day = od.day
+    FROM od FULL JOIN (SELECT * FROM ad WHERE state = 0) a ON a.unit_id = od.unit_id AND a.day = od.day
 ), uchange AS (
     SELECT ''::text AS experiment, ''::text AS metric, 0 AS sign, ''::text AS variant, NULL::date AS day WHERE false
 ), ` + dayChanges + `, change AS (

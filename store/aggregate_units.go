@@ -157,31 +157,35 @@ WITH u AS (
 ), gone AS (
     DELETE FROM agg_units WHERE ctid = ANY(ARRAY(SELECT tid FROM old WHERE now_state = -1))
 ), od AS (
-    -- The units' day rows as they were, and as they are now (nd).
-    SELECT d.tid, d.unit_id, d.day, d.n, d.v, d.num, d.den FROM u CROSS JOIN LATERAL (
+    -- The units' day rows as they were (od, with the unit's variant and
+    -- state then) and as they are now (nd, with them now), matched by a
+    -- full join: a hash or merge join, never a nested loop over two sizes
+    -- the planner cannot know.
+    SELECT o.variant, o.state, d.tid, d.unit_id, d.day, d.n, d.v, d.num, d.den FROM old o CROSS JOIN LATERAL (
         SELECT d.ctid AS tid, d.unit_id, d.day, d.n, d.v, d.num, d.den FROM agg_unit_days d
-        WHERE d.unit_id = u.unit_id AND d.experiment = $1 AND d.metric = $2 OFFSET 0) d
+        WHERE d.unit_id = o.unit_id AND d.experiment = $1 AND d.metric = $2 OFFSET 0) d
     WHERE $2 <> ''
 ), nd AS (
-    SELECT u.unit_id, (o.ts AT TIME ZONE 'UTC')::date AS day, ` + daySums("o", "$8", "$10") + `
+    SELECT u.unit_id, u.variant, u.state, (o.ts AT TIME ZONE 'UTC')::date AS day, ` + daySums("o", "$8", "$10") + `
     FROM u JOIN owned o ON o.owner = u.unit_id AND o.event = ANY($4)
     WHERE $2 <> '' AND u.state >= 0 AND ` + inWindow("o", "u", "$5", "$6") + `
-    GROUP BY 1, 2
+    GROUP BY 1, 2, 3, 4
+), dd AS (
+    SELECT od.tid, nd.unit_id, nd.day, nd.n, nd.v, nd.num, nd.den
+    FROM od FULL JOIN nd ON nd.unit_id = od.unit_id AND nd.day = od.day
 ), days_gone AS (
-    DELETE FROM agg_unit_days WHERE ctid = ANY(ARRAY(
-        SELECT od.tid FROM od WHERE NOT EXISTS (SELECT 1 FROM nd WHERE nd.unit_id = od.unit_id AND nd.day = od.day)))
+    DELETE FROM agg_unit_days WHERE ctid = ANY(ARRAY(SELECT tid FROM dd WHERE unit_id IS NULL))
 ), days_new AS (
     INSERT INTO agg_unit_days AS d (experiment, metric, unit_id, day, n, v, num, den)
-    SELECT $1, $2, unit_id, day, n, v, num, den FROM nd
+    SELECT $1, $2, unit_id, day, n, v, num, den FROM dd WHERE unit_id IS NOT NULL
     ON CONFLICT (unit_id, experiment, metric, day) DO UPDATE SET n = EXCLUDED.n, v = EXCLUDED.v, num = EXCLUDED.num, den = EXCLUDED.den
     WHERE (d.n, d.v, d.num, d.den) IS DISTINCT FROM (EXCLUDED.n, EXCLUDED.v, EXCLUDED.num, EXCLUDED.den)
 ), dchange AS (
     SELECT $1::text AS experiment, $2::text AS metric, $3::text AS typ, $9::float8 AS cap, -1 AS sign,
-        od.unit_id, o.variant, od.day, od.n, od.v, od.num, od.den
-    FROM od JOIN old o ON o.unit_id = od.unit_id WHERE o.state = 0
+        unit_id, variant, day, n, v, num, den
+    FROM od WHERE state = 0
     UNION ALL
-    SELECT $1, $2, $3, $9, 1, nd.unit_id, n.variant, nd.day, nd.n, nd.v, nd.num, nd.den
-    FROM nd JOIN new n ON n.unit_id = nd.unit_id WHERE n.state = 0
+    SELECT $1, $2, $3, $9, 1, unit_id, variant, day, n, v, num, den FROM nd WHERE state = 0
 ), uchange AS (
     SELECT $1::text AS experiment, $2::text AS metric, -1 AS sign, variant, (first_ts AT TIME ZONE 'UTC')::date AS day
     FROM old WHERE state = 0 AND $2 <> ''
