@@ -104,6 +104,8 @@ func serverRoutes(t testing.TB) []serverRoute {
 				}
 				g := group{prefix: parent.prefix + m[3], scope: parent.scope}
 				switch {
+				case m[1] == "ui":
+					g.scope = "ui"
 				case strings.Contains(m[4], "anyScope"):
 					g.scope = "any"
 				case strings.Contains(m[4], "ScopeSDK"):
@@ -198,6 +200,13 @@ func TestOpenAPIDocumentValid(t *testing.T) {
 		"any": "adminKey|sdkKey|viewerKey"}
 	seen := map[serverRoute]bool{}
 	for _, r := range serverRoutes(t) {
+		if r.Scope == "ui" {
+			// The web UI's page and files: outside the API and its document.
+			if strings.HasPrefix(r.Path, "/v1") || r.Method != "GET" {
+				t.Errorf("%s is a route of the web UI; it must be a GET outside /v1", r)
+			}
+			continue
+		}
 		key := serverRoute{Method: r.Method, Path: r.Path}
 		if seen[key] {
 			t.Errorf("%s is registered twice", r)

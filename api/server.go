@@ -54,6 +54,8 @@ type Deps struct {
 	MaxBodyBytes int64
 	// RequestTimeout bounds each request's context; 0 = 30 s.
 	RequestTimeout time.Duration
+	// UI is the web UI (package web), served at "/" and "/ui/"; nil = none.
+	UI http.Handler
 	// EraseWait is how long DELETE /v1/units/... waits for a running
 	// aggregation cycle before it answers 202 and lets the background
 	// finish; 0 = 10 s.
@@ -127,6 +129,15 @@ func (s *Server) routes() {
 	e.GET("/readyz", s.handleReadyz)
 	e.GET("/metrics", s.handleMetrics)
 	e.GET("/v1/openapi.json", s.handleOpenAPI) // public: it holds no data
+
+	// The web UI: a page and its files outside /v1, which call the API like
+	// any client. They are not part of the API contract, so not in the
+	// OpenAPI document (its test knows this group by its name, ui).
+	if s.deps.UI != nil {
+		ui := e.Group("/")
+		ui.GET("", gin.WrapH(s.deps.UI))
+		ui.GET("ui/*file", gin.WrapH(s.deps.UI))
+	}
 
 	keyed := e.Group("/v1", s.authenticate(anyScope))
 	keyed.GET("/key", s.handleGetKey)
