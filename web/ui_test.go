@@ -2,10 +2,12 @@ package web_test
 
 import (
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
 	"github.com/chromedp/chromedp"
+	"github.com/chromedp/chromedp/kb"
 
 	"github.com/flywheel-oss/flywheel/internal/app"
 	"github.com/flywheel-oss/flywheel/internal/apptest"
@@ -39,8 +41,12 @@ func TestUI(t *testing.T) {
 		b.press("Sign in")
 		b.waitFor("the sdk key refused", `document.getElementById('signin-error').textContent.includes('sdk key')`)
 		b.shot("sign-in-refused")
+		// By keyboard: the key field has the focus, Enter signs in.
 		b.fill("API key", apptest.AdminKey)
-		b.press("Sign in")
+		if !eval[bool](b, "document.activeElement === "+control("API key")) {
+			t.Error("the API key field does not have the focus")
+		}
+		b.do(chromedp.KeyEvent(kb.Enter))
 		b.waitFor("the experiments list", `document.querySelector('main h1')?.textContent === 'Experiments'`)
 		if got := eval[string](b, "sessionStorage.getItem('flywheel.key')"); got != apptest.AdminKey {
 			t.Errorf("sessionStorage holds %q, want the key", got)
@@ -136,6 +142,20 @@ func TestUI(t *testing.T) {
 		b.open("#/experiments/checkout-button")
 		b.waitFor("the charts again", `document.querySelector('svg[aria-label*="over time"]') !== null`)
 		b.shot("experiment")
+		if p := os.Getenv("FLYWHEEL_DOCS_SCREENSHOT"); p != "" {
+			// The README's picture: the top of the page, 1100 px wide.
+			b.do(chromedp.EmulateViewport(1100, 1300), chromedp.Evaluate[chromedp.Void]("window.scrollTo(0, 0)"))
+			b.waitFor("the charts at 1100 px", `document.querySelector('svg[aria-label="purchase: lift by variant"]') !== null`)
+			png, err := chromedp.Run(b.ctx, chromedp.CaptureScreenshot())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(p, png, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("wrote %s", p)
+			b.do(chromedp.EmulateViewport(1200, 900))
+		}
 	}) {
 		return
 	}

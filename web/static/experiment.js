@@ -30,7 +30,6 @@ export async function experimentPage(page, ctx, key) {
   const banner = h('div');
   const fresh = h('p', {class: 'freshness muted'});
   const results = h('div', {}, e.started_at ? loading('results') : h('p', {}, 'Not started yet: there are no results.'));
-  const overTime = h('div');
   const segments = h('div');
   replace(page,
     h('nav', {class: 'crumbs', 'aria-label': 'Breadcrumb'}, h('a', {href: '#/'}, 'Experiments'), ' › ', e.key),
@@ -42,7 +41,6 @@ export async function experimentPage(page, ctx, key) {
     banner,
     fresh,
     h('section', {'aria-labelledby': 'results-h'}, h('h2', {id: 'results-h'}, 'Results'), results),
-    e.started_at ? h('section', {'aria-labelledby': 'time-h'}, h('h2', {id: 'time-h'}, 'Lift over time'), overTime) : null,
     e.started_at ? h('section', {'aria-labelledby': 'seg-h'}, h('h2', {id: 'seg-h'}, 'Segments ', h('span', {class: 'badge exploratory'}, 'exploratory')),
       segmentSwitcher(e, ctx, segment), segments) : null,
     definition(e),
@@ -61,22 +59,24 @@ export async function experimentPage(page, ctx, key) {
   showBanner(banner, res.health);
   fresh.textContent = freshness(res);
   const width = chartWidth(page);
-  replace(results, overview(e, res), res.metrics.map((m) => metricBlock(m, res, width)), notesList(res.health));
+  // Each primary metric also gets its cumulative lift over time (the
+  // heaviest read, so only for them and one after the other).
+  const overTime = new Map();
+  replace(results, overview(e, res), res.metrics.map((m) => {
+    const place = m.role === 'primary' ? h('div', {class: 'over-time'}, h('h4', {}, 'Lift over time'), loading('the daily series')) : null;
+    if (place) overTime.set(m, place);
+    return metricBlock(m, res, width, place);
+  }), notesList(res.health));
   if (segment) replace(segments, segmentResults(res, segment));
-
-  const primary = res.metrics.filter((m) => m.role === 'primary').slice(0, 3);
-  replace(overTime, primary.length ? loading('the daily series') : h('p', {}, 'No primary metric.'));
-  const charts = [];
-  for (const m of primary) {
+  for (const [m, place] of overTime) {
     try {
       const ts = await api('GET', path('experiments', e.key, 'results', 'timeseries') + query({metric: m.metric}));
-      charts.push(h('h3', {}, m.metric), timeChart(ts, m, width));
+      place.lastChild.replaceWith(timeChart(ts, m, width));
     } catch (err) {
-      charts.push(errorAlert(err, m.metric + ': the daily series could not be computed'));
+      place.lastChild.replaceWith(errorAlert(err, m.metric + ': the daily series could not be computed'));
     }
     if (!ctx.alive()) return;
   }
-  if (primary.length) replace(overTime, charts);
 }
 
 // actions are the admin's controls; a viewer gets none.
@@ -175,7 +175,7 @@ function overview(e, res) {
         h('td', {'data-label': 'Configured share', class: 'num'}, pct(srm.expected ? srm.expected[i] : v.weight)))))));
 }
 
-function metricBlock(m, res, width) {
+function metricBlock(m, res, width, overTime) {
   const how = measure(m);
   const mean = m.type === 'conversion' || m.type === 'retention' ? pct : num;
   const sequential = res.analysis === 'sequential';
@@ -213,7 +213,8 @@ function metricBlock(m, res, width) {
       h('thead', {}, h('tr', {}, ['Variant', 'Units', 'Mean', how.field === 'lift' ? 'Lift (interval)' : 'Difference (interval)', 'p (adjusted)', 'Chance to win', 'CUPED']
         .map((t) => h('th', {scope: 'col'}, t)))),
       h('tbody', {}, rows)),
-    m.sample_size ? sampleSize(m.sample_size) : null);
+    m.sample_size ? sampleSize(m.sample_size) : null,
+    overTime);
 }
 
 function sampleSize(ss) {
