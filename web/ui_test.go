@@ -228,9 +228,52 @@ func TestUI(t *testing.T) {
 		if !strings.Contains(history, `"action":"create"`) || !strings.Contains(history, `"action":"start"`) || !strings.Contains(history, `"actor":"alice"`) {
 			t.Errorf("the history is %s, want alice's create and start", history)
 		}
+		// Edit (a running experiment may change its traffic), stop, archive.
+		b.press("Edit")
+		b.waitFor("the edit form", control("Traffic")+" !== null")
+		b.fill("Traffic", "0.5")
+		b.press("Save changes")
+		b.waitFor("the saved traffic", `location.hash === '#/experiments/checkout-colour' && document.querySelector('main').innerText.includes('50.0% of eligible units')`)
+		b.press("Stop")
+		b.press("Yes, stop it")
+		b.waitFor("it stopped", `document.querySelector('main h1 .badge')?.textContent === 'stopped'`)
+		b.press("Archive")
+		b.press("Yes, archive it")
+		b.waitFor("it archived", `document.querySelector('main h1 .badge')?.textContent === 'archived'`)
+		decode(t, srv.Admin(t, 200, "GET", "/v1/experiments/checkout-colour", nil), &e)
+		if e.Status != "archived" {
+			t.Errorf("the API says %s, want archived", e.Status)
+		}
 		b.press("Audit history of this experiment")
-		b.waitFor("the history page", `document.querySelectorAll('table.history tbody tr').length === 2`)
+		b.waitFor("the history page", `document.querySelectorAll('table.history tbody tr').length === 5`)
+		history = eval[string](b, "document.querySelector('table.history').innerText")
+		for _, want := range []string{"create", "start", "update", "stop", "archive", "traffic: 1 → 0.5", "alice"} {
+			if !strings.Contains(history, want) {
+				t.Errorf("the history page lacks %q:\n%s", want, history)
+			}
+		}
 		b.shot("history")
+	}) {
+		return
+	}
+
+	if !t.Run("metric form", func(t *testing.T) {
+		b.t = t
+		b.open("#/metrics/new")
+		b.fill("Key", "checkout-start")
+		b.press("Create metric")
+		b.waitFor("the error at the event", control("Event")+`.getAttribute('aria-invalid') === 'true'`)
+		if n := eval[int](b, `document.querySelectorAll('[aria-invalid="true"]').length`); n != 1 {
+			t.Errorf("%d fields are marked invalid, want only the event", n)
+		}
+		b.fill("Event", "checkout_start")
+		b.press("Create metric")
+		b.waitFor("the metrics list", `location.hash === '#/metrics' && document.querySelectorAll('tbody tr').length === 4`)
+		var m struct{ Event string }
+		decode(t, srv.Admin(t, 200, "GET", "/v1/metrics/checkout-start", nil), &m)
+		if m.Event != "checkout_start" {
+			t.Errorf("the metric's event is %q", m.Event)
+		}
 	}) {
 		return
 	}
@@ -244,7 +287,7 @@ func TestUI(t *testing.T) {
 			{"#/experiments/srm-demo", `document.querySelector('.banner') !== null`},
 			{"#/experiments/new", control("Key") + " !== null"},
 			{"#/experiments/checkout-button/history", `document.querySelector('table.history') !== null`},
-			{"#/metrics", `document.querySelectorAll('tbody tr').length === 3`},
+			{"#/metrics", `document.querySelectorAll('tbody tr').length === 4`},
 			{"#/metrics/new", control("Key") + " !== null"},
 			{"#/power", control("Metric type") + " !== null"},
 		} {
@@ -278,7 +321,7 @@ func TestUI(t *testing.T) {
 			{"#/", `document.querySelectorAll('tbody tr').length >= 3`},
 			{"#/experiments/checkout-button", `document.querySelector('svg[aria-label*="over time"]') !== null`},
 			{"#/experiments/pricing-page", `document.querySelector('main h1')?.textContent.includes('draft')`},
-			{"#/metrics", `document.querySelectorAll('tbody tr').length === 3`},
+			{"#/metrics", `document.querySelectorAll('tbody tr').length === 4`},
 			{"#/experiments/new", `document.querySelector('main h1')?.textContent === 'New experiment'`},
 			{"#/experiments/checkout-button/edit", `document.querySelector('main h1') !== null`},
 			{"#/metrics/new", `document.querySelector('main h1')?.textContent === 'New metric'`},
