@@ -40,11 +40,11 @@ async function render() {
     return;
   }
   const g = ++generation;
-  const {parts, params} = route();
   const page = h('div', {class: 'page'});
   replace(main, page);
-  const ctx = {params, go, alive: () => g === generation};
   try {
+    const {parts, params} = route(); // a malformed %-escape throws
+    const ctx = {params, go, alive: () => g === generation};
     if (parts.length === 0) await listPage(page, ctx);
     else if (parts[0] === 'experiments' && parts[1] === 'new' && parts.length === 2) await experimentForm(page, ctx, null);
     else if (parts[0] === 'experiments' && parts.length === 2) await experimentPage(page, ctx, parts[1]);
