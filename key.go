@@ -12,14 +12,18 @@ import (
 type Scope string
 
 // The key scopes: admin may do everything; sdk may only fetch the SDK
-// config, assign and send events.
+// config and opt-outs, assign and send events; viewer may only read
+// experiments, metrics, results, timeseries and history, and ask the power
+// calculator (what the web UI shows someone who must not change anything):
+// never a unit's data, never a write.
 const (
-	ScopeAdmin Scope = "admin"
-	ScopeSDK   Scope = "sdk"
+	ScopeAdmin  Scope = "admin"
+	ScopeSDK    Scope = "sdk"
+	ScopeViewer Scope = "viewer"
 )
 
 // Valid reports whether s is a known scope.
-func (s Scope) Valid() bool { return s == ScopeAdmin || s == ScopeSDK }
+func (s Scope) Valid() bool { return s == ScopeAdmin || s == ScopeSDK || s == ScopeViewer }
 
 // APIKey is a stored key. The secret itself is never stored: only its
 // SHA-256 hash (keys are 32 random bytes, so a fast hash is safe).

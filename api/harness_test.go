@@ -21,17 +21,18 @@ import (
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
 
-// testAPI is a real server on a fresh PostgreSQL database, with one admin
-// and one sdk key.
+// testAPI is a real server on a fresh PostgreSQL database, with one admin,
+// one sdk and one viewer key.
 type testAPI struct {
-	t     testing.TB
-	url   string // the database
-	srv   *httptest.Server
-	db    *store.DB
-	app   *app.App
-	ids   *ingest.Pseudonymizer
-	admin string
-	sdk   string
+	t      testing.TB
+	url    string // the database
+	srv    *httptest.Server
+	db     *store.DB
+	app    *app.App
+	ids    *ingest.Pseudonymizer
+	admin  string
+	sdk    string
+	viewer string
 }
 
 func newTestAPI(t testing.TB, options ...apiOptions) *testAPI {
@@ -44,7 +45,7 @@ func newTestAPI(t testing.TB, options ...apiOptions) *testAPI {
 	// results first come from a recomputation, then from the aggregates.
 	srv := apptest.Start(t, app.Config{IDHMACKey: opts.hmacKey, AggregateEvery: -1, EraseWait: opts.eraseWait})
 	return &testAPI{t: t, url: srv.DatabaseURL, srv: srv.HTTP, db: srv.App.DB, app: srv.App,
-		ids: ingest.NewPseudonymizer(opts.hmacKey), admin: apptest.AdminKey, sdk: apptest.SDKKey}
+		ids: ingest.NewPseudonymizer(opts.hmacKey), admin: apptest.AdminKey, sdk: apptest.SDKKey, viewer: apptest.ViewerKey}
 }
 
 // settle folds every acknowledged event into the results aggregates (as

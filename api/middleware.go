@@ -130,14 +130,18 @@ func (s *Server) recover(c *gin.Context) {
 // authentication, as every other /v1 answer does.
 func (s *Server) authenticateV1(c *gin.Context) {
 	if p := c.Request.URL.Path; p == "/v1" || strings.HasPrefix(p, "/v1/") {
-		s.authenticate(flywheel.ScopeSDK)(c)
+		s.authenticate(anyScope)(c)
 		return
 	}
 	c.Next()
 }
 
+// anyScope is the need of authenticateV1: a valid key of any scope.
+const anyScope flywheel.Scope = ""
+
 // authenticate requires a bearer key whose scope allows the route: admin
-// keys may call everything, sdk keys only routes registered with ScopeSDK.
+// keys may call everything, sdk and viewer keys only the routes registered
+// with their own scope. Any other key is a 403 that says what the key may do.
 func (s *Server) authenticate(need flywheel.Scope) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		h := c.GetHeader("Authorization")
@@ -158,14 +162,28 @@ func (s *Server) authenticate(need flywheel.Scope) gin.HandlerFunc {
 			s.writeError(c, err)
 			return
 		}
-		if need == flywheel.ScopeAdmin && key.Scope != flywheel.ScopeAdmin {
-			s.writeError(c, flywheel.Errorf(flywheel.CodePermissionDenied, "this call needs an admin key; an sdk key may only fetch /v1/sdk/config, assign and send events"))
+		if need != anyScope && key.Scope != flywheel.ScopeAdmin && key.Scope != need {
+			s.writeError(c, flywheel.Errorf(flywheel.CodePermissionDenied, "this call needs %s; %s", needs[need], mayOnly[key.Scope]))
 			return
 		}
 		c.Set(ctxKey, key)
 		c.Next()
 	}
 }
+
+// needs and mayOnly word the 403 of a key whose scope does not allow a
+// route: what the route needs, and what the key may do instead.
+var (
+	needs = map[flywheel.Scope]string{
+		flywheel.ScopeAdmin:  "an admin key",
+		flywheel.ScopeSDK:    "an sdk or admin key",
+		flywheel.ScopeViewer: "a viewer or admin key",
+	}
+	mayOnly = map[flywheel.Scope]string{
+		flywheel.ScopeSDK:    "an sdk key may only fetch /v1/sdk/config, assign and send events",
+		flywheel.ScopeViewer: "a viewer key may only read experiments, metrics, results and history, and use the power calculator",
+	}
+)
 
 // keyCache keeps recent key lookups for ttl so that a hot path (assign,
 // events) does not query the database per request. Unknown keys are not

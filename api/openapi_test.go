@@ -104,8 +104,14 @@ func serverRoutes(t testing.TB) []serverRoute {
 				}
 				g := group{prefix: parent.prefix + m[3], scope: parent.scope}
 				switch {
+				case m[1] == "ui":
+					g.scope = "ui"
+				case strings.Contains(m[4], "anyScope"):
+					g.scope = "any"
 				case strings.Contains(m[4], "ScopeSDK"):
 					g.scope = "sdk"
+				case strings.Contains(m[4], "ScopeViewer"):
+					g.scope = "viewer"
 				case strings.Contains(m[4], "ScopeAdmin"):
 					g.scope = "admin"
 				}
@@ -190,9 +196,17 @@ func TestOpenAPIDocumentValid(t *testing.T) {
 	// Every route of the server is documented, with the right security, and
 	// every documented operation is a route of the server.
 	docRoutes := documentedRoutes(doc)
-	wantSchemes := map[string]string{"": "", "admin": "adminKey", "sdk": "adminKey|sdkKey"}
+	wantSchemes := map[string]string{"": "", "admin": "adminKey", "sdk": "adminKey|sdkKey", "viewer": "adminKey|viewerKey",
+		"any": "adminKey|sdkKey|viewerKey"}
 	seen := map[serverRoute]bool{}
 	for _, r := range serverRoutes(t) {
+		if r.Scope == "ui" {
+			// The web UI's page and files: outside the API and its document.
+			if strings.HasPrefix(r.Path, "/v1") || r.Method != "GET" {
+				t.Errorf("%s is a route of the web UI; it must be a GET outside /v1", r)
+			}
+			continue
+		}
 		key := serverRoute{Method: r.Method, Path: r.Path}
 		if seen[key] {
 			t.Errorf("%s is registered twice", r)
@@ -209,11 +223,10 @@ func TestOpenAPIDocumentValid(t *testing.T) {
 		if r.Scope != "" && op.Responses.Status(http.StatusUnauthorized) == nil {
 			t.Errorf("%s needs a key but documents no 401", r)
 		}
-		if r.Scope == "admin" && op.Responses.Status(http.StatusForbidden) == nil {
-			t.Errorf("%s needs an admin key but documents no 403", r)
-		}
-		if r.Scope == "sdk" && op.Responses.Status(http.StatusForbidden) != nil {
-			t.Errorf("%s accepts every scope but documents a 403", r)
+		// Every route of one scope refuses the others: sdk routes a viewer
+		// key, viewer routes an sdk key, admin routes both.
+		if hasScope := r.Scope != "" && r.Scope != "any"; hasScope != (op.Responses.Status(http.StatusForbidden) != nil) {
+			t.Errorf("%s (scope %q) documents a 403: %v; want %v", r, r.Scope, !hasScope, hasScope)
 		}
 		// The parse is right: the server has this route (an unknown route is
 		// gin's 404 "no route", a known path with another method a 405).
@@ -344,7 +357,7 @@ func newOAPICheck(t *testing.T, a *testAPI) *oapiCheck {
 		t.Fatalf("gorillamux.NewRouter: %v", err)
 	}
 	return &oapiCheck{t: t, errorf: t.Errorf, doc: doc, router: router, hits: map[string]int{},
-		keys: map[string]string{"adminKey": a.admin, "sdkKey": a.sdk}}
+		keys: map[string]string{"adminKey": a.admin, "sdkKey": a.sdk, "viewerKey": a.viewer}}
 }
 
 // authenticate accepts a request when it carries the key of the scheme's
@@ -647,6 +660,13 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	do(call{method: "GET", path: "/v1/openapi.json", key: admin, want: 200})
 	do(call{method: "GET", path: "/v1/openapi.json", key: sdk, want: 200})
 	do(call{method: "GET", path: "/v1/openapi.json", want: 200})
+	for _, k := range []struct{ key, scope string }{{admin, "admin"}, {sdk, "sdk"}, {a.viewer, "viewer"}} {
+		r := do(call{method: "GET", path: "/v1/key", key: k.key, want: 200})
+		if got := r.json(t); got["scope"] != k.scope || got["prefix"] != k.key[:12] || strings.Contains(string(r.Body), k.key) {
+			t.Errorf("GET /v1/key = %s, want scope %s, prefix %s and never the key", r.Body, k.scope, k.key[:12])
+		}
+	}
+	do(call{method: "GET", path: "/v1/key", want: 401, rejected: true})
 	do(call{method: "GET", path: "/v1/experiments", key: "fw_admin_unknown_key", want: 401, rejected: true})
 	do(call{method: "GET", path: "/v1/experiments", key: sdk, want: 403, rejected: true})
 	do(call{method: "GET", path: "/v1/metrics", key: sdk, want: 403, rejected: true})
@@ -1135,7 +1155,8 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	do(call{method: "DELETE", path: "/v1/units/customer/c-42", want: 401, rejected: true})
 
 	// Every operation that needs a key refuses a request without one, and
-	// every admin operation an sdk key, before reading anything else.
+	// a key of a scope its security does not name, before reading anything
+	// else.
 	for _, o := range c.operations() {
 		if o.op.Responses.Status(http.StatusUnauthorized) == nil {
 			continue
@@ -1143,9 +1164,12 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 		x := c.exampleCall(o)
 		x.want, x.rejected = http.StatusUnauthorized, true
 		do(x)
-		if o.op.Responses.Status(http.StatusForbidden) != nil {
-			x.key, x.want = sdk, http.StatusForbidden
-			do(x)
+		schemes := "|" + schemesOf(c.doc, o.op) + "|"
+		for _, k := range []struct{ scheme, key string }{{"sdkKey", sdk}, {"viewerKey", a.viewer}} {
+			if !strings.Contains(schemes, "|"+k.scheme+"|") {
+				x.key, x.want = k.key, http.StatusForbidden
+				do(x)
+			}
 		}
 	}
 

@@ -54,6 +54,8 @@ type Deps struct {
 	MaxBodyBytes int64
 	// RequestTimeout bounds each request's context; 0 = 30 s.
 	RequestTimeout time.Duration
+	// UI is the web UI (package web), served at "/" and "/ui/"; nil = none.
+	UI http.Handler
 	// EraseWait is how long DELETE /v1/units/... waits for a running
 	// aggregation cycle before it answers 202 and lets the background
 	// finish; 0 = 10 s.
@@ -128,27 +130,42 @@ func (s *Server) routes() {
 	e.GET("/metrics", s.handleMetrics)
 	e.GET("/v1/openapi.json", s.handleOpenAPI) // public: it holds no data
 
+	// The web UI: a page and its files outside /v1, which call the API like
+	// any client. They are not part of the API contract, so not in the
+	// OpenAPI document (its test knows this group by its name, ui).
+	if s.deps.UI != nil {
+		ui := e.Group("/")
+		ui.GET("", gin.WrapH(s.deps.UI))
+		ui.GET("ui/*file", gin.WrapH(s.deps.UI))
+	}
+
+	keyed := e.Group("/v1", s.authenticate(anyScope))
+	keyed.GET("/key", s.handleGetKey)
+
 	sdk := e.Group("/v1", s.authenticate(flywheel.ScopeSDK))
 	sdk.GET("/sdk/config", s.handleSDKConfig)
 	sdk.GET("/sdk/opt-outs", s.handleSDKOptOuts)
 	sdk.POST("/assign", s.handleAssign)
 	sdk.POST("/events", s.handleEvents)
 
+	// Reads without a unit's data, for viewer (and admin) keys.
+	viewer := e.Group("/v1", s.authenticate(flywheel.ScopeViewer))
+	viewer.GET("/experiments", s.handleListExperiments)
+	viewer.GET("/experiments/:key", s.handleGetExperiment)
+	viewer.GET("/experiments/:key/history", s.handleExperimentHistory)
+	viewer.GET("/experiments/:key/results", s.handleResults)
+	viewer.GET("/experiments/:key/results/timeseries", s.handleTimeseries)
+	viewer.POST("/power", s.handlePower)
+	viewer.GET("/metrics", s.handleListMetrics)
+	viewer.GET("/metrics/:key", s.handleGetMetric)
+
 	admin := e.Group("/v1", s.authenticate(flywheel.ScopeAdmin))
 	admin.POST("/experiments", s.handleCreateExperiment)
-	admin.GET("/experiments", s.handleListExperiments)
-	admin.GET("/experiments/:key", s.handleGetExperiment)
 	admin.PATCH("/experiments/:key", s.handlePatchExperiment)
 	admin.POST("/experiments/:key/start", s.handleTransition("start"))
 	admin.POST("/experiments/:key/stop", s.handleTransition("stop"))
 	admin.POST("/experiments/:key/archive", s.handleTransition("archive"))
-	admin.GET("/experiments/:key/history", s.handleExperimentHistory)
-	admin.GET("/experiments/:key/results", s.handleResults)
-	admin.GET("/experiments/:key/results/timeseries", s.handleTimeseries)
-	admin.POST("/power", s.handlePower)
 	admin.POST("/metrics", s.handleCreateMetric)
-	admin.GET("/metrics", s.handleListMetrics)
-	admin.GET("/metrics/:key", s.handleGetMetric)
 	admin.PATCH("/metrics/:key", s.handlePatchMetric)
 	admin.GET("/units/:unit_type/:unit_id", s.handleDescribeUnit)
 	admin.PUT("/units/:unit_type/:unit_id/consent", s.handleConsent)

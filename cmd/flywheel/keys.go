@@ -9,7 +9,7 @@ import (
 	"github.com/flywheel-oss/flywheel/store"
 )
 
-const keysUsage = `usage: flywheel keys create --scope admin|sdk [--name NAME]
+const keysUsage = `usage: flywheel keys create --scope admin|sdk|viewer [--name NAME]
        flywheel keys list
        flywheel keys revoke PREFIX|KEY`
 
@@ -56,7 +56,7 @@ func runKeys(ctx context.Context, args []string, getenv func(string) string, std
 
 func keysCreate(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keys create", stderr)
-	scope := fs.String("scope", "", "admin (everything) or sdk (config, assign, events)")
+	scope := fs.String("scope", "", "admin (everything), sdk (config, assign, events) or viewer (read experiments, metrics, results, history)")
 	name := fs.String("name", "", "a name for the key, shown in audit logs (default: <scope>-key)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
@@ -65,7 +65,7 @@ func keysCreate(ctx context.Context, args []string, getenv func(string) string, 
 		return usageError{fmt.Sprintf("unexpected argument %q", fs.Arg(0))}
 	}
 	if !flywheel.Scope(*scope).Valid() {
-		return usageError{"--scope must be admin or sdk"}
+		return usageError{"--scope must be admin, sdk or viewer"}
 	}
 	if *name == "" {
 		*name = *scope + "-key"

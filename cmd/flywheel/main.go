@@ -37,7 +37,7 @@ const usage = `flywheel: an experimentation (A/B testing) platform
 Usage:
   flywheel serve [--addr 127.0.0.1:8080]   run the HTTP service (applies migrations first)
   flywheel migrate [status]                apply migrations, or list them
-  flywheel keys create --scope admin|sdk [--name NAME]
+  flywheel keys create --scope admin|sdk|viewer [--name NAME]
                                            create an API key; the key is the last line of stdout
   flywheel keys list                       list live keys by prefix
   flywheel keys revoke PREFIX|KEY          revoke a key

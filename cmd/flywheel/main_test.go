@@ -151,12 +151,27 @@ func TestKeysAndMigrate(t *testing.T) {
 	if !strings.HasPrefix(key, "fw_sdk_") || len(key) < 40 {
 		t.Fatalf("last line = %q, want the key alone", key)
 	}
+	out.Reset()
+	if err := run(context.Background(), []string{"keys", "create", "--scope", "viewer"}, getenv, &out, io.Discard); err != nil {
+		t.Fatalf("keys create --scope viewer: %v", err)
+	}
+	lines = strings.Split(strings.TrimSpace(out.String()), "\n")
+	viewer := lines[len(lines)-1]
+	if !strings.HasPrefix(viewer, "fw_viewer_") || !strings.Contains(out.String(), `viewer key "viewer-key"`) {
+		t.Fatalf("keys create --scope viewer printed %q, want a viewer key named viewer-key", out.String())
+	}
 	base, _, _ := serve(t, getenv)
 	if code, _ := call(t, "GET", base+"/v1/sdk/config", key, ""); code != 200 {
 		t.Errorf("new sdk key on config = %d, want 200", code)
 	}
 	if code, _ := call(t, "GET", base+"/v1/metrics", key, ""); code != 403 {
 		t.Errorf("new sdk key on metrics = %d, want 403", code)
+	}
+	if code, _ := call(t, "GET", base+"/v1/metrics", viewer, ""); code != 200 {
+		t.Errorf("new viewer key on GET /v1/metrics = %d, want 200", code)
+	}
+	if code, _ := call(t, "POST", base+"/v1/metrics", viewer, `{"key": "m", "event": "m", "type": "conversion"}`); code != 403 {
+		t.Errorf("new viewer key on POST /v1/metrics = %d, want 403", code)
 	}
 
 	// list shows the key by its prefix; revoke ends it (a server started
@@ -184,7 +199,8 @@ func TestKeysAndMigrate(t *testing.T) {
 	if !strings.Contains(out.String(), "applied") || strings.Contains(out.String(), "pending") {
 		t.Errorf("migrate status =\n%s\nwant every migration applied", out.String())
 	}
-	wantUsageErrors(t, getenv, []string{}, []string{"nope"}, []string{"keys", "create", "--scope", "root"}, []string{"keys", "revoke"},
+	wantUsageErrors(t, getenv, []string{}, []string{"nope"}, []string{"keys", "create", "--scope", "root"},
+		[]string{"keys", "create", "--scope", "Viewer"}, []string{"keys", "revoke"},
 		[]string{"keys", "list", "x"}, []string{"migrate", "down"}, []string{"serve", "--bogus"})
 }
 

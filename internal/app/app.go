@@ -23,6 +23,7 @@ import (
 	"github.com/flywheel-oss/flywheel/live"
 	"github.com/flywheel-oss/flywheel/migrations"
 	"github.com/flywheel-oss/flywheel/store"
+	"github.com/flywheel-oss/flywheel/web"
 )
 
 // Config is what the app needs; cmd/flywheel fills it from the environment.
@@ -148,6 +149,7 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 		Validator: &ingest.Validator{IDs: ingest.NewPseudonymizer(cfg.IDHMACKey)},
 		OptOuts:   a.OptOuts,
 		EraseWait: cfg.EraseWait,
+		UI:        web.Handler(),
 		Logger:    cfg.Logger,
 		Registry:  cfg.Registry,
 		Ready: func(ctx context.Context) error {

@@ -1,7 +1,7 @@
 // Package apptest runs the whole flywheel stack in process for tests in
 // any package: a fresh migrated PostgreSQL database (internal/pgtest), the
-// app as cmd/flywheel assembles it, and an httptest server, with one admin
-// and one sdk key. Test packages that use it call pgtest.Main from TestMain.
+// app as cmd/flywheel assembles it, and an httptest server, with one admin,
+// one sdk and one viewer key. Test packages that use it call pgtest.Main from TestMain.
 package apptest
 
 import (
@@ -20,8 +20,9 @@ import (
 
 // The keys every test server has.
 const (
-	AdminKey = "fw_admin_test_key_0123456789"
-	SDKKey   = "fw_sdk_test_key_0123456789"
+	AdminKey  = "fw_admin_test_key_0123456789"
+	SDKKey    = "fw_sdk_test_key_0123456789"
+	ViewerKey = "fw_viewer_test_key_0123456789"
 )
 
 // Server is a running flywheel.
@@ -34,8 +35,8 @@ type Server struct {
 
 // Start runs flywheel until the test ends, on a fresh database or, when
 // cfg.DatabaseURL is set, on that one (migrated already: a database the
-// test prepared, or a private cluster's). The keys are named alice (admin)
-// and app (sdk).
+// test prepared, or a private cluster's). The keys are named alice (admin),
+// app (sdk) and vera (viewer).
 func Start(tb testing.TB, cfg app.Config) *Server {
 	tb.Helper()
 	ctx := context.Background()
@@ -49,7 +50,7 @@ func Start(tb testing.TB, cfg app.Config) *Server {
 	for _, k := range []struct {
 		name, secret string
 		scope        flywheel.Scope
-	}{{"alice", AdminKey, flywheel.ScopeAdmin}, {"app", SDKKey, flywheel.ScopeSDK}} {
+	}{{"alice", AdminKey, flywheel.ScopeAdmin}, {"app", SDKKey, flywheel.ScopeSDK}, {"vera", ViewerKey, flywheel.ScopeViewer}} {
 		if err := a.DB.EnsureKey(ctx, k.name, k.scope, k.secret); err != nil {
 			tb.Fatalf("EnsureKey: %v", err)
 		}
