@@ -227,6 +227,12 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	err = pgx.BeginTxFunc(ctx, conn, pgx.TxOptions{IsoLevel: pgx.RepeatableRead}, func(tx pgx.Tx) error {
 		rep = AggregateReport{}
 		t0 := time.Now()
+		// A cycle sorts each touched unit's days (the timeseries' running
+		// sums): tens of megabytes for a busy cycle, which the default 4 MB
+		// would spill to disk. One cycle runs at a time.
+		if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
+			return err
+		}
 		if analyzed, err := refreshStatistics(ctx, tx); err != nil {
 			return err
 		} else if analyzed {

@@ -26,7 +26,12 @@ package store
 //
 // typ is the metric's type and cap its fixed cap (NULL: none). The last CTE
 // is named days_up.
-var dayChanges = dayDeltas + `, days_up AS (
+var dayChanges = dayDeltas + `, ` + dayUpsert
+
+// dayUpsert is the CTE days_up, which adds the rows of the CTE vchange
+// (experiment, metric, variant, day, units, sum, ..., sumnumden) to
+// agg_variant_days.
+var dayUpsert = `days_up AS (
     INSERT INTO agg_variant_days AS v (experiment, metric, variant, day, units, sum, sumsq, sumnum, sumden, sumnumsq, sumdensq, sumnumden)
     SELECT experiment, metric, variant, day, sum(units), sum(sum), sum(sumsq), sum(sumnum), sum(sumden), sum(sumnumsq), sum(sumdensq), sum(sumnumden)
     FROM vchange GROUP BY 1, 2, 3, 4
@@ -46,7 +51,9 @@ var dayDeltas = `dcum AS (
     SELECT experiment, metric, typ, cap, sign, variant, day, n - dn AS n0, v - dv AS v0, num, den, num - dnum AS num0, den - dden AS den0, n, v
     FROM (SELECT experiment, metric, typ, cap, sign, variant, day, n AS dn, v AS dv, num AS dnum, den AS dden,
               sum(n) OVER w AS n, sum(v) OVER w AS v, sum(num) OVER w AS num, sum(den) OVER w AS den
-          FROM dchange WINDOW w AS (PARTITION BY experiment, metric, sign, unit_id ORDER BY day)) r
+          FROM dchange
+          -- "C": byte order is enough to group a unit's rows, and much cheaper than the locale's.
+          WINDOW w AS (PARTITION BY experiment COLLATE "C", metric COLLATE "C", sign, unit_id COLLATE "C" ORDER BY day)) r
 ), dval AS (
     -- The unit's value after the day (y) and before it (y0), capped.
     SELECT experiment, metric, cap, sign, variant, day, den, den0,
@@ -72,6 +79,22 @@ var dayDeltas = `dcum AS (
     SELECT experiment, metric, variant, day, sum(sign)::bigint, 0, 0, 0, 0, 0, 0, 0
     FROM uchange GROUP BY 1, 2, 3, 4
 )`
+
+// capped is the SQL of a unit's value (y in dayDeltas) from running sums
+// of its events (n) and their values (v), for metric type typ, with the
+// fixed cap cap (NULL: none; least ignores it).
+func capped(typ, cap, n, v string) string {
+	return `least(CASE ` + typ + ` WHEN 'conversion' THEN ((` + n + `) > 0)::int::float8 WHEN 'retention' THEN ((` + n + `) > 0)::int::float8
+                 WHEN 'count' THEN ` + n + ` ELSE ` + v + ` END, ` + cap + `::float8)`
+}
+
+// sidesSum is the numeric sum of (after) - (before), each converted to
+// numeric on its own (skipping zeros), as dayDeltas converts the two sides
+// of a change: what is added now is exactly what a later change subtracts.
+func sidesSum(after, before, name string) string {
+	return `COALESCE(sum((CASE WHEN (` + after + `) = 0 THEN 0 ELSE (` + after + `)::numeric END) -
+            (CASE WHEN (` + before + `) = 0 THEN 0 ELSE (` + before + `)::numeric END)), 0) AS ` + name
+}
 
 // daySigned is the numeric sum of sign * (expr), skipping zeros (most
 // columns of most metrics), whose conversion to numeric costs the most.

@@ -122,18 +122,45 @@ WITH t AS (
     SELECT k.variant, d.* FROM (SELECT DISTINCT unit_id, variant FROM ad WHERE state = 0) k CROSS JOIN LATERAL (
         SELECT d.unit_id, d.day, d.n, d.v, d.num, d.den FROM agg_unit_days d
         WHERE d.unit_id = k.unit_id AND d.experiment = $1 AND d.metric = $2 OFFSET 0) d
-), dchange AS (
-    SELECT $1::text AS experiment, $2::text AS metric, $3::text AS typ, $9::float8 AS cap, -1 AS sign,
-        unit_id, variant, day, n, v, num, den
-    FROM od
-    UNION ALL
-    SELECT $1, $2, $3, $9, 1, COALESCE(od.unit_id, a.unit_id), COALESCE(od.variant, a.variant), COALESCE(od.day, a.day),
-        COALESCE(od.n, 0) + COALESCE(a.n, 0), COALESCE(od.v, 0) + COALESCE(a.v, 0),
-        COALESCE(od.num, 0) + COALESCE(a.num, 0), COALESCE(od.den, 0) + COALESCE(a.den, 0)
+), both_days AS (
+    -- Each analysed unit's days before the new events (o*) and after them
+    -- (m*: summed as the upsert sums them).
+    SELECT COALESCE(od.unit_id, a.unit_id) AS unit_id, COALESCE(od.variant, a.variant) AS variant,
+        COALESCE(od.day, a.day) AS day, a.unit_id IS NOT NULL AS added,
+        COALESCE(od.n, 0) AS on_, COALESCE(od.v, 0) AS ov, COALESCE(od.num, 0) AS onum, COALESCE(od.den, 0) AS oden,
+        COALESCE(od.n, 0) + COALESCE(a.n, 0) AS mn, COALESCE(od.v, 0) + COALESCE(a.v, 0) AS mv,
+        COALESCE(od.num, 0) + COALESCE(a.num, 0) AS mnum, COALESCE(od.den, 0) + COALESCE(a.den, 0) AS mden
     FROM od FULL JOIN (SELECT * FROM ad WHERE state = 0) a ON a.unit_id = od.unit_id AND a.day = od.day
-), uchange AS (
-    SELECT ''::text AS experiment, ''::text AS metric, 0 AS sign, ''::text AS variant, NULL::date AS day WHERE false
-), ` + dayChanges + `, change AS (
+), run AS (
+    -- Both running sums in one pass. A day before the unit's first new
+    -- one is the same before and after: its changes cancel, and it is
+    -- left out (since).
+    SELECT variant, day, bool_or(added) OVER w AS since, on_, ov, onum, oden, mn, mv, mnum, mden,
+        sum(on_) OVER w AS con, sum(ov) OVER w AS cov, sum(onum) OVER w AS conum, sum(oden) OVER w AS coden,
+        sum(mn) OVER w AS cmn, sum(mv) OVER w AS cmv, sum(mnum) OVER w AS cmnum, sum(mden) OVER w AS cmden
+    FROM both_days WINDOW w AS (PARTITION BY unit_id COLLATE "C" ORDER BY day)
+), sides AS (
+    -- The value after the day (y) and before it (y0), before (o) and
+    -- after (m) the new events, as dayDeltas computes them.
+    SELECT variant, day, coden AS den_o, coden - oden AS den0_o, cmden AS den_m, cmden - mden AS den0_m,
+        CASE WHEN $9::float8 IS NULL THEN conum ELSE least(conum, $9) END AS num_o,
+        CASE WHEN $9::float8 IS NULL THEN conum - onum ELSE least(conum - onum, $9) END AS num0_o,
+        CASE WHEN $9::float8 IS NULL THEN cmnum ELSE least(cmnum, $9) END AS num_m,
+        CASE WHEN $9::float8 IS NULL THEN cmnum - mnum ELSE least(cmnum - mnum, $9) END AS num0_m,
+        ` + capped("$3", "$9", "con", "cov") + ` AS y_o, ` + capped("$3", "$9", "con - on_", "cov - ov") + ` AS y0_o,
+        ` + capped("$3", "$9", "cmn", "cmv") + ` AS y_m, ` + capped("$3", "$9", "cmn - mn", "cmv - mv") + ` AS y0_m
+    FROM run WHERE since
+), vchange AS (
+    SELECT $1::text AS experiment, $2::text AS metric, variant, day, 0::bigint AS units,
+        ` + sidesSum("y_m - y0_m", "y_o - y0_o", "sum") + `,
+        ` + sidesSum("y_m * y_m - y0_m * y0_m", "y_o * y_o - y0_o * y0_o", "sumsq") + `,
+        ` + sidesSum("num_m - num0_m", "num_o - num0_o", "sumnum") + `,
+        ` + sidesSum("den_m - den0_m", "den_o - den0_o", "sumden") + `,
+        ` + sidesSum("num_m * num_m - num0_m * num0_m", "num_o * num_o - num0_o * num0_o", "sumnumsq") + `,
+        ` + sidesSum("den_m * den_m - den0_m * den0_m", "den_o * den_o - den0_o * den0_o", "sumdensq") + `,
+        ` + sidesSum("num_m * den_m - num0_m * den0_m", "num_o * den_o - num0_o * den0_o", "sumnumden") + `
+    FROM sides GROUP BY variant, day
+), ` + dayUpsert + `, change AS (
     SELECT $1::text AS experiment, $2::text AS metric, variant, state, 1 AS sign, y, x, num, den, $9::float8 AS cap, first_ts FROM new
     UNION ALL
     SELECT $1, $2, o.variant, o.state, -1, o.y, o.x, o.num, o.den, $9, o.first_ts FROM old o JOIN new n ON n.unit_id = o.unit_id
