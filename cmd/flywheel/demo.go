@@ -7,12 +7,15 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/flywheel-oss/flywheel"
 	"github.com/flywheel-oss/flywheel/internal/app"
 	"github.com/flywheel-oss/flywheel/internal/demo"
+	"github.com/flywheel-oss/flywheel/store"
 )
 
 const demoUsage = `usage: flywheel demo [--addr 127.0.0.1:8080] [--only SCENARIO,...]
@@ -22,8 +25,10 @@ const demoUsage = `usage: flywheel demo [--addr 127.0.0.1:8080] [--only SCENARIO
 // API. With --url it seeds that running server and returns. Without, it
 // starts a server exactly as serve does (the embedded default when
 // DATABASE_URL is unset), seeds it, prints its URL and an admin key, and
-// keeps serving until ctx ends. ready, when not nil, receives the base URL
-// and the key once the demo is seeded (tests).
+// keeps serving until ctx ends; if flywheel already serves on the address
+// (`flywheel serve` in another terminal, on the same database), it seeds
+// that server instead and returns. ready, when not nil, receives the base
+// URL and the key once the demo is seeded (tests).
 func runDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready func(base, key string)) error {
 	cfg := loadConfig(getenv)
 	// The demo's own progress goes to stdout; the server logs only what
@@ -72,7 +77,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 			if secret, err = flywheel.NewKeySecret(flywheel.ScopeAdmin); err != nil {
 				return err
 			}
-			if err := fw.DB.EnsureKey(ctx, "demo", flywheel.ScopeAdmin, secret); err != nil {
+			if err := fw.DB.EnsureKey(ctx, demoKeyName, flywheel.ScopeAdmin, secret); err != nil {
 				return fmt.Errorf("create the demo's admin key: %w", err)
 			}
 			named = ""
@@ -80,18 +85,8 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 		base := "http://" + dialable(addr)
 		fmt.Fprintf(stdout, "flywheel is serving at %s\n", base)
 		opts.URL, opts.Key = base, secret
-		rep, err := demo.Run(ctx, opts)
-		if err != nil {
-			return fmt.Errorf("demo: %w", err)
-		}
-		fmt.Fprintf(stdout, "\nThe demo is ready at %s/: sign in there with the admin key, or use the API.\n", base)
-		if named != "" {
-			fmt.Fprintf(stdout, "Admin key: the one in %[1]s:\nKEY=$%[1]s\n", named)
-		} else {
-			fmt.Fprintf(stdout, "Admin key (shown once; flywheel keys revoke ends it):\nKEY=%s\n", secret)
-		}
-		if len(rep.Experiments) > 0 {
-			fmt.Fprintf(stdout, "  curl -s -H \"Authorization: Bearer $KEY\" %s/v1/experiments/%s/results\n", base, rep.Experiments[0])
+		if err := seedAndTell(ctx, opts, named, stdout); err != nil {
+			return err
 		}
 		fmt.Fprintln(stdout, "flywheel keeps serving until interrupted (Ctrl-C).")
 		if ready != nil {
@@ -100,9 +95,78 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 		return nil
 	})
 	if errors.Is(err, syscall.EADDRINUSE) {
-		return fmt.Errorf("%w: is flywheel already serving there? Seed it with flywheel demo --url http://%s --key ADMIN_KEY, or start the demo elsewhere with --addr", err, cfg.Addr)
+		return demoRunningServer(ctx, cfg, opts, err, stdout, stderr, ready)
 	}
 	return err
+}
+
+// demoKeyName names the admin keys the demo creates.
+const demoKeyName = "demo"
+
+// demoRunningServer seeds the flywheel already serving on cfg.Addr (say,
+// `flywheel serve` in another terminal) when it uses the same database:
+// the demo creates an admin key there, as `flywheel keys create` does,
+// and seeds the server through its API with it. listenErr is the failure
+// to listen, returned when no flywheel answers there.
+func demoRunningServer(ctx context.Context, cfg config, opts demo.Options, listenErr error, stdout, stderr io.Writer, ready func(base, key string)) error {
+	base := "http://" + dialable(cfg.Addr)
+	hint := fmt.Errorf("%w: something else uses that address; start the demo elsewhere with --addr, or seed a flywheel server with --url URL --key ADMIN_KEY", listenErr)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/healthz", nil)
+	if err != nil {
+		return hint
+	}
+	res, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return hint
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return hint
+	}
+	fmt.Fprintf(stdout, "flywheel is already serving at %s: the demo seeds it\n", base)
+	secret, named := cfg.InitAdminKey, "FLYWHEEL_INIT_ADMIN_KEY"
+	if secret == "" {
+		if secret, err = flywheel.NewKeySecret(flywheel.ScopeAdmin); err != nil {
+			return err
+		}
+		err := withKeyStore(ctx, cfg, stderr, func(db *store.DB) error {
+			return db.EnsureKey(ctx, demoKeyName, flywheel.ScopeAdmin, secret)
+		})
+		if err != nil {
+			return fmt.Errorf("create the demo's admin key: %w", err)
+		}
+		named = ""
+	}
+	opts.URL, opts.Key = base, secret
+	if err := seedAndTell(ctx, opts, named, stdout); err != nil {
+		if errors.Is(err, demo.ErrUnknownKey) {
+			return fmt.Errorf("%w\n(the flywheel at %s uses another database than this command's DATABASE_URL or FLYWHEEL_DATA_DIR: seed it with --url %s --key ADMIN_KEY)", err, base, base)
+		}
+		return err
+	}
+	if ready != nil {
+		ready(base, secret)
+	}
+	return nil
+}
+
+// seedAndTell runs the demo and says where to look and with which key
+// (the secret itself, or the variable named holds it).
+func seedAndTell(ctx context.Context, opts demo.Options, named string, stdout io.Writer) error {
+	rep, err := demo.Run(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("demo: %w", err)
+	}
+	fmt.Fprintf(stdout, "\nThe demo is ready at %s/: sign in there with the admin key, or use the API.\n", opts.URL)
+	if named != "" {
+		fmt.Fprintf(stdout, "Admin key: the one in %[1]s:\nKEY=$%[1]s\n", named)
+	} else {
+		fmt.Fprintf(stdout, "Admin key (shown once; flywheel keys revoke ends it):\nKEY=%s\n", opts.Key)
+	}
+	if len(rep.Experiments) > 0 {
+		fmt.Fprintf(stdout, "  curl -s -H \"Authorization: Bearer $KEY\" %s/v1/experiments/%s/results\n", opts.URL, rep.Experiments[0])
+	}
+	return nil
 }
 
 // dialable turns a listen address into one to connect to: an unspecified

@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flywheel-oss/flywheel/internal/pgtest"
 )
 
 // TestDemoEmbedded runs `flywheel demo` as a newcomer would, with no
@@ -65,6 +69,26 @@ func TestDemoEmbedded(t *testing.T) {
 		}
 	}
 
+	// The demo again on the same address and folder, as after `flywheel
+	// serve` in another terminal: it seeds the server there with a key of
+	// its own, and returns.
+	addr := strings.TrimPrefix(s.base, "http://")
+	var third bytes.Buffer
+	var key string
+	err = runDemo(ctx, []string{"--addr", addr, "--only", "srm-demo"}, getenv, &third, io.Discard, func(_, k string) { key = k })
+	t.Logf("demo on the same address:\n%s", third.String())
+	if err != nil {
+		t.Fatalf("demo on a running server's address: %v\n%s", err, third.String())
+	}
+	for _, want := range []string{"flywheel is already serving at " + s.base + ": the demo seeds it", "experiment srm-demo: already exists", "KEY=" + key + "\n"} {
+		if !strings.Contains(third.String(), want) {
+			t.Errorf("demo on a running server's address: output lacks %q:\n%s", want, third.String())
+		}
+	}
+	if code, _ := call(t, "GET", s.base+"/v1/experiments/srm-demo", key, ""); key == s.key || code != 200 {
+		t.Errorf("the second demo's key (%q, the first's %q) = %d, want a new working key", key, s.key, code)
+	}
+
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("demo after interrupt = %v, want a clean stop", err)
@@ -84,6 +108,14 @@ func TestDemoErrors(t *testing.T) {
 		[]string{"demo", "--url", "http://127.0.0.1:1", "--key", "k", "--addr", "127.0.0.1:0"}, // both
 		[]string{"demo", "extra"},
 		[]string{"demo", "--bogus"})
+	// An address taken by something that is not flywheel.
+	busy := httptest.NewServer(http.NotFoundHandler())
+	defer busy.Close()
+	err := runDemo(context.Background(), []string{"--addr", strings.TrimPrefix(busy.URL, "http://")},
+		env("DATABASE_URL", pgtest.NewDatabase(t)), io.Discard, io.Discard, nil)
+	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "something else uses that address") {
+		t.Errorf("demo on a busy address = %v, want it to say the address is in use by something else", err)
+	}
 	for _, c := range []struct {
 		url  string
 		want string

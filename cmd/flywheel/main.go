@@ -42,8 +42,9 @@ Usage:
   flywheel keys list                       list live keys by prefix
   flywheel keys revoke PREFIX|KEY          revoke a key
   flywheel demo [--addr 127.0.0.1:8080] [--only SCENARIO,...]
-                                           start a server (as serve does), fill it with demo
-                                           experiments through the API, print its URL and a key
+                                           start a server (as serve does; or use the flywheel
+                                           already serving there), fill it with demo experiments
+                                           through the API, print its URL and an admin key
   flywheel demo --url URL --key ADMIN_KEY  fill a running server with the demo experiments
   flywheel bench assign [--connections 64] [--duration 10s] [--rounds 3] [--json]
                                            load-test POST /v1/assign against a bare gin handler

@@ -202,6 +202,9 @@ func (c *client) check(ctx context.Context) error {
 	return c.explain(err)
 }
 
+// ErrUnknownKey is the error (wrapped) of a key the server does not know.
+var ErrUnknownKey = errors.New("does not know this key")
+
 // explain turns the key's refusals into what to do about them; other
 // errors are returned as they are. A key that may read but not write (an
 // sdk or a read-only key) is refused at the demo's first write.
@@ -210,7 +213,7 @@ func (c *client) explain(err error) error {
 	if errors.As(err, &ae) {
 		switch ae.Status {
 		case http.StatusUnauthorized:
-			return fmt.Errorf("the server at %s does not know this key (401): pass a live admin key with --key (flywheel keys create --scope admin prints one)", c.base)
+			return fmt.Errorf("the server at %s %w (401): pass a live admin key with --key (flywheel keys create --scope admin prints one)", c.base, ErrUnknownKey)
 		case http.StatusForbidden:
 			return fmt.Errorf("the key may not %s %s (403): the demo defines metrics and experiments, which needs a key of scope admin", ae.Method, ae.Path)
 		}
