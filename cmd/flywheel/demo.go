@@ -30,6 +30,7 @@ const demoUsage = `usage: flywheel demo [--addr 127.0.0.1:8080] [--only SCENARIO
 // that server instead and returns. ready, when not nil, receives the base
 // URL and the key once the demo is seeded (tests).
 func runDemo(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer, ready func(base, key string)) error {
+	start := time.Now()
 	cfg := loadConfig(getenv)
 	// The demo's own progress goes to stdout; the server logs only what
 	// needs attention unless asked otherwise.
@@ -83,7 +84,7 @@ func runDemo(ctx context.Context, args []string, getenv func(string) string, std
 			named = ""
 		}
 		base := "http://" + dialable(addr)
-		fmt.Fprintf(stdout, "flywheel is serving at %s\n", base)
+		fmt.Fprintf(stdout, "flywheel is serving at %s (started in %.1f s)\n", base, time.Since(start).Seconds())
 		opts.URL, opts.Key = base, secret
 		if err := seedAndTell(ctx, opts, named, stdout); err != nil {
 			return err

@@ -48,7 +48,7 @@ func TestDemoEmbedded(t *testing.T) {
 		t.Fatalf("demo not ready after 5 minutes\n%s\n%s", out.String(), logs.String())
 	}
 	t.Logf("demo output:\n%s", out.String())
-	for _, want := range []string{"flywheel is serving at " + s.base, "experiment srm-demo: created and started", "TRUST CHECKS FAIL", "KEY=" + s.key + "\n"} {
+	for _, want := range []string{"flywheel is serving at " + s.base + " (started in ", "experiment srm-demo: created and started", "TRUST CHECKS FAIL", "KEY=" + s.key + "\n"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("demo output lacks %q", want)
 		}

@@ -195,7 +195,7 @@ func (c *client) check(ctx context.Context) error {
 	}
 	raw, _ := io.ReadAll(io.LimitReader(res.Body, 1<<16))
 	res.Body.Close()
-	if res.StatusCode != http.StatusOK || json.Unmarshal(raw, &health) != nil {
+	if res.StatusCode != http.StatusOK || json.Unmarshal(raw, &health) != nil || health.Status != "ok" {
 		return fmt.Errorf("%s does not answer as a flywheel server (GET /healthz: %d %s)", c.base, res.StatusCode, snippet(raw))
 	}
 	_, err = c.do(ctx, http.MethodGet, "/v1/experiments?limit=1", nil, nil)

@@ -61,12 +61,10 @@ type Report struct {
 	// (when Run waited, and Pending is 0).
 	Seeded, Complete time.Duration
 	// Pending is the acknowledged events not yet in the results when Run
-	// stopped waiting: 0 means complete.
+	// stopped waiting (at least 1 while units were missing): 0 means
+	// complete; -1 when Run did not wait.
 	Pending int64
 }
-
-// ArmTally is what one arm should hold.
-type ArmTally = armTally
 
 // Run seeds the server at o.URL and, unless told not to, waits until its
 // results count every event. It is safe to run again: what exists is said
@@ -187,8 +185,8 @@ func (s *seeder) run(ctx context.Context, selected []scenario, start time.Time, 
 		return rep, fmt.Errorf("send events: %w", err)
 	}
 	rep.Seeded = time.Since(start)
-	s.p.printf("sent %s events in %.1f s: %s new, %s already stored", count(totals.Sent),
-		time.Since(sendStart).Seconds(), count(totals.Accepted), count(totals.Duplicates))
+	s.p.printf("sent %s events in %.1f s (seeded in %.1f s): %s new, %s already stored", count(totals.Sent),
+		time.Since(sendStart).Seconds(), rep.Seeded.Seconds(), count(totals.Accepted), count(totals.Duplicates))
 	if totals.Dropped > 0 {
 		s.p.printf("%s events were dropped by the server: their units opted out", count(totals.Dropped))
 	}
@@ -201,16 +199,19 @@ func (s *seeder) run(ctx context.Context, selected []scenario, start time.Time, 
 		wait = 2 * time.Minute
 	}
 	done := time.Now()
-	pending, err := s.waitComplete(ctx, rep, wait)
+	pending, missing, err := s.waitComplete(ctx, rep, wait)
 	rep.Pending = pending
+	if missing > 0 {
+		rep.Pending = max(pending, 1)
+	}
 	if err != nil {
 		return rep, err
 	}
-	if pending == 0 {
+	if rep.Pending == 0 {
 		rep.Complete = time.Since(done)
 		s.p.printf("results complete %.1f s after the last event (%.1f s in all)", rep.Complete.Seconds(), time.Since(start).Seconds())
 	} else {
-		s.p.printf("results still have %s events to count after %s; they will be complete shortly", count(int(pending)), wait)
+		s.p.printf("results not complete after %s: %s events and %s units still to count", wait, count(int(pending)), count(int(missing)))
 	}
 	return rep, s.summarize(ctx, rep)
 }
@@ -269,7 +270,7 @@ func (pl plan) events(snap *assign.Snapshot, hillstrom []HillstromRow) ([]event,
 	panic("demo: no events for scenario " + pl.sc.name)
 }
 
-func derefTallies(in map[string]*armTally) map[string]ArmTally {
+func derefTallies(in map[string]*ArmTally) map[string]ArmTally {
 	out := make(map[string]ArmTally, len(in))
 	for k, v := range in {
 		out[k] = *v

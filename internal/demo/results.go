@@ -44,17 +44,16 @@ func (c *client) results(ctx context.Context, key string) (resultsDoc, error) {
 // waitComplete polls the results of the seeded experiments until they
 // are complete: nothing pending (pending_events counts every experiment's
 // events) and at least the units the demo sent counted in each. It gives
-// up after wait and returns what was pending last (at least 1 while units
-// are missing).
-func (s *seeder) waitComplete(ctx context.Context, rep *Report, wait time.Duration) (int64, error) {
+// up after wait and returns what was pending and missing last.
+func (s *seeder) waitComplete(ctx context.Context, rep *Report, wait time.Duration) (pending, missing int64, err error) {
 	deadline := time.Now().Add(wait)
 	var lastPrint time.Time
 	for {
-		pending, missing := int64(0), int64(0)
+		pending, missing = 0, 0
 		for _, key := range rep.Experiments {
 			doc, err := s.c.results(ctx, key)
 			if err != nil {
-				return -1, err
+				return pending, missing, err
 			}
 			pending = max(pending, doc.PendingEvents)
 			var want int64
@@ -63,11 +62,8 @@ func (s *seeder) waitComplete(ctx context.Context, rep *Report, wait time.Durati
 			}
 			missing += max(want-doc.Units, 0)
 		}
-		if pending == 0 && missing == 0 {
-			return 0, nil
-		}
-		if time.Now().After(deadline) {
-			return max(pending, 1), nil
+		if pending == 0 && missing == 0 || time.Now().After(deadline) {
+			return pending, missing, nil
 		}
 		if time.Since(lastPrint) >= 2*time.Second {
 			s.p.printf("results: %s events and %s units still to count", count(int(pending)), count(int(missing)))
@@ -76,7 +72,7 @@ func (s *seeder) waitComplete(ctx context.Context, rep *Report, wait time.Durati
 		select {
 		case <-time.After(500 * time.Millisecond):
 		case <-ctx.Done():
-			return pending, ctx.Err()
+			return pending, missing, ctx.Err()
 		}
 	}
 }

@@ -56,9 +56,10 @@ var (
 	deviceCounts  = []float64{0.50, 0.35, 0.15} // one, two, three devices
 )
 
-// armTally is what the demo expects in one arm: analysed units, units with
-// a purchase in their window, and the sum of their purchases' values there.
-type armTally struct {
+// ArmTally is what the demo expects in one arm: analysed units, units
+// with a conversion (a purchase, a sign-up) in their window, and the sum
+// of their purchases' values there.
+type ArmTally struct {
 	Units       int64
 	Conversions int64
 	Revenue     float64
@@ -68,9 +69,9 @@ type armTally struct {
 // (checkout-button, free-shipping; an experiment not in exps gets no
 // exposures), assigned as the server assigns them (snap compiled from GET
 // /v1/sdk/config), and what each arm should hold: expect[experiment][variant].
-func shopEvents(snap *assign.Snapshot, exps map[string]bool, anchor time.Time) ([]event, map[string]map[string]*armTally) {
+func shopEvents(snap *assign.Snapshot, exps map[string]bool, anchor time.Time) ([]event, map[string]map[string]*ArmTally) {
 	start := anchor.Add(-shopBefore)
-	expect := map[string]map[string]*armTally{}
+	expect := map[string]map[string]*ArmTally{}
 	var out []event
 	for i := range shopCustomers {
 		rng := rand.New(rand.NewPCG(shopSeed, uint64(i)))
@@ -150,12 +151,12 @@ func shopEvents(snap *assign.Snapshot, exps map[string]bool, anchor time.Time) (
 		for _, s := range exposed {
 			byVariant := expect[s.exp]
 			if byVariant == nil {
-				byVariant = map[string]*armTally{}
+				byVariant = map[string]*ArmTally{}
 				expect[s.exp] = byVariant
 			}
 			t := byVariant[s.variant]
 			if t == nil {
-				t = &armTally{}
+				t = &ArmTally{}
 				byVariant[s.variant] = t
 			}
 			t.Units++

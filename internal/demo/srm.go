@@ -32,9 +32,9 @@ var srmBrowserWeights = []float64{0.62, 0.24, 0.08, 0.06}
 
 // srmEvents returns the devices' events and the units each arm should
 // hold (the exposures that were not lost).
-func srmEvents(snap *assign.Snapshot, anchor time.Time) ([]event, map[string]*armTally) {
+func srmEvents(snap *assign.Snapshot, anchor time.Time) ([]event, map[string]*ArmTally) {
 	start := anchor.Add(-srmBefore)
-	expect := map[string]*armTally{}
+	expect := map[string]*ArmTally{}
 	var out []event
 	for i := range srmDevices {
 		rng := rand.New(rand.NewPCG(srmSeed, uint64(i)))
@@ -55,7 +55,7 @@ func srmEvents(snap *assign.Snapshot, anchor time.Time) ([]event, map[string]*ar
 			out = append(out, exposure(dev+"/exposure", "srm-demo", r.Variant, "device", dev, t0, attrs))
 			t := expect[r.Variant]
 			if t == nil {
-				t = &armTally{}
+				t = &ArmTally{}
 				expect[r.Variant] = t
 			}
 			if r.Reason != assign.ReasonOverride {
