@@ -28,7 +28,7 @@ func runKeys(ctx context.Context, args []string, getenv func(string) string, std
 		if len(args) != 1 {
 			return usageError{keysUsage}
 		}
-		return withKeyStore(ctx, getenv, stderr, func(db *store.DB) error {
+		return withKeyStore(ctx, loadConfig(getenv), stderr, func(db *store.DB) error {
 			keys, err := db.ListKeys(ctx)
 			if err != nil {
 				return err
@@ -42,7 +42,7 @@ func runKeys(ctx context.Context, args []string, getenv func(string) string, std
 		if len(args) != 2 || args[1] == "" {
 			return usageError{keysUsage}
 		}
-		return withKeyStore(ctx, getenv, stderr, func(db *store.DB) error {
+		return withKeyStore(ctx, loadConfig(getenv), stderr, func(db *store.DB) error {
 			k, err := db.RevokeKey(ctx, args[1])
 			if err != nil {
 				return err
@@ -70,7 +70,7 @@ func keysCreate(ctx context.Context, args []string, getenv func(string) string, 
 	if *name == "" {
 		*name = *scope + "-key"
 	}
-	return withKeyStore(ctx, getenv, stderr, func(db *store.DB) error {
+	return withKeyStore(ctx, loadConfig(getenv), stderr, func(db *store.DB) error {
 		secret, err := flywheel.NewKeySecret(flywheel.Scope(*scope))
 		if err != nil {
 			return err
@@ -85,8 +85,7 @@ func keysCreate(ctx context.Context, args []string, getenv func(string) string, 
 }
 
 // withKeyStore opens flywheel's database (migrated) for fn.
-func withKeyStore(ctx context.Context, getenv func(string) string, stderr io.Writer, fn func(*store.DB) error) error {
-	cfg := loadConfig(getenv)
+func withKeyStore(ctx context.Context, cfg config, stderr io.Writer, fn func(*store.DB) error) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}

@@ -41,6 +41,11 @@ Usage:
                                            create an API key; the key is the last line of stdout
   flywheel keys list                       list live keys by prefix
   flywheel keys revoke PREFIX|KEY          revoke a key
+  flywheel demo [--addr 127.0.0.1:8080] [--only SCENARIO,...]
+                                           start a server (as serve does; or use the flywheel
+                                           already serving there), fill it with demo experiments
+                                           through the API, print its URL and an admin key
+  flywheel demo --url URL --key ADMIN_KEY  fill a running server with the demo experiments
   flywheel bench assign [--connections 64] [--duration 10s] [--rounds 3] [--json]
                                            load-test POST /v1/assign against a bare gin handler
   flywheel bench ingest [--connections 4] [--duration 10s] [--rounds 3] [--json]
@@ -83,6 +88,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runMigrate(ctx, args[1:], getenv, stdout, stderr)
 	case "keys":
 		return runKeys(ctx, args[1:], getenv, stdout, stderr)
+	case "demo":
+		return runDemo(ctx, args[1:], getenv, stdout, stderr, nil)
 	case "bench":
 		return runBench(ctx, args[1:], getenv, stdout, stderr)
 	case "version":

@@ -2,8 +2,10 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -28,8 +30,20 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	log := cfg.logger(stderr)
+	return serveApp(ctx, cfg, cfg.logger(stderr), func(_ context.Context, addr string, _ *app.App) error {
+		if listening != nil {
+			listening(addr)
+		}
+		return nil
+	})
+}
 
+// serveApp runs the service of cfg until ctx ends, then shuts down
+// gracefully. started, when not nil, runs beside the server once it
+// listens, with the bound address and the app; if it fails, the server
+// shuts down and serveApp returns its error. Shutdown cancels the context
+// it was given and waits for it to return.
+func serveApp(ctx context.Context, cfg config, log *slog.Logger, started func(ctx context.Context, addr string, fw *app.App) error) error {
 	url, stopDB, err := openDatabase(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -68,24 +82,47 @@ func runServe(ctx context.Context, args []string, getenv func(string) string, st
 		return fmt.Errorf("listen: %w", err)
 	}
 	log.Info("flywheel listening", "addr", ln.Addr().String(), "version", version())
-	if listening != nil {
-		listening(ln.Addr().String())
-	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	var startedc chan error
+	sctx, cancelStarted := context.WithCancel(ctx)
+	defer cancelStarted()
+	if started != nil {
+		startedc = make(chan error, 1)
+		go func() { startedc <- started(sctx, ln.Addr().String(), fw) }()
+	}
 
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serve: %w", err)
-	case <-ctx.Done():
+	var runErr error
+wait:
+	for {
+		select {
+		case err := <-errc:
+			runErr = fmt.Errorf("serve: %w", err)
+			break wait
+		case err := <-startedc:
+			startedc = nil
+			if err != nil && ctx.Err() == nil {
+				runErr = err
+				break wait
+			}
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	cancelStarted()
+	if startedc != nil {
+		<-startedc
 	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout.String())
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	tctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
-	shutdownErr := srv.Shutdown(sctx)
+	shutdownErr := srv.Shutdown(tctx)
 	// In-flight requests are answered; commit whatever is still queued.
-	if err := fw.Close(sctx); err != nil {
-		return err
+	if err := fw.Close(tctx); err != nil {
+		return errors.Join(runErr, err)
+	}
+	if runErr != nil {
+		return runErr
 	}
 	if shutdownErr != nil {
 		return fmt.Errorf("shutdown: %w", shutdownErr)
