@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -56,6 +57,10 @@ type ingestRun struct {
 	P99ms     float64 `json:"p99_ms"`
 	Failed    int     `json:"failed"`
 	FirstFail string  `json:"first_failure,omitempty"`
+	// Waits counts, over samples of pg_stat_activity every 20 ms during
+	// the run, the active client backends by what they were doing: a wait
+	// event ("IO:WalSync", "Lock:transactionid", ...) or "CPU" (none).
+	Waits map[string]int `json:"waits"`
 }
 
 // runBenchIngest runs `flywheel bench ingest`: durable events/s through
@@ -107,7 +112,12 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 	if code, body, err := env.call(ctx, env.flywheelURL, "POST", "/v1/experiments/bench-ingest/start", env.adminKey, ""); err != nil || code != http.StatusOK {
 		return fmt.Errorf("bench: start experiment: %d %s %v", code, body, err)
 	}
-	pool, err := pgxpool.New(ctx, env.dbURL)
+	pcfg, err := pgxpool.ParseConfig(env.dbURL)
+	if err != nil {
+		return err
+	}
+	pcfg.MaxConns = int32(o.Connections) + 1 // the ceiling's COPYs and the wait sampler
+	pool, err := pgxpool.NewWithConfig(ctx, pcfg)
 	if err != nil {
 		return err
 	}
@@ -155,7 +165,9 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 			if err != nil {
 				return err
 			}
+			stopWaits := sampleWaits(ctx, pool)
 			r := runIngestLoad(ctx, o, target, &seq, send)
+			r.Waits = stopWaits()
 			stopProfile()
 			r.Round = round
 			print(r)
@@ -175,6 +187,10 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 	fmt.Fprintf(stdout, "  events/s   flywheel-v7 %9.0f  (target >= %d)  %s\n", sum.V7, ingestRateTarget, pass(sum.V7 >= ingestRateTarget))
 	fmt.Fprintf(stdout, "  p99        flywheel-v7 %.1fms per %d-event request\n", sum.P99V7, o.Batch)
 	fmt.Fprintf(stdout, "  ids        flywheel-v4 %9.0f  = %.2fx of v7\n", sum.V4, sum.V4/sum.V7)
+	fmt.Fprintf(stdout, "  where PostgreSQL's client backends were (samples every 20 ms, all rounds; CPU = no wait event):\n")
+	for _, target := range []string{"copy", "flywheel-v7"} {
+		fmt.Fprintf(stdout, "    %-12s %s\n", target, topWaits(runs, target, 6))
+	}
 	if agg.Cycles > 0 {
 		fmt.Fprintf(stdout, "  aggregator (in the flywheel process, on the same cores): %.0f cycles (%.0f failed), %.1fs in all, %.0f units recomputed, lag %.0fs at the end\n",
 			agg.Cycles, agg.Errors, agg.Seconds, agg.Units, agg.Lag)
@@ -183,6 +199,69 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 		}
 	}
 	return nil
+}
+
+// sampleWaits samples pg_stat_activity every 20 ms until the returned
+// function is called, which returns the tally (see ingestRun.Waits).
+func sampleWaits(ctx context.Context, pool *pgxpool.Pool) func() map[string]int {
+	ctx, cancel := context.WithCancel(ctx)
+	waits := map[string]int{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tick := time.NewTicker(20 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-tick.C:
+			}
+			rows, err := pool.Query(ctx, `SELECT COALESCE(wait_event_type || ':' || wait_event, 'CPU') FROM pg_stat_activity
+				WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()`)
+			if err != nil {
+				continue
+			}
+			for rows.Next() {
+				var w string
+				if rows.Scan(&w) == nil {
+					waits[w]++
+				}
+			}
+			rows.Close()
+		}
+	}()
+	return func() map[string]int {
+		cancel()
+		<-done
+		return waits
+	}
+}
+
+// topWaits formats the n most sampled states of target's runs as shares.
+func topWaits(runs []ingestRun, target string, n int) string {
+	sum, total := map[string]int{}, 0
+	for _, r := range runs {
+		if r.Target == target {
+			for w, c := range r.Waits {
+				sum[w] += c
+				total += c
+			}
+		}
+	}
+	keys := make([]string, 0, len(sum))
+	for w := range sum {
+		keys = append(keys, w)
+	}
+	slices.SortFunc(keys, func(a, b string) int { return cmp.Or(sum[b]-sum[a], strings.Compare(a, b)) })
+	var parts []string
+	for _, w := range keys[:min(n, len(keys))] {
+		parts = append(parts, fmt.Sprintf("%s %.0f%%", w, 100*float64(sum[w])/float64(total)))
+	}
+	if total == 0 {
+		return "no samples"
+	}
+	return fmt.Sprintf("%s (%d samples)", strings.Join(parts, ", "), total)
 }
 
 // ingestAggregator is what the results aggregator did during the bench,

@@ -113,6 +113,9 @@ func TestBenchIngest(t *testing.T) {
 			t.Errorf("run %+v: want batches of 50 events, none failed", r)
 		}
 	}
+	if r := rep.Runs[1]; len(r.Waits) == 0 {
+		t.Errorf("run %+v: no samples of pg_stat_activity", r)
+	}
 	if rep.Summary.Ceiling != "bench_keyed_events" {
 		t.Errorf("ceiling table %q, want bench_keyed_events (keyed by event id, the default)", rep.Summary.Ceiling)
 	}
