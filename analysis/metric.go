@@ -47,7 +47,7 @@ func (an *analyzer) metric(def flywheel.Metric, role string, rows map[string]Met
 	control := arms[0]
 	for i, a := range arms {
 		mo := a.moments(def.Type)
-		vr := VariantResult{Variant: a.Variant, Units: a.N, Mean: Float(mo.Mean), StdDev: Float(math.Sqrt(mo.Var))}
+		vr := VariantResult{Variant: a.Variant, Units: a.N, Mean: Float(mo.Mean), StdDev: Float(math.Sqrt(mo.Var)), Maturing: a.Maturing}
 		if i > 0 {
 			vr.Comparison = an.compare(def, dir, control, a, cuped)
 		}

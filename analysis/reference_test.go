@@ -100,8 +100,8 @@ func checkCase(c *checker, doc, want map[string]any, names []string) {
 		c.numValue(name+" revenue stddev", rev["stddev"], math.Sqrt(wantNumber(c.t, arm["revenue_var"])), 1e-6, 1e-12)
 		if i == 0 {
 			for _, v := range []map[string]any{conv, rev} {
-				if len(v) != 4 {
-					c.t.Errorf("control entry has fields %v, want variant, units, mean, stddev", keys(v))
+				if _, ok := v["maturing"]; len(v) != 5 || !ok {
+					c.t.Errorf("control entry has fields %v, want variant, units, mean, stddev, maturing (no comparison)", keys(v))
 				}
 			}
 		}

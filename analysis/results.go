@@ -86,6 +86,9 @@ type VariantResult struct {
 	// deviation (n−1 denominator; for a ratio, of the linearised values).
 	Mean   Float `json:"mean"`
 	StdDev Float `json:"stddev"`
+	// Maturing counts the arm's units (among Units) whose metric window
+	// has not passed yet: their values may still grow.
+	Maturing int64 `json:"maturing"`
 	*Comparison
 }
 

@@ -120,7 +120,7 @@ func TestUI(t *testing.T) {
 		}
 		text := eval[string](b, "document.querySelector('main').innerText")
 		for _, want := range []string{"A green button stands out", "Results as of", "every acknowledged event is counted",
-			"Chance to win", "Sample size:", "Segments", "exploratory", "Lift (interval)"} {
+			"Chance to win", "Sample size:", "Segments", "exploratory", "Lift (interval)", "Maturing"} {
 			if !strings.Contains(text, want) {
 				t.Errorf("the page lacks %q", want)
 			}

@@ -187,7 +187,8 @@ function metricBlock(m, res, width, overTime) {
         h('td', {'data-label': how.field === 'lift' ? 'Lift' : 'Difference'}, '—'),
         h('td', {'data-label': 'p (adjusted)', class: 'num'}, '—'),
         h('td', {'data-label': 'Chance to win', class: 'num'}, '—'),
-        h('td', {'data-label': 'CUPED'}, '—'));
+        h('td', {'data-label': 'CUPED'}, '—'),
+        h('td', {'data-label': 'Maturing', class: 'num'}, int(v.maturing || 0)));
     }
     const e = v[how.field] || {};
     const cuped = v.cuped
@@ -200,7 +201,8 @@ function metricBlock(m, res, width, overTime) {
       h('td', {'data-label': how.field === 'lift' ? 'Lift' : 'Difference'}, defined(e.estimate) ? how.fmt(e.estimate) + ' (' + interval(e.ci, how.fmt) + ')' : 'n/a'),
       h('td', {'data-label': 'p (adjusted)', class: 'num'}, pval(v.p_value) + (defined(v.p_value_adjusted) && v.p_value_adjusted !== v.p_value ? ' (' + pval(v.p_value_adjusted) + ')' : '') + (v.significant ? ' ✓' : '')),
       h('td', {'data-label': 'Chance to win', class: 'num'}, pct(v.chance_to_win)),
-      h('td', {'data-label': 'CUPED'}, cuped));
+      h('td', {'data-label': 'CUPED'}, cuped),
+      h('td', {'data-label': 'Maturing', class: 'num'}, int(v.maturing || 0)));
   });
   const id = 'metric-' + m.metric;
   return h('section', {class: 'metric', 'aria-labelledby': id},
@@ -210,7 +212,7 @@ function metricBlock(m, res, width, overTime) {
     forestPlot(m, width, res.alpha),
     h('table', {class: 'responsive numbers'},
       h('caption', {}, m.metric + ': numbers' + (sequential ? ' (always-valid p-values and confidence sequences)' : '') + '; ✓ significant at ' + pct(res.alpha)),
-      h('thead', {}, h('tr', {}, ['Variant', 'Units', 'Mean', how.field === 'lift' ? 'Lift (interval)' : 'Difference (interval)', 'p (adjusted)', 'Chance to win', 'CUPED']
+      h('thead', {}, h('tr', {}, ['Variant', 'Units', 'Mean', how.field === 'lift' ? 'Lift (interval)' : 'Difference (interval)', 'p (adjusted)', 'Chance to win', 'CUPED', 'Maturing']
         .map((t) => h('th', {scope: 'col'}, t)))),
       h('tbody', {}, rows)),
     m.sample_size ? sampleSize(m.sample_size) : null,
