@@ -12,7 +12,9 @@ package store
 // definition, variant and day; every step that changes a unit's day rows
 // subtracts the unit's old changes and adds its new ones, computed from all
 // of its days in the same way, so that the two cancel exactly where nothing
-// moved. Reading a timeseries is then a running sum over variants × days.
+// moved (the tracks step takes a shortcut for new events after a unit's
+// last day: store/aggregate_deltas.go). Reading a timeseries is then a
+// running sum over variants × days.
 
 // dayChanges is the SQL of CTEs that add to agg_variant_days the signed
 // changes of the units in two CTEs the statement defines first:

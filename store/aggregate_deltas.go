@@ -103,34 +103,41 @@ WITH t AS (
     UPDATE agg_units a SET y = n.y, x = n.x, num = n.num, den = n.den
     FROM new n WHERE a.ctid = n.tid
 ), ad AS (
-    -- The day rows the new events add to (with their unit's variant and
-    -- state). For the analysed units among them, dchange holds their day
-    -- rows before (od) and after, each summed as the upsert sums it, so
-    -- that agg_variant_days changes by exactly the difference. No join
-    -- here is between two sizes the planner cannot know but a full join
-    -- (hash or merge, never a nested loop).
-    SELECT o.unit_id, o.variant, o.state, (t.ts AT TIME ZONE 'UTC')::date AS day, ` + daySums("t", "$8", "$10") + `
+    -- The day rows the new events add to, with their unit's variant, state
+    -- and value before them (p*).
+    SELECT o.unit_id, o.variant, o.state, o.y AS py, o.num AS pnum, o.den AS pden, (t.ts AT TIME ZONE 'UTC')::date AS day,
+        ` + daySums("t", "$8", "$10") + `
     FROM old o JOIN t ON t.owner = o.unit_id
     WHERE ` + inWindow("t", "o", "$5", "$6") + `
-    GROUP BY 1, 2, 3, 4
+    GROUP BY 1, 2, 3, 4, 5, 6, 7
 ), days_add AS (
     INSERT INTO agg_unit_days AS d (experiment, metric, unit_id, day, n, v, num, den)
     SELECT $1, $2, unit_id, day, n, v, num, den FROM ad
     ON CONFLICT (unit_id, experiment, metric, day) DO UPDATE SET
         n = d.n + EXCLUDED.n, v = d.v + EXCLUDED.v, num = d.num + EXCLUDED.num, den = d.den + EXCLUDED.den
+), ak AS (
+    -- The analysed units' new days, and whether the unit already has a day
+    -- on or after its first new one (late; one index probe, which finds
+    -- nothing for events that arrive in order).
+    SELECT a.*, EXISTS (SELECT 1 FROM agg_unit_days d
+            WHERE d.unit_id = a.unit_id AND d.experiment = $1 AND d.metric = $2 AND d.day >= a.since OFFSET 0) AS late
+    FROM (SELECT ad.*, min(day) OVER (PARTITION BY unit_id COLLATE "C") AS since FROM ad WHERE state = 0) a
 ), od AS (
-    SELECT k.variant, d.* FROM (SELECT DISTINCT unit_id, variant FROM ad WHERE state = 0) k CROSS JOIN LATERAL (
+    -- A late unit's days are read: its changes are computed from all of
+    -- them, before the new events (o*) and after (m*, summed as the upsert
+    -- sums them), so that agg_variant_days changes by exactly the
+    -- difference. No join here is between two sizes the planner cannot
+    -- know but a full join (hash or merge, never a nested loop).
+    SELECT k.variant, d.* FROM (SELECT DISTINCT unit_id, variant FROM ak WHERE late) k CROSS JOIN LATERAL (
         SELECT d.unit_id, d.day, d.n, d.v, d.num, d.den FROM agg_unit_days d
         WHERE d.unit_id = k.unit_id AND d.experiment = $1 AND d.metric = $2 OFFSET 0) d
 ), both_days AS (
-    -- Each analysed unit's days before the new events (o*) and after them
-    -- (m*: summed as the upsert sums them).
     SELECT COALESCE(od.unit_id, a.unit_id) AS unit_id, COALESCE(od.variant, a.variant) AS variant,
         COALESCE(od.day, a.day) AS day, a.unit_id IS NOT NULL AS added,
         COALESCE(od.n, 0) AS on_, COALESCE(od.v, 0) AS ov, COALESCE(od.num, 0) AS onum, COALESCE(od.den, 0) AS oden,
         COALESCE(od.n, 0) + COALESCE(a.n, 0) AS mn, COALESCE(od.v, 0) + COALESCE(a.v, 0) AS mv,
         COALESCE(od.num, 0) + COALESCE(a.num, 0) AS mnum, COALESCE(od.den, 0) + COALESCE(a.den, 0) AS mden
-    FROM od FULL JOIN (SELECT * FROM ad WHERE state = 0) a ON a.unit_id = od.unit_id AND a.day = od.day
+    FROM od FULL JOIN (SELECT * FROM ak WHERE late) a ON a.unit_id = od.unit_id AND a.day = od.day
 ), run AS (
     -- Both running sums in one pass. A day before the unit's first new
     -- one is the same before and after: its changes cancel, and it is
@@ -139,6 +146,16 @@ WITH t AS (
         sum(on_) OVER w AS con, sum(ov) OVER w AS cov, sum(onum) OVER w AS conum, sum(oden) OVER w AS coden,
         sum(mn) OVER w AS cmn, sum(mv) OVER w AS cmv, sum(mnum) OVER w AS cmnum, sum(mden) OVER w AS cmden
     FROM both_days WINDOW w AS (PARTITION BY unit_id COLLATE "C" ORDER BY day)
+), inorder AS (
+    -- A unit whose new days all come after its last one: its days before
+    -- them add up to its value in agg_units (p*), and only the new days
+    -- change. (That sum is the unit's, not its days' running sum, so a
+    -- later change may subtract a value that differs from this one in the
+    -- last bits of a non-integer value: what agg_variant_days keeps is
+    -- exact to rounding there, not to the bit.)
+    SELECT variant, day, n, v, num, den, py, pnum, pden,
+        sum(n) OVER w AS cn, sum(v) OVER w AS cv, sum(num) OVER w AS cnum, sum(den) OVER w AS cden
+    FROM ak WHERE NOT late WINDOW w AS (PARTITION BY unit_id COLLATE "C" ORDER BY day)
 ), sides AS (
     -- The value after the day (y) and before it (y0), before (o) and
     -- after (m) the new events, as dayDeltas computes them.
@@ -150,6 +167,11 @@ WITH t AS (
         ` + capped("$3", "$9", "con", "cov") + ` AS y_o, ` + capped("$3", "$9", "con - on_", "cov - ov") + ` AS y0_o,
         ` + capped("$3", "$9", "cmn", "cmv") + ` AS y_m, ` + capped("$3", "$9", "cmn - mn", "cmv - mv") + ` AS y0_m
     FROM run WHERE since
+    UNION ALL
+    SELECT variant, day, 0, 0, pden + cden, pden + cden - den,
+        0, 0, least(pnum + cnum, $9::float8), least(pnum + cnum - num, $9::float8),
+        0, 0, ` + capped("$3", "$9", "py + cn", "py + cv") + `, ` + capped("$3", "$9", "py + cn - n", "py + cv - v") + `
+    FROM inorder
 ), vchange AS (
     SELECT $1::text AS experiment, $2::text AS metric, variant, day, 0::bigint AS units,
         ` + sidesSum("y_m - y0_m", "y_o - y0_o", "sum") + `,
