@@ -119,7 +119,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 		return c, nil
 	}
 
-	c.queue = newQueue(o.bufferSize)
+	c.queue = newQueue(o.bufferSize, recordBound)
 	c.delivery = newDelivery(c)
 	go c.delivery.run()
 	pollCtx, stop := context.WithCancel(context.Background())

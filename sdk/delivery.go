@@ -85,8 +85,35 @@ func (d *delivery) drain(force bool) {
 		if n == 0 || (!force && n < d.c.opts.batchSize) {
 			return
 		}
-		d.deliver(d.q.take(d.c.opts.batchSize, maxBatchBytes))
+		batch := encodeBatch(d.q.take(d.c.opts.batchSize, maxBatchBytes))
+		d.q.doneReading()
+		d.deliver(batch)
 	}
+}
+
+// encodeBatch returns the JSON of each record, each with a new id. It runs
+// once per event, when the event goes into flight: every attempt to send
+// it then sends the same JSON, and the server recognises a retry by the
+// id. The JSON is a new buffer per batch, never written again, as a
+// request body may still be read after its request returned.
+func encodeBatch(recs [][]byte) [][]byte {
+	size := 0
+	for _, r := range recs {
+		size += recordBound(r) / 2 // most events take under half their bound
+	}
+	buf := make([]byte, 0, size)
+	ends := make([]int, len(recs))
+	for i, r := range recs {
+		buf = appendRecordJSON(buf, r, newEventID(recordTime(r)))
+		ends[i] = len(buf)
+	}
+	events := make([][]byte, len(recs))
+	start := 0
+	for i, end := range ends {
+		events[i] = buf[start:end:end]
+		start = end
+	}
+	return events
 }
 
 // abandon drops the batch in flight and every waiting event: Close gave

@@ -89,7 +89,8 @@ func (c *Client) Identify(ctx context.Context, deviceID, customerID string) erro
 
 // logExposure queues the exposure of an enrolled assignment. It runs once
 // per (experiment, unit, variant) thanks to the exposure cache, on the
-// app's request path: one allocation, the encoded event.
+// app's request path: it copies the event into the queue, and allocates
+// nothing.
 func (c *Client) logExposure(e *experiment, unit *Unit, unitID string, variant string) {
 	ev := outEvent{typ: "exposure", experiment: e.c.Key(), variant: variant, unitType: e.unitType, unitID: unitID, attributes: unit.Attributes}
 	err := c.enqueue(&ev)
@@ -106,8 +107,13 @@ func (c *Client) logExposure(e *experiment, unit *Unit, unitID string, variant s
 	}
 }
 
-// enqueue gives ev its id and timestamp, encodes it and queues it. The id
-// is a time-ordered UUIDv7, made once here and reused on every retry.
+// recordStack is the room for a record on the caller's stack: an exposure
+// with a dozen short attributes fits, and a larger record is built on the
+// heap.
+const recordStack = 512
+
+// enqueue records ev, with the time of the call, and queues it. Its id and
+// JSON are made later, by the delivery goroutine (record.go).
 func (c *Client) enqueue(ev *outEvent) error {
 	if c.queue == nil { // offline
 		if c.closed.Load() {
@@ -117,13 +123,12 @@ func (c *Client) enqueue(ev *outEvent) error {
 		c.stats.dropped.Add(1)
 		return nil
 	}
-	now := time.Now()
-	var waiting int
-	var overflowed, ok bool
-	err := withEncoded(newEventID(now), now, ev, func(raw []byte) { waiting, overflowed, ok = c.queue.push(raw) })
+	var stack [recordStack]byte
+	rec, err := appendRecord(stack[:0], time.Now().UnixNano(), ev)
 	if err != nil {
-		return fmt.Errorf("sdk: encode %s event: %w", ev.typ, err)
+		return fmt.Errorf("sdk: record %s event: %w", ev.typ, err)
 	}
+	waiting, overflowed, ok := c.queue.push(rec)
 	if !ok {
 		return ErrClosed
 	}

@@ -1,6 +1,8 @@
 package sdk
 
 import (
+	"bytes"
+	"encoding/binary"
 	"fmt"
 	"hash/maphash"
 	"net/http"
@@ -74,7 +76,7 @@ func TestSeenSetConcurrent(t *testing.T) {
 }
 
 func TestQueueDropsOldest(t *testing.T) {
-	q := newQueue(3)
+	q := newQueue(3, byLen)
 	for i := range 5 {
 		_, overflowed, ok := q.push([]byte(strconv.Itoa(i)))
 		if !ok || overflowed != (i >= 3) {
@@ -100,7 +102,7 @@ func TestQueueDropsOldest(t *testing.T) {
 }
 
 func TestQueueGrowsAndTakesByBytes(t *testing.T) {
-	q := newQueue(1000)
+	q := newQueue(1000, byLen)
 	for i := range 1000 {
 		q.push([]byte(fmt.Sprintf("%04d", i)))
 	}
@@ -119,6 +121,103 @@ func TestQueueGrowsAndTakesByBytes(t *testing.T) {
 	if n := q.dropWaiting(); n != 996 || q.pending() != 0 {
 		t.Fatalf("dropWaiting = %d, pending %d; want 996 and 0", n, q.pending())
 	}
+}
+
+// byLen measures a queued item by its length, for tests that queue plain
+// bytes.
+func byLen(b []byte) int { return len(b) }
+
+// TestQueueReusesBlocks: records are copied into blocks that are reused
+// once nothing can read them, so a steady flow and an overflowing buffer
+// allocate a few blocks in all, and the records of a batch being read are
+// never written over, even when every other record is gone.
+func TestQueueReusesBlocks(t *testing.T) {
+	const size = 1000 // 65 records a block
+	rec := func(i int) []byte {
+		b := bytes.Repeat([]byte{byte(i)}, size)
+		binary.LittleEndian.PutUint64(b, uint64(i))
+		return b
+	}
+	check := func(t *testing.T, what string, got [][]byte, first int) {
+		t.Helper()
+		for k, r := range got {
+			if !bytes.Equal(r, rec(first+k)) {
+				t.Fatalf("%s: record %d of %d holds %d..., want record %d", what, k, len(got), binary.LittleEndian.Uint64(r), first+k)
+			}
+		}
+	}
+	const records = 100_000 // 1,539 blocks' worth
+
+	t.Run("a steady flow", func(t *testing.T) {
+		q := newQueue(10_000, byLen)
+		for i := range records {
+			q.push(rec(i))
+			if i%100 == 99 {
+				batch := q.take(500, 1<<20)
+				check(t, "batch", batch, i-99)
+				q.doneReading()
+				q.resolve(len(batch))
+			}
+		}
+		if q.made > 3 {
+			t.Errorf("%d blocks made for %d records taken 100 at a time, want at most 3", q.made, records)
+		}
+	})
+
+	t.Run("an overflowing buffer", func(t *testing.T) {
+		q := newQueue(200, byLen)
+		for i := range records {
+			q.push(rec(i))
+		}
+		check(t, "the newest 200", q.take(1000, 1<<30), records-200)
+		if want := 200/(arenaSize/size) + 3; q.made > want {
+			t.Errorf("%d blocks made for a buffer of 200 records, want at most %d", q.made, want)
+		}
+	})
+
+	t.Run("after a burst", func(t *testing.T) {
+		q := newQueue(records, byLen)
+		for i := range records {
+			q.push(rec(i))
+		}
+		for q.len() > 0 {
+			q.resolve(len(q.take(10_000, 1<<30)))
+			q.doneReading()
+		}
+		held := len(q.retired)
+		for i := range 1000 {
+			q.push(rec(i))
+			if i%100 == 99 {
+				q.take(500, 1<<20)
+				q.doneReading()
+				q.resolve(100)
+			}
+		}
+		if len(q.retired) > 6 {
+			t.Errorf("%d blocks held in a flow of 100 records at a time after a burst (%d held after it), want at most 6", len(q.retired), held)
+		}
+	})
+
+	t.Run("a batch being read", func(t *testing.T) {
+		q := newQueue(100, byLen)
+		for i := range 300 {
+			q.push(rec(i))
+		}
+		batch := q.take(100, 1<<30) // records 200 to 299, being read
+		for i := 300; i < records; i++ {
+			q.push(rec(i)) // the buffer overflows: every waiting record dies
+		}
+		check(t, "the batch read while the buffer overflowed", batch, 200)
+		q.doneReading()
+		q.resolve(len(batch))
+		made := q.made
+		for i := range records {
+			q.push(rec(i))
+		}
+		if q.made > made+3 {
+			t.Errorf("%d more blocks made after the batch was read, want its blocks reused", q.made-made)
+		}
+	})
 }
 
 func TestParseRetryAfter(t *testing.T) {
