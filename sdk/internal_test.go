@@ -123,6 +123,48 @@ func TestQueueGrowsAndTakesByBytes(t *testing.T) {
 	}
 }
 
+// TestQueueProgress: a Flush waiting on the queue wakes whenever events
+// leave it, dropped or resolved, and an overflowing buffer allocates
+// nothing for waiters that do not exist.
+func TestQueueProgress(t *testing.T) {
+	closed := func(ch <-chan struct{}) bool {
+		select {
+		case <-ch:
+			return true
+		default:
+			return false
+		}
+	}
+	q := newQueue(2, byLen)
+	q.push([]byte("a"))
+	q.push([]byte("b"))
+	if n := testing.AllocsPerRun(100, func() { q.push([]byte("c")) }); n != 0 {
+		t.Errorf("push into a full buffer, nobody waiting: %v allocs, want 0", n)
+	}
+	mark := q.mark()
+	done, progress := q.doneUpTo(mark)
+	if done || closed(progress) {
+		t.Fatalf("doneUpTo = %v, progress closed %v; want not done, open", done, closed(progress))
+	}
+	q.push([]byte("d")) // pushes out the oldest
+	if !closed(progress) {
+		t.Fatal("an event pushed out of the buffer did not wake the waiter")
+	}
+	_, progress = q.doneUpTo(mark)
+	batch := q.take(10, 1<<20)
+	q.doneReading()
+	if closed(progress) {
+		t.Fatal("progress before the batch was resolved")
+	}
+	q.resolve(len(batch))
+	if !closed(progress) {
+		t.Fatal("a resolved batch did not wake the waiter")
+	}
+	if done, _ := q.doneUpTo(mark); !done {
+		t.Error("not done once every event before the mark left")
+	}
+}
+
 // byLen measures a queued item by its length, for tests that queue plain
 // bytes.
 func byLen(b []byte) int { return len(b) }

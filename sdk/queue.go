@@ -24,12 +24,17 @@ type queue struct {
 	flightN     int
 	// reading: the batch in flight is being read (take to doneReading),
 	// so the blocks its records are in cannot be reused yet.
-	reading  bool
-	block    []byte       // the block push copies records into: see push
-	retired  []arenaBlock // the earlier blocks, oldest first, until reused or dropped
-	made     int          // blocks allocated so far
-	size     func(rec []byte) int
-	progress chan struct{} // closed and replaced whenever events leave
+	reading bool
+	block   []byte       // the block push copies records into: see push
+	retired []arenaBlock // the earlier blocks, oldest first, until reused or dropped
+	made    int          // blocks allocated so far
+	size    func(rec []byte) int
+	// progress is closed and replaced whenever events leave, if a Flush
+	// is waiting for it (watched): an overflowing buffer drops an event
+	// per push, and a new channel each time would be an allocation on the
+	// app's request path.
+	progress chan struct{}
+	watched  bool
 }
 
 // arenaBlock is a block push filled: it holds records up to seq end
@@ -185,8 +190,11 @@ func (q *queue) resolve(k int) {
 }
 
 func (q *queue) progressLocked() {
-	close(q.progress)
-	q.progress = make(chan struct{})
+	if q.watched {
+		close(q.progress)
+		q.progress = make(chan struct{})
+		q.watched = false
+	}
 }
 
 // len returns the number of waiting events, not counting those in flight.
@@ -218,6 +226,7 @@ func (q *queue) doneUpTo(target uint64) (done bool, progress <-chan struct{}) {
 	defer q.mu.Unlock()
 	waitingFrom := q.pushed - uint64(q.n)
 	done = waitingFrom >= target && (q.flightN == 0 || q.flightFirst >= target)
+	q.watched = q.watched || !done
 	return done, q.progress
 }
 
