@@ -26,6 +26,7 @@ type Client struct {
 	optOuts optOuts // the server's opt-outs, as tokens
 	seen    *seenSet
 
+	clock    eventClock
 	queue    *queue    // nil offline
 	delivery *delivery // nil offline
 	stats    counters

@@ -124,7 +124,7 @@ func (c *Client) enqueue(ev *outEvent) error {
 		return nil
 	}
 	var stack [recordStack]byte
-	rec, err := appendRecord(stack[:0], time.Now().UnixNano(), ev)
+	rec, err := appendRecord(stack[:0], c.clock.now(), ev)
 	if err != nil {
 		return fmt.Errorf("sdk: record %s event: %w", ev.typ, err)
 	}
