@@ -128,20 +128,19 @@ func (c *Client) enqueue(ev *outEvent) error {
 	if err != nil {
 		return fmt.Errorf("sdk: record %s event: %w", ev.typ, err)
 	}
-	waiting, overflowed, ok := c.queue.push(rec)
+	waiting, overflowed, ok := c.queue.push(rec) // which counts it, and what it pushes out
 	if !ok {
 		return ErrClosed
 	}
-	c.stats.queued.Add(1)
-	if overflowed {
-		c.stats.dropped.Add(1)
-		c.stats.overflowed.Add(1)
-		if !c.overflowing.Load() && c.overflowing.CompareAndSwap(false, true) {
-			c.log.Warn("flywheel: event buffer full: dropping the oldest events until the server takes them again; counted in Stats.Overflowed",
-				"buffer", c.opts.bufferSize)
-		}
+	if overflowed && !c.overflowing.Load() && c.overflowing.CompareAndSwap(false, true) {
+		c.log.Warn("flywheel: event buffer full: dropping the oldest events until the server takes them again; counted in Stats.Overflowed",
+			"buffer", c.opts.bufferSize)
 	}
-	if waiting >= c.opts.batchSize {
+	// A push adds one waiting event, so the count always passes through
+	// batchSize on its way up; the delivery loop then sends batches until
+	// fewer wait. One wake-up per batch, not one per event while the
+	// delivery is busy.
+	if waiting == c.opts.batchSize {
 		c.delivery.kick()
 	}
 	return nil

@@ -83,6 +83,9 @@ func TestQueueDropsOldest(t *testing.T) {
 			t.Fatalf("push %d: overflowed %v ok %v", i, overflowed, ok)
 		}
 	}
+	if pushed, overflowed, pending := q.counts(); pushed != 5 || overflowed != 2 || pending != 3 {
+		t.Fatalf("counts = %d pushed, %d overflowed, %d pending; want 5, 2, 3", pushed, overflowed, pending)
+	}
 	mark := q.mark()
 	got := q.take(10, 1<<20)
 	if fmt.Sprintf("%s", got) != "[2 3 4]" {

@@ -19,7 +19,8 @@ type queue struct {
 	head, n     int
 	capacity    int
 	closed      bool
-	pushed      uint64
+	pushed      uint64 // events queued so far
+	overflowed  uint64 // of which pushed out of the full buffer
 	flightFirst uint64
 	flightN     int
 	// reading: the batch in flight is being read (take to doneReading),
@@ -74,6 +75,7 @@ func (q *queue) push(rec []byte) (waiting int, overflowed, ok bool) {
 		q.buf[q.head] = nil
 		q.head = (q.head + 1) % len(q.buf)
 		q.n--
+		q.overflowed++
 		overflowed = true
 		q.progressLocked()
 	} else if q.n == len(q.buf) {
@@ -209,6 +211,14 @@ func (q *queue) pending() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.n + q.flightN
+}
+
+// counts returns the number of events queued so far, of those pushed out
+// of the full buffer, and of those waiting or in flight.
+func (q *queue) counts() (pushed, overflowed uint64, pending int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pushed, q.overflowed, q.n + q.flightN
 }
 
 // mark returns the seq the next pushed event will get: Flush waits for
