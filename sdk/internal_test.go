@@ -87,7 +87,7 @@ func TestQueueDropsOldest(t *testing.T) {
 		t.Fatalf("counts = %d pushed, %d overflowed, %d pending; want 5, 2, 3", pushed, overflowed, pending)
 	}
 	mark := q.mark()
-	got := q.take(10, 1<<20)
+	got := q.take(nil, 10, 1<<20)
 	if fmt.Sprintf("%s", got) != "[2 3 4]" {
 		t.Fatalf("take = %s, want the newest [2 3 4]", got)
 	}
@@ -113,11 +113,11 @@ func TestQueueGrowsAndTakesByBytes(t *testing.T) {
 		t.Fatalf("ring of %d, want it grown to the capacity 1000", len(q.buf))
 	}
 	// 4 bytes + a comma each: at most 3 events in 16 bytes.
-	if got := q.take(100, 16); len(got) != 3 || string(got[0]) != "0000" {
+	if got := q.take(nil, 100, 16); len(got) != 3 || string(got[0]) != "0000" {
 		t.Fatalf("take(100, 16) = %s, want 3 events from 0000", got)
 	}
 	q.resolve(3)
-	if got := q.take(100, 1); len(got) != 1 {
+	if got := q.take(nil, 100, 1); len(got) != 1 {
 		t.Fatalf("take(100, 1) = %d events, want 1: an event larger than the limit still goes alone", len(got))
 	}
 	q.resolve(1)
@@ -154,7 +154,7 @@ func TestQueueProgress(t *testing.T) {
 		t.Fatal("an event pushed out of the buffer did not wake the waiter")
 	}
 	_, progress = q.doneUpTo(mark)
-	batch := q.take(10, 1<<20)
+	batch := q.take(nil, 10, 1<<20)
 	q.doneReading()
 	if closed(progress) {
 		t.Fatal("progress before the batch was resolved")
@@ -198,7 +198,7 @@ func TestQueueReusesBlocks(t *testing.T) {
 		for i := range records {
 			q.push(rec(i))
 			if i%100 == 99 {
-				batch := q.take(500, 1<<20)
+				batch := q.take(nil, 500, 1<<20)
 				check(t, "batch", batch, i-99)
 				q.doneReading()
 				q.resolve(len(batch))
@@ -214,7 +214,7 @@ func TestQueueReusesBlocks(t *testing.T) {
 		for i := range records {
 			q.push(rec(i))
 		}
-		check(t, "the newest 200", q.take(1000, 1<<30), records-200)
+		check(t, "the newest 200", q.take(nil, 1000, 1<<30), records-200)
 		if want := 200/(arenaSize/size) + 3; q.made > want {
 			t.Errorf("%d blocks made for a buffer of 200 records, want at most %d", q.made, want)
 		}
@@ -226,14 +226,14 @@ func TestQueueReusesBlocks(t *testing.T) {
 			q.push(rec(i))
 		}
 		for q.len() > 0 {
-			q.resolve(len(q.take(10_000, 1<<30)))
+			q.resolve(len(q.take(nil, 10_000, 1<<30)))
 			q.doneReading()
 		}
 		held := len(q.retired)
 		for i := range 1000 {
 			q.push(rec(i))
 			if i%100 == 99 {
-				q.take(500, 1<<20)
+				q.take(nil, 500, 1<<20)
 				q.doneReading()
 				q.resolve(100)
 			}
@@ -248,7 +248,7 @@ func TestQueueReusesBlocks(t *testing.T) {
 		for i := range 300 {
 			q.push(rec(i))
 		}
-		batch := q.take(100, 1<<30) // records 200 to 299, being read
+		batch := q.take(nil, 100, 1<<30) // records 200 to 299, being read
 		for i := 300; i < records; i++ {
 			q.push(rec(i)) // the buffer overflows: every waiting record dies
 		}

@@ -145,31 +145,31 @@ func (q *queue) grow() {
 	q.buf, q.head = nb, 0
 }
 
-// take moves up to maxEvents events from the front into flight, stopping
-// before their total size would exceed maxBytes (one event is always
-// taken). The previous batch must have been resolved. The records stay
-// readable until doneReading.
-func (q *queue) take(maxEvents, maxBytes int) [][]byte {
+// take appends to dst up to maxEvents events from the front, which go
+// into flight, stopping before their total size would exceed maxBytes (one
+// event is always taken). The previous batch must have been resolved. The
+// records stay readable until doneReading.
+func (q *queue) take(dst [][]byte, maxEvents, maxBytes int) [][]byte {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.flightFirst = q.pushed - uint64(q.n)
 	q.reading = true
-	var out [][]byte
-	size := 0
-	for q.n > 0 && len(out) < maxEvents {
+	taken, size := 0, 0
+	for q.n > 0 && taken < maxEvents {
 		ev := q.buf[q.head]
 		n := q.size(ev) + 1 // and a comma
-		if len(out) > 0 && size+n > maxBytes {
+		if taken > 0 && size+n > maxBytes {
 			break
 		}
 		size += n
-		out = append(out, ev)
+		dst = append(dst, ev)
+		taken++
 		q.buf[q.head] = nil
 		q.head = (q.head + 1) % len(q.buf)
 		q.n--
 	}
-	q.flightN = len(out)
-	return out
+	q.flightN = taken
+	return dst
 }
 
 // doneReading records that take's records will not be read again: their
