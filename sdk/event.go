@@ -107,10 +107,20 @@ func (c *Client) logExposure(e *experiment, unit *Unit, unitID string, variant s
 	}
 }
 
-// recordStack is the room for a record on the caller's stack: an exposure
-// with a dozen short attributes fits, and a larger record is built on the
-// heap.
+// recordStack is the room for a record on the caller's stack. A record
+// estimated larger (recordSize) is built in a pooled buffer instead, so
+// that it does not allocate either.
 const recordStack = 512
+
+// recordSize estimates the size of ev's record, counting each attribute or
+// property as a 12-byte key with a 24-byte string: an exposure with half a
+// dozen attributes is built on the stack. A record larger than its
+// estimate outgrows the stack: it allocates, once or twice.
+func recordSize(ev *outEvent) int {
+	const entry = 1 + 4 + 12 + 4 + 24
+	return recHeader + len(ev.typ) + len(ev.experiment) + len(ev.variant) + len(ev.unitType) + len(ev.unitID) +
+		len(ev.event) + len(ev.customerID) + entry*(len(ev.attributes)+len(ev.properties))
+}
 
 // enqueue records ev, with the time of the call, and queues it. Its id and
 // JSON are made later, by the delivery goroutine (record.go).
@@ -123,11 +133,28 @@ func (c *Client) enqueue(ev *outEvent) error {
 		c.stats.dropped.Add(1)
 		return nil
 	}
-	var stack [recordStack]byte
-	rec, err := appendRecord(stack[:0], c.clock.now(), ev)
-	if err != nil {
-		return fmt.Errorf("sdk: record %s event: %w", ev.typ, err)
+	now := c.clock.now()
+	if recordSize(ev) <= recordStack {
+		var stack [recordStack]byte
+		rec, err := appendRecord(stack[:0], now, ev)
+		if err != nil {
+			return fmt.Errorf("sdk: record %s event: %w", ev.typ, err)
+		}
+		return c.push(rec)
 	}
+	sp := scratch.Get().(*[]byte)
+	rec, err := appendRecord((*sp)[:0], now, ev)
+	if err == nil {
+		err = c.push(rec)
+	} else {
+		err = fmt.Errorf("sdk: record %s event: %w", ev.typ, err)
+	}
+	putScratch(sp, rec)
+	return err
+}
+
+// push queues a record.
+func (c *Client) push(rec []byte) error {
 	waiting, overflowed, ok := c.queue.push(rec) // which counts it, and what it pushes out
 	if !ok {
 		return ErrClosed

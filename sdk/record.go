@@ -199,10 +199,7 @@ func appendObject(b []byte, field string, m map[string]any) ([]byte, int, error)
 				b = append(b, raw...)
 				bound += len(raw)
 			}
-			if cap(raw) <= maxObjectBytes { // keep the pool's buffers small
-				*sp = raw
-				scratch.Put(sp)
-			}
+			putScratch(sp, raw)
 			if err != nil {
 				return b[:start], 0, &errObject{field: field, err: fmt.Errorf("%q: %w", k, err)}
 			}
@@ -219,7 +216,10 @@ func appendObject(b []byte, field string, m map[string]any) ([]byte, int, error)
 		}
 	}
 	if bound > maxObjectBytes { // rare: big objects pay for an exact size
-		n := len(appendObjectJSON(nil, b[start:]))
+		sp := scratch.Get().(*[]byte)
+		j := appendObjectJSON((*sp)[:0], b[start:])
+		n := len(j)
+		putScratch(sp, j)
 		if n > maxObjectBytes {
 			return b[:start], 0, &errObject{field: field, err: fmt.Errorf("%d bytes of JSON, more than %d", n, maxObjectBytes)}
 		}
@@ -228,10 +228,20 @@ func appendObject(b []byte, field string, m map[string]any) ([]byte, int, error)
 	return b, bound, nil
 }
 
-// scratch holds buffers for the values appendObject encodes as JSON: the
-// recursive encoder's buffer escapes to the heap (Go's escape analysis
-// gives up on recursion), so it must not be the caller's stack buffer.
-var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b }}
+// scratch holds buffers for what does not fit, or cannot be, on the
+// caller's stack: large records, the JSON of a large object whose exact
+// size is checked, and the values appendObject encodes as JSON (the
+// recursive encoder's buffer escapes to the heap, as Go's escape analysis
+// gives up on recursion).
+var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// putScratch returns a buffer from scratch, now b, unless it grew large.
+func putScratch(sp *[]byte, b []byte) {
+	if cap(b) <= 64<<10 {
+		*sp = b[:0]
+		scratch.Put(sp)
+	}
+}
 
 // appendNumber sets the entry's tag at b[tag] and appends its 8 bytes.
 func appendNumber(b []byte, tag int, t byte, x uint64) []byte {
