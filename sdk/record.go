@@ -28,7 +28,7 @@ import (
 //	8   int64 timestamp, Unix nanoseconds
 //	16  float64 value
 //	24  uint32 an upper bound of the event's JSON size (queue.take's limit)
-//	28  9 × uint32 the lengths of the fields, in recField order
+//	28  9 × uint32 the lengths of the fields, fType to fProperties
 //	64  the fields' bytes, in the same order
 const (
 	recFlags  = 0
