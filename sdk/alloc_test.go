@@ -3,6 +3,7 @@ package sdk
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 )
@@ -26,25 +27,61 @@ func TestAssignDoesNotAllocateAfterFirstCall(t *testing.T) {
 }
 
 // TestFirstCallAndTrackAllocations pins the app-side cost of a unit's first
-// assignment (its exposure encoded and queued) and of Track: no allocation
-// but the queue's blocks (one per few hundred events), so at most 1 per
-// call on average, delivery held back.
+// assignment (its exposure recorded and queued) and of Track, delivery
+// held back: no allocation but the queue's blocks (one per few hundred
+// events), so at most 0.1 per call on average, whatever the number of
+// attributes; at most 2 for a record larger than its estimate, which
+// outgrows the caller's stack.
 func TestFirstCallAndTrackAllocations(t *testing.T) {
 	c := benchClient(t, benchServer(t, benchConfig), WithBufferSize(1<<16), WithFlushInterval(time.Hour), WithBatchSize(1<<16))
 	ctx := context.Background()
-	units := make([]Unit, 2000)
-	for i := range units {
-		units[i] = Unit{CustomerID: fmt.Sprintf("customer-%07d", i), Attributes: benchAttrs}
+	attrs := func(n, size int) map[string]any {
+		m := map[string]any{"country": "FR", "stage": "prospect"}
+		for k := range n {
+			m[fmt.Sprintf("attribute-%02d", k)] = strings.Repeat("v", size)
+		}
+		return m
 	}
-	i := 0
-	if n := testing.AllocsPerRun(1000, func() { sinkAssign = c.Assign(ctx, units[i], benchKey); i++ }); n > 0.1 {
-		t.Errorf("a unit's first Assign: %v allocs, want at most 0.1 (the queue's blocks)", n)
+	for _, tt := range []struct {
+		name   string
+		attrs  map[string]any
+		max    float64
+		pooled bool // not checked under the race detector, whose pools drop buffers
+	}{
+		{"the contract's four attributes", benchAttrs, 0.1, false},
+		{"12 attributes, in a pooled buffer", attrs(10, 20), 0.1, true},
+		{"102 attributes, over 16 KiB at 6 bytes a byte: the exact size", attrs(100, 20), 0.1, true},
+		{"a few long attributes: larger than estimated", attrs(3, 100), 2, false},
+	} {
+		if tt.pooled && raceEnabled {
+			continue
+		}
+		units := make([]Unit, 2000)
+		for i := range units {
+			units[i] = Unit{CustomerID: fmt.Sprintf("%s-%07d", tt.name, i), Attributes: tt.attrs}
+		}
+		before := c.Stats().Exposures
+		i := 0
+		if n := testing.AllocsPerRun(1000, func() { sinkAssign = c.Assign(ctx, units[i], benchKey); i++ }); n > tt.max {
+			t.Errorf("%s: a unit's first Assign: %v allocs, want at most %v", tt.name, n, tt.max)
+		}
+		if got := c.Stats().Exposures - before; got != uint64(i) {
+			t.Errorf("%s: %d exposures logged for %d first calls", tt.name, got, i)
+		}
 	}
-	if s := c.Stats(); s.Exposures != uint64(i) {
-		t.Errorf("%d exposures logged for %d first calls", s.Exposures, i)
-	}
-	props := map[string]any{"currency": "EUR"}
-	if n := testing.AllocsPerRun(1000, func() { _ = c.Track(ctx, units[0], "purchase", 59.9, props) }); n > 0.1 {
-		t.Errorf("Track: %v allocs, want at most 0.1", n)
+	for _, tt := range []struct {
+		name   string
+		props  map[string]any
+		pooled bool
+	}{
+		{"one property", map[string]any{"currency": "EUR"}, false},
+		{"50 properties", attrs(48, 20), true},
+	} {
+		if tt.pooled && raceEnabled {
+			continue
+		}
+		if n := testing.AllocsPerRun(1000, func() { _ = c.Track(ctx, Unit{CustomerID: "c"}, "purchase", 59.9, tt.props) }); n > 0.1 {
+			t.Errorf("Track, %s: %v allocs, want at most 0.1", tt.name, n)
+		}
 	}
 }

@@ -101,7 +101,10 @@ func heapLive() uint64 {
 // holds at most those 10,500 events and no more memory than they take; it
 // drops the oldest of the rest, counts each in Stats and logs the first
 // once; when the server is back it delivers each event it kept exactly
-// once: the batch it was retrying and the newest 10,000.
+// once: the batch it was retrying and the newest 10,000. The test waits
+// for the first batch to be sent before it records more: which events are
+// kept depends on it, and a loaded machine may run the delivery goroutine
+// late.
 func TestServerAwayForAnHour(t *testing.T) {
 	const (
 		hour   = 50 * 3600
@@ -134,6 +137,9 @@ func TestServerAwayForAnHour(t *testing.T) {
 	for i := range hour {
 		if err := c.Track(ctx, units[i%len(units)], "visit", float64(i), nil); err != nil {
 			t.Fatal(err)
+		}
+		if i == batch-1 { // the first batch goes into flight before the buffer fills
+			waitFor(t, "the first batch to be sent", func() bool { return tr.attempts.Load() > 0 })
 		}
 		if i%1000 == 0 {
 			maxPending = max(maxPending, c.Stats().Pending)
@@ -203,9 +209,13 @@ func TestServerAwayForAnHour(t *testing.T) {
 
 	// The next outage that fills the buffer is logged again, once.
 	tr.away.Store(true)
+	attempts := tr.attempts.Load()
 	for i := range kept + 100 {
 		if err := c.Track(ctx, units[i%len(units)], "visit", float64(hour+i), nil); err != nil {
 			t.Fatal(err)
+		}
+		if i == batch-1 {
+			waitFor(t, "the first batch to be sent again", func() bool { return tr.attempts.Load() > attempts })
 		}
 	}
 	if s := c.Stats(); s.Overflowed != hour-kept+100 {

@@ -71,6 +71,24 @@ func benchClient(tb testing.TB, url string, opts ...Option) *Client {
 	return c
 }
 
+// callerCPU starts measuring the CPU time of the benchmark's goroutine,
+// locked to its thread until the returned func reports it as cpu-ns/op:
+// what the calls cost the app, whatever time other goroutines (the
+// delivery, the test server, the collector) and other processes on a
+// shared machine take the core from it, which ns/op includes. Call it
+// after the setup.
+func callerCPU(b *testing.B) (report func()) {
+	runtime.LockOSThread()
+	start, ok := threadCPU()
+	return func() {
+		end, _ := threadCPU()
+		runtime.UnlockOSThread()
+		if ok && b.N > 0 {
+			b.ReportMetric(float64(end-start)/float64(b.N), "cpu-ns/op")
+		}
+	}
+}
+
 // BenchmarkAssign is Client.Assign with exposure logging on, after the
 // unit's first call (its exposure is queued once): config load, consent,
 // unit id, assign, exposure cache hit. Target: 200 ns/op and 0 allocs/op;
@@ -115,57 +133,120 @@ func BenchmarkAssignFloor(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportAllocs()
+	defer callerCPU(b)()
 	for b.Loop() {
 		sinkResult = s.Assign(benchKey, benchUnit, benchAttrs)
 	}
 }
 
+// recordingCases are the clients BenchmarkAssignFirstCall and
+// BenchmarkTrack record events with. A loop of calls records events faster
+// than the delivery goroutine sends them to a local server, so the buffer
+// fills, and that delivery and the server take a core's worth of CPU from
+// the machine:
+//
+//   - buffer=10000, the default: the buffer's oldest events are pushed out
+//     and its blocks reused, while the delivery sends all it can.
+//   - buffer=1048576, as the benchmarks ran before: also a backlog growing
+//     to a million events, in fresh memory.
+//   - server=hung: the server never answers, so the delivery waits on its
+//     first batch and the calls run alone, as they do when the delivery is
+//     not saturated (a remote server, events at the rates apps record).
+var recordingCases = []struct {
+	name string
+	opts []Option
+}{
+	{fmt.Sprintf("buffer=%d", defaultBufferSize), nil},
+	{fmt.Sprintf("buffer=%d", 1<<20), []Option{WithBufferSize(1 << 20)}},
+	{"server=hung", []Option{WithHTTPClient(&http.Client{Transport: hungEvents{}})}},
+}
+
+// recordingClient returns a client of a benchmark server with the options.
+func recordingClient(b *testing.B, opts []Option) *Client {
+	c := benchClient(b, benchServer(b, benchConfig), opts...)
+	b.Cleanup(func() { // before benchClient's: a hung request holds Close until it gives up
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		c.Close(ctx)
+	})
+	runtime.GC() // the setup's collection is not the calls'
+	return c
+}
+
+// hungEvents is a transport on which POST /v1/events never answers, until
+// its request is cancelled; other requests go through.
+type hungEvents struct{}
+
+func (hungEvents) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.Method != http.MethodPost {
+		return http.DefaultTransport.RoundTrip(r)
+	}
+	if r.Body != nil {
+		r.Body.Close()
+	}
+	<-r.Context().Done()
+	return nil, r.Context().Err()
+}
+
 // BenchmarkAssignFirstCall is the cost of a unit's first assignment: the
-// exposure event is built, encoded and queued.
+// exposure event is recorded and queued.
 func BenchmarkAssignFirstCall(b *testing.B) {
-	c := benchClient(b, benchServer(b, benchConfig), WithBufferSize(1<<20))
-	ctx := context.Background()
 	units := make([]Unit, 1<<20)
 	for i := range units {
 		units[i] = Unit{CustomerID: fmt.Sprintf("customer-%07d", i), Attributes: benchAttrs}
 	}
-	b.ReportAllocs()
-	i := 0
-	for b.Loop() {
-		sinkAssign = c.Assign(ctx, units[i%len(units)], benchKey)
-		i++
+	for _, rc := range recordingCases {
+		b.Run(rc.name, func(b *testing.B) {
+			c := recordingClient(b, rc.opts)
+			ctx := context.Background()
+			b.ReportAllocs()
+			defer callerCPU(b)()
+			i := 0
+			for b.Loop() {
+				sinkAssign = c.Assign(ctx, units[i%len(units)], benchKey)
+				i++
+			}
+		})
 	}
 }
 
-// BenchmarkTrack is the app's cost of Track: id, encoding, queueing.
+// BenchmarkTrack is the app's cost of Track: recording and queueing the
+// event.
 func BenchmarkTrack(b *testing.B) {
-	c := benchClient(b, benchServer(b, benchConfig), WithBufferSize(1<<20))
-	ctx := context.Background()
-	u := Unit{CustomerID: benchUnit}
-	props := map[string]any{"currency": "EUR"}
-	b.ReportAllocs()
-	for b.Loop() {
-		if err := c.Track(ctx, u, "purchase", 59.90, props); err != nil {
-			b.Fatal(err)
-		}
+	for _, rc := range recordingCases {
+		b.Run(rc.name, func(b *testing.B) {
+			c := recordingClient(b, rc.opts)
+			ctx := context.Background()
+			u := Unit{CustomerID: benchUnit}
+			props := map[string]any{"currency": "EUR"}
+			b.ReportAllocs()
+			defer callerCPU(b)()
+			for b.Loop() {
+				if err := c.Track(ctx, u, "purchase", 59.90, props); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
 
 // BenchmarkDelivery measures the events per second the delivery loop
-// sends to a server that answers 200 at once: b.N encoded events are queued
-// first, then timed from Flush to the last answer (batches of 500).
+// turns into JSON and sends to a server that answers 200 at once: b.N
+// Track records are queued first, then timed from Flush to the last answer
+// (batches of 500).
 func BenchmarkDelivery(b *testing.B) {
 	c := benchClient(b, benchServer(b, benchConfig), WithFlushInterval(time.Hour), WithBufferSize(max(b.N, 1)))
-	v := 59.90
-	ev, err := json.Marshal(wireEvent{Type: "track", UnitType: "customer", UnitID: benchUnit, Event: "purchase",
-		Value: &v, Properties: json.RawMessage(`{"currency":"EUR"}`), Timestamp: time.Now().UTC()})
+	ev := outEvent{typ: "track", unitType: "customer", unitID: benchUnit, event: "purchase", value: 59.90, hasValue: true,
+		properties: map[string]any{"currency": "EUR"}}
+	rec, err := appendRecord(nil, time.Now().UnixNano(), &ev)
 	if err != nil {
 		b.Fatal(err)
 	}
 	for range b.N {
-		c.queue.push(ev)
+		c.queue.push(rec)
 	}
-	b.SetBytes(int64(len(ev)))
+	size := len(appendRecordJSON(nil, rec, newEventID(recordTime(rec))))
+	b.SetBytes(int64(size))
 	b.ResetTimer()
 	if err := c.Flush(context.Background()); err != nil {
 		b.Fatal(err)

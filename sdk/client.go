@@ -26,6 +26,7 @@ type Client struct {
 	optOuts optOuts // the server's opt-outs, as tokens
 	seen    *seenSet
 
+	clock    eventClock
 	queue    *queue    // nil offline
 	delivery *delivery // nil offline
 	stats    counters
@@ -119,7 +120,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 		return c, nil
 	}
 
-	c.queue = newQueue(o.bufferSize)
+	c.queue = newQueue(o.bufferSize, recordBound)
 	c.delivery = newDelivery(c)
 	go c.delivery.run()
 	pollCtx, stop := context.WithCancel(context.Background())

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
 	"net/http"
-	"slices"
 	"time"
 )
 
@@ -27,6 +25,7 @@ type delivery struct {
 	ctx     context.Context
 	cancel  context.CancelFunc // aborts requests and waits: Close gave up
 	done    chan struct{}      // closed when run returns
+	b       batches
 }
 
 func newDelivery(c *Client) *delivery {
@@ -85,7 +84,11 @@ func (d *delivery) drain(force bool) {
 		if n == 0 || (!force && n < d.c.opts.batchSize) {
 			return
 		}
-		d.deliver(d.q.take(d.c.opts.batchSize, maxBatchBytes))
+		d.b.recs = d.q.take(d.b.recs[:0], d.c.opts.batchSize, maxBatchBytes)
+		batch := d.b.encode(d.b.recs)
+		clear(d.b.recs) // they point into the queue's blocks
+		d.q.doneReading()
+		d.deliver(batch)
 	}
 }
 
@@ -168,28 +171,14 @@ type eventsAnswer struct {
 // post sends one request. A non-2xx answer is a *ServerError; a transport
 // failure is any other error (retryable).
 func (d *delivery) post(part [][]byte) (*eventsAnswer, error) {
-	// The body points into the queued events instead of copying them: they
-	// are never written again, so a transport may read it even after Do
-	// returns.
-	bufs := make([][]byte, 0, 2*len(part)+2)
-	bufs = append(bufs, eventsOpen)
-	size := len(eventsOpen) + len(eventsClose)
-	for i, ev := range part {
-		if i > 0 {
-			bufs = append(bufs, comma)
-			size++
-		}
-		bufs = append(bufs, ev)
-		size += len(ev)
-	}
-	bufs = append(bufs, eventsClose)
-	body := func() io.ReadCloser { b := net.Buffers(slices.Clone(bufs)); return io.NopCloser(&b) }
-	req, err := http.NewRequestWithContext(d.ctx, http.MethodPost, d.c.url+"/v1/events", body())
+	// The body points into the events' JSON instead of copying it; see
+	// batches for when that is written again.
+	req, err := http.NewRequestWithContext(d.ctx, http.MethodPost, d.c.url+"/v1/events", d.b.body(part))
 	if err != nil {
 		return nil, err
 	}
-	req.ContentLength = int64(size)
-	req.GetBody = func() (io.ReadCloser, error) { return body(), nil }
+	req.ContentLength = int64(bodySize(part))
+	req.GetBody = func() (io.ReadCloser, error) { return d.b.body(part), nil }
 	d.c.setHeaders(req)
 	req.Header.Set("Content-Type", "application/json")
 	res, err := d.c.opts.httpClient.Do(req)
@@ -213,13 +202,6 @@ func (d *delivery) post(part [][]byte) (*eventsAnswer, error) {
 	}
 	return &ans, nil
 }
-
-// The pieces of a batch's body around its events.
-var (
-	eventsOpen  = []byte(`{"events":[`)
-	comma       = []byte(`,`)
-	eventsClose = []byte(`]}`)
-)
 
 // account records a 200 answer for part.
 func (d *delivery) account(part [][]byte, ans *eventsAnswer, attempt int) {

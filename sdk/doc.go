@@ -48,12 +48,15 @@
 //
 // # Events
 //
-// Exposures, Track and Identify events get a time-ordered UUIDv7 id when
-// they are created, and keep it on every retry, so the server stores each
-// event exactly once. They wait in a bounded buffer (WithBufferSize) that
-// drops the oldest event when full (counted in Stats, logged once until the
-// server takes events again), so a server away for hours costs the app at
-// most the buffer and one batch of memory. They go out in batches
+// Exposures, Track and Identify events are recorded by the app's call (its
+// fields and time, copied into the buffer) and turned into JSON by the
+// background goroutine, which gives each a time-ordered UUIDv7 id (of the
+// time it was recorded) when it first goes out; every retry sends the same
+// id, so the server stores each event exactly once. They wait in a
+// bounded buffer (WithBufferSize) that drops the oldest event when full
+// (counted in Stats, logged once until the server takes events again), so
+// a server away for hours costs the app at most the buffer and one batch
+// of memory. They go out in batches
 // (WithBatchSize, WithFlushInterval) from one background goroutine; failures (network
 // errors, 429, 5xx) are retried with exponential backoff and jitter,
 // honouring Retry-After. Assign, Track and Identify never wait for the

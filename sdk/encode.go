@@ -9,7 +9,6 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"strconv"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -17,14 +16,14 @@ import (
 )
 
 // The events an app records are encoded here, by hand, into the JSON of
-// POST /v1/events: Assign's first call for a unit and Track run this on the
-// app's request path, where encoding/json's reflection cost several
-// microseconds and a dozen allocations per event. The output is what
-// encoding/json would send for the same event (keys of attribute maps may
-// come in another order); TestAppendEventMatchesEncodingJSON and
-// FuzzAppendJSONValue hold it to that.
+// POST /v1/events: the delivery goroutine turns each queued record (see
+// record.go) into JSON, where encoding/json's reflection would cost
+// several microseconds and a dozen allocations per event. The output is
+// what encoding/json would send for the same event (keys of attribute maps
+// may come in another order); TestRecordJSONMatchesEncodingJSON,
+// FuzzRecordObject and FuzzAppendJSONValue hold it to that.
 
-// outEvent is an event to encode: wireEvent's fields, with attributes and
+// outEvent is an event to record: wireEvent's fields, with attributes and
 // properties as the app's maps (read during the call only).
 type outEvent struct {
 	typ, experiment, variant string
@@ -51,92 +50,6 @@ func (e *errObject) Unwrap() error { return e.err }
 const maxDepth = 32
 
 var errTooDeep = fmt.Errorf("nested deeper than %d levels", maxDepth)
-
-// encodeBufs holds scratch buffers for encoding: an event is encoded into
-// one, then copied into the queue (queue.push), so that encoding takes no
-// lock and allocates nothing.
-var encodeBufs = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
-
-// withEncoded calls fn with the JSON of ev with the given id and timestamp,
-// in a scratch buffer that is reused after fn returns.
-func withEncoded(id uuid.UUID, ts time.Time, ev *outEvent, fn func([]byte)) error {
-	bp := encodeBufs.Get().(*[]byte)
-	b, err := appendEvent((*bp)[:0], id, ts, ev)
-	if err == nil {
-		fn(b)
-	}
-	if cap(b) <= 64<<10 { // keep the pool's buffers small
-		*bp = b
-		encodeBufs.Put(bp)
-	}
-	return err
-}
-
-// appendEvent appends the JSON object of ev, in wireEvent's field order and
-// with its omitempty rules.
-func appendEvent(b []byte, id uuid.UUID, ts time.Time, ev *outEvent) ([]byte, error) {
-	b = append(b, `{"id":"`...)
-	b = appendUUID(b, id)
-	b = append(b, `","type":`...)
-	b = appendString(b, ev.typ)
-	if ev.experiment != "" {
-		b = append(b, `,"experiment":`...)
-		b = appendString(b, ev.experiment)
-	}
-	if ev.variant != "" {
-		b = append(b, `,"variant":`...)
-		b = appendString(b, ev.variant)
-	}
-	b = append(b, `,"unit_type":`...)
-	b = appendString(b, ev.unitType)
-	b = append(b, `,"unit_id":`...)
-	b = appendString(b, ev.unitID)
-	b = append(b, `,"timestamp":"`...)
-	b = ts.UTC().AppendFormat(b, time.RFC3339Nano)
-	b = append(b, '"')
-	var err error
-	if len(ev.attributes) > 0 {
-		if b, err = appendObjectField(b, "attributes", ev.attributes); err != nil {
-			return b, err
-		}
-	}
-	if ev.event != "" {
-		b = append(b, `,"event":`...)
-		b = appendString(b, ev.event)
-	}
-	if ev.hasValue {
-		b = append(b, `,"value":`...)
-		if b, err = appendFloat(b, ev.value); err != nil {
-			return b, err
-		}
-	}
-	if len(ev.properties) > 0 {
-		if b, err = appendObjectField(b, "properties", ev.properties); err != nil {
-			return b, err
-		}
-	}
-	if ev.customerID != "" {
-		b = append(b, `,"customer_id":`...)
-		b = appendString(b, ev.customerID)
-	}
-	return append(b, '}'), nil
-}
-
-// appendObjectField appends `,"name":{...}`, at most maxObjectBytes of JSON.
-func appendObjectField(b []byte, name string, m map[string]any) ([]byte, error) {
-	b = append(b, ',', '"')
-	b = append(b, name...)
-	b = append(b, '"', ':')
-	start := len(b)
-	b, err := appendMap(b, m, 0)
-	if err != nil {
-		return b, &errObject{field: name, err: err}
-	}
-	if n := len(b) - start; n > maxObjectBytes {
-		return b, &errObject{field: name, err: fmt.Errorf("%d bytes of JSON, more than %d", n, maxObjectBytes)}
-	}
-	return b, nil
-}
 
 // appendUUID appends the canonical text of id.
 func appendUUID(b []byte, id uuid.UUID) []byte {
@@ -166,8 +79,10 @@ func newEventID(now time.Time) uuid.UUID {
 
 // appendString appends s as a JSON string: quotes, backslashes and control
 // characters escaped, invalid UTF-8 replaced by U+FFFD, as encoding/json
-// does (which also escapes <, > and &; both decode to the same text).
-func appendString(b []byte, s string) []byte {
+// does (which also escapes <, > and &; both decode to the same text). It
+// takes the app's strings and a record's bytes alike, without copying
+// either.
+func appendString[S ~string | ~[]byte](b []byte, s S) []byte {
 	const hex = "0123456789abcdef"
 	b = append(b, '"')
 	start := 0
@@ -195,7 +110,8 @@ func appendString(b []byte, s string) []byte {
 			start = i
 			continue
 		}
-		r, size := utf8.DecodeRuneInString(s[i:])
+		var rb [utf8.UTFMax]byte
+		r, size := utf8.DecodeRune(rb[:copy(rb[:], s[i:])])
 		if r == utf8.RuneError && size == 1 {
 			b = append(b, s[start:i]...)
 			b = append(b, `\ufffd`...)

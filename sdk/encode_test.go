@@ -3,9 +3,7 @@ package sdk
 import (
 	"bytes"
 	"encoding/json"
-	"math"
 	"reflect"
-	"strings"
 	"testing"
 	"time"
 
@@ -55,63 +53,6 @@ func sameJSON(t testing.TB, a, b []byte) bool {
 	return reflect.DeepEqual(decode(a), decode(b))
 }
 
-func TestAppendEventMatchesEncodingJSON(t *testing.T) {
-	id := uuid.MustParse("0190c1f2-7d3a-7c4e-9a1b-2f3e4d5c6b7a")
-	ts := time.Date(2026, 11, 23, 10, 0, 0, 123456789, time.FixedZone("CET", 3600))
-	nested := map[string]any{"a": []any{1.5, "x", nil, true, map[string]any{"deep": []any{}}}, "n": nil}
-	for _, tt := range []struct {
-		name string
-		ev   outEvent
-	}{
-		{"exposure", outEvent{typ: "exposure", experiment: "checkout-button", variant: "green", unitType: "customer", unitID: "c-42",
-			attributes: map[string]any{"country": "FR", "age": 31.0, "vip": true, "none": nil, "tags": []any{"a", "b"}, "nested": nested}}},
-		{"exposure, Go numbers", outEvent{typ: "exposure", experiment: "e", variant: "v", unitType: "device", unitID: "d",
-			attributes: map[string]any{"int": 7, "int64": int64(-1 << 60), "uint": uint(3), "f32": float32(0.1), "tiny": 1e-7, "huge": 1e21,
-				"neg": -0.0, "number": json.Number("12.50"), "int8": int8(-3), "strs": []string{"x"}, "struct": struct{ A int }{1}}}},
-		{"track", outEvent{typ: "track", unitType: "customer", unitID: "c-42", event: "purchase", value: 59.9, hasValue: true,
-			properties: map[string]any{"currency": "EUR"}}},
-		{"track, zero value", outEvent{typ: "track", unitType: "customer", unitID: "c", event: "visit", hasValue: true}},
-		{"identify", outEvent{typ: "identify", unitType: "device", unitID: "d-9", customerID: "c-42"}},
-		{"strings to escape", outEvent{typ: "track", unitType: "customer", unitID: "quote\" back\\ nl\n tab\t nul\x00 bell\a é 世 \u2028 bad\xff<>&",
-			event: "e", hasValue: true, value: -1.25e-9}},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := appendEvent(nil, id, ts, &tt.ev)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want := wireOf(t, id, ts, &tt.ev); !sameJSON(t, got, want) {
-				t.Errorf("appendEvent =\n%s\nencoding/json =\n%s", got, want)
-			}
-		})
-	}
-}
-
-func TestAppendEventRefusesWhatJSONCannotHold(t *testing.T) {
-	self := map[string]any{}
-	self["self"] = self
-	for _, tt := range []struct {
-		name  string
-		ev    outEvent
-		field string
-	}{
-		{"NaN attribute", outEvent{typ: "exposure", attributes: map[string]any{"x": math.NaN()}}, "attributes"},
-		{"infinite property", outEvent{typ: "track", properties: map[string]any{"x": []any{math.Inf(1)}}}, "properties"},
-		{"a channel", outEvent{typ: "track", properties: map[string]any{"c": make(chan int)}}, "properties"},
-		{"a map that holds itself", outEvent{typ: "exposure", attributes: self}, "attributes"},
-		{"more than 16 KiB", outEvent{typ: "exposure", attributes: map[string]any{"blob": strings.Repeat("b", maxObjectBytes)}}, "attributes"},
-	} {
-		_, err := appendEvent(nil, uuid.UUID{}, time.Time{}, &tt.ev)
-		obj, ok := err.(*errObject)
-		if !ok || obj.field != tt.field {
-			t.Errorf("%s: error %v, want one on %s", tt.name, err, tt.field)
-		}
-	}
-	if _, err := appendEvent(nil, uuid.UUID{}, time.Time{}, &outEvent{typ: "track", hasValue: true, value: math.NaN()}); err == nil {
-		t.Error("a NaN value was encoded")
-	}
-}
-
 func TestNewEventID(t *testing.T) {
 	now := time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC)
 	seen := map[uuid.UUID]bool{}
@@ -135,7 +76,7 @@ func TestNewEventID(t *testing.T) {
 
 // FuzzAppendJSONValue holds appendString and appendFloat to encoding/json:
 // the same text for floats, the same decoded string for strings (invalid
-// UTF-8 included).
+// UTF-8 included), from a string or from a record's bytes.
 func FuzzAppendJSONValue(f *testing.F) {
 	for _, s := range []string{"", "plain", "\"\\\n\r\t\x00\x1f", "é世\u2028\u2029", "\xff\xfe", "<script>&"} {
 		f.Add(s, 1.5)
@@ -146,6 +87,9 @@ func FuzzAppendJSONValue(f *testing.F) {
 	f.Add("x", 123456789.125)
 	f.Fuzz(func(t *testing.T, s string, x float64) {
 		got := appendString(nil, s)
+		if fromBytes := appendString(nil, []byte(s)); !bytes.Equal(fromBytes, got) {
+			t.Fatalf("appendString(%q) = %s from a string, %s from bytes", s, got, fromBytes)
+		}
 		want, _ := json.Marshal(s)
 		var a, b string
 		if err := json.Unmarshal(got, &a); err != nil {

@@ -89,7 +89,8 @@ func (c *Client) Identify(ctx context.Context, deviceID, customerID string) erro
 
 // logExposure queues the exposure of an enrolled assignment. It runs once
 // per (experiment, unit, variant) thanks to the exposure cache, on the
-// app's request path: one allocation, the encoded event.
+// app's request path: it copies the event into the queue, and allocates
+// nothing.
 func (c *Client) logExposure(e *experiment, unit *Unit, unitID string, variant string) {
 	ev := outEvent{typ: "exposure", experiment: e.c.Key(), variant: variant, unitType: e.unitType, unitID: unitID, attributes: unit.Attributes}
 	err := c.enqueue(&ev)
@@ -106,8 +107,23 @@ func (c *Client) logExposure(e *experiment, unit *Unit, unitID string, variant s
 	}
 }
 
-// enqueue gives ev its id and timestamp, encodes it and queues it. The id
-// is a time-ordered UUIDv7, made once here and reused on every retry.
+// recordStack is the room for a record on the caller's stack. A record
+// estimated larger (recordSize) is built in a pooled buffer instead, so
+// that it does not allocate either.
+const recordStack = 512
+
+// recordSize estimates the size of ev's record, counting each attribute or
+// property as a 12-byte key with a 24-byte string: an exposure with half a
+// dozen attributes is built on the stack. A record larger than its
+// estimate outgrows the stack: it allocates, once or twice.
+func recordSize(ev *outEvent) int {
+	const entry = 1 + 4 + 12 + 4 + 24
+	return recHeader + len(ev.typ) + len(ev.experiment) + len(ev.variant) + len(ev.unitType) + len(ev.unitID) +
+		len(ev.event) + len(ev.customerID) + entry*(len(ev.attributes)+len(ev.properties))
+}
+
+// enqueue records ev, with the time of the call, and queues it. Its id and
+// JSON are made later, by the delivery goroutine (record.go).
 func (c *Client) enqueue(ev *outEvent) error {
 	if c.queue == nil { // offline
 		if c.closed.Load() {
@@ -117,26 +133,41 @@ func (c *Client) enqueue(ev *outEvent) error {
 		c.stats.dropped.Add(1)
 		return nil
 	}
-	now := time.Now()
-	var waiting int
-	var overflowed, ok bool
-	err := withEncoded(newEventID(now), now, ev, func(raw []byte) { waiting, overflowed, ok = c.queue.push(raw) })
-	if err != nil {
-		return fmt.Errorf("sdk: encode %s event: %w", ev.typ, err)
+	now := c.clock.now()
+	if recordSize(ev) <= recordStack {
+		var stack [recordStack]byte
+		rec, err := appendRecord(stack[:0], now, ev)
+		if err != nil {
+			return fmt.Errorf("sdk: record %s event: %w", ev.typ, err)
+		}
+		return c.push(rec)
 	}
+	sp := scratch.Get().(*[]byte)
+	rec, err := appendRecord((*sp)[:0], now, ev)
+	if err == nil {
+		err = c.push(rec)
+	} else {
+		err = fmt.Errorf("sdk: record %s event: %w", ev.typ, err)
+	}
+	putScratch(sp, rec)
+	return err
+}
+
+// push queues a record.
+func (c *Client) push(rec []byte) error {
+	waiting, overflowed, ok := c.queue.push(rec) // which counts it, and what it pushes out
 	if !ok {
 		return ErrClosed
 	}
-	c.stats.queued.Add(1)
-	if overflowed {
-		c.stats.dropped.Add(1)
-		c.stats.overflowed.Add(1)
-		if !c.overflowing.Load() && c.overflowing.CompareAndSwap(false, true) {
-			c.log.Warn("flywheel: event buffer full: dropping the oldest events until the server takes them again; counted in Stats.Overflowed",
-				"buffer", c.opts.bufferSize)
-		}
+	if overflowed && !c.overflowing.Load() && c.overflowing.CompareAndSwap(false, true) {
+		c.log.Warn("flywheel: event buffer full: dropping the oldest events until the server takes them again; counted in Stats.Overflowed",
+			"buffer", c.opts.bufferSize)
 	}
-	if waiting >= c.opts.batchSize {
+	// A push adds one waiting event, so the count always passes through
+	// batchSize on its way up; the delivery loop then sends batches until
+	// fewer wait. One wake-up per batch, not one per event while the
+	// delivery is busy.
+	if waiting == c.opts.batchSize {
 		c.delivery.kick()
 	}
 	return nil

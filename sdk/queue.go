@@ -2,11 +2,12 @@ package sdk
 
 import "sync"
 
-// queue is the bounded buffer of encoded events waiting to be sent. push
-// never blocks on I/O: it takes a mutex that is only ever held to move a
-// few slice headers. When the buffer is full, push drops the oldest waiting
-// event. The delivery loop (the only consumer) takes a batch off the front,
-// which stays "in flight", outside the buffer's bound, until resolve.
+// queue is the bounded buffer of event records (record.go) waiting to be
+// sent. push never blocks on I/O: it takes a mutex that is only ever held
+// to copy one record and move a few slice headers. When the buffer is full,
+// push drops the oldest waiting event. The delivery loop (the only
+// consumer) takes a batch off the front, which stays "in flight", outside
+// the buffer's bound, until resolve.
 //
 // Events are numbered in push order (seq). The buffer holds seqs
 // [pushed-n, pushed); the batch in flight holds [flightFirst,
@@ -14,56 +15,125 @@ import "sync"
 // both.
 type queue struct {
 	mu          sync.Mutex
-	buf         [][]byte // ring of encoded events; grows up to capacity
-	arena       []byte   // where push copies events: see push
+	buf         [][]byte // ring of records; grows up to capacity
 	head, n     int
 	capacity    int
 	closed      bool
-	pushed      uint64
+	pushed      uint64 // events queued so far
+	overflowed  uint64 // of which pushed out of the full buffer
 	flightFirst uint64
 	flightN     int
-	progress    chan struct{} // closed and replaced whenever events leave
+	// reading: the batch in flight is being read (take to doneReading),
+	// so the blocks its records are in cannot be reused yet.
+	reading bool
+	block   []byte       // the block push copies records into: see push
+	retired []arenaBlock // the earlier blocks, oldest first, until reused or dropped
+	made    int          // blocks allocated so far
+	size    func(rec []byte) int
+	// progress is closed and replaced whenever events leave, if a Flush
+	// is waiting for it (watched): an overflowing buffer drops an event
+	// per push, and a new channel each time would be an allocation on the
+	// app's request path.
+	progress chan struct{}
+	watched  bool
 }
 
-func newQueue(capacity int) *queue {
-	return &queue{capacity: capacity, buf: make([][]byte, min(capacity, 64)), progress: make(chan struct{})}
+// arenaBlock is a block push filled: it holds records up to seq end
+// (excluded).
+type arenaBlock struct {
+	mem []byte
+	end uint64
 }
 
-// arenaSize is the size of the blocks push copies events into: one
-// allocation per few hundred events instead of one per event, on the app's
-// request path. A block is freed when the last event in it has left.
+// newQueue returns a queue of at most capacity waiting events, whose take
+// measures each by size (an upper bound of the bytes it will take in a
+// request).
+func newQueue(capacity int, size func(rec []byte) int) *queue {
+	return &queue{capacity: capacity, buf: make([][]byte, min(capacity, 64)), size: size, progress: make(chan struct{})}
+}
+
+// arenaSize is the size of the blocks push copies records into: records
+// are packed together instead of allocated one by one on the app's request
+// path. Records leave the queue in push order, so blocks are done with in
+// the order they were filled, and push reuses the oldest block once no
+// record in it can be read again: in a steady flow, recording allocates
+// nothing at all.
 const arenaSize = 64 << 10
 
-// push appends a copy of an encoded event (the caller keeps ev). It returns
-// the number of waiting events, whether it pushed out the oldest one to make
+// push appends a copy of a record (the caller keeps rec). It returns the
+// number of waiting events, whether it pushed out the oldest one to make
 // room, and false for ok when the queue is closed (the event is not
-// queued). Queued events are never written again, so a request body may
-// point into them.
-func (q *queue) push(ev []byte) (waiting int, overflowed, ok bool) {
+// queued). A queued record is never written until it has left the queue
+// and take's reader is done with it.
+func (q *queue) push(rec []byte) (waiting int, overflowed, ok bool) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.closed {
 		return q.n, false, false
 	}
-	if len(q.arena)+len(ev) > cap(q.arena) {
-		q.arena = make([]byte, 0, max(arenaSize, len(ev)))
-	}
-	start := len(q.arena)
-	q.arena = append(q.arena, ev...)
-	ev = q.arena[start:len(q.arena):len(q.arena)]
 	if q.n == q.capacity {
 		q.buf[q.head] = nil
 		q.head = (q.head + 1) % len(q.buf)
 		q.n--
+		q.overflowed++
 		overflowed = true
 		q.progressLocked()
 	} else if q.n == len(q.buf) {
 		q.grow()
 	}
-	q.buf[(q.head+q.n)%len(q.buf)] = ev
+	if len(q.block)+len(rec) > cap(q.block) {
+		q.nextBlock(len(rec))
+	}
+	start := len(q.block)
+	q.block = append(q.block, rec...)
+	q.buf[(q.head+q.n)%len(q.buf)] = q.block[start:len(q.block):len(q.block)]
 	q.n++
 	q.pushed++
 	return q.n, overflowed, true
+}
+
+// nextBlock retires the current block and starts one with room for need
+// bytes: the oldest retired block when none of its records can be read any
+// more, else a new one. Of the other blocks nothing reads, it keeps as many
+// as are in use, and two more, as spares for the next blocks, and drops the
+// rest: the memory held follows the events held, and shrinks after a burst.
+func (q *queue) nextBlock(need int) {
+	if cap(q.block) > 0 {
+		q.retired = append(q.retired, arenaBlock{mem: q.block[:0], end: q.pushed})
+	}
+	live := q.pushed - uint64(q.n) // the oldest seq that may still be read
+	if q.reading {
+		live = min(live, q.flightFirst)
+	}
+	free := 0 // blocks are freed in the order they were filled
+	for free < len(q.retired) && q.retired[free].end <= live {
+		free++
+	}
+	spares, keep := 0, len(q.retired)-free+2
+	var next []byte
+	w := 0
+	for r, blk := range q.retired {
+		if r < free {
+			reusable := cap(blk.mem) == arenaSize // not a block made for one large record
+			if next == nil && reusable && need <= arenaSize {
+				next = blk.mem
+				continue
+			}
+			if !reusable || spares == keep {
+				continue // dropped
+			}
+			spares++
+		}
+		q.retired[w] = blk
+		w++
+	}
+	clear(q.retired[w:])
+	q.retired = q.retired[:w]
+	if next == nil {
+		next = make([]byte, 0, max(arenaSize, need))
+		q.made++
+	}
+	q.block = next
 }
 
 // grow doubles the ring, up to capacity.
@@ -75,28 +145,39 @@ func (q *queue) grow() {
 	q.buf, q.head = nb, 0
 }
 
-// take moves up to maxEvents events from the front into flight, stopping
-// before their total size would exceed maxBytes (one event is always
-// taken). The previous batch must have been resolved.
-func (q *queue) take(maxEvents, maxBytes int) [][]byte {
+// take appends to dst up to maxEvents events from the front, which go
+// into flight, stopping before their total size would exceed maxBytes (one
+// event is always taken). The previous batch must have been resolved. The
+// records stay readable until doneReading.
+func (q *queue) take(dst [][]byte, maxEvents, maxBytes int) [][]byte {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	q.flightFirst = q.pushed - uint64(q.n)
-	var out [][]byte
-	size := 0
-	for q.n > 0 && len(out) < maxEvents {
+	q.reading = true
+	taken, size := 0, 0
+	for q.n > 0 && taken < maxEvents {
 		ev := q.buf[q.head]
-		if len(out) > 0 && size+len(ev)+1 > maxBytes {
+		n := q.size(ev) + 1 // and a comma
+		if taken > 0 && size+n > maxBytes {
 			break
 		}
-		size += len(ev) + 1
-		out = append(out, ev)
+		size += n
+		dst = append(dst, ev)
+		taken++
 		q.buf[q.head] = nil
 		q.head = (q.head + 1) % len(q.buf)
 		q.n--
 	}
-	q.flightN = len(out)
-	return out
+	q.flightN = taken
+	return dst
+}
+
+// doneReading records that take's records will not be read again: their
+// blocks may be reused.
+func (q *queue) doneReading() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.reading = false
 }
 
 // resolve records that the first k events in flight were sent, rejected or
@@ -111,8 +192,11 @@ func (q *queue) resolve(k int) {
 }
 
 func (q *queue) progressLocked() {
-	close(q.progress)
-	q.progress = make(chan struct{})
+	if q.watched {
+		close(q.progress)
+		q.progress = make(chan struct{})
+		q.watched = false
+	}
 }
 
 // len returns the number of waiting events, not counting those in flight.
@@ -127,6 +211,14 @@ func (q *queue) pending() int {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	return q.n + q.flightN
+}
+
+// counts returns the number of events queued so far, of those pushed out
+// of the full buffer, and of those waiting or in flight.
+func (q *queue) counts() (pushed, overflowed uint64, pending int) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.pushed, q.overflowed, q.n + q.flightN
 }
 
 // mark returns the seq the next pushed event will get: Flush waits for
@@ -144,6 +236,7 @@ func (q *queue) doneUpTo(target uint64) (done bool, progress <-chan struct{}) {
 	defer q.mu.Unlock()
 	waitingFrom := q.pushed - uint64(q.n)
 	done = waitingFrom >= target && (q.flightN == 0 || q.flightFirst >= target)
+	q.watched = q.watched || !done
 	return done, q.progress
 }
 

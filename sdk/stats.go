@@ -56,10 +56,13 @@ type Stats struct {
 	ConfigErrors uint64
 }
 
-// counters are the atomic counters behind Stats.
+// counters are the atomic counters behind Stats. The events a client with
+// a queue records, and those its full buffer pushes out, are counted by the
+// queue, under the lock the push takes anyway (queue.counts): queued and
+// dropped here count the rest.
 type counters struct {
 	queued, exposures, sent, duplicates, serverDropped atomic.Uint64
-	rejected, retried, dropped, overflowed             atomic.Uint64
+	rejected, retried, dropped                         atomic.Uint64
 	configUpdates, configErrors                        atomic.Uint64
 }
 
@@ -75,14 +78,17 @@ func (c *Client) Stats() Stats {
 		Rejected:       c.stats.rejected.Load(),
 		Retried:        c.stats.retried.Load(),
 		Dropped:        c.stats.dropped.Load(),
-		Overflowed:     c.stats.overflowed.Load(),
 		CacheEvictions: c.seen.evictions.Load(),
 		CacheSize:      c.seen.capacity(),
 		ConfigUpdates:  c.stats.configUpdates.Load(),
 		ConfigErrors:   c.stats.configErrors.Load(),
 	}
 	if c.queue != nil {
-		s.Pending = c.queue.pending()
+		pushed, overflowed, pending := c.queue.counts()
+		s.Queued += pushed
+		s.Dropped += overflowed
+		s.Overflowed = overflowed
+		s.Pending = pending
 	}
 	if cfg := c.config.Load(); cfg != nil {
 		s.ConfigRevision, s.ConfigFromServer = cfg.revision, cfg.fromServer
