@@ -136,7 +136,9 @@ func (s *Server) routes() {
 	if s.deps.UI != nil {
 		ui := e.Group("/")
 		ui.GET("", gin.WrapH(s.deps.UI))
+		ui.HEAD("", gin.WrapH(s.deps.UI))
 		ui.GET("ui/*file", gin.WrapH(s.deps.UI))
+		ui.HEAD("ui/*file", gin.WrapH(s.deps.UI))
 	}
 
 	keyed := e.Group("/v1", s.authenticate(anyScope))

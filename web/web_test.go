@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flywheel-oss/flywheel/internal/app"
+	"github.com/flywheel-oss/flywheel/internal/apptest"
 	"github.com/flywheel-oss/flywheel/web"
 )
 
@@ -131,6 +133,40 @@ func TestStaticFilesAreSafe(t *testing.T) {
 		}
 		if m := otherHost.FindString(text); m != "" {
 			t.Errorf("%s loads %q from another host", f, m)
+		}
+	}
+}
+
+// TestServedByFlywheel: flywheel's own server answers the UI's page and
+// files to GET and HEAD (curl -I, link checkers, load balancers' probes),
+// with the policy, and nothing else under /.
+func TestServedByFlywheel(t *testing.T) {
+	srv := apptest.Start(t, app.Config{AggregateEvery: -1})
+	for _, tt := range []struct {
+		method, path string
+		want         int
+	}{
+		{"GET", "/", 200},
+		{"HEAD", "/", 200},
+		{"GET", "/ui/app.js", 200},
+		{"HEAD", "/ui/app.js", 200},
+		{"POST", "/", 405},
+		{"GET", "/elsewhere", 404},
+	} {
+		req, err := http.NewRequest(tt.method, srv.URL+tt.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		if res.StatusCode != tt.want {
+			t.Errorf("%s %s = %d, want %d", tt.method, tt.path, res.StatusCode, tt.want)
+		}
+		if tt.want == 200 && res.Header.Get("Content-Security-Policy") != web.Policy {
+			t.Errorf("%s %s: Content-Security-Policy %q, want the UI's", tt.method, tt.path, res.Header.Get("Content-Security-Policy"))
 		}
 	}
 }
