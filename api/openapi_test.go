@@ -202,8 +202,8 @@ func TestOpenAPIDocumentValid(t *testing.T) {
 	for _, r := range serverRoutes(t) {
 		if r.Scope == "ui" {
 			// The web UI's page and files: outside the API and its document.
-			if strings.HasPrefix(r.Path, "/v1") || r.Method != "GET" {
-				t.Errorf("%s is a route of the web UI; it must be a GET outside /v1", r)
+			if strings.HasPrefix(r.Path, "/v1") || (r.Method != "GET" && r.Method != "HEAD") {
+				t.Errorf("%s is a route of the web UI; it must be a GET or HEAD outside /v1", r)
 			}
 			continue
 		}
