@@ -91,7 +91,7 @@ func Analyze(in Input, opts Options) Results {
 	if c := in.Crossover; c.Customers > 0 {
 		res.Health.CrossoverShare = Float(float64(c.Mixed) / float64(c.Customers))
 	}
-	res.Health.Warnings = healthWarnings(in, e.Variants, arms, optedOut, srm, all, roles, defs, rows)
+	res.Health.Warnings, res.Health.Failed = healthWarnings(in, e.Variants, arms, optedOut, srm, all, roles, defs, rows)
 	res.Health.Warnings = append(res.Health.Warnings, warnings...)
 	for _, v := range unknown {
 		res.Health.Warnings = append(res.Health.Warnings,

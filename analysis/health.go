@@ -89,14 +89,22 @@ func sizeWarning(units []int64, variants []flywheel.Variant) string {
 		strings.Join(parts, "; "), MinUnitsPerArm)
 }
 
-// healthWarnings runs every experiment-level check, the most serious first.
+// healthWarnings runs every experiment-level check, the most serious
+// first, and returns the warnings and the names of the failed trust checks
+// (a warning that starts as one of TrustChecks does).
 func healthWarnings(in Input, variants []flywheel.Variant, units, optedOut []int64, srm SRMCheck,
 	metrics []MetricResult, roles []flywheel.MetricRole, defs map[string]flywheel.Metric,
-	rows map[string]map[string]MetricStats) []string {
-	w := []string{}
+	rows map[string]map[string]MetricStats) (w, failed []string) {
+	w, failed = []string{}, []string{}
 	add := func(s string) {
-		if s != "" {
-			w = append(w, s)
+		if s == "" {
+			return
+		}
+		w = append(w, s)
+		for _, c := range TrustChecks() {
+			if strings.HasPrefix(s, c.Warning) && !slices.Contains(failed, c.Name) {
+				failed = append(failed, c.Name)
+			}
 		}
 	}
 	if !srm.OK {
@@ -134,7 +142,7 @@ func healthWarnings(in Input, variants []flywheel.Variant, units, optedOut []int
 			add(sampleSizeWarning(m))
 		}
 	}
-	return w
+	return w, failed
 }
 
 // balanceWarning compares the pre-exposure values (the covariate x) of each

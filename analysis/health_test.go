@@ -15,6 +15,9 @@ func TestHealthyHasNoWarnings(t *testing.T) {
 	if !r.Health.SRM.OK || r.Units != 200_100 {
 		t.Errorf("srm ok = %v, units = %d; want true, 200100", r.Health.SRM.OK, r.Units)
 	}
+	if r.Health.Failed == nil || len(r.Health.Failed) != 0 {
+		t.Errorf("failed = %#v, want an empty list", r.Health.Failed)
+	}
 }
 
 // TestSRMCase runs the reference case whose traffic split 51.5/48.5: the
@@ -34,6 +37,9 @@ func TestSRMCase(t *testing.T) {
 	if r.Health.Warnings[0] != want {
 		t.Errorf("warning = %q, want %q", r.Health.Warnings[0], want)
 	}
+	if len(r.Health.Failed) == 0 || r.Health.Failed[0] != "srm" {
+		t.Errorf("failed = %q, want srm first", r.Health.Failed)
+	}
 	for _, m := range r.Metrics {
 		if !strings.HasSuffix(m.Summary, "(sample ratio mismatch: do not trust)") {
 			t.Errorf("%s summary = %q, want the SRM caveat", m.Metric, m.Summary)
@@ -49,9 +55,12 @@ func TestHealthWarnings(t *testing.T) {
 		// when contains is set.
 		want     string
 		contains bool
+		// failed is the trust check it fails (Health.Failed), "" for a note.
+		failed string
 	}{
 		{
 			name: "small and empty arms",
+			failed: "too_few_units",
 			change: func(in *Input) {
 				in.Arms = []ArmCounts{{Variant: "control", Units: 40}}
 				in.Stats = []MetricStats{convRow("purchase", "control", 40, 4)}
@@ -60,6 +69,7 @@ func TestHealthWarnings(t *testing.T) {
 		},
 		{
 			name: "small arms",
+			failed: "too_few_units",
 			change: func(in *Input) {
 				in.Arms = []ArmCounts{{Variant: "control", Units: 60}, {Variant: "green", Units: 55}}
 				in.Stats = []MetricStats{convRow("purchase", "control", 60, 6), convRow("purchase", "green", 55, 6)}
@@ -75,6 +85,7 @@ func TestHealthWarnings(t *testing.T) {
 		},
 		{
 			name: "pre-exposure imbalance",
+			failed: "pre_exposure_imbalance",
 			change: func(in *Input) {
 				in.Stats[0].SumX, in.Stats[0].SumXSq = 9_000, 9_000 // 9.0% converted before
 				in.Stats[1].SumX, in.Stats[1].SumXSq = 10_000, 10_000
@@ -84,6 +95,7 @@ func TestHealthWarnings(t *testing.T) {
 		},
 		{
 			name: "multiple exposures",
+			failed: "multiple_exposures",
 			change: func(in *Input) {
 				in.MultipleExposures = 4_100
 			},
@@ -91,6 +103,7 @@ func TestHealthWarnings(t *testing.T) {
 		},
 		{
 			name: "crossover",
+			failed: "crossover",
 			change: func(in *Input) {
 				in.Crossover = Crossover{Customers: 50_000, Mixed: 1_500}
 			},
@@ -98,6 +111,7 @@ func TestHealthWarnings(t *testing.T) {
 		},
 		{
 			name: "opt-outs",
+			failed: "opt_outs_differ",
 			change: func(in *Input) {
 				in.Arms[0].OptedOut, in.Arms[1].OptedOut = 1_000, 1_400
 			},
@@ -123,6 +137,9 @@ func TestHealthWarnings(t *testing.T) {
 			})
 			if !found {
 				t.Errorf("warnings = %q, want %q", w, tt.want)
+			}
+			if got := Analyze(in, Options{}).Health.Failed; tt.failed == "" && len(got) > 0 || tt.failed != "" && !slices.Contains(got, tt.failed) {
+				t.Errorf("failed = %q, want %q", got, tt.failed)
 			}
 		})
 	}

@@ -46,6 +46,27 @@ type Health struct {
 	// Warnings are plain-English problems, the most serious first; never
 	// null.
 	Warnings []string `json:"warnings"`
+	// Failed names the trust checks that failed, the most serious first
+	// (TrustChecks): any name here means "do not trust these numbers yet",
+	// and Warnings says why in words. Never null.
+	Failed []string `json:"failed"`
+}
+
+// TrustCheck is a check that Health.Failed may name, with the start of
+// its warning.
+type TrustCheck struct{ Name, Warning string }
+
+// TrustChecks returns the checks that Health.Failed may name, in the order
+// a results document reports them.
+func TrustChecks() []TrustCheck {
+	return []TrustCheck{
+		{"srm", "sample ratio mismatch"},
+		{"too_few_units", "too few units"},
+		{"multiple_exposures", "multiple exposures"},
+		{"crossover", "crossover"},
+		{"pre_exposure_imbalance", "pre-exposure imbalance"},
+		{"opt_outs_differ", "opt-outs differ"},
+	}
 }
 
 // SRMCheck is the sample ratio mismatch test of the arm sizes against the

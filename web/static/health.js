@@ -1,37 +1,36 @@
-// Which of the API's health warnings mean "do not trust these numbers":
-// the trust checks. The API writes each warning as a sentence that starts
-// with its check's name ("sample ratio mismatch: ..."); the others (units
-// still maturing, the sample size still needed) are notes.
+// Which checks of a results document's health mean "do not trust these
+// numbers": the API names them in health.failed; each has a warning
+// sentence that starts with its name in words ("sample ratio mismatch:
+// ..."). The other warnings (units still maturing, the sample size still
+// needed) are notes.
 
-// [the warning's start, the check's name, the name in a sentence]
+// [health.failed's name, the warning's start, the name in a sentence]
 const CHECKS = [
-  ['sample ratio mismatch', 'sample ratio mismatch', 'a sample ratio mismatch'],
-  ['too few units', 'too few units', 'too few units'],
-  ['multiple exposures', 'multiple exposures', 'units exposed to several variants'],
+  ['srm', 'sample ratio mismatch', 'a sample ratio mismatch'],
+  ['too_few_units', 'too few units', 'too few units'],
+  ['multiple_exposures', 'multiple exposures', 'units exposed to several variants'],
   ['crossover', 'crossover', 'crossover between variants'],
-  ['pre-exposure imbalance', 'pre-exposure imbalance', 'a pre-exposure imbalance'],
-  ['opt-outs differ', 'opt-outs differ', 'opt-outs that differ between arms'],
+  ['pre_exposure_imbalance', 'pre-exposure imbalance', 'a pre-exposure imbalance'],
+  ['opt_outs_differ', 'opt-outs differ', 'opt-outs that differ between arms'],
 ];
 
 // trustProblems returns the failed trust checks of a results document's
 // health: [{name, phrase, text}], name and phrase in words, text the API's
-// own sentence. A failed SRM check is found from its structured result too.
+// own sentence. A check the UI does not know yet is shown by its name.
 export function trustProblems(health) {
-  const out = [];
   const warnings = (health && health.warnings) || [];
-  for (const w of warnings) {
-    const c = CHECKS.find(([prefix]) => w.startsWith(prefix));
-    if (c) out.push({name: c[1], phrase: c[2], text: w});
-  }
-  if (health && health.srm && health.srm.ok === false && !out.some((p) => p.name === CHECKS[0][1])) {
-    out.unshift({name: CHECKS[0][1], phrase: CHECKS[0][2],
-      text: 'sample ratio mismatch: the units per variant do not match the configured weights (p = ' + health.srm.p_value + ')'});
-  }
-  return out;
+  const failed = (health && health.failed) || [];
+  return failed.map((id) => {
+    const c = CHECKS.find(([name]) => name === id);
+    const start = c ? c[1] : id.replace(/_/g, ' ');
+    const text = warnings.find((w) => w.startsWith(start)) || start;
+    return {name: start, phrase: c ? c[2] : start, text};
+  });
 }
 
 // notes returns the warnings that are not trust problems.
 export function notes(health) {
   const warnings = (health && health.warnings) || [];
-  return warnings.filter((w) => !CHECKS.some(([prefix]) => w.startsWith(prefix)));
+  const starts = trustProblems(health).map((p) => p.name);
+  return warnings.filter((w) => !starts.some((s) => w.startsWith(s)));
 }
