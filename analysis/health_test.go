@@ -59,7 +59,7 @@ func TestHealthWarnings(t *testing.T) {
 		failed string
 	}{
 		{
-			name: "small and empty arms",
+			name:   "small and empty arms",
 			failed: "too_few_units",
 			change: func(in *Input) {
 				in.Arms = []ArmCounts{{Variant: "control", Units: 40}}
@@ -68,7 +68,7 @@ func TestHealthWarnings(t *testing.T) {
 			want: "too few units: no units in green; control has 40 (at least 100 per arm are needed); results are unreliable",
 		},
 		{
-			name: "small arms",
+			name:   "small arms",
 			failed: "too_few_units",
 			change: func(in *Input) {
 				in.Arms = []ArmCounts{{Variant: "control", Units: 60}, {Variant: "green", Units: 55}}
@@ -84,7 +84,7 @@ func TestHealthWarnings(t *testing.T) {
 			want: "1200 units have not completed the 168 h window; results for long windows may change (purchase)",
 		},
 		{
-			name: "pre-exposure imbalance",
+			name:   "pre-exposure imbalance",
 			failed: "pre_exposure_imbalance",
 			change: func(in *Input) {
 				in.Stats[0].SumX, in.Stats[0].SumXSq = 9_000, 9_000 // 9.0% converted before
@@ -94,7 +94,7 @@ func TestHealthWarnings(t *testing.T) {
 			contains: true,
 		},
 		{
-			name: "multiple exposures",
+			name:   "multiple exposures",
 			failed: "multiple_exposures",
 			change: func(in *Input) {
 				in.MultipleExposures = 4_100
@@ -102,7 +102,7 @@ func TestHealthWarnings(t *testing.T) {
 			want: "multiple exposures: 4100 units (2.0%) were exposed to more than one variant and are excluded; check that exposures carry the assigned variant",
 		},
 		{
-			name: "crossover",
+			name:   "crossover",
 			failed: "crossover",
 			change: func(in *Input) {
 				in.Crossover = Crossover{Customers: 50_000, Mixed: 1_500}
@@ -110,7 +110,7 @@ func TestHealthWarnings(t *testing.T) {
 			want: "crossover: 1500 of 50000 customers (3.0%) had devices in different variants; device-level results are diluted",
 		},
 		{
-			name: "opt-outs",
+			name:   "opt-outs",
 			failed: "opt_outs_differ",
 			change: func(in *Input) {
 				in.Arms[0].OptedOut, in.Arms[1].OptedOut = 1_000, 1_400
