@@ -164,20 +164,7 @@ WITH ov AS (
         SELECT variant, day, units, sum, sumsq, sumnum, sumden, sumnumsq, sumdensq, sumnumden
         FROM vchange WHERE day <= $5::date
     ) c GROUP BY 1, 2
-), grid AS (
-    SELECT v.variant, g.d::date AS day
-    FROM (SELECT DISTINCT variant FROM per_day) v, generate_series((SELECT min(day) FROM per_day), $5::date, interval '1 day') g(d)
-), cum AS (
-    SELECT g.day, g.variant,
-        sum(COALESCE(p.units, 0)) OVER w AS n,
-        sum(COALESCE(p.s, 0)) OVER w AS s, sum(COALESCE(p.ss, 0)) OVER w AS ss,
-        sum(COALESCE(p.sn, 0)) OVER w AS sn, sum(COALESCE(p.sd, 0)) OVER w AS sd,
-        sum(COALESCE(p.snn, 0)) OVER w AS snn, sum(COALESCE(p.sdd, 0)) OVER w AS sdd, sum(COALESCE(p.snd, 0)) OVER w AS snd
-    FROM grid g LEFT JOIN per_day p ON p.variant = g.variant AND p.day = g.day
-    WINDOW w AS (PARTITION BY g.variant ORDER BY g.day)
-)
-SELECT day, variant, n::bigint, s::bigint, s::float8, ss::float8, sn::float8, sd::float8, snn::float8, sdd::float8, snd::float8
-FROM cum WHERE n > 0 AND day >= $6::date ORDER BY day, variant`
+), ` + runningDays
 
 // unitDaysTimeseriesSQL is timeseriesStats from the aggregates: each
 // analysed unit (agg_units) enters on its first day, and its per-day
@@ -232,24 +219,32 @@ WITH u AS (
         sum(y - y0) AS s, sum(y * y - y0 * y0) AS ss, sum(num - num0) AS sn, sum(den - den0) AS sd,
         sum(num * num - num0 * num0) AS snn, sum(den * den - den0 * den0) AS sdd, sum(num * den - num0 * den0) AS snd
     FROM step GROUP BY 1, 2
-), entered AS (
-    SELECT variant, d0 AS day, count(*) AS units FROM u GROUP BY 1, 2
-), grid AS (
+), per_day AS (
+    SELECT COALESCE(e.variant, d.variant) AS variant, COALESCE(e.day, d.day) AS day, COALESCE(e.units, 0) AS units,
+        COALESCE(d.s, 0) AS s, COALESCE(d.ss, 0) AS ss, COALESCE(d.sn, 0) AS sn, COALESCE(d.sd, 0) AS sd,
+        COALESCE(d.snn, 0) AS snn, COALESCE(d.sdd, 0) AS sdd, COALESCE(d.snd, 0) AS snd
+    FROM (SELECT variant, d0 AS day, count(*) AS units FROM u GROUP BY 1, 2) e
+    FULL JOIN delta d ON d.variant = e.variant AND d.day = e.day
+), ` + runningDays
+
+// runningDays is the end of both timeseries queries from aggregates: the
+// running sums, per variant from its first day to the last ($5), of the
+// daily changes in the CTE per_day (variant, day, units, s, ss, sn, sd, snn,
+// sdd, snd), from the first day shown ($6).
+const runningDays = `grid AS (
     SELECT v.variant, g.d::date AS day
-    FROM (SELECT DISTINCT variant FROM u) v, generate_series((SELECT min(d0) FROM u), $5::date, interval '1 day') g(d)
+    FROM (SELECT DISTINCT variant FROM per_day) v, generate_series((SELECT min(day) FROM per_day), $5::date, interval '1 day') g(d)
 ), cum AS (
     SELECT g.day, g.variant,
-        sum(COALESCE(e.units, 0)) OVER w AS n,
-        sum(COALESCE(d.s, 0)) OVER w AS s, sum(COALESCE(d.ss, 0)) OVER w AS ss,
-        sum(COALESCE(d.sn, 0)) OVER w AS sn, sum(COALESCE(d.sd, 0)) OVER w AS sd,
-        sum(COALESCE(d.snn, 0)) OVER w AS snn, sum(COALESCE(d.sdd, 0)) OVER w AS sdd, sum(COALESCE(d.snd, 0)) OVER w AS snd
-    FROM grid g
-    LEFT JOIN entered e ON e.variant = g.variant AND e.day = g.day
-    LEFT JOIN delta d ON d.variant = g.variant AND d.day = g.day
+        sum(COALESCE(p.units, 0)) OVER w AS n,
+        sum(COALESCE(p.s, 0)) OVER w AS s, sum(COALESCE(p.ss, 0)) OVER w AS ss,
+        sum(COALESCE(p.sn, 0)) OVER w AS sn, sum(COALESCE(p.sd, 0)) OVER w AS sd,
+        sum(COALESCE(p.snn, 0)) OVER w AS snn, sum(COALESCE(p.sdd, 0)) OVER w AS sdd, sum(COALESCE(p.snd, 0)) OVER w AS snd
+    FROM grid g LEFT JOIN per_day p ON p.variant = g.variant AND p.day = g.day
     WINDOW w AS (PARTITION BY g.variant ORDER BY g.day)
 )
-SELECT day, variant, n::bigint, s::bigint, s, ss, sn, sd, snn, sdd, snd
-FROM cum WHERE n > 0 ORDER BY day, variant`
+SELECT day, variant, n::bigint, s::bigint, s::float8, ss::float8, sn::float8, sd::float8, snn::float8, sdd::float8, snd::float8
+FROM cum WHERE n > 0 AND day >= $6::date ORDER BY day, variant`
 
 // aggregatedTimeseries reads the timeseries from the aggregates; ok is
 // false when the metric's aggregates are not built (or out of date).
