@@ -38,6 +38,24 @@ func ParseConditionWith(raw json.RawMessage, audiences Audiences) (*Condition, e
 	return parseConditionWith(raw, audiences, false)
 }
 
+// ParseAudience compiles the condition of audience key, with the
+// references it makes resolved in audiences (which must hold key). Errors
+// are *ConditionError with paths rooted at "condition", and a cycle back
+// to key is named from key (key → b → key).
+func ParseAudience(key string, audiences Audiences) (*Condition, error) {
+	raw := bytes.Trim(audiences[key], jsonSpace)
+	if len(raw) == 0 || string(raw) == "null" {
+		return &Condition{}, nil
+	}
+	const root = "condition"
+	v, err := decodeCondition(raw, root, false)
+	if err != nil {
+		return nil, err
+	}
+	cc := &condCompiler{audiences: audiences, visiting: []string{key}, root: root}
+	return cc.compile(v)
+}
+
 func parseConditionWith(raw json.RawMessage, audiences Audiences, lenient bool) (*Condition, error) {
 	raw = bytes.Trim(raw, jsonSpace)
 	if len(raw) == 0 || string(raw) == "null" {

@@ -208,3 +208,38 @@ func FuzzParseConditionWith(f *testing.F) {
 		ConditionAudiences(data, aud)
 	})
 }
+
+func TestParseAudience(t *testing.T) {
+	aud := Audiences{
+		"a":     json.RawMessage(`{"$audience": "b"}`),
+		"b":     json.RawMessage(`{"$or": [{"x": 1}, {"$audience": "a"}]}`),
+		"ok":    json.RawMessage(`{"$audience": "leaf", "y": 2}`),
+		"leaf":  json.RawMessage(`{"x": 1}`),
+		"empty": json.RawMessage(`{}`),
+		"bad":   json.RawMessage(`{"x": {"$in": 3}}`),
+	}
+	tests := []struct {
+		key, path, msg string
+	}{
+		{"a", "condition.$audience", "audience reference cycle: a → b → a"},
+		{"b", "condition.$or[1].$audience", "audience reference cycle: b → a → b"},
+		{"bad", "condition.x.$in", "must be an array"},
+		{"ok", "", ""},
+		{"empty", "", ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.key, func(t *testing.T) {
+			_, err := ParseAudience(tt.key, aud)
+			if tt.path == "" {
+				if err != nil {
+					t.Fatalf("ParseAudience(%q) = %v, want nil", tt.key, err)
+				}
+				return
+			}
+			var ce *ConditionError
+			if !errors.As(err, &ce) || ce.Path != tt.path || !strings.Contains(ce.Msg, tt.msg) {
+				t.Fatalf("ParseAudience(%q) = %v, want %q at %q", tt.key, err, tt.msg, tt.path)
+			}
+		})
+	}
+}

@@ -89,9 +89,13 @@ func tooDeep(v any, path string, depth int) (string, bool) {
 
 // compile compiles a decoded JSON condition.
 func (cc *condCompiler) compile(v any) (*Condition, error) {
+	root := cc.root
+	if root == "" {
+		root = conditionRoot
+	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		n, err := cc.fail(conditionRoot, "must be a JSON object")
+		n, err := cc.fail(root, "must be a JSON object")
 		if err != nil {
 			return nil, err
 		}
@@ -100,11 +104,11 @@ func (cc *condCompiler) compile(v any) (*Condition, error) {
 	if len(m) == 0 {
 		return &Condition{}, nil
 	}
-	root, err := cc.object(m, conditionRoot)
+	n, err := cc.object(m, root)
 	if err != nil {
 		return nil, err
 	}
-	return &Condition{root: root}, nil
+	return &Condition{root: n}, nil
 }
 
 // Match reports whether attrs satisfy the condition. attrs are as

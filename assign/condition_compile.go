@@ -21,6 +21,9 @@ type condCompiler struct {
 	visiting []string
 	// inlined counts the audience references expanded so far.
 	inlined int
+	// root is the path of the condition's root in errors; "" means
+	// conditionRoot.
+	root string
 }
 
 // fail reports an invalid condition at path.
