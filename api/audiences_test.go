@@ -1,11 +1,15 @@
 package api_test
 
 import (
+	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/flywheel-oss/flywheel/sdk"
 )
 
 // TestAudienceLifecycle drives saved audiences end to end on a real
@@ -210,4 +214,88 @@ func mustJSON(t testing.TB, v any) []byte {
 		t.Fatal(err)
 	}
 	return raw
+}
+
+// TestAudiencesServerAndSDKAgree runs the real SDK against the server:
+// experiments targeted through nested audiences, assigned by POST
+// /v1/assign and locally by an SDK that fetched GET /v1/sdk/config, agree
+// on every unit, before and after an audience changes (the SDK picks the
+// change up with its next Refresh).
+func TestAudiencesServerAndSDKAgree(t *testing.T) {
+	a := newTestAPI(t)
+	a.createMetric("purchase", "conversion")
+	for _, au := range []map[string]any{
+		{"key": "high-value", "name": "High value", "condition": map[string]any{"ltv": map[string]any{"$gte": 500}}},
+		{"key": "mobile", "name": "Mobile", "condition": map[string]any{"platform": map[string]any{"$in": []any{"ios", "android"}}}},
+		{"key": "hv-desktop", "name": "High value on desktop", "condition": map[string]any{"$audience": "high-value", "$nor": []any{map[string]any{"$audience": "mobile"}}}},
+	} {
+		a.must(http.StatusCreated, "POST", "/v1/audiences", au)
+	}
+	targetings := map[string]any{
+		"e-nested": map[string]any{"$audience": "hv-desktop"},
+		"e-or":     map[string]any{"$or": []any{map[string]any{"$audience": "mobile"}, map[string]any{"country": "FR"}}},
+		"e-mixed":  map[string]any{"$audience": "high-value", "country": map[string]any{"$ne": "DE"}},
+	}
+	for key, tg := range targetings {
+		e := experimentBody(key)
+		e["targeting"] = tg
+		e["overrides"] = map[string]any{}
+		a.must(http.StatusCreated, "POST", "/v1/experiments", e)
+		a.must(http.StatusOK, "POST", "/v1/experiments/"+key+"/start", nil)
+	}
+	ctx := context.Background()
+	c, err := sdk.New(ctx, sdk.Config{URL: a.srv.URL, Key: a.sdk})
+	if err != nil {
+		t.Fatalf("sdk.New: %v", err)
+	}
+	defer c.Close(ctx)
+	if err := c.EnsureLoaded(ctx); err != nil {
+		t.Fatalf("EnsureLoaded: %v", err)
+	}
+	var attrs []map[string]any
+	for _, ltv := range []any{nil, 100.0, 500.0, 900.0} {
+		for _, platform := range []any{nil, "ios", "web"} {
+			for _, country := range []any{"FR", "DE"} {
+				m := map[string]any{"country": country}
+				if ltv != nil {
+					m["ltv"] = ltv
+				}
+				if platform != nil {
+					m["platform"] = platform
+				}
+				attrs = append(attrs, m)
+			}
+		}
+	}
+	check := func(stage string) (enrolled int) {
+		t.Helper()
+		for i, at := range attrs {
+			unit := fmt.Sprintf("c-%d", i)
+			r := a.must(http.StatusOK, "POST", "/v1/assign", map[string]any{"unit_type": "customer", "unit_id": unit, "attributes": at})
+			for _, x := range r["assignments"].([]any) {
+				s := x.(map[string]any)
+				key := s["experiment"].(string)
+				got := c.Assign(ctx, sdk.Unit{IDs: map[string]string{"customer": unit}, Attributes: at}, key)
+				variant, _ := s["variant"].(string)
+				if got.Enrolled != (s["enrolled"] == true) || got.Variant != variant || string(got.Reason) != s["reason"] {
+					t.Errorf("%s: %s for %v: server {%v %v %v}, SDK {%q %v %s}", stage, key, at, s["variant"], s["enrolled"], s["reason"], got.Variant, got.Enrolled, got.Reason)
+				}
+				if got.Enrolled {
+					enrolled++
+				}
+			}
+		}
+		return enrolled
+	}
+	before := check("before")
+	if before == 0 {
+		t.Fatal("nobody enrolled: the cases test nothing")
+	}
+	a.must(http.StatusOK, "PATCH", "/v1/audiences/high-value", map[string]any{"condition": map[string]any{"ltv": map[string]any{"$gte": 50}}})
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatalf("Refresh: %v", err)
+	}
+	if after := check("after"); after <= before {
+		t.Errorf("enrolled %d after widening high-value, %d before: want more", after, before)
+	}
 }

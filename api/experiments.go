@@ -163,24 +163,22 @@ func (s *Server) handlePatchExperiment(c *gin.Context) {
 			return
 		}
 	}
+	// A new targeting may reference live audiences only; an unchanged one
+	// was valid when set and an audience in use cannot be archived, so it
+	// resolves against them all. Read before the row lock is taken.
 	var auds assign.Audiences
 	if p.Targeting != nil {
-		if auds, err = s.audiencesFor(c.Request.Context(), p.Targeting); err != nil {
-			s.writeError(c, err)
-			return
-		}
+		auds, err = s.audiencesFor(c.Request.Context(), p.Targeting)
+	} else {
+		auds, err = s.deps.Store.AllAudiences(c.Request.Context())
+	}
+	if err != nil {
+		s.writeError(c, err)
+		return
 	}
 	out, err := s.deps.Store.UpdateExperiment(c.Request.Context(), c.Param("key"), "update", actor(c), func(e *flywheel.Experiment) error {
 		if err := p.Apply(e); err != nil {
 			return err
-		}
-		if p.Targeting == nil && bytes.Contains(e.Targeting, []byte(assign.AudienceOperator)) {
-			// The targeting is unchanged: its references were valid when
-			// set, and an audience in use cannot be archived.
-			var err error
-			if auds, err = s.deps.Store.AllAudiences(c.Request.Context()); err != nil {
-				return err
-			}
 		}
 		return e.ValidateWith(func(k string) bool {
 			if known == nil {
