@@ -89,6 +89,12 @@ func TestAudienceLifecycle(t *testing.T) {
 		t.Errorf("history entry = %v, want an update of condition naming checkout", last)
 	}
 
+	// The experiment's own log says its targeting's audience changed.
+	eh := a.must(http.StatusOK, "GET", "/v1/experiments/checkout/history", nil)["items"].([]any)
+	if e := eh[len(eh)-1].(map[string]any); e["action"] != "audience_update" || e["changes"].(map[string]any)["audiences.high-value.condition"] == nil {
+		t.Errorf("experiment history ends with %v, want an audience_update of audiences.high-value.condition", e)
+	}
+
 	// Archiving an audience in use is refused, naming its users, and
 	// changes nothing.
 	r := a.do("POST", "/v1/audiences/high-value/archive", a.admin, nil)

@@ -234,7 +234,20 @@ func (db *DB) UpdateAudience(ctx context.Context, key string, p flywheel.Audienc
 			Updates(map[string]any{"name": a.Name, "condition": []byte(a.Condition), "updated_at": now}).Error; err != nil {
 			return err
 		}
-		return addAudienceHistory(tx, key, actor, "update", changes, affected, now)
+		if err := addAudienceHistory(tx, key, actor, "update", changes, affected, now); err != nil {
+			return err
+		}
+		// Each affected experiment's own log says that its targeting's
+		// meaning changed, and how.
+		if c, ok := changes["condition"]; ok {
+			for _, e := range affected {
+				ec := map[string]flywheel.FieldChange{"audiences." + key + ".condition": c}
+				if err := addHistory(tx, e, actor, "audience_update", ec, now); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, translate("update audience", err)
