@@ -24,6 +24,10 @@ type Audience struct {
 	ArchivedAt *time.Time      `json:"archived_at,omitempty"`
 }
 
+// MaxLiveAudiences bounds the audiences that are not archived: every
+// experiment validation and every configuration build reads them.
+const MaxLiveAudiences = 1000
+
 // Archived reports whether the audience is archived.
 func (a *Audience) Archived() bool { return a.ArchivedAt != nil }
 

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/internal/pgtest"
 	"github.com/flywheel-oss/flywheel/sdk"
 )
 
@@ -166,6 +168,8 @@ func TestAudienceBadInput(t *testing.T) {
 			map[string]any{"key": "bad", "name": "Bad", "condition": map[string]any{"age": map[string]any{"$gt": true}}}, 400, "condition.age.$gt", ""},
 		{"a condition that is not an object", "POST", "/v1/audiences",
 			map[string]any{"key": "arr", "name": "Arr", "condition": []any{}}, 400, "condition", ""},
+		{"a condition over 64 KiB", "POST", "/v1/audiences",
+			map[string]any{"key": "big", "name": "Big", "condition": map[string]any{"x": strings.Repeat("y", 64<<10)}}, 400, "condition", "at most 65536 bytes"},
 		{"no condition", "POST", "/v1/audiences", map[string]any{"key": "none", "name": "None"}, 400, "condition", "required"},
 		{"no name", "POST", "/v1/audiences", map[string]any{"key": "noname", "condition": map[string]any{}}, 400, "name", "required"},
 		{"a bad key", "POST", "/v1/audiences", map[string]any{"key": "Bad Key", "name": "B", "condition": map[string]any{}}, 400, "key", ""},
@@ -304,4 +308,26 @@ func TestAudiencesServerAndSDKAgree(t *testing.T) {
 	if after := check("after"); after <= before {
 		t.Errorf("enrolled %d after widening high-value, %d before: want more", after, before)
 	}
+}
+
+// TestAudienceLimit: with MaxLiveAudiences audiences that are not
+// archived, creating one more is a 409 and changes nothing; archived ones
+// do not count.
+func TestAudienceLimit(t *testing.T) {
+	a := newTestAPI(t)
+	conn := pgtest.Connect(t, a.url)
+	if _, err := conn.Exec(context.Background(), `INSERT INTO audiences (key, name, condition, created_at, updated_at)
+		SELECT 'a-' || i, 'A', '{}', now(), now() FROM generate_series(1, $1) AS i`, flywheel.MaxLiveAudiences); err != nil {
+		t.Fatal(err)
+	}
+	body := map[string]any{"key": "one-more", "name": "One more", "condition": map[string]any{}}
+	r := a.do("POST", "/v1/audiences", a.admin, body)
+	if code, _, msg := r.errorOf(t); r.Status != http.StatusConflict || !strings.Contains(msg, "archive one first") {
+		t.Fatalf("POST /v1/audiences past the limit = %d %s %q, want 409", r.Status, code, msg)
+	}
+	if r := a.do("GET", "/v1/audiences/one-more", a.admin, nil); r.Status != http.StatusNotFound {
+		t.Errorf("GET the refused audience = %d, want 404", r.Status)
+	}
+	a.must(http.StatusOK, "POST", "/v1/audiences/a-1/archive", nil)
+	a.must(http.StatusCreated, "POST", "/v1/audiences", body)
 }

@@ -115,6 +115,9 @@ func (db *DB) CreateAudience(ctx context.Context, a *flywheel.Audience, actor st
 		if err := out.Validate(others); err != nil {
 			return err
 		}
+		if len(others) >= flywheel.MaxLiveAudiences {
+			return flywheel.Errorf(flywheel.CodeConflict, "there are already %d audiences that are not archived, the most there may be: archive one first", len(others))
+		}
 		now := db.now()
 		out.CreatedAt, out.UpdatedAt, out.ArchivedAt = now, now, nil
 		row := &audienceRow{Key: out.Key, Name: out.Name, Condition: out.Condition, CreatedAt: now, UpdatedAt: now}
