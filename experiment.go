@@ -137,6 +137,9 @@ type HistoryEntry struct {
 	Actor   string                 `json:"actor"`
 	Action  string                 `json:"action"`
 	Changes map[string]FieldChange `json:"changes"`
+	// AffectedExperiments, in an audience's audit log, lists the running
+	// experiments whose targeting used the audience when it changed.
+	AffectedExperiments []string `json:"affected_experiments,omitempty"`
 }
 
 // FieldChange is a field's value before and after a change.

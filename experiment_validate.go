@@ -2,7 +2,6 @@ package flywheel
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"regexp"
@@ -65,8 +64,16 @@ func (e *Experiment) Normalize() {
 
 // Validate checks every rule of an experiment definition and reports all
 // problems at once, each with its field path. metricExists says whether a
-// metric key is defined; nil skips that check.
+// metric key is defined; nil skips that check. A targeting that
+// references a saved audience is invalid here: use ValidateWith.
 func (e *Experiment) Validate(metricExists func(string) bool) error {
+	return e.ValidateWith(metricExists, nil)
+}
+
+// ValidateWith is Validate with the saved audiences the targeting may
+// reference ({"$audience": key}): an unknown one, or a reference cycle, is
+// a problem at the reference's field path.
+func (e *Experiment) ValidateWith(metricExists func(string) bool, audiences assign.Audiences) error {
 	var p Problems
 	if !keyPattern.MatchString(e.Key) {
 		p.Add("key", "key must match ^[a-z0-9][a-z0-9_.-]{0,63}$")
@@ -101,13 +108,8 @@ func (e *Experiment) Validate(metricExists func(string) bool) error {
 	if len(e.Targeting) > MaxTargetingBytes {
 		p.Add("targeting", "targeting must be at most %d bytes of JSON, got %d", MaxTargetingBytes, len(e.Targeting))
 	} else if len(e.Targeting) > 0 {
-		if _, err := assign.ParseCondition(e.Targeting); err != nil {
-			var ce *assign.ConditionError
-			if errors.As(err, &ce) {
-				p.Add(conditionField(ce.Path), "invalid targeting condition: %s", ce.Msg)
-			} else {
-				p.Add("targeting", "invalid targeting condition: %v", err)
-			}
+		if _, err := assign.ParseConditionWith(e.Targeting, audiences); err != nil {
+			addConditionProblem(&p, "targeting", "invalid targeting condition", err)
 		}
 	}
 	validateOverrides(&p, e)

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -9,6 +10,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/assign"
 )
 
 // createExperimentRequest is the body of POST /v1/experiments. Traffic is a
@@ -76,13 +78,27 @@ func (s *Server) handleCreateExperiment(c *gin.Context) {
 	c.JSON(http.StatusCreated, out)
 }
 
-// validateExperiment checks e, including that its metrics exist.
+// validateExperiment checks e, including that its metrics exist and that
+// the audiences its targeting references exist and are not archived.
 func (s *Server) validateExperiment(ctx context.Context, e *flywheel.Experiment) error {
 	known, err := s.deps.Store.MetricsExist(ctx, e.Metrics.Keys())
 	if err != nil {
 		return err
 	}
-	return e.Validate(func(k string) bool { return known[k] })
+	auds, err := s.audiencesFor(ctx, e.Targeting)
+	if err != nil {
+		return err
+	}
+	return e.ValidateWith(func(k string) bool { return known[k] }, auds)
+}
+
+// audiencesFor returns the audiences that are not archived when targeting
+// references any (nil otherwise, sparing the query).
+func (s *Server) audiencesFor(ctx context.Context, targeting json.RawMessage) (assign.Audiences, error) {
+	if !bytes.Contains(targeting, []byte(assign.AudienceOperator)) {
+		return nil, nil
+	}
+	return s.deps.Store.LiveAudiences(ctx)
 }
 
 // refreshLive makes this process's next assignment see a change at once.
@@ -147,16 +163,29 @@ func (s *Server) handlePatchExperiment(c *gin.Context) {
 			return
 		}
 	}
+	// A new targeting may reference live audiences only; an unchanged one
+	// was valid when set and an audience in use cannot be archived, so it
+	// resolves against them all. Read before the row lock is taken.
+	var auds assign.Audiences
+	if p.Targeting != nil {
+		auds, err = s.audiencesFor(c.Request.Context(), p.Targeting)
+	} else {
+		auds, err = s.deps.Store.AllAudiences(c.Request.Context())
+	}
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
 	out, err := s.deps.Store.UpdateExperiment(c.Request.Context(), c.Param("key"), "update", actor(c), func(e *flywheel.Experiment) error {
 		if err := p.Apply(e); err != nil {
 			return err
 		}
-		return e.Validate(func(k string) bool {
+		return e.ValidateWith(func(k string) bool {
 			if known == nil {
 				return true // metrics unchanged: they were valid when set
 			}
 			return known[k]
-		})
+		}, auds)
 	})
 	if err != nil {
 		s.writeError(c, err)

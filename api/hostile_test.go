@@ -96,6 +96,12 @@ func newHostileEnv(t *testing.T) *hostileEnv {
 	a.createMetric("purchase", "conversion")
 	a.createMetric("refund", "conversion")
 	for _, o := range c.operations() {
+		if o.method == "POST" && o.path == "/v1/audiences" {
+			x := c.exampleCall(o)
+			a.must(http.StatusCreated, x.method, x.path, x.body)
+		}
+	}
+	for _, o := range c.operations() {
 		if o.method == "POST" && o.path == "/v1/experiments" {
 			x := c.exampleCall(o)
 			a.must(http.StatusCreated, x.method, x.path, x.body)

@@ -742,6 +742,31 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	do(call{method: "PATCH", path: "/v1/metrics/revenue", key: admin, body: huge, want: 413, rejected: true})
 	do(call{method: "PATCH", path: "/v1/metrics/revenue", key: sdk, body: `{"name":"x"}`, want: 403, rejected: true})
 
+	// Saved audiences: create, read, change, audit, archive, and refusals.
+	do(call{method: "POST", path: "/v1/audiences", key: admin, want: 201, body: map[string]any{
+		"key": "high-value", "name": "High value", "condition": map[string]any{"ltv": map[string]any{"$gte": 500}}}})
+	do(call{method: "POST", path: "/v1/audiences", key: admin, want: 201, body: map[string]any{
+		"key": "high-value-fr", "name": "High value in France", "condition": map[string]any{"$audience": "high-value", "country": "FR"}}})
+	do(call{method: "POST", path: "/v1/audiences", key: admin, want: 201, body: map[string]any{"key": "spare", "name": "Spare", "condition": map[string]any{}}})
+	do(call{method: "POST", path: "/v1/audiences", key: admin, want: 409, body: map[string]any{"key": "spare", "name": "Spare", "condition": map[string]any{}}})
+	do(call{method: "POST", path: "/v1/audiences", key: admin, want: 400, body: map[string]any{"key": "x", "name": "X", "condition": map[string]any{"$audience": "nope"}}})
+	do(call{method: "POST", path: "/v1/audiences", key: admin, want: 400, rejected: true, body: map[string]any{"key": "x", "name": "X"}})
+	do(call{method: "GET", path: "/v1/audiences", key: admin, want: 200})
+	do(call{method: "GET", path: "/v1/audiences?archived=true&limit=1", key: a.viewer, want: 200})
+	do(call{method: "GET", path: "/v1/audiences?archived=maybe", key: admin, want: 400, rejected: true})
+	do(call{method: "GET", path: "/v1/audiences/high-value-fr", key: a.viewer, want: 200})
+	do(call{method: "GET", path: "/v1/audiences/nope", key: admin, want: 404})
+	do(call{method: "PATCH", path: "/v1/audiences/high-value", key: admin, want: 200, body: map[string]any{"name": "High value (LTV 400+)", "condition": map[string]any{"ltv": map[string]any{"$gte": 400}}}})
+	do(call{method: "PATCH", path: "/v1/audiences/high-value", key: admin, want: 400, body: map[string]any{"condition": map[string]any{"$audience": "high-value-fr"}}})
+	do(call{method: "PATCH", path: "/v1/audiences/nope", key: admin, want: 404, body: map[string]any{"name": "N"}})
+	do(call{method: "GET", path: "/v1/audiences/high-value/history", key: a.viewer, want: 200})
+	do(call{method: "GET", path: "/v1/audiences/nope/history", key: admin, want: 404})
+	do(call{method: "POST", path: "/v1/audiences/high-value/archive", key: admin, want: 409})
+	do(call{method: "POST", path: "/v1/audiences/spare/archive", key: admin, want: 200})
+	do(call{method: "POST", path: "/v1/audiences/spare/archive", key: admin, want: 409})
+	do(call{method: "PATCH", path: "/v1/audiences/spare", key: admin, want: 409, body: map[string]any{"name": "Again"}})
+	do(call{method: "POST", path: "/v1/audiences/nope/archive", key: admin, want: 404})
+
 	// Experiments: create, with every kind of refusal.
 	checkout := map[string]any{
 		"key": "checkout-button", "name": "Green checkout button", "hypothesis": "A green button raises purchases",

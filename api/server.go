@@ -22,6 +22,7 @@ import (
 // Store is everything the API needs from storage.
 type Store interface {
 	flywheel.ExperimentStore
+	flywheel.AudienceStore
 	flywheel.MetricStore
 	flywheel.KeyStore
 	Ping(ctx context.Context) error
@@ -158,6 +159,9 @@ func (s *Server) routes() {
 	viewer.GET("/experiments/:key/results", s.handleResults)
 	viewer.GET("/experiments/:key/results/timeseries", s.handleTimeseries)
 	viewer.POST("/power", s.handlePower)
+	viewer.GET("/audiences", s.handleListAudiences)
+	viewer.GET("/audiences/:key", s.handleGetAudience)
+	viewer.GET("/audiences/:key/history", s.handleAudienceHistory)
 	viewer.GET("/metrics", s.handleListMetrics)
 	viewer.GET("/metrics/:key", s.handleGetMetric)
 
@@ -167,6 +171,9 @@ func (s *Server) routes() {
 	admin.POST("/experiments/:key/start", s.handleTransition("start"))
 	admin.POST("/experiments/:key/stop", s.handleTransition("stop"))
 	admin.POST("/experiments/:key/archive", s.handleTransition("archive"))
+	admin.POST("/audiences", s.handleCreateAudience)
+	admin.PATCH("/audiences/:key", s.handlePatchAudience)
+	admin.POST("/audiences/:key/archive", s.handleArchiveAudience)
 	admin.POST("/metrics", s.handleCreateMetric)
 	admin.PATCH("/metrics/:key", s.handlePatchMetric)
 	admin.GET("/units/:unit_type/:unit_id", s.handleDescribeUnit)

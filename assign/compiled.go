@@ -53,7 +53,7 @@ func variantRanges(weights []float64, traffic float64) [][2]int {
 
 // compileExperiment validates e and compiles it. index is e's position in
 // the config (-1 for a single experiment) and is used in error messages.
-func compileExperiment(e *Experiment, index int) (*Compiled, []error) {
+func compileExperiment(e *Experiment, index int, audiences Audiences) (*Compiled, []error) {
 	v := &validator{key: e.Key, index: index}
 	if e.Key == "" {
 		v.add("key", "is required")
@@ -62,7 +62,7 @@ func compileExperiment(e *Experiment, index int) (*Compiled, []error) {
 	v.checkTraffic(e.Traffic)
 	v.checkLayer(e.Layer, e.LayerRange)
 	overrides := v.checkOverrides(e.Overrides, e.Variants)
-	targeting := v.checkTargeting(e.Targeting)
+	targeting := v.checkTargeting(e.Targeting, audiences)
 	if len(v.errs) > 0 {
 		return nil, v.errs
 	}

@@ -1,10 +1,7 @@
 package assign
 
 import (
-	"bytes"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 )
@@ -46,7 +43,8 @@ const conditionRoot = "targeting"
 // give a condition that matches everything. A condition that can never be
 // valid is rejected with a *ConditionError naming its path: a root that is
 // not an object, invalid JSON, an unknown operator, saved-group operators
-// (not supported yet), a logical operator ($and, $or, $nor) applied to an
+// (not supported yet), a reference to a saved audience ({"$audience": key};
+// see ParseConditionWith), a logical operator ($and, $or, $nor) applied to an
 // attribute's value, an operand of the wrong type ($in without an array,
 // $regex with an invalid expression, $gt with a boolean, $type with an
 // unknown type name, $exists with a non-boolean, ...).
@@ -59,25 +57,7 @@ func ParseCondition(raw json.RawMessage) (*Condition, error) {
 // cannot be evaluated (an unknown operator, a malformed operand) becomes an
 // "unknown" node that never matches, even under $not or $nor.
 func parseCondition(raw json.RawMessage, lenient bool) (*Condition, error) {
-	raw = bytes.Trim(raw, jsonSpace)
-	if len(raw) == 0 || string(raw) == "null" {
-		return &Condition{}, nil
-	}
-	var v any
-	if err := json.Unmarshal(raw, &v); err != nil {
-		msg := "invalid JSON: " + err.Error()
-		var ute *json.UnmarshalTypeError
-		if errors.As(err, &ute) && ute.Value == "number" {
-			msg = "invalid JSON: a number is out of range"
-		}
-		return nil, &ConditionError{Path: conditionRoot, Msg: msg}
-	}
-	if !lenient {
-		if path, deep := tooDeep(v, conditionRoot, 1); deep {
-			return nil, &ConditionError{Path: path, Msg: fmt.Sprintf("nests deeper than %d levels of objects and arrays", MaxConditionDepth)}
-		}
-	}
-	return compileCondition(v, lenient)
+	return parseConditionWith(raw, nil, lenient)
 }
 
 // tooDeep returns the path of the first object or array of v (in key
@@ -107,12 +87,15 @@ func tooDeep(v any, path string, depth int) (string, bool) {
 	return "", false
 }
 
-// compileCondition compiles a decoded JSON condition.
-func compileCondition(v any, lenient bool) (*Condition, error) {
-	cc := &condCompiler{lenient: lenient}
+// compile compiles a decoded JSON condition.
+func (cc *condCompiler) compile(v any) (*Condition, error) {
+	root := cc.root
+	if root == "" {
+		root = conditionRoot
+	}
 	m, ok := v.(map[string]any)
 	if !ok {
-		n, err := cc.fail(conditionRoot, "must be a JSON object")
+		n, err := cc.fail(root, "must be a JSON object")
 		if err != nil {
 			return nil, err
 		}
@@ -121,11 +104,11 @@ func compileCondition(v any, lenient bool) (*Condition, error) {
 	if len(m) == 0 {
 		return &Condition{}, nil
 	}
-	root, err := cc.object(m, conditionRoot)
+	n, err := cc.object(m, root)
 	if err != nil {
 		return nil, err
 	}
-	return &Condition{root: root}, nil
+	return &Condition{root: n}, nil
 }
 
 // Match reports whether attrs satisfy the condition. attrs are as

@@ -13,6 +13,17 @@ import (
 // to an unknown node.
 type condCompiler struct {
 	lenient bool
+	// audiences are the saved conditions a {"$audience": key} term may
+	// reference; nil means none.
+	audiences Audiences
+	// visiting is the chain of audiences being inlined, outermost first,
+	// for cycle detection.
+	visiting []string
+	// inlined counts the audience references expanded so far.
+	inlined int
+	// root is the path of the condition's root in errors; "" means
+	// conditionRoot.
+	root string
 }
 
 // fail reports an invalid condition at path.
@@ -103,6 +114,8 @@ func (cc *condCompiler) term(k string, v any, path string) (condNode, error) {
 		return notCond{n}, nil
 	case "$savedGroup", "$savedGroups":
 		return cc.fail(path, "saved groups are not supported yet")
+	case AudienceOperator:
+		return cc.audience(v, path)
 	}
 	if !cc.lenient && isValueOperator(k) {
 		return cc.fail(path, "operator %s must be applied to an attribute", k)

@@ -176,7 +176,8 @@ func (cc *condCompiler) elemMatch(arg any, path string) (valueNode, error) {
 	_, and := m["$and"]
 	_, or := m["$or"]
 	_, nor := m["$nor"]
-	if len(m) > 0 && isOperatorObject(m) && !and && !or && !nor {
+	_, aud := m[AudienceOperator] // a condition on the element, as $and
+	if len(m) > 0 && isOperatorObject(m) && !and && !or && !nor && !aud {
 		n, err := cc.value(m, path)
 		if err != nil {
 			return nil, err

@@ -102,4 +102,8 @@ func (e *Experiment) salt() string {
 type Config struct {
 	Revision    int64        `json:"revision"`
 	Experiments []Experiment `json:"experiments"`
+	// Audiences holds the saved audiences the experiments' targeting
+	// references ({"$audience": key}), directly or through one another;
+	// Compile inlines them.
+	Audiences Audiences `json:"audiences,omitempty"`
 }

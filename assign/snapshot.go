@@ -21,7 +21,8 @@ type Snapshot struct {
 // weights in (0, 1] summing to 1 (within 1e-9), 2 to 20 variants with
 // unique keys, traffic in [0, 1], overrides naming real variants, a layer
 // range within [0, 10000) with from < to when a layer is set, targeting
-// that parses, unique experiment keys, and no overlap between the ranges of
+// that parses (with every audience it references in cfg.Audiences and no
+// reference cycle), unique experiment keys, and no overlap between the ranges of
 // running experiments in one layer.
 func Compile(cfg Config) (*Snapshot, error) {
 	s := &Snapshot{
@@ -31,7 +32,7 @@ func Compile(cfg Config) (*Snapshot, error) {
 	errs := checkUniqueAndLayers(cfg.Experiments)
 	for i := range cfg.Experiments {
 		e := cfg.Experiments[i]
-		c, cerrs := compileExperiment(&e, i)
+		c, cerrs := compileExperiment(&e, i, cfg.Audiences)
 		if len(cerrs) > 0 {
 			errs = append(errs, cerrs...)
 			continue

@@ -50,9 +50,11 @@ func (e *ValidationError) Error() string {
 // Validate reports every problem with e as an errors.Join of
 // *ValidationError, or nil. It checks what Compile checks for one
 // experiment; Compile additionally checks that keys are unique and that
-// running experiments of one layer do not overlap.
+// running experiments of one layer do not overlap. It knows no audiences:
+// a targeting that references one is invalid here, use Compile with
+// Config.Audiences.
 func (e Experiment) Validate() error {
-	_, errs := compileExperiment(&e, -1)
+	_, errs := compileExperiment(&e, -1, nil)
 	return errors.Join(errs...)
 }
 
@@ -147,8 +149,8 @@ func (v *validator) checkOverrides(overrides map[string]string, vs []Variant) ma
 }
 
 // checkTargeting parses the targeting condition; nil means everyone.
-func (v *validator) checkTargeting(raw json.RawMessage) *Condition {
-	cond, err := ParseCondition(raw)
+func (v *validator) checkTargeting(raw json.RawMessage, audiences Audiences) *Condition {
+	cond, err := ParseConditionWith(raw, audiences)
 	if err != nil {
 		var ce *ConditionError
 		if errors.As(err, &ce) {

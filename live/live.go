@@ -42,6 +42,9 @@ func (s *State) Running() []string { return s.running }
 type Source interface {
 	ListLiveExperiments(ctx context.Context) ([]flywheel.Experiment, int64, error)
 	ConfigRevision(ctx context.Context) (int64, error)
+	// AllAudiences returns every saved audience's condition, archived
+	// ones included, by key: what targeting references resolve to.
+	AllAudiences(ctx context.Context) (assign.Audiences, error)
 }
 
 // Registry holds the current State.
@@ -75,7 +78,14 @@ func (r *Registry) Refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := Build(exps, rev)
+	// Read after the experiments: audiences are never deleted, so every
+	// audience they reference is there. One changed in between moved the
+	// revision, and the next Refresh rebuilds.
+	auds, err := r.src.AllAudiences(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := BuildWithAudiences(exps, auds, rev)
 	if err != nil {
 		return err
 	}
@@ -85,6 +95,14 @@ func (r *Registry) Refresh(ctx context.Context) error {
 
 // Build compiles a state from experiments at a revision.
 func Build(exps []flywheel.Experiment, rev int64) (*State, error) {
+	return BuildWithAudiences(exps, nil, rev)
+}
+
+// BuildWithAudiences compiles a state from experiments and the saved
+// audiences their targeting may reference. The SDK config carries the
+// audiences the running experiments use, directly or through one another,
+// and no other.
+func BuildWithAudiences(exps []flywheel.Experiment, auds assign.Audiences, rev int64) (*State, error) {
 	st := &State{Revision: rev, experiments: make(map[string]*flywheel.Experiment, len(exps))}
 	cfg := assign.Config{Revision: rev, Experiments: []assign.Experiment{}}
 	for i := range exps {
@@ -93,6 +111,14 @@ func Build(exps []flywheel.Experiment, rev int64) (*State, error) {
 		if e.Status == flywheel.StatusRunning {
 			cfg.Experiments = append(cfg.Experiments, e.Assignable())
 			st.running = append(st.running, e.Key)
+			for _, k := range assign.ConditionAudiences(e.Targeting, auds) {
+				if cond, ok := auds[k]; ok {
+					if cfg.Audiences == nil {
+						cfg.Audiences = assign.Audiences{}
+					}
+					cfg.Audiences[k] = cond
+				}
+			}
 		}
 	}
 	snap, err := assign.Compile(cfg)

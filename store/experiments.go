@@ -127,6 +127,9 @@ func (db *DB) CreateExperiment(ctx context.Context, e *flywheel.Experiment, laye
 		if err != nil {
 			return err
 		}
+		if err := checkAudienceRefs(tx, out.Targeting); err != nil {
+			return err
+		}
 		// Counted after bumpRevision, whose row lock orders concurrent
 		// creations: each counts the ones committed before it.
 		var live int64
@@ -255,6 +258,11 @@ func (db *DB) UpdateExperiment(ctx context.Context, key, action, actor string, m
 		rev, err := bumpRevision(tx)
 		if err != nil {
 			return err
+		}
+		if _, ok := changes["targeting"]; ok {
+			if err := checkAudienceRefs(tx, e.Targeting); err != nil {
+				return err
+			}
 		}
 		now := db.now()
 		e.Revision, e.UpdatedAt = rev, now
