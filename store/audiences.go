@@ -182,6 +182,26 @@ func (db *DB) ListAudiences(ctx context.Context, f flywheel.AudienceFilter) (fly
 	return page, nil
 }
 
+// lockLiveAudience moves the configuration revision (the lock that audience
+// and experiment writes queue on) and locks the audience's row; an archived
+// one is a conflict, worded "audience KEY <archived>".
+func lockLiveAudience(tx *gorm.DB, key, archived string) (*audienceRow, error) {
+	if _, err := bumpRevision(tx); err != nil {
+		return nil, err
+	}
+	var row audienceRow
+	if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Take(&row, "key = ?", key).Error; err != nil {
+		if errIsNotFound(err) {
+			return nil, flywheel.Errorf(flywheel.CodeNotFound, "audience %q not found", key)
+		}
+		return nil, err
+	}
+	if row.ArchivedAt != nil {
+		return nil, flywheel.Errorf(flywheel.CodeConflict, "audience %q %s", key, archived)
+	}
+	return &row, nil
+}
+
 // UpdateAudience applies p to the audience under a row lock, validates the
 // result against the other audiences that are not archived (a cycle
 // through it included), and stores it with an audit row naming the
@@ -190,18 +210,9 @@ func (db *DB) ListAudiences(ctx context.Context, f flywheel.AudienceFilter) (fly
 func (db *DB) UpdateAudience(ctx context.Context, key string, p flywheel.AudiencePatch, actor string) (*flywheel.AudienceChange, error) {
 	var affected []string
 	err := db.tx(ctx, func(tx *gorm.DB) error {
-		if _, err := bumpRevision(tx); err != nil {
+		row, err := lockLiveAudience(tx, key, "is archived and cannot change")
+		if err != nil {
 			return err
-		}
-		var row audienceRow
-		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Take(&row, "key = ?", key).Error; err != nil {
-			if errIsNotFound(err) {
-				return flywheel.Errorf(flywheel.CodeNotFound, "audience %q not found", key)
-			}
-			return err
-		}
-		if row.ArchivedAt != nil {
-			return flywheel.Errorf(flywheel.CodeConflict, "audience %q is archived and cannot change", key)
 		}
 		before := row.toDomain()
 		a := row.toDomain()
@@ -269,18 +280,8 @@ func (db *DB) UpdateAudience(ctx context.Context, key string, p flywheel.Audienc
 // archived ones) and no audience that is not archived uses.
 func (db *DB) ArchiveAudience(ctx context.Context, key, actor string) (*flywheel.Audience, error) {
 	err := db.tx(ctx, func(tx *gorm.DB) error {
-		if _, err := bumpRevision(tx); err != nil {
+		if _, err := lockLiveAudience(tx, key, "is already archived"); err != nil {
 			return err
-		}
-		var row audienceRow
-		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Take(&row, "key = ?", key).Error; err != nil {
-			if errIsNotFound(err) {
-				return flywheel.Errorf(flywheel.CodeNotFound, "audience %q not found", key)
-			}
-			return err
-		}
-		if row.ArchivedAt != nil {
-			return flywheel.Errorf(flywheel.CodeConflict, "audience %q is already archived", key)
 		}
 		live, err := liveAudiences(tx, false)
 		if err != nil {
@@ -344,17 +345,9 @@ func (db *DB) AudienceHistory(ctx context.Context, key string, limit int, cursor
 		return page, err
 	}
 	limit = clampLimit(limit)
-	q := db.gorm.WithContext(ctx).Where("audience_key = ?", key).Order("id").Limit(limit + 1)
-	if cursor != "" {
-		after, err := decodeCursor(cursor)
-		if err != nil {
-			return page, err
-		}
-		var id int64
-		if _, err := fmt.Sscan(after, &id); err != nil {
-			return page, flywheel.Invalid("cursor", "invalid cursor")
-		}
-		q = q.Where("id > ?", id)
+	q, err := afterID(db.gorm.WithContext(ctx).Where("audience_key = ?", key).Order("id").Limit(limit+1), cursor)
+	if err != nil {
+		return page, err
 	}
 	var rows []audienceHistoryRow
 	if err := q.Find(&rows).Error; err != nil {

@@ -300,17 +300,9 @@ func (db *DB) ExperimentHistory(ctx context.Context, key string, limit int, curs
 		return page, err
 	}
 	limit = clampLimit(limit)
-	q := db.gorm.WithContext(ctx).Where("experiment_key = ?", key).Order("id").Limit(limit + 1)
-	if cursor != "" {
-		after, err := decodeCursor(cursor)
-		if err != nil {
-			return page, err
-		}
-		var id int64
-		if _, err := fmt.Sscan(after, &id); err != nil {
-			return page, flywheel.Invalid("cursor", "invalid cursor")
-		}
-		q = q.Where("id > ?", id)
+	q, err := afterID(db.gorm.WithContext(ctx).Where("experiment_key = ?", key).Order("id").Limit(limit+1), cursor)
+	if err != nil {
+		return page, err
 	}
 	var rows []historyRow
 	if err := q.Find(&rows).Error; err != nil {
@@ -430,6 +422,23 @@ func clampLimit(n int) int {
 }
 
 func encodeCursor(s string) string { return base64.RawURLEncoding.EncodeToString([]byte(s)) }
+
+// afterID restricts q, a query ordered by id, to the rows after the id a
+// cursor of a previous page names (none: q itself).
+func afterID(q *gorm.DB, cursor string) (*gorm.DB, error) {
+	if cursor == "" {
+		return q, nil
+	}
+	after, err := decodeCursor(cursor)
+	if err != nil {
+		return nil, err
+	}
+	var id int64
+	if _, err := fmt.Sscan(after, &id); err != nil {
+		return nil, flywheel.Invalid("cursor", "invalid cursor")
+	}
+	return q.Where("id > ?", id), nil
+}
 
 func decodeCursor(c string) (string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(c)
