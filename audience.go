@@ -22,6 +22,16 @@ type Audience struct {
 	CreatedAt  time.Time       `json:"created_at"`
 	UpdatedAt  time.Time       `json:"updated_at"`
 	ArchivedAt *time.Time      `json:"archived_at,omitempty"`
+	// UsedBy is set by GET /v1/audiences/{key} only: who references it.
+	UsedBy *AudienceUsers `json:"used_by,omitempty"`
+}
+
+// AudienceUsers names what references an audience, directly or through
+// other audiences: the experiments that are not archived and the live
+// audiences. An audience with users cannot be archived.
+type AudienceUsers struct {
+	Experiments []string `json:"experiments"`
+	Audiences   []string `json:"audiences"`
 }
 
 // MaxLiveAudiences bounds the audiences that are not archived: every
@@ -120,6 +130,9 @@ type AudienceStore interface {
 	// stored ones in the same transaction.
 	CreateAudience(ctx context.Context, a *Audience, actor string) (*Audience, error)
 	FindAudienceByKey(ctx context.Context, key string) (*Audience, error)
+	// AudienceUsage names the experiments (not archived) and the live
+	// audiences that use audience key, directly or not.
+	AudienceUsage(ctx context.Context, key string) (*AudienceUsers, error)
 	ListAudiences(ctx context.Context, f AudienceFilter) (Page[Audience], error)
 	// UpdateAudience applies p under a row lock, validates the result
 	// against the other audiences, and stores it with an audit row that

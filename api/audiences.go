@@ -64,6 +64,10 @@ func (s *Server) handleGetAudience(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
+	if a.UsedBy, err = s.deps.Store.AudienceUsage(c.Request.Context(), a.Key); err != nil {
+		s.writeError(c, err)
+		return
+	}
 	c.JSON(http.StatusOK, a)
 }
 

@@ -103,8 +103,17 @@ func TestAudienceLifecycle(t *testing.T) {
 	if code, _, msg := r.errorOf(t); r.Status != http.StatusConflict || code != "conflict" || !strings.Contains(msg, `"checkout"`) || !strings.Contains(msg, `"high-value-fr"`) {
 		t.Errorf("archive in use = %d %s %q, want 409 naming checkout and high-value-fr", r.Status, code, msg)
 	}
-	if got := a.must(http.StatusOK, "GET", "/v1/audiences/high-value", nil); got["archived_at"] != nil {
+	got := a.must(http.StatusOK, "GET", "/v1/audiences/high-value", nil)
+	if got["archived_at"] != nil {
 		t.Errorf("refused archive archived it: %v", got)
+	}
+	// GET names the same users the refusal named.
+	used, _ := got["used_by"].(map[string]any)
+	if !slices.Equal(toStrings(used["experiments"]), []string{"checkout"}) || !slices.Equal(toStrings(used["audiences"]), []string{"high-value-fr"}) {
+		t.Errorf("used_by = %v, want experiments [checkout] and audiences [high-value-fr]", got["used_by"])
+	}
+	if got := a.must(http.StatusOK, "GET", "/v1/audiences/unused", nil)["used_by"].(map[string]any); len(got["experiments"].([]any)) != 0 || len(got["audiences"].([]any)) != 0 {
+		t.Errorf("used_by of an unused audience = %v, want empty lists", got)
 	}
 
 	// An unused audience archives, leaves the list, and no new reference

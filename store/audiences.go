@@ -151,6 +151,29 @@ func (db *DB) FindAudienceByKey(ctx context.Context, key string) (*flywheel.Audi
 	return row.toDomain(), nil
 }
 
+// AudienceUsage names the experiments that are not archived and the live
+// audiences that use audience key (see flywheel.AudienceStore).
+func (db *DB) AudienceUsage(ctx context.Context, key string) (*flywheel.AudienceUsers, error) {
+	out := &flywheel.AudienceUsers{Experiments: []string{}, Audiences: []string{}}
+	err := db.tx(ctx, func(tx *gorm.DB) error {
+		live, err := liveAudiences(tx, false)
+		if err != nil {
+			return err
+		}
+		exps, auds, err := audienceUsers(tx, key, live, flywheel.StatusDraft, flywheel.StatusRunning, flywheel.StatusStopped)
+		if err != nil {
+			return err
+		}
+		out.Experiments = append(out.Experiments, exps...)
+		out.Audiences = append(out.Audiences, auds...)
+		return nil
+	})
+	if err != nil {
+		return nil, translate("audience usage", err)
+	}
+	return out, nil
+}
+
 // ListAudiences returns a page of audiences ordered by key; archived ones
 // only when f.Archived.
 func (db *DB) ListAudiences(ctx context.Context, f flywheel.AudienceFilter) (flywheel.Page[flywheel.Audience], error) {
