@@ -278,6 +278,74 @@ func TestUI(t *testing.T) {
 		return
 	}
 
+	if !t.Run("audiences", func(t *testing.T) {
+		b.t = t
+		b.open("#/audiences")
+		b.waitFor("the empty list", `document.querySelector('main').innerText.includes('No audiences yet')`)
+		b.press("New audience")
+		cond := "Condition (JSON, in the targeting syntax)"
+		b.fill("Key", "high-value")
+		b.fill("Name", "High value")
+		b.fill(cond, `{"$audience": "nope"}`)
+		b.press("Create audience")
+		b.waitFor("the error at the condition", control(cond)+`.getAttribute('aria-invalid') === 'true'`)
+		if msg := eval[string](b, control(cond)+`.closest('.field').querySelector('.field-error').textContent`); !strings.Contains(msg, "unknown audience") {
+			t.Errorf("the error at the condition says %q, want an unknown audience", msg)
+		}
+		if body := string(srv.Admin(t, 200, "GET", "/v1/audiences?archived=true", nil)); strings.Contains(body, "high-value") {
+			t.Errorf("the refused audience was saved: %s", body)
+		}
+		b.fill(cond, `{"ltv": {"$gte": 500}}`)
+		b.press("Create audience")
+		b.waitFor("the audience's page", `location.hash === '#/audiences/high-value' && document.querySelector('main').innerText.includes('Nothing uses it')`)
+
+		// An experiment that uses it, made through the API.
+		srv.Admin(t, 201, "POST", "/v1/experiments", map[string]any{"key": "vip-offer", "unit_type": "customer",
+			"targeting": map[string]any{"$audience": "high-value"},
+			"variants":  []any{map[string]any{"key": "control", "weight": 0.5}, map[string]any{"key": "offer", "weight": 0.5}}})
+		srv.Admin(t, 200, "POST", "/v1/experiments/vip-offer/start", nil)
+		b.open("#/audiences")
+		b.press("high-value")
+		b.waitFor("its user", `document.querySelector('main a[href="#/experiments/vip-offer"]') !== null`)
+
+		// Editing says which experiments the change reaches, before and after.
+		b.press("Edit")
+		b.waitFor("the edit form", control(cond)+" !== null")
+		if note := eval[string](b, `document.querySelector('main [role="note"]')?.textContent || ''`); !strings.Contains(note, "vip-offer") {
+			t.Errorf("the edit form warns %q, want it to name vip-offer", note)
+		}
+		b.fill(cond, `{"ltv": {"$gte": 300}}`)
+		b.press("Save audience")
+		b.waitFor("the saved change", `location.hash.startsWith('#/audiences/high-value?') && document.querySelector('main').innerText.includes('running experiment vip-offer')`)
+		var a struct{ Condition map[string]map[string]float64 }
+		decode(t, srv.Admin(t, 200, "GET", "/v1/audiences/high-value", nil), &a)
+		if a.Condition["ltv"]["$gte"] != 300 {
+			t.Errorf("the API has condition %v, want ltv >= 300", a.Condition)
+		}
+
+		// Archiving one in use is refused, naming the experiment.
+		b.press("Archive")
+		b.press("Yes, archive it")
+		b.waitFor("the refusal", `document.querySelector('main [role="alert"]')?.textContent.includes('vip-offer')`)
+		if body := string(srv.Admin(t, 200, "GET", "/v1/audiences/high-value", nil)); strings.Contains(body, "archived_at") {
+			t.Errorf("the refused archive archived it: %s", body)
+		}
+		history := eval[string](b, "document.querySelector('table.history').innerText")
+		for _, want := range []string{"create", "update", "affected: vip-offer", "alice"} {
+			if !strings.Contains(history, want) {
+				t.Errorf("the history lacks %q:\n%s", want, history)
+			}
+		}
+		b.shot("audience")
+		b.open("#/audiences")
+		b.waitFor("the list", `document.querySelectorAll('tbody tr').length === 1`)
+		if row := eval[string](b, `document.querySelector('tbody tr').innerText`); !strings.Contains(row, "High value") || !strings.Contains(row, `{"ltv":{"$gte":300}}`) {
+			t.Errorf("the list row is %q", row)
+		}
+	}) {
+		return
+	}
+
 	if !t.Run("375 px", func(t *testing.T) {
 		b.t = t
 		b.do(chromedp.EmulateViewport(375, 800))
@@ -290,6 +358,9 @@ func TestUI(t *testing.T) {
 			{"#/metrics", `document.querySelectorAll('tbody tr').length === 4`},
 			{"#/metrics/new", control("Key") + " !== null"},
 			{"#/power", control("Metric type") + " !== null"},
+			{"#/audiences", `document.querySelectorAll('tbody tr').length === 1`},
+			{"#/audiences/high-value", `document.querySelector('table.history') !== null`},
+			{"#/audiences/high-value/edit", control("Key") + " !== null"},
 		} {
 			b.open(tt.hash)
 			b.waitFor(tt.hash, tt.ready)
@@ -325,6 +396,10 @@ func TestUI(t *testing.T) {
 			{"#/experiments/new", `document.querySelector('main h1')?.textContent === 'New experiment'`},
 			{"#/experiments/checkout-button/edit", `document.querySelector('main h1') !== null`},
 			{"#/metrics/new", `document.querySelector('main h1')?.textContent === 'New metric'`},
+			{"#/audiences", `document.querySelectorAll('tbody tr').length === 1`},
+			{"#/audiences/high-value", `document.querySelector('table.history') !== null`},
+			{"#/audiences/high-value/edit", `document.querySelector('main h1') !== null`},
+			{"#/audiences/new", `document.querySelector('main h1')?.textContent === 'New audience'`},
 		} {
 			b.open(page.hash)
 			b.waitFor(page.hash, page.ready)

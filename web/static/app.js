@@ -1,7 +1,8 @@
 // Flywheel's web UI: a hash router over pages that call the public /v1
 // API. Routes: #/ (experiments), #/experiments/new, #/experiments/KEY,
 // #/experiments/KEY/edit, #/experiments/KEY/history, #/metrics,
-// #/metrics/new, #/power.
+// #/metrics/new, #/audiences, #/audiences/new, #/audiences/KEY,
+// #/audiences/KEY/edit, #/power.
 
 import {api, forgetKey, saveKey, savedKey, whenSignedOut} from './api.js';
 import {h, replace} from './dom.js';
@@ -11,6 +12,7 @@ import {experimentPage, historyPage} from './experiment.js';
 import {experimentForm} from './forms.js';
 import {metricForm, metricsPage} from './metrics.js';
 import {powerPage} from './power.js';
+import {audienceForm, audiencePage, audiencesPage} from './audiences.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -52,6 +54,10 @@ async function render() {
     else if (parts[0] === 'experiments' && parts[2] === 'history' && parts.length === 3) await historyPage(page, ctx, parts[1]);
     else if (parts[0] === 'metrics' && parts.length === 1) await metricsPage(page, ctx);
     else if (parts[0] === 'metrics' && parts[1] === 'new' && parts.length === 2) await metricForm(page, ctx);
+    else if (parts[0] === 'audiences' && parts.length === 1) await audiencesPage(page, ctx);
+    else if (parts[0] === 'audiences' && parts[1] === 'new' && parts.length === 2) await audienceForm(page, ctx, null);
+    else if (parts[0] === 'audiences' && parts.length === 2) await audiencePage(page, ctx, parts[1]);
+    else if (parts[0] === 'audiences' && parts[2] === 'edit' && parts.length === 3) await audienceForm(page, ctx, parts[1]);
     else if (parts[0] === 'power' && parts.length === 1) await powerPage(page, ctx);
     else {
       setTitle('Not found');
