@@ -104,8 +104,9 @@ func (db *DB) CreateAudience(ctx context.Context, a *flywheel.Audience, actor st
 	out := *a
 	err := db.tx(ctx, func(tx *gorm.DB) error {
 		// The revision's row lock orders every change of audiences and
-		// experiments, so validation sees the committed ones.
-		if _, err := bumpRevision(tx); err != nil {
+		// experiments, so validation sees the committed ones. A new
+		// audience is used by nothing: the revision stays.
+		if err := lockRevision(tx); err != nil {
 			return err
 		}
 		others, err := liveAudiences(tx, false)
@@ -205,11 +206,16 @@ func (db *DB) ListAudiences(ctx context.Context, f flywheel.AudienceFilter) (fly
 	return page, nil
 }
 
-// lockLiveAudience moves the configuration revision (the lock that audience
-// and experiment writes queue on) and locks the audience's row; an archived
-// one is a conflict, worded "audience KEY <archived>".
-func lockLiveAudience(tx *gorm.DB, key, archived string) (*audienceRow, error) {
-	if _, err := bumpRevision(tx); err != nil {
+// lockLiveAudience takes the configuration revision's row lock (the lock
+// that audience and experiment writes queue on), moving the revision when
+// bump is set, and locks the audience's row; an archived one is a
+// conflict, worded "audience KEY <archived>".
+func lockLiveAudience(tx *gorm.DB, key, archived string, bump bool) (*audienceRow, error) {
+	if bump {
+		if _, err := bumpRevision(tx); err != nil {
+			return nil, err
+		}
+	} else if err := lockRevision(tx); err != nil {
 		return nil, err
 	}
 	var row audienceRow
@@ -233,7 +239,7 @@ func lockLiveAudience(tx *gorm.DB, key, archived string) (*audienceRow, error) {
 func (db *DB) UpdateAudience(ctx context.Context, key string, p flywheel.AudiencePatch, actor string) (*flywheel.AudienceChange, error) {
 	var affected []string
 	err := db.tx(ctx, func(tx *gorm.DB) error {
-		row, err := lockLiveAudience(tx, key, "is archived and cannot change")
+		row, err := lockLiveAudience(tx, key, "is archived and cannot change", true)
 		if err != nil {
 			return err
 		}
@@ -303,7 +309,7 @@ func (db *DB) UpdateAudience(ctx context.Context, key string, p flywheel.Audienc
 // archived ones) and no audience that is not archived uses.
 func (db *DB) ArchiveAudience(ctx context.Context, key, actor string) (*flywheel.Audience, error) {
 	err := db.tx(ctx, func(tx *gorm.DB) error {
-		if _, err := lockLiveAudience(tx, key, "is already archived"); err != nil {
+		if _, err := lockLiveAudience(tx, key, "is already archived", false); err != nil {
 			return err
 		}
 		live, err := liveAudiences(tx, false)

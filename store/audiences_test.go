@@ -121,4 +121,20 @@ func TestUpdateAudienceNamesAffectedExperiments(t *testing.T) {
 	if len(h.Items) != 2 || fmt.Sprint(h.Items[1].AffectedExperiments) != "[direct nested]" {
 		t.Errorf("history = %+v, want create and one update naming direct and nested", h.Items)
 	}
+
+	// Creating an audience, or archiving an unused one, changes nothing an
+	// SDK reads: the revision (and so every SDK's config) stays.
+	rev, err = db.ConfigRevision(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.CreateAudience(ctx, &flywheel.Audience{Key: "spare", Name: "Spare", Condition: json.RawMessage(`{}`)}, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.ArchiveAudience(ctx, "spare", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := db.ConfigRevision(ctx); after != rev {
+		t.Errorf("ConfigRevision = %d after creating and archiving an unused audience, want %d", after, rev)
+	}
 }

@@ -112,6 +112,14 @@ func bumpRevision(tx *gorm.DB) (int64, error) {
 	return rev, err
 }
 
+// lockRevision takes the configuration revision's row lock without moving
+// the revision: a write that orders itself with the others but changes
+// nothing an SDK or an assignment reads (an audience that nothing uses yet,
+// or any more) leaves every SDK's config as it is.
+func lockRevision(tx *gorm.DB) error {
+	return tx.Exec(`SELECT revision FROM config_state WHERE id = 1 FOR UPDATE`).Error
+}
+
 // ConfigRevision returns the current configuration revision.
 func (db *DB) ConfigRevision(ctx context.Context) (int64, error) {
 	var rev int64
