@@ -33,8 +33,8 @@ func TestUpliftEndpoint(t *testing.T) {
 	at := func(d time.Duration) string { return t0.Add(d).Format(time.RFC3339) }
 	type unit struct {
 		variant, plan string
-		age       float64 // NaN: no age attribute
-		y         float64 // the metric's value: in-window spend, capped at 100
+		age           float64 // NaN: no age attribute
+		y             float64 // the metric's value: in-window spend, capped at 100
 	}
 	var units []unit
 	var events []map[string]any
