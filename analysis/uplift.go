@@ -85,6 +85,7 @@ type Uplift struct {
 	Experiment string   `json:"experiment"`
 	Metric     string   `json:"metric"`
 	By         []string `json:"by"`
+	Type       string   `json:"type"`
 	Direction  string   `json:"direction"`
 	Alpha      Float    `json:"alpha"`
 	// Adjustment is "holm": p_adjusted are Holm's over every segment ×
@@ -151,7 +152,7 @@ func AnalyzeUplift(in UpliftInput, opts UpliftOptions) Uplift {
 	}
 	variants := variantKeys(in.Experiment)
 	out := Uplift{
-		Experiment: in.Experiment.Key, Metric: in.Metric.Key, By: in.By, Direction: string(in.Metric.Direction),
+		Experiment: in.Experiment.Key, Metric: in.Metric.Key, By: in.By, Type: string(in.Metric.Type), Direction: string(in.Metric.Direction),
 		Alpha: Float(opts.Alpha), Adjustment: "holm", Intervals: "bonferroni", MinUnits: opts.MinUnits,
 		Segments: []UpliftSegment{}, Interaction: []UpliftInteraction{}, ComputedAt: in.ComputedAt,
 		Warnings: append([]string{"Segment effects are exploratory: they hold for attributes fixed before the first exposure, not for attributes the variant could change."}, in.Notes...),

@@ -295,8 +295,12 @@ func decide(r *UpliftRule, metric string) {
 		return
 	case r.AllVsNone.Defined() && r.AllVsNone.CI[0] > 0:
 		r.Decision = "all"
-		r.Summary = fmt.Sprintf("No segment beats sending %s to all (targeting vs. all: %s %s, %s); sending to all gains %s (%s) vs. sending to none.",
-			r.Variant, num(r.GainVsAll.Estimate), unit, interval(r.GainVsAll), num(r.AllVsNone.Estimate), interval(r.AllVsNone))
+		targeting := fmt.Sprintf("targeting vs. all: %s %s, %s", num(r.GainVsAll.Estimate), unit, interval(r.GainVsAll))
+		if r.GainVsAll.Estimate == 0 && r.GainVsAll.CI[0] == 0 && r.GainVsAll.CI[1] == 0 {
+			targeting = "every segment's estimated effect is good in every fold"
+		}
+		r.Summary = fmt.Sprintf("No segment beats sending %s to all (%s); sending to all gains %s %s (%s) vs. sending to none.",
+			r.Variant, targeting, num(r.AllVsNone.Estimate), unit, interval(r.AllVsNone))
 	case r.AllVsNone.Defined() && r.AllVsNone.CI[1] < 0:
 		r.Decision = "none"
 		r.Summary = fmt.Sprintf("No segment beats sending %s to all, and sending to all loses %s %s (%s) vs. sending to none: send it to no one.",
