@@ -305,6 +305,9 @@ func decide(r *UpliftRule, metric string) {
 		r.Decision = "none"
 		r.Summary = fmt.Sprintf("No segment beats sending %s to all, and sending to all loses %s %s (%s) vs. sending to none: send it to no one.",
 			r.Variant, num(-r.AllVsNone.Estimate), unit, interval(Estimate{Estimate: -r.AllVsNone.Estimate, CI: [2]Float{-r.AllVsNone.CI[1], -r.AllVsNone.CI[0]}}))
+	case !r.AllVsNone.CI[0].Defined() || !r.AllVsNone.CI[1].Defined():
+		r.Decision = "inconclusive"
+		r.Summary = fmt.Sprintf("No segment beats sending %s to all, and there are not enough units to compare sending to all with sending to none.", r.Variant)
 	default:
 		r.Decision = "inconclusive"
 		r.Summary = fmt.Sprintf("No segment beats sending %s to all, and sending to all is not clearly better than sending to none (%s %s, %s).",
