@@ -139,10 +139,10 @@ func upliftAttributes(ctx context.Context, tx pgx.Tx, key string, in *analysis.U
 // "(none)"), appending its parameters to args, and a note on how a
 // numeric attribute was bucketed.
 func upliftAttribute(ctx context.Context, tx pgx.Tx, key, attr string, args *[]any) (expr, note string, err error) {
-	var distinct, present, numbers int64
-	if err := tx.QueryRow(ctx, `SELECT count(DISTINCT x.attributes->>$2), count(*) FILTER (WHERE x.attributes ? $2),
+	var total, distinct, present, numbers int64
+	if err := tx.QueryRow(ctx, `SELECT count(*), count(DISTINCT x.attributes->>$2), count(*) FILTER (WHERE x.attributes ? $2),
 		count(*) FILTER (WHERE jsonb_typeof(x.attributes->$2) = 'number')
-		FROM exposures x WHERE x.experiment = $1 AND NOT x.multiple`, key, attr).Scan(&distinct, &present, &numbers); err != nil {
+		FROM exposures x WHERE x.experiment = $1 AND NOT x.multiple`, key, attr).Scan(&total, &distinct, &present, &numbers); err != nil {
 		return "", "", err
 	}
 	if present == 0 {
@@ -154,21 +154,13 @@ func upliftAttribute(ctx context.Context, tx pgx.Tx, key, attr string, args *[]a
 		return upliftBuckets(ctx, tx, key, attr, name, args)
 	}
 	values := distinct
-	if present < upliftExposures(ctx, tx, key) {
+	if present < total {
 		values++ // "(none)"
 	}
 	if values > analysis.MaxUpliftValues {
 		return "", "", flywheel.Invalid("by", "attribute %q has %d distinct values; uplift segments take at most %d (choose an attribute such as a channel or a country, or a numeric one, which is bucketed)", attr, values, analysis.MaxUpliftValues)
 	}
 	return fmt.Sprintf("COALESCE(x.attributes->>%s::text, %s)", name, quoteLiteral(analysis.NoneValue)), "", nil
-}
-
-// upliftExposures counts the experiment's analysable exposures (an error
-// counts as none: the "(none)" value is then merely not counted).
-func upliftExposures(ctx context.Context, tx pgx.Tx, key string) int64 {
-	var n int64
-	_ = tx.QueryRow(ctx, `SELECT count(*) FROM exposures WHERE experiment = $1 AND NOT multiple`, key).Scan(&n)
-	return n
 }
 
 // upliftBuckets cuts a numeric attribute at its quintiles (of the
