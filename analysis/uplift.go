@@ -1,8 +1,6 @@
 package analysis
 
 import (
-	"crypto/md5"
-	"encoding/binary"
 	"math"
 	"slices"
 	"strconv"
@@ -35,21 +33,11 @@ const (
 	UpliftPer = 1000
 )
 
-// UpliftFold is the cross-fitting fold, in [0, UpliftFolds), of the
-// (stored) unit id: the first four bytes of MD5(id), big-endian, modulo
-// UpliftFolds. The database computes the same with
-// ('x' || substr(md5(id), 1, 8))::bit(32)::bigint % 5, so that answers are
-// reproducible and independent of the order of the rows.
-func UpliftFold(unitID string) int {
-	sum := md5.Sum([]byte(unitID))
-	return int(binary.BigEndian.Uint32(sum[:4]) % UpliftFolds)
-}
-
 // UpliftCell is the sufficient statistics of one metric for the units of
 // one variant, one fold and one combination of attribute values.
 type UpliftCell struct {
 	Variant string
-	Fold    int      // in [0, UpliftFolds)
+	Fold    int      // in [0, UpliftFolds): store.UpliftFold of the unit id
 	Values  []string // one per attribute of UpliftInput.By, in order
 	N       int64
 	Sum     float64 // Σy (y capped as the metric says)

@@ -1,18 +1,26 @@
 package analysis
 
 import (
-	"regexp"
 	"slices"
 	"strings"
 
 	"github.com/flywheel-oss/flywheel"
 )
 
-// attributePattern is the form of an exposure attribute named in by=.
-var attributePattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
-
-// ValidAttribute reports whether name can be named in by=.
-func ValidAttribute(name string) bool { return attributePattern.MatchString(name) }
+// ValidAttribute reports whether name can be named in by=: it matches
+// ^[A-Za-z0-9_.-]{1,64}$.
+func ValidAttribute(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // ParseUpliftBy reads by= (comma-separated exposure attributes): up to
 // MaxUpliftAttributes distinct names of the form ^[A-Za-z0-9_.-]{1,64}$;
@@ -28,7 +36,7 @@ func ParseUpliftBy(raw string) ([]string, error) {
 	out := make([]string, 0, len(parts))
 	for _, p := range parts {
 		p = strings.TrimSpace(p)
-		if !attributePattern.MatchString(p) {
+		if !ValidAttribute(p) {
 			return nil, flywheel.Invalid("by", "by: %q is not an exposure attribute name (^[A-Za-z0-9_.-]{1,64}$)", p)
 		}
 		if slices.Contains(out, p) {

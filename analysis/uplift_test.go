@@ -11,23 +11,6 @@ import (
 	"github.com/flywheel-oss/flywheel"
 )
 
-// TestUpliftFold pins the fold of a unit id: the first 32 bits of its MD5,
-// big-endian, modulo 5 (hashlib.md5(id).hexdigest()[:8] in Python); the
-// store's SQL computes the same (store: TestUpliftFoldSQL).
-func TestUpliftFold(t *testing.T) {
-	tests := []struct {
-		id   string
-		want int
-	}{
-		{"", 3}, {"c-42", 2}, {"hillstrom-00001", 4}, {"ü-ñ", 4}, {"u-000", 3},
-	}
-	for _, tt := range tests {
-		if got := UpliftFold(tt.id); got != tt.want {
-			t.Errorf("UpliftFold(%q) = %d, want %d", tt.id, got, tt.want)
-		}
-	}
-}
-
 // TestAnalyzeUpliftHandWorked checks one segment's effect and interval by
 // hand: free has control 1, 2, 3, 4 and treatment 2, 3, 4, 5, so the effect
 // is 1 with s² = 5/3 in both arms, SE = √(2·5/12) and Welch's DF = 6; it is

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -14,8 +16,18 @@ import (
 	"github.com/flywheel-oss/flywheel/analysis"
 )
 
-// upliftFoldSQL is analysis.UpliftFold in SQL: the first 32 bits of
-// MD5(unit id), modulo the number of folds.
+// UpliftFold is the cross-fitting fold, in [0, analysis.UpliftFolds), of a
+// (stored) unit id: the first four bytes of MD5(id), big-endian, modulo
+// the number of folds. The database computes the same (upliftFoldSQL), so
+// that uplift answers are reproducible and independent of the order of the
+// rows. (It lives here, not in the pure analysis package, which holds no
+// hash.)
+func UpliftFold(unitID string) int {
+	sum := md5.Sum([]byte(unitID))
+	return int(binary.BigEndian.Uint32(sum[:4]) % analysis.UpliftFolds)
+}
+
+// upliftFoldSQL is UpliftFold in SQL, of the column x.unit_id.
 var upliftFoldSQL = fmt.Sprintf(`(('x' || substr(md5(x.unit_id), 1, 8))::bit(32)::bigint %% %d)::int`, analysis.UpliftFolds)
 
 // UpliftInput aggregates, in one transaction, the sufficient statistics of
