@@ -16,10 +16,9 @@ import (
 // normal data the sample mean ~ N(μ, σ²/n) and, independently, the sample
 // variance ~ σ²·χ²_{n−1}/(n−1); for conversions a binomial count. The
 // units of a cell vary as a multinomial draw would (≈ Poisson). Seeds are
-// fixed, so the outcomes are reproducible. 1,000 runs take well under a
-// second, with -race too, so every count is the full one.
-
-const upliftSims = 1000
+// fixed, so the outcomes are reproducible. 1,000 runs of each take about a
+// second; under -race, which is some 40 times slower, the first 250 runs
+// (upliftSims, race_on_test.go). The README quotes the 1,000-run figures.
 
 // simCell is one combination of a channel and a newbie flag with its true
 // effect.
@@ -151,6 +150,12 @@ func TestUpliftPolicyRecoversSegments(t *testing.T) {
 	}
 }
 
+// rawBounds is 5% of sims ± 3 binomial standard errors.
+func rawBounds(sims int) (lo, hi int) {
+	mean, se := 0.05*float64(sims), math.Sqrt(0.05*0.95*float64(sims))
+	return int(math.Floor(mean - 3*se)), int(math.Ceil(mean + 3*se))
+}
+
 // sameSegments reports whether sendTo holds exactly the cells with a
 // positive effect.
 func sameSegments(sendTo []map[string]string, cells []simCell) bool {
@@ -174,8 +179,8 @@ func sameSegments(sendTo []map[string]string, cells []simCell) bool {
 // TestUpliftNoHeterogeneity: with one effect everywhere the interaction
 // tests (p_adjusted, Holm over the attributes) reject in at most 5% of
 // runs at alpha 0.05; their raw p-values reject at the nominal 5% (within
-// three binomial standard errors, 6.65% of 1,000 runs: Cochran's Q is
-// calibrated, not conservative); and the policy says
+// three binomial standard errors: Cochran's Q is calibrated, not
+// conservative); and the policy says
 // that no segment beats sending to all in at least 95% of runs, whether
 // the common effect is positive, zero or negative.
 func TestUpliftNoHeterogeneity(t *testing.T) {
@@ -206,10 +211,16 @@ func TestUpliftNoHeterogeneity(t *testing.T) {
 			}
 			t.Logf("%d runs: interaction rejections %v (raw p %v, any attribute %d), no segment beats all %d", upliftSims, rejects, raw, any, noSegment)
 			for _, attr := range []string{"channel", "newbie"} {
-				if rejects[attr] > upliftSims*5/100 {
-					t.Errorf("interaction test of %s rejected in %d of %d runs, want ≤ 5%%", attr, rejects[attr], upliftSims)
+				// The criterion, ≤ 5%, on the 1,000 runs; under -race
+				// the 250 runs are a smoke test with a binomial margin.
+				limit := upliftSims * 5 / 100
+				if upliftSims < 1000 {
+					_, limit = rawBounds(upliftSims)
 				}
-				if raw[attr] > upliftSims*665/10000 || raw[attr] < upliftSims*335/10000 {
+				if rejects[attr] > limit {
+					t.Errorf("interaction test of %s rejected in %d of %d runs, want ≤ %d", attr, rejects[attr], upliftSims, limit)
+				}
+				if lo, hi := rawBounds(upliftSims); raw[attr] < lo || raw[attr] > hi {
 					t.Errorf("raw interaction p of %s below 0.05 in %d of %d runs, want 5%% ± 3 SE", attr, raw[attr], upliftSims)
 				}
 			}
