@@ -117,6 +117,12 @@ func rule(in UpliftInput, control, v string, sign float64, opts UpliftOptions) U
 			}
 		}
 		treat := choose(train, sign, opts.MinUnits)
+		for key := range folds[k] {
+			if _, ok := treat[key]; !ok {
+				// A segment unseen in training follows the overall effect.
+				treat[key] = treat[pooledKey]
+			}
+		}
 		gNone[k], vNone[k], gAll[k], vAll[k], weight[k] = evaluate(folds[k], treat, sign)
 		n += weight[k]
 	}
@@ -173,16 +179,21 @@ func ruleOf(v string, in UpliftInput, total map[string]arms, values map[string][
 	return r
 }
 
+// pooledKey holds, in a choice, the decision for a segment not seen: the
+// sign of the effect over all cells (no cell key holds "\x00").
+const pooledKey = "\x00"
+
 // choose decides, for each cell, whether the variant is sent there: when
 // its estimated effect is good; a cell with fewer than minUnits units in
-// an arm follows the sign of the effect over all cells.
+// an arm follows the sign of the effect over all cells (as does pooledKey).
 func choose(cells map[string]arms, sign float64, minUnits int64) map[string]bool {
 	var c, t stats.Summary
 	for _, a := range cells {
 		c, t = c.Merge(a.c), t.Merge(a.t)
 	}
 	pooled := sign*(t.Mean()-c.Mean()) > 0
-	out := make(map[string]bool, len(cells))
+	out := make(map[string]bool, len(cells)+1)
+	out[pooledKey] = pooled
 	for key, a := range cells {
 		if a.c.N < minUnits || a.t.N < minUnits {
 			out[key] = pooled
