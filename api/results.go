@@ -17,6 +17,7 @@ type Results interface {
 	ResultInput(ctx context.Context, e *flywheel.Experiment, metrics []flywheel.Metric, q analysis.Query) (analysis.Input, error)
 	SaveSequential(ctx context.Context, experiment string, states []analysis.SequentialState) error
 	TimeseriesInput(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, q analysis.Query) ([]analysis.Day, analysis.Freshness, error)
+	UpliftInput(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, by []string, q analysis.Query) (analysis.UpliftInput, error)
 }
 
 var segmentPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)

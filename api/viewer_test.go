@@ -20,6 +20,7 @@ var viewerMay = map[string]bool{
 	"GET /v1/experiments/{key}/history":            true,
 	"GET /v1/experiments/{key}/results":            true,
 	"GET /v1/experiments/{key}/results/timeseries": true,
+	"GET /v1/experiments/{key}/uplift":             true,
 	"GET /v1/audiences":                            true,
 	"GET /v1/audiences/{key}":                      true,
 	"GET /v1/audiences/{key}/history":              true,

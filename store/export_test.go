@@ -36,3 +36,13 @@ func CopyRowsForTest(ctx context.Context, db *DB, table string, rows []CopyTestR
 	})
 	return n, err
 }
+
+// UpliftFoldsForTest computes the cross-fitting fold of each id with the
+// SQL of UpliftInput.
+func UpliftFoldsForTest(ctx context.Context, db *DB, ids []string) ([]int, error) {
+	rows, err := db.pool.Query(ctx, `SELECT `+upliftFoldSQL+` FROM unnest($1::text[]) WITH ORDINALITY AS x(unit_id, i) ORDER BY i`, ids)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[int])
+}

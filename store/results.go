@@ -71,6 +71,14 @@ func prepareResults(ctx context.Context, tx pgx.Tx, e *flywheel.Experiment, q an
 	if err := loadUnits(ctx, tx, e, q, in); err != nil {
 		return "", err
 	}
+	return ownedEvents(ctx, tx, e, in)
+}
+
+// ownedEvents fills r_roots (identity links resolved to their customer)
+// and the crossover of in, and returns the query of the track events each
+// unit owns: its own, and for customer experiments those of every id
+// linked to it.
+func ownedEvents(ctx context.Context, tx pgx.Tx, e *flywheel.Experiment, in *analysis.Input) (string, error) {
 	if _, err := tx.Exec(ctx, identityRoots); err != nil {
 		return "", err
 	}

@@ -139,6 +139,29 @@ func TestUI(t *testing.T) {
 		if !strings.Contains(eval[string](b, "document.querySelector('.segments').innerText"), "not corrected") {
 			t.Error("segment results are not marked exploratory")
 		}
+		// Who responds: by keyboard (Enter in the attributes field), the
+		// segment table and the policy sentence the API gives.
+		b.fill("Segment attributes", "device")
+		b.do(chromedp.KeyEvent(kb.Enter))
+		b.waitFor("who responds", `document.querySelectorAll('table.uplift-segments tbody tr').length === 2`)
+		var u struct {
+			Policy   struct{ Variants []struct{ Summary string } }
+			Segments []struct{ Value string }
+		}
+		decode(t, srv.Admin(t, 200, "GET", "/v1/experiments/checkout-button/uplift?metric=purchase&by=device", nil), &u)
+		shown := eval[string](b, "document.querySelector('.uplift').innerText")
+		if len(u.Policy.Variants) != 1 || !strings.Contains(shown, u.Policy.Variants[0].Summary) {
+			t.Errorf("who responds shows %q, want the API's policy sentence %+v", shown, u.Policy)
+		}
+		for _, want := range []string{"device = desktop", "device = mobile", "Effect (interval)", "pp", "Bonferroni", "Targeting policy", "Cochran"} {
+			if !strings.Contains(shown, want) {
+				t.Errorf("who responds lacks %q:\n%s", want, shown)
+			}
+		}
+		if got := eval[string](b, `document.querySelector('table.uplift-segments caption')?.textContent || ''`); !strings.Contains(got, "Holm") {
+			t.Errorf("the segment table's caption is %q, want it to name the correction", got)
+		}
+		b.shot("who-responds")
 		b.open("#/experiments/checkout-button")
 		b.waitFor("the charts again", `document.querySelector('svg[aria-label*="over time"]') !== null`)
 		b.shot("experiment")
@@ -371,6 +394,13 @@ func TestUI(t *testing.T) {
 		b.open("#/experiments/checkout-button")
 		b.waitFor("the page at 375 px", `document.querySelector('svg[aria-label*="over time"]') !== null`)
 		b.shot("experiment-375px")
+		b.fill("Segment attributes", "device")
+		b.press("Show who responds")
+		b.waitFor("who responds at 375 px", `document.querySelectorAll('table.uplift-segments tbody tr').length === 2`)
+		if w := eval[int](b, "document.documentElement.scrollWidth"); w > 375 {
+			t.Errorf("who responds is %d px wide at 375 px: it scrolls sideways", w)
+		}
+		b.shot("who-responds-375px")
 		b.do(chromedp.EmulateViewport(1200, 900))
 	}) {
 		return

@@ -139,7 +139,8 @@ const (
 func HillstromUnitID(i int) string { return fmt.Sprintf("hillstrom-%05d", i+1) }
 
 // hillstromEvents returns the events of every row: an exposure to the
-// row's own arm carrying its segments (channel, zip_code, newbie); its
+// row's own arm carrying its segments (channel, zip_code, newbie,
+// history_segment: the file's bucket of the year's spend); its
 // history as one purchase event of that value a day before the exposure,
 // inside the CUPED period of the spend metric, so that spend's pre-period
 // value is exactly history; a visit event if it visited; a purchase of
@@ -155,7 +156,7 @@ func hillstromEvents(rows []HillstromRow, anchor time.Time) []event {
 		if row.Newbie {
 			newbie = 1
 		}
-		attrs := map[string]any{"channel": row.Channel, "zip_code": row.ZipCode, "newbie": newbie}
+		attrs := map[string]any{"channel": row.Channel, "zip_code": row.ZipCode, "newbie": newbie, "history_segment": row.HistorySegment}
 		out = append(out,
 			track(id+"/history", "purchase", ptr(row.History), "customer", id, t0.Add(-historyBefore)),
 			exposure(id+"/exposure", "hillstrom-email", row.Arm(), "customer", id, t0, attrs))

@@ -178,6 +178,9 @@ func TestHillstromMatchesStats(t *testing.T) {
 			}
 		})
 	}
+	for _, metric := range []string{"spend", "visit"} {
+		t.Run("uplift metric="+metric, func(t *testing.T) { checkHillstromUplift(t, srv, rows, metric) })
+	}
 }
 
 // hillstromInput is the analysis input of hillstrom-email computed from
@@ -255,6 +258,8 @@ func segmentValue(r demo.HillstromRow, attribute string) string {
 		return r.ZipCode
 	case "newbie":
 		return strconv.Itoa(int(b2f(r.Newbie)))
+	case "history_segment":
+		return r.HistorySegment
 	}
 	panic("no attribute " + attribute)
 }

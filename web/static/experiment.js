@@ -1,5 +1,6 @@
 // The experiment page (definition, variants, health banner, per-metric
-// forest plot, summary and numbers, lift over time, segments, sample size,
+// forest plot, summary and numbers, lift over time, segments, who responds
+// (uplift.js), sample size,
 // freshness, and for admins the start/stop/archive controls) and its audit
 // history.
 
@@ -9,6 +10,7 @@ import {defined, int, interval, num, pct, pval, when} from './format.js';
 import {canWrite, errorAlert, field, loading, setTitle, statusBadge} from './ui.js';
 import {forestPlot, measure, timeChart} from './charts.js';
 import {notes, trustProblems} from './health.js';
+import {upliftSection} from './uplift.js';
 
 function chartWidth(page) {
   return Math.min(760, Math.max(260, page.clientWidth - 4));
@@ -43,6 +45,7 @@ export async function experimentPage(page, ctx, key) {
     h('section', {'aria-labelledby': 'results-h'}, h('h2', {id: 'results-h'}, 'Results'), results),
     e.started_at ? h('section', {'aria-labelledby': 'seg-h'}, h('h2', {id: 'seg-h'}, 'Segments ', h('span', {class: 'badge exploratory'}, 'exploratory')),
       segmentSwitcher(e, ctx, segment), segments) : null,
+    e.started_at ? upliftSection(e) : null,
     definition(e),
     h('p', {}, h('a', {href: '#/experiments/' + encodeURIComponent(e.key) + '/history'}, 'Audit history of this experiment')));
   if (!e.started_at) return;
