@@ -46,6 +46,10 @@ type Config struct {
 	// aggregation cycle before it answers 202 and finishes in the
 	// background (0 = 10 s).
 	EraseWait time.Duration
+	// StreamHeartbeat, MaxStreams and MaxStreamsPerKey are api.Deps'
+	// (0 = its defaults).
+	StreamHeartbeat              time.Duration
+	MaxStreams, MaxStreamsPerKey int
 }
 
 // App is a running flywheel without its listener.
@@ -55,6 +59,8 @@ type App struct {
 	OptOuts  *ingest.OptOuts
 	Ingester *ingest.Ingester
 	Handler  http.Handler
+	// API is Handler as the API server, for CloseStreams on shutdown.
+	API      *api.Server
 	log      *slog.Logger
 	migrated atomic.Bool // every migration was seen applied
 	stop     context.CancelFunc
@@ -140,18 +146,21 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 
 	a.Ingester = ingest.New(a.DB, ingest.Options{MaxQueuedEvents: cfg.IngestQueue, Writers: cfg.IngestWriters, Registry: cfg.Registry})
 	url := cfg.DatabaseURL
-	a.Handler = api.NewServer(api.Deps{
-		Store:     a.DB,
-		Live:      a.Live,
-		Units:     a.DB,
-		Results:   a.DB,
-		Ingest:    a.Ingester,
-		Validator: &ingest.Validator{IDs: ingest.NewPseudonymizer(cfg.IDHMACKey)},
-		OptOuts:   a.OptOuts,
-		EraseWait: cfg.EraseWait,
-		UI:        web.Handler(),
-		Logger:    cfg.Logger,
-		Registry:  cfg.Registry,
+	a.API = api.NewServer(api.Deps{
+		Store:            a.DB,
+		Live:             a.Live,
+		Units:            a.DB,
+		Results:          a.DB,
+		Ingest:           a.Ingester,
+		Validator:        &ingest.Validator{IDs: ingest.NewPseudonymizer(cfg.IDHMACKey)},
+		OptOuts:          a.OptOuts,
+		EraseWait:        cfg.EraseWait,
+		UI:               web.Handler(),
+		Logger:           cfg.Logger,
+		Registry:         cfg.Registry,
+		StreamHeartbeat:  cfg.StreamHeartbeat,
+		MaxStreams:       cfg.MaxStreams,
+		MaxStreamsPerKey: cfg.MaxStreamsPerKey,
 		Ready: func(ctx context.Context) error {
 			// Applied migrations stay applied: once seen, /readyz stops
 			// opening a connection to ask again.
@@ -166,6 +175,7 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 			return err
 		},
 	})
+	a.Handler = a.API
 	return nil
 }
 

@@ -57,6 +57,7 @@ func Start(tb testing.TB, cfg app.Config) *Server {
 	}
 	srv := httptest.NewServer(a.Handler)
 	tb.Cleanup(func() {
+		a.API.CloseStreams() // or Close would wait for open streams
 		srv.Close()
 		if err := a.Close(context.Background()); err != nil {
 			tb.Errorf("app.Close: %v", err)
