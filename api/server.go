@@ -165,7 +165,7 @@ func (s *Server) routes() {
 
 	sdk := e.Group("/v1", s.authenticate(flywheel.ScopeSDK))
 	sdk.GET("/sdk/config", s.handleSDKConfig)
-	sdk.GET(streamPath[len("/v1"):], s.handleSDKStream)
+	sdk.GET("/sdk/stream", s.handleSDKStream) // streamPath
 	sdk.GET("/sdk/opt-outs", s.handleSDKOptOuts)
 	sdk.POST("/assign", s.handleAssign)
 	sdk.POST("/events", s.handleEvents)
