@@ -1,11 +1,18 @@
 package sdk_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"testing"
 	"time"
 
+	"github.com/flywheel-oss/flywheel/internal/app"
+	"github.com/flywheel-oss/flywheel/internal/apptest"
+	"github.com/flywheel-oss/flywheel/internal/pgtest"
 	"github.com/flywheel-oss/flywheel/sdk"
 )
 
@@ -157,5 +164,103 @@ func TestStreamOff(t *testing.T) {
 	waitFor(t, "more polls", func() bool { return f.configCount() >= 5 })
 	if n, _ := f.streamCounts(); n != 0 || c.Stats().StreamConnects != 0 {
 		t.Errorf("stream opened %d times with streaming off", n)
+	}
+}
+
+// runningExperiment is the body of an experiment every customer is in.
+func runningExperiment(key string) map[string]any {
+	return map[string]any{"key": key, "name": key, "unit_type": "customer",
+		"variants": []map[string]any{{"key": "control", "weight": 0.5}, {"key": "treatment", "weight": 0.5}}}
+}
+
+// adminInProcess sends an admin request to a handler without a listener.
+func adminInProcess(t testing.TB, h http.Handler, want int, method, path string, body any) {
+	t.Helper()
+	raw, err := json.Marshal(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := httptest.NewRequest(method, path, bytes.NewReader(raw))
+	req.Header.Set("Authorization", "Bearer "+apptest.AdminKey)
+	req.Header.Set("Content-Type", "application/json")
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, req)
+	if rec.Code != want {
+		t.Fatalf("%s %s = %d, want %d: %s", method, path, rec.Code, want, rec.Body)
+	}
+}
+
+// TestStreamAgainstServer: against the real server, a change reaches the
+// client by the stream (it would not poll for an hour).
+func TestStreamAgainstServer(t *testing.T) {
+	ctx := context.Background()
+	srv := apptest.Start(t, app.Config{AggregateEvery: -1})
+	c, err := sdk.New(ctx, sdk.Config{URL: srv.URL, Key: apptest.SDKKey}, sdk.WithPollInterval(time.Hour), sdk.WithStartupTimeout(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	waitFor(t, "the stream", func() bool { return c.Stats().Streaming })
+	admin(t, srv, 201, "POST", "/v1/experiments", runningExperiment("live"))
+	admin(t, srv, 200, "POST", "/v1/experiments/live/start", nil)
+	waitFor(t, "the started experiment", func() bool { return c.Assign(ctx, sdk.Unit{CustomerID: "c-1"}, "live").Enrolled })
+	if s := c.Stats(); s.StreamConnects != 1 {
+		t.Errorf("stream connects = %d, want 1", s.StreamConnects)
+	}
+}
+
+// TestStreamReconnectsAfterServerKilled kills the server under an open
+// stream, changes the configuration while no server listens (through
+// another app on the same database), then starts a new server on the same
+// address: the client reconnects, catches up with the change, and follows
+// the new server's stream.
+func TestStreamReconnectsAfterServerKilled(t *testing.T) {
+	ctx := context.Background()
+	db := pgtest.NewDatabase(t)
+	cfg := app.Config{DatabaseURL: db, AggregateEvery: -1}
+	first := apptest.Start(t, cfg)
+	addr := first.HTTP.Listener.Addr().String()
+	admin(t, first, 201, "POST", "/v1/experiments", runningExperiment("before"))
+	admin(t, first, 200, "POST", "/v1/experiments/before/start", nil)
+
+	c, err := sdk.New(ctx, sdk.Config{URL: first.URL, Key: apptest.SDKKey}, sdk.WithPollInterval(time.Hour), sdk.WithStartupTimeout(30*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close(ctx)
+	waitFor(t, "the stream", func() bool { return c.Stats().Streaming })
+	before := c.Stats()
+
+	first.Kill()
+	waitFor(t, "the stream to break", func() bool { return !c.Stats().Streaming })
+
+	other, err := app.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	adminInProcess(t, other.Handler, 201, "POST", "/v1/experiments", runningExperiment("during"))
+	adminInProcess(t, other.Handler, 200, "POST", "/v1/experiments/during/start", nil)
+	if err := other.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if a := c.Assign(ctx, sdk.Unit{CustomerID: "c-1"}, "during"); a.Enrolled {
+		t.Fatalf("Assign(during) = %+v before any server is back", a)
+	}
+
+	second := apptest.StartAt(t, cfg, addr)
+	waitFor(t, "the change made while the server was down", func() bool {
+		return c.Assign(ctx, sdk.Unit{CustomerID: "c-1"}, "during").Enrolled
+	})
+	waitFor(t, "a new stream", func() bool { s := c.Stats(); return s.Streaming && s.StreamConnects > before.StreamConnects })
+	if s := c.Stats(); s.ConfigRevision <= before.ConfigRevision || s.ConfigStale != 0 {
+		t.Errorf("stats %+v, want a newer revision than %d and no stale config", s, before.ConfigRevision)
+	}
+	admin(t, second, 201, "POST", "/v1/experiments", runningExperiment("after"))
+	admin(t, second, 200, "POST", "/v1/experiments/after/start", nil)
+	waitFor(t, "the change on the new server", func() bool {
+		return c.Assign(ctx, sdk.Unit{CustomerID: "c-1"}, "after").Enrolled
+	})
+	if !c.Assign(ctx, sdk.Unit{CustomerID: "c-1"}, "before").Enrolled {
+		t.Error("Assign(before) not enrolled any more")
 	}
 }
