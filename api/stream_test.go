@@ -36,7 +36,10 @@ type sseConn struct {
 // closed when the test ends.
 func openStream(t testing.TB, base, key string, want int, headers ...string) *sseConn {
 	t.Helper()
-	req, err := http.NewRequest("GET", base+"/v1/sdk/stream", nil)
+	// The deadline only guards against a hung test.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	req, err := http.NewRequestWithContext(ctx, "GET", base+"/v1/sdk/stream", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,6 +364,30 @@ func TestSDKStreamOutlivesServerTimeouts(t *testing.T) {
 	srv.Admin(t, 200, "POST", "/v1/experiments/late/start", nil)
 	for {
 		if it := s.nextEvent(); strings.Contains(it.data, `"late"`) {
+			break
+		}
+	}
+}
+
+// TestSDKStreamSeesChangesOfAnotherProcess: two servers on one database,
+// neither polling for changes within the test (an hour): a change made
+// through one reaches a stream of the other by NOTIFY.
+func TestSDKStreamSeesChangesOfAnotherProcess(t *testing.T) {
+	one := apptest.Start(t, app.Config{AggregateEvery: -1, ConfigPoll: time.Hour})
+	other := apptest.Start(t, app.Config{DatabaseURL: one.DatabaseURL, AggregateEvery: -1, ConfigPoll: time.Hour})
+	s := openStream(t, other.URL, apptest.SDKKey, 200)
+	first := s.nextEvent()
+	one.Admin(t, 201, "POST", "/v1/experiments", map[string]any{
+		"key": "elsewhere", "name": "elsewhere", "unit_type": "customer",
+		"variants": []map[string]any{{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}},
+	})
+	one.Admin(t, 200, "POST", "/v1/experiments/elsewhere/start", nil)
+	for {
+		it := s.nextEvent()
+		if it.id == first.id {
+			t.Fatalf("event of revision %s again", it.id)
+		}
+		if strings.Contains(it.data, `"elsewhere"`) {
 			break
 		}
 	}
