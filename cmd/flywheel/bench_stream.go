@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -58,6 +59,9 @@ type streamPhase struct {
 	P50ms               float64 `json:"p50_ms"`
 	P99ms               float64 `json:"p99_ms"`
 	Maxms               float64 `json:"max_ms"`
+	// WorstChange99ms is, over the changes, the longest time until 99 %
+	// of the streams had one.
+	WorstChange99ms float64 `json:"worst_change_99pct_ms"`
 }
 
 type streamReport struct {
@@ -184,7 +188,7 @@ func runBenchStream(ctx context.Context, args []string, getenv func(string) stri
 	if len(rep.Phases) == 2 && rep.Phases[0].P99ms > 0 {
 		rep.P99Ratio = final.P99ms / rep.Phases[0].P99ms
 	}
-	rep.Pass = final.Missed == 0 && final.P99ms <= ms(streamP99Target) && rep.AllEnded
+	rep.Pass = final.Missed == 0 && final.WorstChange99ms <= ms(streamP99Target) && rep.AllEnded
 	if o.JSON {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -197,12 +201,13 @@ func runBenchStream(ctx context.Context, args []string, getenv func(string) stri
 func (r *streamReport) print(w io.Writer) {
 	fmt.Fprintf(w, "command:  %s\ndate:     %s\nmachine:  %d CPUs (%s), GOMAXPROCS %d, %s, %s\nload:     %s\nfd limit: %d (each stream takes one descriptor in this process and one in the server)\n\n",
 		r.Command, r.Date, r.Machine.CPUs, r.Machine.CPUModel, r.Machine.GOMAXPROCS, r.Machine.Go, r.Machine.OS, r.Load, r.FDLimit)
-	fmt.Fprintf(w, "%8s %9s | %-52s | %-36s\n", "", "", "server memory per idle stream", "change -> stream (from sending the change)")
-	fmt.Fprintf(w, "%8s %9s | %11s %11s %11s %14s | %8s %8s %8s %7s\n", "streams", "connect", "heap inuse", "stack", "RSS", "goroutines", "p50", "p99", "max", "missed")
+	fmt.Fprintf(w, "%8s %9s | %-52s | %-46s\n", "", "", "server memory per idle stream", "change -> stream (from sending the change)")
+	fmt.Fprintf(w, "%8s %9s | %11s %11s %11s %14s | %8s %8s %8s %9s %7s\n", "streams", "connect", "heap inuse", "stack", "RSS", "goroutines", "p50", "p99", "max", "99% worst", "missed")
 	for _, p := range r.Phases {
-		fmt.Fprintf(w, "%8d %8.2fs | %9.1f KiB %7.1f KiB %7.1f KiB %14.2f | %6.1fms %6.1fms %6.1fms %7d\n", p.Streams, p.ConnectSeconds,
-			p.HeapBytesPerStream/1024, p.StackBytesPerStream/1024, p.RSSBytesPerStream/1024, p.GoroutinesPerStream, p.P50ms, p.P99ms, p.Maxms, p.Missed)
+		fmt.Fprintf(w, "%8d %8.2fs | %7.1f KiB %7.1f KiB %7.1f KiB %14.2f | %6.1fms %6.1fms %6.1fms %7.1fms %7d\n", p.Streams, p.ConnectSeconds,
+			p.HeapBytesPerStream/1024, p.StackBytesPerStream/1024, p.RSSBytesPerStream/1024, p.GoroutinesPerStream, p.P50ms, p.P99ms, p.Maxms, p.WorstChange99ms, p.Missed)
 	}
+	fmt.Fprintf(w, "(p50/p99/max over every (stream, change); \"99%% worst\": over the changes, the longest time until 99 %% of the streams had one)\n")
 	if r.P99Ratio > 0 {
 		fmt.Fprintf(w, "\np99 with %d streams / p99 with %d streams: %.2f\n", r.Phases[1].Streams, r.Phases[0].Streams, r.P99Ratio)
 	}
@@ -212,7 +217,8 @@ func (r *streamReport) print(w io.Writer) {
 		verdict = "FAIL"
 	}
 	final := r.Phases[len(r.Phases)-1]
-	fmt.Fprintf(w, "%s: %d streams, p99 %.1f ms (target <= %.0f ms), %d missed\n", verdict, final.Streams, final.P99ms, ms(streamP99Target), final.Missed)
+	fmt.Fprintf(w, "%s: %d streams, every change on 99 %% of them within %.1f ms (target <= %.0f ms), %d missed, every stream ended on shutdown: %v\n",
+		verdict, final.Streams, final.WorstChange99ms, ms(streamP99Target), final.Missed, r.AllEnded)
 }
 
 // runStreamPhase opens n streams, measures the server's memory with them
@@ -261,6 +267,14 @@ func runStreamPhase(ctx context.Context, env *benchEnv, srv *serverProcess, n, c
 		got, missed := set.waitFor(rev, sent, streamWaitPerChange)
 		lat = append(lat, got...)
 		ph.Missed += missed
+		// The issue's figure: the time by which 99 % of the streams had
+		// this change (a stream that never got it counts as after).
+		slices.Sort(got)
+		if k := (99*n + 99) / 100; k <= len(got) {
+			ph.WorstChange99ms = max(ph.WorstChange99ms, ms(got[k-1]))
+		} else {
+			ph.WorstChange99ms = math.Inf(1)
+		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	slices.Sort(lat)
