@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"time"
@@ -98,7 +99,13 @@ func (c *Client) install(cfg *compiled) bool {
 	cur := c.config.Load()
 	if cur != nil && cur.fromServer && cfg.revision < cur.revision {
 		c.stats.configStale.Add(1)
-		c.log.Warn("flywheel: the server sent an older config than the one in use; keeping it",
+		// One warning per config in use, however often a lagging server
+		// sends the same old one.
+		level := slog.LevelDebug
+		if c.staleWarned != cur {
+			c.staleWarned, level = cur, slog.LevelWarn
+		}
+		c.log.Log(context.Background(), level, "flywheel: the server sent an older config than the one in use; keeping it",
 			"revision", cfg.revision, "current", cur.revision)
 		return false
 	}
