@@ -56,6 +56,7 @@ const (
 	streamCut                      // a proxy that cuts the answer after its first line
 	streamBuffer                   // a proxy that buffers: headers, then nothing
 	streamHTML                     // a proxy's 200 error page
+	streamSilent                   // a connection that dies without a word after the first event
 )
 
 // fakeEvent is one event as the SDK sends it; unknown fields fail decoding.
@@ -139,6 +140,14 @@ func (f *fakeServer) handleStream(w http.ResponseWriter, r *http.Request) {
 	case streamCut:
 		io.WriteString(w, ": hello\n\n")
 		fl.Flush()
+		return
+	case streamSilent:
+		f.mu.Lock()
+		rev, body := f.revision, f.config
+		f.mu.Unlock()
+		fmt.Fprintf(w, ": hello\n\nid: %d\nevent: config\ndata: %s\n\n", rev, bytes.ReplaceAll(body, []byte("\n"), nil))
+		fl.Flush()
+		<-r.Context().Done()
 		return
 	}
 	io.WriteString(w, ": hello\nretry: 1000\n\n")

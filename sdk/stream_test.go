@@ -154,6 +154,19 @@ func TestStreamFallsBackToPolling(t *testing.T) {
 	}
 }
 
+// TestStreamSilentIsDropped: a stream that worked and then goes silent
+// (no heartbeat for the idle timeout: a dead connection) is dropped and
+// opened again.
+func TestStreamSilentIsDropped(t *testing.T) {
+	f := newFakeServer(t, revConfig(1))
+	f.setStream(streamSilent)
+	c := newStreamingClient(t, f, sdk.WithStreamIdleTimeout(20*time.Millisecond))
+	waitFor(t, "three streams", func() bool { return c.Stats().StreamConnects >= 3 })
+	if n, ids := f.streamCounts(); n < 3 || ids[len(ids)-1] != "1" {
+		t.Errorf("stream opened %d times, last with Last-Event-ID %q; want at least 3, with 1", n, ids[len(ids)-1])
+	}
+}
+
 // TestStreamOff: WithStreaming(false) never opens the stream.
 func TestStreamOff(t *testing.T) {
 	f := newFakeServer(t, revConfig(1))
