@@ -114,6 +114,8 @@ func NewServer(d Deps) *Server {
 	}
 	s := &Server{deps: d, keys: newKeyCache(d.Store, time.Minute), metrics: newHTTPMetrics(d.Registry),
 		streams: newStreams(d.MaxStreams, d.MaxStreamsPerKey)}
+	d.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flywheel_sdk_streams",
+		Help: "Open SDK config streams (GET /v1/sdk/stream)."}, func() float64 { return float64(s.streams.open()) }))
 	s.prom = promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry})
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()

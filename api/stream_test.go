@@ -282,6 +282,9 @@ func TestSDKStreamLimits(t *testing.T) {
 			t.Errorf("second stream of a key = %d %s (Retry-After %q), want 429 rate_limited with Retry-After", r.Status, code, r.Header.Get("Retry-After"))
 		}
 		openStream(t, a.srv.URL, a.admin, 200).nextEvent() // another key may
+		if m := a.do("GET", "/metrics", "", nil); !strings.Contains(string(m.Body), "\nflywheel_sdk_streams 2\n") {
+			t.Errorf("/metrics lacks flywheel_sdk_streams 2")
+		}
 		first.res.Body.Close()
 		waitOpenStreams(t, a, 1)
 		openStream(t, a.srv.URL, a.sdk, 200).nextEvent()
