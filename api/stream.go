@@ -18,13 +18,12 @@ import (
 // request deadline.
 const streamPath = "/v1/sdk/stream"
 
-// Defaults of the stream settings in Deps.
+// The defaults of the stream settings in Deps, and the stream's wire format.
 const (
 	defaultStreamHeartbeat    = 20 * time.Second
 	defaultMaxStreams         = 10000
 	defaultMaxStreamsPerKey   = 5000
 	streamRetryMillis         = 2000 // the retry: hint, for EventSource clients
-	streamRetryAfterOnLimit   = "5"
 	streamHeartbeatLine       = ": heartbeat\n\n"
 	streamHelloLine           = ": flywheel sdk config stream\n"
 	lastEventIDHeader         = "Last-Event-ID"
