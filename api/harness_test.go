@@ -43,7 +43,8 @@ func newTestAPI(t testing.TB, options ...apiOptions) *testAPI {
 	}
 	// No background aggregation: tests fold events in with settle, so that
 	// results first come from a recomputation, then from the aggregates.
-	srv := apptest.Start(t, app.Config{IDHMACKey: opts.hmacKey, AggregateEvery: -1, EraseWait: opts.eraseWait})
+	srv := apptest.Start(t, app.Config{IDHMACKey: opts.hmacKey, AggregateEvery: -1, EraseWait: opts.eraseWait,
+		StreamHeartbeat: opts.streamHeartbeat, MaxStreams: opts.maxStreams, MaxStreamsPerKey: opts.maxStreamsPerKey})
 	return &testAPI{t: t, url: srv.DatabaseURL, srv: srv.HTTP, db: srv.App.DB, app: srv.App,
 		ids: ingest.NewPseudonymizer(opts.hmacKey), admin: apptest.AdminKey, sdk: apptest.SDKKey, viewer: apptest.ViewerKey}
 }
@@ -85,6 +86,10 @@ func (a *testAPI) settle(key string, segments ...string) {
 type apiOptions struct {
 	hmacKey   string
 	eraseWait time.Duration
+	// streamHeartbeat, maxStreams and maxStreamsPerKey set the config
+	// stream's (0 = the defaults).
+	streamHeartbeat              time.Duration
+	maxStreams, maxStreamsPerKey int
 }
 
 // response is a decoded answer.
@@ -162,6 +167,10 @@ func (a *testAPI) roundTrip(base, method, path, key string, rd io.Reader, header
 		a.t.Fatalf("%s %s: %v", method, path, err)
 	}
 	defer res.Body.Close()
+	if strings.HasPrefix(res.Header.Get("Content-Type"), "text/event-stream") {
+		// A stream does not end: read up to its first event.
+		return response{Status: res.StatusCode, Header: res.Header, Body: readFirstEvent(a.t, res.Body)}
+	}
 	raw, err := io.ReadAll(res.Body)
 	if err != nil {
 		a.t.Fatalf("read body: %v", err)

@@ -72,9 +72,13 @@ func (s *Server) observe(c *gin.Context) {
 	}
 	c.Set(ctxRequestID, id)
 	c.Header("X-Request-ID", id)
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.deps.RequestTimeout)
-	defer cancel()
-	c.Request = c.Request.WithContext(ctx)
+	// A config stream lasts until the client leaves or the server shuts
+	// down: no deadline.
+	if c.FullPath() != streamPath {
+		ctx, cancel := context.WithTimeout(c.Request.Context(), s.deps.RequestTimeout)
+		defer cancel()
+		c.Request = c.Request.WithContext(ctx)
+	}
 
 	c.Next()
 

@@ -315,6 +315,33 @@ type oapiCheck struct {
 	hits map[string]int
 }
 
+// decodeEventStream reads the start of a config stream (what roundTrip
+// read: up to the first event) as a string, the document's schema for it,
+// after checking that each config event's data is an SDKConfig.
+func decodeEventStream(body io.Reader, _ http.Header, _ *openapi3.SchemaRef, _ openapi3filter.EncodingFn) (any, error) {
+	raw, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	events := 0
+	for _, line := range strings.Split(string(raw), "\n") {
+		if data, ok := strings.CutPrefix(line, "data: "); ok {
+			events++
+			var cfg struct {
+				Revision    *int64 `json:"revision"`
+				Experiments []any  `json:"experiments"`
+			}
+			if err := json.Unmarshal([]byte(data), &cfg); err != nil || cfg.Revision == nil || cfg.Experiments == nil {
+				return nil, fmt.Errorf("config event data is not an SDK config (%v): %.200s", err, data)
+			}
+		}
+	}
+	if events == 0 {
+		return nil, fmt.Errorf("no config event in %.200q", raw)
+	}
+	return string(raw), nil
+}
+
 // ndjsonTypes are the media types POST /v1/events reads as NDJSON.
 var ndjsonTypes = []string{"application/x-ndjson", "application/ndjson", "application/jsonl", "application/json-lines"}
 
@@ -345,6 +372,7 @@ func newOAPICheck(t *testing.T, a *testAPI) *oapiCheck {
 		for _, mt := range ndjsonTypes {
 			openapi3filter.RegisterBodyDecoder(mt, decodeNDJSON)
 		}
+		openapi3filter.RegisterBodyDecoder("text/event-stream", decodeEventStream)
 	})
 	doc, _ := loadOpenAPI(t, a)
 	seen := map[*openapi3.Schema]bool{}
@@ -979,6 +1007,14 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	do(call{method: "GET", path: "/v1/sdk/config", key: sdk, headers: []string{"If-None-Match", etag}, want: 304})
 	do(call{method: "GET", path: "/v1/sdk/config", key: sdk, headers: []string{"If-None-Match", "W/" + etag}, want: 304})
 	do(call{method: "GET", path: "/v1/sdk/config", key: sdk, headers: []string{"If-None-Match", `"0"`}, want: 200})
+
+	// The same configuration as a stream (read up to its first event).
+	if r := do(call{method: "GET", path: "/v1/sdk/stream", key: sdk, want: 200}); !strings.Contains(string(r.Body), "id: "+strings.Trim(etag, `"`)+"\n") {
+		t.Errorf("stream starts %q, want the event of ETag %s", r.Body, etag)
+	}
+	do(call{method: "GET", path: "/v1/sdk/stream", key: admin, headers: []string{"Last-Event-ID", "0"}, want: 200})
+	do(call{method: "GET", path: "/v1/sdk/stream", key: sdk, headers: []string{"Last-Event-ID", "abc"}, want: 400, rejected: true})
+	do(call{method: "GET", path: "/v1/sdk/stream", want: 401, rejected: true})
 
 	// Stop, archive, and what that does to changes and assignment.
 	do(call{method: "POST", path: exp + "/stop", key: admin, want: 200})

@@ -61,6 +61,13 @@ type Deps struct {
 	// aggregation cycle before it answers 202 and lets the background
 	// finish; 0 = 10 s.
 	EraseWait time.Duration
+	// StreamHeartbeat is how often GET /v1/sdk/stream sends a comment line
+	// to an idle stream, so that proxies keep the connection; 0 = 20 s.
+	StreamHeartbeat time.Duration
+	// MaxStreams bounds the open config streams of this server (0 =
+	// 10,000; over it, 503 overloaded), MaxStreamsPerKey those of one key
+	// (0 = 5,000; over it, 429 rate_limited).
+	MaxStreams, MaxStreamsPerKey int
 }
 
 // Server serves the API.
@@ -70,6 +77,7 @@ type Server struct {
 	keys    *keyCache
 	metrics *httpMetrics
 	prom    http.Handler
+	streams *streams
 }
 
 // NewServer builds the handler with every route.
@@ -95,7 +103,19 @@ func NewServer(d Deps) *Server {
 	if d.EraseWait == 0 {
 		d.EraseWait = 10 * time.Second
 	}
-	s := &Server{deps: d, keys: newKeyCache(d.Store, time.Minute), metrics: newHTTPMetrics(d.Registry)}
+	if d.StreamHeartbeat <= 0 {
+		d.StreamHeartbeat = defaultStreamHeartbeat
+	}
+	if d.MaxStreams <= 0 {
+		d.MaxStreams = defaultMaxStreams
+	}
+	if d.MaxStreamsPerKey <= 0 {
+		d.MaxStreamsPerKey = defaultMaxStreamsPerKey
+	}
+	s := &Server{deps: d, keys: newKeyCache(d.Store, time.Minute), metrics: newHTTPMetrics(d.Registry),
+		streams: newStreams(d.MaxStreams, d.MaxStreamsPerKey)}
+	d.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "flywheel_sdk_streams",
+		Help: "Open SDK config streams (GET /v1/sdk/stream)."}, func() float64 { return float64(s.streams.open()) }))
 	s.prom = promhttp.HandlerFor(d.Registry, promhttp.HandlerOpts{Registry: d.Registry})
 	gin.SetMode(gin.ReleaseMode)
 	e := gin.New()
@@ -147,6 +167,7 @@ func (s *Server) routes() {
 
 	sdk := e.Group("/v1", s.authenticate(flywheel.ScopeSDK))
 	sdk.GET("/sdk/config", s.handleSDKConfig)
+	sdk.GET("/sdk/stream", s.handleSDKStream) // streamPath
 	sdk.GET("/sdk/opt-outs", s.handleSDKOptOuts)
 	sdk.POST("/assign", s.handleAssign)
 	sdk.POST("/events", s.handleEvents)

@@ -4,6 +4,11 @@
 // it without touching the database; it is rebuilt when the configuration
 // revision moves (after each write through this process at once, and by
 // polling for writes through other processes).
+//
+// Each State is replaced, never changed: a reader that holds one waits on
+// its Changed channel, which is closed when a newer State takes its place,
+// so any number of SDK streams learn of a change at once without a
+// goroutine or a subscription of their own.
 package live
 
 import (
@@ -27,7 +32,14 @@ type State struct {
 	// experiments holds every non-archived experiment by key.
 	experiments map[string]*flywheel.Experiment
 	running     []string // running experiment keys in key order
+	// changed is closed when a newer State replaces this one.
+	changed chan struct{}
 }
+
+// Changed returns a channel that is closed when a newer State replaces
+// this one in its Registry; then Current returns the newer one (or a newer
+// one still). It is never closed for a State that stays current.
+func (s *State) Changed() <-chan struct{} { return s.changed }
 
 // Experiment returns a known, non-archived experiment by key.
 func (s *State) Experiment(key string) (*flywheel.Experiment, bool) {
@@ -89,8 +101,16 @@ func (r *Registry) Refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	r.cur.Store(st)
+	r.publish(st)
 	return nil
+}
+
+// publish makes st current and wakes every reader of the one it replaces.
+// Callers hold mu.
+func (r *Registry) publish(st *State) {
+	if old := r.cur.Swap(st); old != nil {
+		close(old.changed)
+	}
 }
 
 // Build compiles a state from experiments at a revision.
@@ -103,7 +123,7 @@ func Build(exps []flywheel.Experiment, rev int64) (*State, error) {
 // audiences the running experiments use, directly or through one another,
 // and no other.
 func BuildWithAudiences(exps []flywheel.Experiment, auds assign.Audiences, rev int64) (*State, error) {
-	st := &State{Revision: rev, experiments: make(map[string]*flywheel.Experiment, len(exps))}
+	st := &State{Revision: rev, experiments: make(map[string]*flywheel.Experiment, len(exps)), changed: make(chan struct{})}
 	cfg := assign.Config{Revision: rev, Experiments: []assign.Experiment{}}
 	for i := range exps {
 		e := &exps[i]

@@ -35,7 +35,9 @@ type Client struct {
 	// log line per episode, never one per dropped event.
 	overflowing atomic.Bool
 
-	fetchMu     sync.Mutex // serialises config fetches
+	fetchMu     sync.Mutex  // serialises config fetches and installs
+	streaming   atomic.Bool // the config stream is open
+	staleWarned *compiled   // the config in use when an older one was last logged; under fetchMu
 	errMu       sync.Mutex
 	lastErr     error         // last config fetch error, nil after a success
 	ready       chan struct{} // closed at the first config from the server

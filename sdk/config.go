@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"time"
@@ -82,16 +83,38 @@ func (c *Client) fetch(ctx context.Context) (err error) {
 		return fmt.Errorf("sdk: compile config: %w", err)
 	}
 	cfg.fromServer, cfg.etag = true, res.Header.Get("ETag")
-	c.config.Store(cfg)
-	c.stats.configUpdates.Add(1)
-	if cur == nil || !cur.fromServer || cur.revision != cfg.revision {
-		c.log.Info("flywheel: config loaded", "revision", cfg.revision, "experiments", len(cfg.experiments))
-	}
+	c.install(cfg)
 	// Before the client is ready: the first assignments already leave out
 	// the units that opted out on the server.
 	c.refreshOptOuts(ctx)
 	c.markReady()
 	return nil
+}
+
+// install makes cfg, from the server, the client's config, unless the
+// client has one from the server at a newer revision: a server that lags
+// behind another (a replica, a stream and a poll crossing) never takes the
+// client back. It reports whether cfg was installed. Callers hold fetchMu.
+func (c *Client) install(cfg *compiled) bool {
+	cur := c.config.Load()
+	if cur != nil && cur.fromServer && cfg.revision < cur.revision {
+		c.stats.configStale.Add(1)
+		// One warning per config in use, however often a lagging server
+		// sends the same old one.
+		level := slog.LevelDebug
+		if c.staleWarned != cur {
+			c.staleWarned, level = cur, slog.LevelWarn
+		}
+		c.log.Log(context.Background(), level, "flywheel: the server sent an older config than the one in use; keeping it",
+			"revision", cfg.revision, "current", cur.revision)
+		return false
+	}
+	c.config.Store(cfg)
+	c.stats.configUpdates.Add(1)
+	if cur == nil || !cur.fromServer || cur.revision != cfg.revision {
+		c.log.Info("flywheel: config loaded", "revision", cfg.revision, "experiments", len(cfg.experiments))
+	}
+	return true
 }
 
 // poll fetches the config at once, then every poll interval plus jitter,
@@ -125,6 +148,10 @@ func (c *Client) poll(ctx context.Context) {
 			failures = 0
 			if c.opts.pollInterval <= 0 {
 				return // polling off: one config is enough
+			}
+			if c.opts.streaming {
+				c.follow(ctx) // the stream, polling only while it is down
+				return
 			}
 			wait = jitter(c.opts.pollInterval)
 			continue

@@ -37,14 +37,23 @@
 //
 // # How fast a change reaches an app
 //
+// After the first config, the client keeps the server's config stream open
+// (GET /v1/sdk/stream, Server-Sent Events, resumed with Last-Event-ID) and
+// installs each config the server pushes: a change reaches the app the
+// moment the server has it, from any server process on the database (they
+// tell one another by PostgreSQL NOTIFY). When the stream cannot be opened
+// or breaks (a server without it, a proxy that cuts, buffers or replaces
+// long answers, a silence longer than WithStreamIdleTimeout), the client
+// falls back to polling and tries the stream again with a backoff
+// (WithStreaming turns the stream off).
+//
 // The poller asks for the config every poll interval plus a random jitter of
 // up to a tenth of it (WithPollInterval, default 30 s: at most 33 s), with
-// If-None-Match so an unchanged config costs a 304. A change made through
-// the server process the app talks to is served at once, so it reaches the
-// app within poll interval + jitter + one request; a change made through
-// another server replica adds that replica's own config poll (2 s by
-// default). When a fetch fails or the config does not compile, the client
-// keeps its last good config.
+// If-None-Match so an unchanged config costs a 304. So without the stream a
+// change reaches the app within poll interval + jitter + one request. When
+// a fetch fails or the config does not compile, the client keeps its last
+// good config, and it never replaces its config by one of an older revision
+// (a lagging replica; Stats.ConfigStale counts them).
 //
 // # Events
 //

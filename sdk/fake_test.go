@@ -38,7 +38,26 @@ type fakeServer struct {
 	stored    []fakeEvent    // first receipt of each id, in order
 	sizes     []int          // events per request
 	lastError string
+	// stream says how GET /v1/sdk/stream answers: streamOff (the zero
+	// value, as a server without it: 404) or another streamMode.
+	stream        streamMode
+	changed       chan struct{} // closed and replaced by setConfig
+	streamOpens   int           // stream requests
+	lastEventIDs  []string      // their Last-Event-ID headers
+	streamHeaders http.Header   // the last stream request's headers
 }
+
+// streamMode is how the fake answers GET /v1/sdk/stream.
+type streamMode int
+
+const (
+	streamOff    streamMode = iota // 404, as a server without the stream
+	streamOn                       // the real server's protocol
+	streamCut                      // a proxy that cuts the answer after its first line
+	streamBuffer                   // a proxy that buffers: headers, then nothing
+	streamHTML                     // a proxy's 200 error page
+	streamSilent                   // a connection that dies without a word after the first event
+)
 
 // fakeEvent is one event as the SDK sends it; unknown fields fail decoding.
 type fakeEvent struct {
@@ -58,9 +77,10 @@ type fakeEvent struct {
 
 func newFakeServer(t testing.TB, config []byte) *fakeServer {
 	t.Helper()
-	f := &fakeServer{t: t, config: config, revision: 1, receipts: map[string]int{}}
+	f := &fakeServer{t: t, config: config, revision: 1, receipts: map[string]int{}, changed: make(chan struct{})}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /v1/sdk/config", f.handleConfig)
+	mux.HandleFunc("GET /v1/sdk/stream", f.handleStream)
 	mux.HandleFunc("POST /v1/events", f.handleEvents)
 	f.srv = httptest.NewServer(mux)
 	t.Cleanup(f.srv.Close)
@@ -75,6 +95,79 @@ func (f *fakeServer) setConfig(rev int64, config []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.config, f.revision = config, rev
+	close(f.changed)
+	f.changed = make(chan struct{})
+}
+
+// setStream changes how the stream answers from the next request on.
+func (f *fakeServer) setStream(m streamMode) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.stream = m
+}
+
+// handleStream serves GET /v1/sdk/stream as the server does (a config event
+// at once unless Last-Event-ID is the current revision, then one per
+// setConfig), or as a broken proxy would.
+func (f *fakeServer) handleStream(w http.ResponseWriter, r *http.Request) {
+	f.mu.Lock()
+	mode := f.stream
+	f.streamOpens++
+	f.lastEventIDs = append(f.lastEventIDs, r.Header.Get("Last-Event-ID"))
+	f.streamHeaders = r.Header.Clone()
+	f.mu.Unlock()
+	if r.Header.Get("Authorization") != "Bearer sdk-key" {
+		writeError(w, http.StatusUnauthorized, "unauthenticated", "")
+		return
+	}
+	switch mode {
+	case streamOff:
+		writeError(w, http.StatusNotFound, "not_found", "")
+		return
+	case streamHTML:
+		w.Header().Set("Content-Type", "text/html")
+		io.WriteString(w, "<html>gateway</html>")
+		return
+	}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.WriteHeader(http.StatusOK)
+	fl := w.(http.Flusher)
+	switch mode {
+	case streamBuffer:
+		fl.Flush() // the headers only, as a buffering proxy passes them
+		<-r.Context().Done()
+		return
+	case streamCut:
+		io.WriteString(w, ": hello\n\n")
+		fl.Flush()
+		return
+	case streamSilent:
+		f.mu.Lock()
+		rev, body := f.revision, f.config
+		f.mu.Unlock()
+		fmt.Fprintf(w, ": hello\n\nid: %d\nevent: config\ndata: %s\n\n", rev, bytes.ReplaceAll(body, []byte("\n"), nil))
+		fl.Flush()
+		<-r.Context().Done()
+		return
+	}
+	io.WriteString(w, ": hello\nretry: 1000\n\n")
+	fl.Flush()
+	last := r.Header.Get("Last-Event-ID")
+	for {
+		f.mu.Lock()
+		rev, body, changed := f.revision, f.config, f.changed
+		f.mu.Unlock()
+		if id := strconv.FormatInt(rev, 10); id != last {
+			fmt.Fprintf(w, "id: %s\nevent: config\ndata: %s\n\n", id, bytes.ReplaceAll(body, []byte("\n"), nil))
+			fl.Flush()
+			last = id
+		}
+		select {
+		case <-changed:
+		case <-r.Context().Done():
+			return
+		}
+	}
 }
 
 func (f *fakeServer) handleConfig(w http.ResponseWriter, r *http.Request) {

@@ -29,6 +29,8 @@ type options struct {
 	exposures      bool
 	cacheSize      int
 	consent        func(Unit) bool
+	streaming      bool
+	streamIdle     time.Duration
 }
 
 // Defaults of the options, as their doc comments state.
@@ -61,6 +63,8 @@ func defaults() options {
 		backoffMax:     defaultBackoffMax,
 		exposures:      true,
 		cacheSize:      defaultCacheSize,
+		streaming:      true,
+		streamIdle:     defaultStreamIdle,
 	}
 }
 
@@ -68,7 +72,9 @@ func defaults() options {
 // config. Each wait adds a random jitter of up to a tenth of d, so a change
 // reaches the app within d + d/10 plus one request. d <= 0 disables
 // polling: the client fetches the config once at start-up (retrying until
-// it succeeds) and keeps it. Default: 30 s.
+// it succeeds) and keeps it, and opens no stream either. While the config
+// stream is up (WithStreaming), changes come by the stream and only the
+// opt-outs are polled at this interval. Default: 30 s.
 func WithPollInterval(d time.Duration) Option {
 	return func(o *options) error {
 		o.pollInterval = d
@@ -238,6 +244,35 @@ func WithExposureCacheSize(n int) Option {
 func WithConsent(consents func(Unit) bool) Option {
 	return func(o *options) error {
 		o.consent = consents
+		return nil
+	}
+}
+
+// WithStreaming turns the config stream on or off. On, once the first
+// config is loaded, the client keeps GET /v1/sdk/stream (Server-Sent
+// Events) open and installs each new config the moment the server pushes
+// it; when the stream cannot be opened or breaks (a server without it, a
+// proxy that cuts or buffers long answers), the client polls GET
+// /v1/sdk/config at the poll interval and tries the stream again with a
+// backoff. Off, it only polls. Either way it never replaces its config by
+// one of an older revision. Default: on.
+func WithStreaming(on bool) Option {
+	return func(o *options) error {
+		o.streaming = on
+		return nil
+	}
+}
+
+// WithStreamIdleTimeout sets how long the config stream may stay silent
+// before the client drops it and polls: the server sends a heartbeat every
+// 20 s, so silence means a dead connection or a proxy that buffers. The
+// first line after connecting must come within min(d, 10 s). Default: 60 s.
+func WithStreamIdleTimeout(d time.Duration) Option {
+	return func(o *options) error {
+		if d <= 0 {
+			return fmt.Errorf("stream idle timeout %v is not positive", d)
+		}
+		o.streamIdle = d
 		return nil
 	}
 }

@@ -54,6 +54,13 @@ type Stats struct {
 	// ConfigErrors counts failed config fetches (including configs that did
 	// not compile; the last good one was kept).
 	ConfigErrors uint64
+	// ConfigStale counts configs the server sent at an older revision than
+	// the one in use, which the client refused.
+	ConfigStale uint64
+	// Streaming reports whether the config stream is open now.
+	Streaming bool
+	// StreamConnects counts config streams the server accepted.
+	StreamConnects uint64
 }
 
 // counters are the atomic counters behind Stats. The events a client with
@@ -63,7 +70,8 @@ type Stats struct {
 type counters struct {
 	queued, exposures, sent, duplicates, serverDropped atomic.Uint64
 	rejected, retried, dropped                         atomic.Uint64
-	configUpdates, configErrors                        atomic.Uint64
+	configUpdates, configErrors, configStale           atomic.Uint64
+	streamConnects                                     atomic.Uint64
 }
 
 // Stats returns the client's counters. Counters are read one by one, so a
@@ -82,6 +90,9 @@ func (c *Client) Stats() Stats {
 		CacheSize:      c.seen.capacity(),
 		ConfigUpdates:  c.stats.configUpdates.Load(),
 		ConfigErrors:   c.stats.configErrors.Load(),
+		ConfigStale:    c.stats.configStale.Load(),
+		Streaming:      c.streaming.Load(),
+		StreamConnects: c.stats.streamConnects.Load(),
 	}
 	if c.queue != nil {
 		pushed, overflowed, pending := c.queue.counts()

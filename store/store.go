@@ -105,11 +105,14 @@ func (db *DB) tx(ctx context.Context, fn func(tx *gorm.DB) error) error {
 }
 
 // bumpRevision increments the configuration revision inside tx and returns
-// the new value. Every change that an SDK could see goes through it.
+// the new value, announced on ConfigChannel at commit. Every change that an
+// SDK could see goes through it.
 func bumpRevision(tx *gorm.DB) (int64, error) {
 	var rev int64
-	err := tx.Raw(`UPDATE config_state SET revision = revision + 1 WHERE id = 1 RETURNING revision`).Scan(&rev).Error
-	return rev, err
+	if err := tx.Raw(`UPDATE config_state SET revision = revision + 1 WHERE id = 1 RETURNING revision`).Scan(&rev).Error; err != nil {
+		return 0, err
+	}
+	return rev, notifyRevision(tx, rev)
 }
 
 // lockRevision takes the configuration revision's row lock without moving

@@ -127,3 +127,36 @@ func TestBenchIngest(t *testing.T) {
 	}
 	wantUsageErrors(t, env(), []string{"bench", "ingest", "--batch", "0"}, []string{"bench", "ingest", "--connections", "0"}, []string{"bench", "ingest", "x"}, []string{"bench", "ingest", "--ceiling", "heap"})
 }
+
+// TestBenchStream runs `flywheel bench stream` with a few streams: the
+// server subprocess (this test binary, see TestMain) serves them, every
+// change reaches every stream, the memory figures come from its /metrics,
+// and its graceful shutdown ends every open stream.
+func TestBenchStream(t *testing.T) {
+	getenv := env("DATABASE_URL", pgtest.NewDatabase(t))
+	var out, errs bytes.Buffer
+	args := []string{"bench", "stream", "--streams", "6", "--compare", "2", "--changes", "3", "--json"}
+	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
+		t.Fatalf("bench stream: %v\nstderr:\n%s", err, errs.String())
+	}
+	var rep streamReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	if len(rep.Phases) != 2 || rep.Phases[0].Streams != 2 || rep.Phases[1].Streams != 6 {
+		t.Fatalf("phases = %+v, want 2 then 6 streams", rep.Phases)
+	}
+	for _, p := range rep.Phases {
+		if p.Missed != 0 || p.Samples != 3*p.Streams || p.P99ms <= 0 || p.Maxms < p.P99ms {
+			t.Errorf("phase %+v: want every change on every stream", p)
+		}
+		if p.GoroutinesPerStream <= 0 {
+			t.Errorf("phase %+v: no goroutines per stream from the server's /metrics", p)
+		}
+	}
+	if !rep.AllEnded || rep.Load == "" || rep.FDLimit == 0 {
+		t.Errorf("report %+v: want every stream ended by the shutdown, the load and the fd limit", rep)
+	}
+	wantUsageErrors(t, env(), []string{"bench", "stream", "--streams", "0"}, []string{"bench", "stream", "--compare", "7", "--streams", "6"},
+		[]string{"bench", "stream", "--changes", "0"}, []string{"bench", "stream", "x"})
+}

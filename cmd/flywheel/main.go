@@ -56,6 +56,9 @@ Usage:
   flywheel bench freshness [--scenario all|fresh300k|burst|burst1m|sustained] [--units 300000]
                            [--burst-units 63000] [--rate 20000,50000] [--duration 60s] [--json]
                                            how soon results count acknowledged events (issue 13)
+  flywheel bench stream [--streams 1000] [--compare 100] [--changes 10] [--json]
+                                           how soon a config change reaches open SDK streams,
+                                           and the server's memory per idle stream
   flywheel version
 
 Database: DATABASE_URL, or unset for the embedded default (a private

@@ -19,7 +19,15 @@ import (
 	"github.com/flywheel-oss/flywheel/migrations"
 )
 
-func TestMain(m *testing.M) { pgtest.Main(m) }
+func TestMain(m *testing.M) {
+	// bench stream runs its server as a subprocess of this executable:
+	// under go test, the test binary, which then is flywheel.
+	if os.Getenv(benchChildEnv) == "1" {
+		main()
+		os.Exit(0)
+	}
+	pgtest.Main(m)
+}
 
 // env returns a getenv over a fixed map, so tests never read the real
 // environment.

@@ -77,6 +77,8 @@ func serveApp(ctx context.Context, cfg config, log *slog.Logger, started func(ct
 		IdleTimeout:       120 * time.Second,
 		MaxHeaderBytes:    64 << 10,
 	}
+	// SDK config streams end when the shutdown starts; clients reconnect.
+	srv.RegisterOnShutdown(fw.API.CloseStreams)
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)

@@ -46,6 +46,10 @@ type Config struct {
 	// aggregation cycle before it answers 202 and finishes in the
 	// background (0 = 10 s).
 	EraseWait time.Duration
+	// StreamHeartbeat, MaxStreams and MaxStreamsPerKey are api.Deps'
+	// (0 = its defaults).
+	StreamHeartbeat              time.Duration
+	MaxStreams, MaxStreamsPerKey int
 }
 
 // App is a running flywheel without its listener.
@@ -55,6 +59,8 @@ type App struct {
 	OptOuts  *ingest.OptOuts
 	Ingester *ingest.Ingester
 	Handler  http.Handler
+	// API is Handler as the API server, for CloseStreams on shutdown.
+	API      *api.Server
 	log      *slog.Logger
 	migrated atomic.Bool // every migration was seen applied
 	stop     context.CancelFunc
@@ -120,6 +126,13 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 			a.log.Warn("consent poll failed", "err", err)
 		}
 	})
+	// Changes made through other processes arrive at once by NOTIFY; the
+	// poll above stays as the fallback while the listener is down.
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.listenConfig(bg)
+	}()
 	a.loop(bg, time.Hour, func(ctx context.Context) { a.maintainPartitions(ctx, cfg.RetentionDays) })
 	// Erasures that could not start at once (a long aggregation cycle held
 	// the lock) are finished here, each as soon as the cycle ends.
@@ -140,18 +153,21 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 
 	a.Ingester = ingest.New(a.DB, ingest.Options{MaxQueuedEvents: cfg.IngestQueue, Writers: cfg.IngestWriters, Registry: cfg.Registry})
 	url := cfg.DatabaseURL
-	a.Handler = api.NewServer(api.Deps{
-		Store:     a.DB,
-		Live:      a.Live,
-		Units:     a.DB,
-		Results:   a.DB,
-		Ingest:    a.Ingester,
-		Validator: &ingest.Validator{IDs: ingest.NewPseudonymizer(cfg.IDHMACKey)},
-		OptOuts:   a.OptOuts,
-		EraseWait: cfg.EraseWait,
-		UI:        web.Handler(),
-		Logger:    cfg.Logger,
-		Registry:  cfg.Registry,
+	a.API = api.NewServer(api.Deps{
+		Store:            a.DB,
+		Live:             a.Live,
+		Units:            a.DB,
+		Results:          a.DB,
+		Ingest:           a.Ingester,
+		Validator:        &ingest.Validator{IDs: ingest.NewPseudonymizer(cfg.IDHMACKey)},
+		OptOuts:          a.OptOuts,
+		EraseWait:        cfg.EraseWait,
+		UI:               web.Handler(),
+		Logger:           cfg.Logger,
+		Registry:         cfg.Registry,
+		StreamHeartbeat:  cfg.StreamHeartbeat,
+		MaxStreams:       cfg.MaxStreams,
+		MaxStreamsPerKey: cfg.MaxStreamsPerKey,
 		Ready: func(ctx context.Context) error {
 			// Applied migrations stay applied: once seen, /readyz stops
 			// opening a connection to ask again.
@@ -166,7 +182,52 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 			return err
 		},
 	})
+	a.Handler = a.API
 	return nil
+}
+
+// Backoff of the config listener's reconnections.
+const (
+	listenBackoffMin = time.Second
+	listenBackoffMax = 30 * time.Second
+)
+
+// listenConfig follows the configuration changes announced by NOTIFY
+// (store.ConfigChannel), from this process or any other on the database,
+// and refreshes the live configuration on each, until ctx ends. On every
+// (re)connection it refreshes once, for the changes made while no one
+// listened; a lost connection is retried with a backoff, the config poll
+// covering the gap.
+func (a *App) listenConfig(ctx context.Context) {
+	wait := listenBackoffMin
+	for {
+		start := time.Now()
+		err := a.DB.ListenConfig(ctx, func() {
+			if err := a.Live.Refresh(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("config refresh failed", "err", err)
+			}
+		}, func(rev int64) {
+			if cur := a.Live.Current(); cur != nil && cur.Revision >= rev {
+				return // this process made the change and refreshed already
+			}
+			if err := a.Live.Refresh(ctx); err != nil && ctx.Err() == nil {
+				a.log.Warn("config refresh failed", "err", err)
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(start) > listenBackoffMax {
+			wait = listenBackoffMin // it worked for a while
+		}
+		a.log.Warn("config change listener failed; polling until it is back", "err", err, "retry_in", wait.String())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, listenBackoffMax)
+	}
 }
 
 // loop runs fn every interval until ctx ends.

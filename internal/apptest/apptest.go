@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -39,6 +40,13 @@ type Server struct {
 // app (sdk) and vera (viewer).
 func Start(tb testing.TB, cfg app.Config) *Server {
 	tb.Helper()
+	return StartAt(tb, cfg, "")
+}
+
+// StartAt is Start listening on addr ("127.0.0.1:0" when empty): a test
+// that kills a server starts the next one on the same address.
+func StartAt(tb testing.TB, cfg app.Config, addr string) *Server {
+	tb.Helper()
 	ctx := context.Background()
 	if cfg.DatabaseURL == "" {
 		cfg.DatabaseURL = pgtest.NewDatabase(tb)
@@ -55,14 +63,34 @@ func Start(tb testing.TB, cfg app.Config) *Server {
 			tb.Fatalf("EnsureKey: %v", err)
 		}
 	}
-	srv := httptest.NewServer(a.Handler)
+	srv := httptest.NewUnstartedServer(a.Handler)
+	if addr != "" {
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			a.Close(ctx)
+			tb.Fatalf("listen on %s: %v", addr, err)
+		}
+		srv.Listener.Close()
+		srv.Listener = ln
+	}
+	srv.Start()
 	tb.Cleanup(func() {
+		a.API.CloseStreams() // or Close would wait for open streams
 		srv.Close()
 		if err := a.Close(context.Background()); err != nil {
 			tb.Errorf("app.Close: %v", err)
 		}
 	})
 	return &Server{URL: srv.URL, DatabaseURL: cfg.DatabaseURL, App: a, HTTP: srv}
+}
+
+// Kill stops the server as a crash would: every connection cut at once
+// (open config streams included, without their graceful end), the
+// listener closed, the app stopped. The address is free again afterwards.
+func (s *Server) Kill() {
+	s.HTTP.CloseClientConnections()
+	s.HTTP.Close()
+	_ = s.App.Close(context.Background())
 }
 
 // Admin sends a request with the admin key (body marshalled as JSON when
