@@ -30,7 +30,7 @@ type StratifiedResult struct {
 	// the standard error under the null as in ProportionTest.
 	NullSE float64
 	Z      float64
-	P float64
+	P      float64
 	// Lift is Variant/Control − 1 with its delta-method standard error,
 	// NaN when the stratified control mean is 0.
 	Lift Estimate
