@@ -167,4 +167,8 @@ type BanditEpoch struct {
 type BanditStore interface {
 	// BanditEpochs returns an experiment's epochs, oldest first.
 	BanditEpochs(ctx context.Context, key string) ([]BanditEpoch, error)
+	// ExposedVariant returns the variant of a unit's first recorded
+	// exposure to an experiment (one primary-key lookup), ok false when
+	// the unit has none. unitID is the stored (pseudonymised) id.
+	ExposedVariant(ctx context.Context, experiment, unitID string) (variant string, ok bool, err error)
 }

@@ -59,7 +59,20 @@ func Analyze(in Input, opts Options) Results {
 	for _, a := range arms {
 		res.Units += a
 	}
-	srm := srmCheck(arms, e.Variants)
+	res.Estimator = EstimatorPooled
+	var cells epochCells
+	srmVariants := e.Variants
+	if e.Allocation == flywheel.AllocationBandit {
+		if in.EpochStatsRead {
+			res.Estimator = EstimatorEpochStratified
+			cells = newEpochCells(in.EpochStats)
+			srmVariants = banditSRM(e.Variants, in, cells, roles)
+		} else {
+			warnings = append(warnings, "bandit: the epoch-stratified estimate needs the results aggregates, which are not built yet: "+
+				"these numbers pool the weight epochs and may be biased (Simpson's paradox); retry in a minute")
+		}
+	}
+	srm := srmCheck(arms, srmVariants)
 
 	an := &analyzer{
 		opts:       opts,
@@ -67,6 +80,7 @@ func Analyze(in Input, opts Options) Results {
 		sequential: e.Analysis == flywheel.AnalysisSequential,
 		srmOK:      srm.OK,
 		states:     map[stateKey]SequentialState{},
+		cells:      cells,
 	}
 	for _, s := range in.Sequential {
 		an.states[stateKey{s.Metric, s.Variant}] = s
@@ -124,6 +138,9 @@ type analyzer struct {
 	// a single look. newStates collects the states to store.
 	states    map[stateKey]SequentialState
 	newStates []SequentialState
+	// cells are a bandit's per-epoch statistics (nil otherwise, and in
+	// segments): its comparisons are epoch-stratified.
+	cells epochCells
 }
 
 // metrics analyses every metric (in a segment, every metric with rows),

@@ -91,6 +91,10 @@ func (s *Server) handleAssign(c *gin.Context) {
 		if r.Enrolled {
 			v := r.Variant
 			a.Variant, a.Payload = &v, r.Payload
+			if err := s.stickyBandit(c.Request.Context(), e, storedID, &a); err != nil {
+				s.writeError(c, err)
+				return
+			}
 		}
 		out = append(out, a)
 	}

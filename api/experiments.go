@@ -89,7 +89,10 @@ func (s *Server) validateExperiment(ctx context.Context, e *flywheel.Experiment)
 	if err != nil {
 		return err
 	}
-	return e.ValidateWith(func(k string) bool { return known[k] }, auds)
+	if err := e.ValidateWith(func(k string) bool { return known[k] }, auds); err != nil {
+		return err
+	}
+	return s.validateBanditMetric(ctx, e)
 }
 
 // audiencesFor returns the audiences that are not archived when targeting
@@ -176,16 +179,25 @@ func (s *Server) handlePatchExperiment(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
+	// The primary metric's type, for a bandit (metric types never change).
+	types, err := s.metricTypes(c.Request.Context(), c.Param("key"), p)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
 	out, err := s.deps.Store.UpdateExperiment(c.Request.Context(), c.Param("key"), "update", actor(c), func(e *flywheel.Experiment) error {
 		if err := p.Apply(e); err != nil {
 			return err
 		}
-		return e.ValidateWith(func(k string) bool {
+		if err := e.ValidateWith(func(k string) bool {
 			if known == nil {
 				return true // metrics unchanged: they were valid when set
 			}
 			return known[k]
-		}, auds)
+		}, auds); err != nil {
+			return err
+		}
+		return e.ValidateBanditMetric(func(k string) (flywheel.MetricType, bool) { t, ok := types[k]; return t, ok })
 	})
 	if err != nil {
 		s.writeError(c, err)

@@ -1,6 +1,10 @@
 package stats
 
-import "math"
+import (
+	"math"
+
+	"gonum.org/v1/gonum/stat/distuv"
+)
 
 // EstimatorEpochStratified names the estimate of EpochStratified in results.
 const EstimatorEpochStratified = "epoch-stratified"
@@ -125,4 +129,22 @@ func armMoments(s Summary, binary bool) Moments {
 		return Moments{N: s.N, Mean: r, Var: r * (1 - r)}
 	}
 	return s.Moments()
+}
+
+// NormalBayes is the Bayesian reading of an estimated difference d with
+// standard error se under a flat prior, D ~ N(d, se²), as BayesMeans
+// computes it: ChanceToWin = Φ(d/se), LossVariant = se·φ(z) − d·Φ(−z),
+// LossControl = se·φ(z) + d·Φ(z). A zero or undefined se gives NaN.
+func NormalBayes(d, se, alpha float64) BayesResult {
+	if se == 0 || math.IsNaN(se) || math.IsNaN(d) {
+		return BayesResult{ChanceToWin: math.NaN(), LossVariant: math.NaN(), LossControl: math.NaN(), Diff: undefinedEstimate()}
+	}
+	z := d / se
+	n := distuv.UnitNormal
+	return BayesResult{
+		ChanceToWin: n.CDF(z),
+		LossVariant: se*n.Prob(z) - d*n.CDF(-z),
+		LossControl: se*n.Prob(z) + d*n.CDF(z),
+		Diff:        symmetric(d, se, ZQuantile(alpha)),
+	}
 }
