@@ -32,6 +32,9 @@ type createExperimentRequest struct {
 	Overrides  map[string]string   `json:"overrides"`
 	Metrics    flywheel.MetricRefs `json:"metrics"`
 	Analysis   flywheel.Analysis   `json:"analysis"`
+	// Allocation and Bandit: bandit experiments (bandit.go).
+	Allocation flywheel.Allocation      `json:"allocation"`
+	Bandit     *flywheel.BanditSettings `json:"bandit"`
 }
 
 // experiment returns the draft that req describes, normalised; Validate
@@ -42,6 +45,7 @@ func (req *createExperimentRequest) experiment() (*flywheel.Experiment, error) {
 		Variants: req.Variants, Traffic: 1, Layer: req.Layer, LayerRange: req.LayerRange,
 		Salt: req.Salt, Targeting: req.Targeting, Overrides: req.Overrides, Metrics: req.Metrics,
 		Analysis: req.Analysis, Status: flywheel.StatusDraft,
+		Allocation: req.Allocation, Bandit: req.Bandit,
 	}
 	if req.Traffic != nil {
 		e.Traffic = *req.Traffic

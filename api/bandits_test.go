@@ -1,0 +1,219 @@
+package api_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+)
+
+// assignOne assigns one customer to one experiment, logging the exposure
+// when log is set, and returns the variant ("" when not enrolled).
+func (a *testAPI) assignOne(exp, unit string, log bool) string {
+	a.t.Helper()
+	r := a.do("POST", "/v1/assign", a.sdk, map[string]any{"unit_type": "customer", "unit_id": unit, "experiments": []any{exp}, "log_exposure": log})
+	if r.Status != http.StatusOK {
+		a.t.Fatalf("assign %s: %d %s", unit, r.Status, r.Body)
+	}
+	var ans struct {
+		Assignments []struct {
+			Variant *string `json:"variant"`
+		} `json:"assignments"`
+	}
+	if err := json.Unmarshal(r.Body, &ans); err != nil || len(ans.Assignments) != 1 {
+		a.t.Fatalf("assign %s: %s", unit, r.Body)
+	}
+	if ans.Assignments[0].Variant == nil {
+		return ""
+	}
+	return *ans.Assignments[0].Variant
+}
+
+func (a *testAPI) weights(exp string) map[string]float64 {
+	a.t.Helper()
+	e := a.must(http.StatusOK, "GET", "/v1/experiments/"+exp, nil)
+	w := map[string]float64{}
+	for _, v := range e["variants"].([]any) {
+		m := v.(map[string]any)
+		w[m["key"].(string)] = m["weight"].(float64)
+	}
+	return w
+}
+
+// TestBanditLifecycle runs a bandit end to end on a real database: units
+// enrol at the initial weights, the variant converts far better, the
+// update is held until the burn-in has passed, then moves the weights to
+// 0.05/0.95 (the floor) in a new epoch with an audit row; it runs once per
+// period even when two servers try at once; enrolled units keep their
+// arm; new units follow the new weights; the results are
+// epoch-stratified.
+func TestBanditLifecycle(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	a.createMetric("purchase", "conversion")
+	a.must(http.StatusCreated, "POST", "/v1/experiments", map[string]any{
+		"key": "bb", "unit_type": "customer", "allocation": "bandit",
+		"bandit":   map[string]any{"floor": 0.05, "period": "1h", "burn_in": "1h"},
+		"variants": []any{map[string]any{"key": "a", "weight": 0.5}, map[string]any{"key": "b", "weight": 0.5}},
+		"metrics":  map[string]any{"primary": []any{"purchase"}},
+	})
+	a.must(http.StatusOK, "POST", "/v1/experiments/bb/start", nil)
+	start := time.Now().UTC()
+
+	first := map[string]string{}
+	var events []map[string]any
+	for i := range 400 {
+		u := fmt.Sprintf("c-%d", i)
+		v := a.assignOne("bb", u, true)
+		first[u] = v
+		if v == "b" || (v == "a" && i%10 == 0) { // b converts 100 %, a 10 %
+			events = append(events, map[string]any{"id": newID(t), "type": "track", "event": "purchase", "unit_type": "customer", "unit_id": u, "timestamp": time.Now().UTC().Format(time.RFC3339Nano)})
+		}
+	}
+	a.postEvents(a.sdk, map[string]any{"events": events})
+	a.settle("bb")
+
+	// Within the burn-in: epoch 0 is written, the weights do not move.
+	if n, err := a.app.UpdateBandits(ctx, start.Add(30*time.Minute)); err != nil || n != 0 {
+		t.Fatalf("UpdateBandits in the burn-in = %d, %v; want 0", n, err)
+	}
+	eps := a.must(http.StatusOK, "GET", "/v1/experiments/bb/epochs", nil)["epochs"].([]any)
+	if len(eps) != 1 || eps[0].(map[string]any)["epoch"].(float64) != 0 {
+		t.Fatalf("epochs after the burn-in cycle = %v, want epoch 0 only", eps)
+	}
+	rev := a.must(http.StatusOK, "GET", "/v1/experiments/bb", nil)["revision"].(float64)
+
+	// Past the burn-in, two servers at once: one update.
+	at := start.Add(2 * time.Hour)
+	var wg sync.WaitGroup
+	counts := make([]int, 2)
+	for i := range counts {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			n, err := a.app.UpdateBandits(ctx, at)
+			if err != nil {
+				t.Errorf("UpdateBandits: %v", err)
+			}
+			counts[i] = n
+		}()
+	}
+	wg.Wait()
+	if counts[0]+counts[1] != 1 {
+		t.Fatalf("two concurrent update cycles updated %v, want 1 in all", counts)
+	}
+	w := a.weights("bb")
+	if w["a"] < 0.05-1e-9 || w["a"] > 0.051 || w["b"] < 0.949 {
+		t.Fatalf("weights after the update = %v, want a at the floor 0.05 and b 0.95", w)
+	}
+	e := a.must(http.StatusOK, "GET", "/v1/experiments/bb", nil)
+	if e["revision"].(float64) <= rev {
+		t.Errorf("revision %v after the update, want > %v (the SDKs must fetch the weights)", e["revision"], rev)
+	}
+	eps = a.must(http.StatusOK, "GET", "/v1/experiments/bb/epochs", nil)["epochs"].([]any)
+	if len(eps) != 2 {
+		t.Fatalf("epochs = %v, want 2", eps)
+	}
+	ep1 := eps[1].(map[string]any)
+	post := ep1["posterior"].(map[string]any)
+	if pb := post["b"].(map[string]any)["prob_best"].(float64); pb < 0.99 {
+		t.Errorf("P(b best) = %v, want ≥ 0.99", pb)
+	}
+	if ep1["revision"].(float64) != e["revision"].(float64) {
+		t.Errorf("epoch 1 revision %v, experiment revision %v: want equal", ep1["revision"], e["revision"])
+	}
+	hist := a.must(http.StatusOK, "GET", "/v1/experiments/bb/history", nil)["items"].([]any)
+	last := hist[len(hist)-1].(map[string]any)
+	if last["action"] != "bandit_update" || last["actor"] != "bandit" {
+		t.Errorf("last history entry = %v, want a bandit_update by bandit", last)
+	}
+	if _, ok := last["changes"].(map[string]any)["variants"]; !ok {
+		t.Errorf("bandit_update changes = %v, want the variants' weights", last["changes"])
+	}
+
+	// Within the period: nothing.
+	if n, _ := a.app.UpdateBandits(ctx, at.Add(30*time.Minute)); n != 0 {
+		t.Errorf("UpdateBandits within the period updated %d, want 0", n)
+	}
+
+	// Enrolled units keep their arm, though bucketing at 0.05/0.95 would
+	// move about 90 % of the a units to b.
+	moved, aUnits := 0, 0
+	for u, v := range first {
+		if v == "a" {
+			aUnits++
+		}
+		if got := a.assignOne("bb", u, false); got != v {
+			moved++
+		}
+	}
+	if aUnits < 100 || moved != 0 {
+		t.Errorf("%d of %d enrolled units changed arm (%d were in a), want none", moved, len(first), aUnits)
+	}
+	// New units follow the new weights.
+	inB := 0
+	for i := range 200 {
+		if a.assignOne("bb", fmt.Sprintf("new-%d", i), false) == "b" {
+			inB++
+		}
+	}
+	if inB < 170 {
+		t.Errorf("%d of 200 new units in b, want about 190 (weight 0.95)", inB)
+	}
+
+	res := a.must(http.StatusOK, "GET", "/v1/experiments/bb/results", nil)
+	if res["estimator"] != "epoch-stratified" {
+		t.Errorf("estimator = %v, want epoch-stratified", res["estimator"])
+	}
+}
+
+func TestBanditDefinitionRefusals(t *testing.T) {
+	a := newTestAPI(t)
+	a.createMetric("purchase", "conversion")
+	a.must(http.StatusCreated, "POST", "/v1/metrics", map[string]any{"key": "aov", "type": "ratio", "numerator": "purchase", "denominator": "order"})
+	base := func() map[string]any {
+		return map[string]any{"key": "bx", "unit_type": "customer", "allocation": "bandit",
+			"variants": []any{map[string]any{"key": "a", "weight": 0.5}, map[string]any{"key": "b", "weight": 0.5}},
+			"metrics":  map[string]any{"primary": []any{"purchase"}}}
+	}
+	tests := []struct {
+		name  string
+		edit  func(b map[string]any)
+		field string
+	}{
+		{"floor × arms above 1", func(b map[string]any) { b["bandit"] = map[string]any{"floor": 0.7} }, "bandit.floor"},
+		{"bad period", func(b map[string]any) { b["bandit"] = map[string]any{"period": "soon"} }, "bandit.period"},
+		{"bad burn-in", func(b map[string]any) { b["bandit"] = map[string]any{"burn_in": "-2h"} }, "bandit.burn_in"},
+		{"no primary metric", func(b map[string]any) { b["metrics"] = map[string]any{"primary": []any{}} }, "metrics.primary"},
+		{"ratio primary metric", func(b map[string]any) { b["metrics"] = map[string]any{"primary": []any{"aov"}} }, "metrics.primary[0]"},
+		{"sequential", func(b map[string]any) { b["analysis"] = "sequential" }, "analysis"},
+		{"settings on a fixed experiment", func(b map[string]any) { b["allocation"] = "fixed"; b["bandit"] = map[string]any{"floor": 0.1} }, "bandit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := base()
+			tt.edit(b)
+			r := a.do("POST", "/v1/experiments", a.admin, b)
+			if r.Status != http.StatusBadRequest {
+				t.Fatalf("status %d, want 400: %s", r.Status, r.Body)
+			}
+			if _, field, _ := r.errorOf(t); field != tt.field {
+				t.Errorf("field = %q, want %q: %s", field, tt.field, r.Body)
+			}
+		})
+	}
+	if r := a.do("GET", "/v1/experiments/bx", a.admin, nil); r.Status != http.StatusNotFound {
+		t.Errorf("a refused definition was stored: %d", r.Status)
+	}
+	// A draft patched to a bandit on a ratio metric is refused too.
+	a.must(http.StatusCreated, "POST", "/v1/experiments", map[string]any{"key": "fx", "unit_type": "customer",
+		"variants": []any{map[string]any{"key": "a", "weight": 0.5}, map[string]any{"key": "b", "weight": 0.5}},
+		"metrics":  map[string]any{"primary": []any{"aov"}}})
+	r := a.do("PATCH", "/v1/experiments/fx", a.admin, map[string]any{"allocation": "bandit"})
+	if _, field, _ := r.errorOf(t); r.Status != http.StatusBadRequest || field != "metrics.primary[0]" {
+		t.Errorf("PATCH to a bandit on a ratio metric = %d %s, want 400 at metrics.primary[0]", r.Status, r.Body)
+	}
+}
