@@ -61,18 +61,21 @@ func Analyze(in Input, opts Options) Results {
 	}
 	res.Estimator = EstimatorPooled
 	var cells epochCells
-	srmVariants := e.Variants
+	srmVariants, srmArms := e.Variants, arms
 	if e.Allocation == flywheel.AllocationBandit {
 		if in.EpochStatsRead {
 			res.Estimator = EstimatorEpochStratified
 			cells = newEpochCells(in.EpochStats)
-			srmVariants = banditSRM(e.Variants, in, cells, roles)
+			var observed []int64
+			if srmVariants, observed = banditSRM(e.Variants, in, cells, roles); observed != nil {
+				srmArms = observed
+			}
 		} else {
 			warnings = append(warnings, "bandit: the epoch-stratified estimate needs the results aggregates, which are not built yet: "+
 				"these numbers pool the weight epochs and may be biased (Simpson's paradox); retry in a minute")
 		}
 	}
-	srm := srmCheck(arms, srmVariants)
+	srm := srmCheck(srmArms, srmVariants)
 
 	an := &analyzer{
 		opts:       opts,

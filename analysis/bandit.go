@@ -111,11 +111,13 @@ func (an *analyzer) compareStratified(def flywheel.Metric, dir flywheel.Directio
 }
 
 // banditSRM returns the variants with the weights a bandit's arms should
-// have overall: Σ_k n_k·w_k / Σ_k n_k over its epochs, from the epoch sizes
-// of the first metric with epoch statistics. Without them, the variants.
-func banditSRM(variants []flywheel.Variant, in Input, c epochCells, roles []flywheel.MetricRole) []flywheel.Variant {
+// have overall, Σ_k n_k·w_k / Σ_k n_k over its epochs, and the units
+// observed per variant, both from the epoch sizes of the first metric with
+// epoch statistics (the units the stratified estimate uses, those exposed
+// to several arms included). Without them: the variants and nil.
+func banditSRM(variants []flywheel.Variant, in Input, c epochCells, roles []flywheel.MetricRole) ([]flywheel.Variant, []int64) {
 	if len(in.BanditEpochs) == 0 {
-		return variants
+		return variants, nil
 	}
 	weights := map[int]map[string]float64{}
 	for _, ep := range in.BanditEpochs {
@@ -127,6 +129,7 @@ func banditSRM(variants []flywheel.Variant, in Input, c epochCells, roles []flyw
 			continue
 		}
 		out := slices.Clone(variants)
+		observed := make([]int64, len(variants))
 		var total float64
 		for i := range out {
 			out[i].Weight = 0
@@ -134,20 +137,30 @@ func banditSRM(variants []flywheel.Variant, in Input, c epochCells, roles []flyw
 		for _, k := range keys {
 			w, ok := weights[k]
 			if !ok {
-				return variants
+				return variants, nil
 			}
 			total += float64(size[k])
 			for i := range out {
 				out[i].Weight += float64(size[k]) * w[out[i].Key]
+				observed[i] += c[mr.Key][k][out[i].Key].N
 			}
 		}
 		if total == 0 {
-			return variants
+			return variants, nil
 		}
 		for i := range out {
 			out[i].Weight /= total
 		}
-		return out
+		return out, observed
 	}
-	return variants
+	return variants, nil
+}
+
+// armUnits returns an arm's units over every epoch of a metric.
+func (c epochCells) armUnits(metric, variant string) int64 {
+	var n int64
+	for _, vs := range c[metric] {
+		n += vs[variant].N
+	}
+	return n
 }

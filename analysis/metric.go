@@ -51,6 +51,7 @@ func (an *analyzer) metric(def flywheel.Metric, role string, rows map[string]Met
 		vr := VariantResult{Variant: a.Variant, Units: a.N, Mean: Float(mo.Mean), StdDev: Float(math.Sqrt(mo.Var)), Maturing: a.Maturing}
 		if stratified {
 			vr.Mean = Float(an.cells.armMean(def.Key, a.Variant))
+			vr.Units = an.cells.armUnits(def.Key, a.Variant)
 		}
 		switch {
 		case i > 0 && stratified:

@@ -60,9 +60,14 @@ func (db *DB) BanditEpochs(ctx context.Context, key string) ([]flywheel.BanditEp
 	return out, nil
 }
 
-// epochCellsSQL sums the analysed units (state 0) of one definition of the
-// aggregates per weight epoch and variant, with the definition's fixed cap
-// ($3, NULL = none). A unit's epoch is the one active at its first
+// epochCellsSQL sums the units of one definition of the aggregates per
+// weight epoch and variant, with the definition's fixed cap ($3, NULL =
+// none). A bandit's units are analysed by the arm of their first exposure
+// (intention to treat), those exposed to several arms (state 1) included:
+// a unit sees a second arm when an SDK process that forgot it buckets it
+// at the new weights, which depends on the arm and the epoch, so leaving
+// those units out would select on what happened after assignment. Opted-out
+// units (state 2) are left out, as everywhere. A unit's epoch is the one active at its first
 // exposure; epoch 0 reaches back to -infinity (an exposure stamped before
 // the start by a skewed clock), and without epochs every unit is in epoch 0.
 const epochCellsSQL = `
@@ -76,7 +81,7 @@ SELECT COALESCE(ep.epoch, 0), u.variant, count(*),
        COALESCE(sum(power(CASE WHEN $3::float8 IS NULL THEN u.y ELSE least(u.y, $3::float8) END, 2)), 0)
 FROM agg_units u
 LEFT JOIN ep ON u.first_ts >= ep.from_ts AND (ep.to_ts IS NULL OR u.first_ts < ep.to_ts)
-WHERE u.experiment = $1 AND u.metric = $2 AND u.state = 0
+WHERE u.experiment = $1 AND u.metric = $2 AND u.state IN (0, 1)
 GROUP BY 1, 2 ORDER BY 1, 2`
 
 // scanner is what pgx.Rows and *sql.Rows share.
