@@ -131,6 +131,7 @@ func (e *Experiment) Assignable() assign.Experiment {
 		Targeting:  e.Targeting,
 		Overrides:  e.Overrides,
 		Running:    e.Status == StatusRunning,
+		Sticky:     e.Allocation == AllocationBandit,
 	}
 }
 
