@@ -4,10 +4,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"math"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/flywheel-oss/flywheel/analysis"
 )
 
 // assignOne assigns one customer to one experiment, logging the exposure
@@ -215,5 +218,112 @@ func TestBanditDefinitionRefusals(t *testing.T) {
 	r := a.do("PATCH", "/v1/experiments/fx", a.admin, map[string]any{"allocation": "bandit"})
 	if _, field, _ := r.errorOf(t); r.Status != http.StatusBadRequest || field != "metrics.primary[0]" {
 		t.Errorf("PATCH to a bandit on a ratio metric = %d %s, want 400 at metrics.primary[0]", r.Status, r.Body)
+	}
+}
+
+// TestBanditEpochCells checks the SQL side of the stratified estimate: a
+// unit belongs to the epoch of its first exposure, and a unit exposed to
+// two arms is analysed in its first (intention to treat), while a fixed
+// experiment's results leave it out.
+func TestBanditEpochCells(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	a.createMetric("purchase", "conversion")
+	a.must(http.StatusCreated, "POST", "/v1/experiments", map[string]any{
+		"key": "bc", "unit_type": "customer", "allocation": "bandit",
+		"bandit":   map[string]any{"floor": 0.1, "period": "1h", "burn_in": "0s"},
+		"variants": []any{map[string]any{"key": "a", "weight": 0.5}, map[string]any{"key": "b", "weight": 0.5}},
+		"metrics":  map[string]any{"primary": []any{"purchase"}},
+	})
+	a.must(http.StatusOK, "POST", "/v1/experiments/bc/start", nil)
+	t0 := time.Now().UTC()
+	exposure := func(unit, variant string, at time.Time) map[string]any {
+		return map[string]any{"id": newID(t), "type": "exposure", "experiment": "bc", "variant": variant, "unit_type": "customer", "unit_id": unit, "timestamp": at.Format(time.RFC3339Nano)}
+	}
+	purchase := func(unit string, at time.Time) map[string]any {
+		return map[string]any{"id": newID(t), "type": "track", "event": "purchase", "unit_type": "customer", "unit_id": unit, "timestamp": at.Format(time.RFC3339Nano)}
+	}
+	// Epoch 0: 10 units in a (2 convert), 10 in b (5 convert), and "both",
+	// first in a.
+	var events []map[string]any
+	for i := range 10 {
+		events = append(events, exposure(fmt.Sprintf("a0-%d", i), "a", t0), exposure(fmt.Sprintf("b0-%d", i), "b", t0))
+		if i < 2 {
+			events = append(events, purchase(fmt.Sprintf("a0-%d", i), t0.Add(time.Minute)))
+		}
+		if i < 5 {
+			events = append(events, purchase(fmt.Sprintf("b0-%d", i), t0.Add(time.Minute)))
+		}
+	}
+	events = append(events, exposure("both", "a", t0), purchase("both", t0.Add(time.Minute)))
+	a.postEvents(a.sdk, map[string]any{"events": events})
+	a.settle("bc")
+	if n, err := a.app.UpdateBandits(ctx, t0.Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("UpdateBandits = %d, %v; want 1", n, err)
+	}
+	// Epoch 1 (from t0 + 1 h): 3 units in a, 7 in b, none converts; "both"
+	// is now exposed to b too.
+	events = nil
+	for i := range 10 {
+		v := "b"
+		if i < 3 {
+			v = "a"
+		}
+		events = append(events, exposure(fmt.Sprintf("e1-%d", i), v, t0.Add(2*time.Hour)))
+	}
+	events = append(events, exposure("both", "b", t0.Add(2*time.Hour)))
+	a.postEvents(a.sdk, map[string]any{"events": events})
+	a.settle("bc")
+
+	e, err := a.db.FindExperimentByKey(ctx, "bc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := a.db.FindMetricsByKeys(ctx, e.Metrics.Keys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := a.db.ResultInput(ctx, e, metrics, analysis.Query{Now: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !in.EpochStatsRead || len(in.BanditEpochs) != 2 {
+		t.Fatalf("epoch stats read %v, epochs %v; want both epochs", in.EpochStatsRead, in.BanditEpochs)
+	}
+	type cell struct {
+		epoch   int
+		variant string
+	}
+	got := map[cell][2]float64{}
+	for _, c := range in.EpochStats {
+		got[cell{c.Epoch, c.Variant}] = [2]float64{float64(c.N), c.Sum}
+	}
+	want := map[cell][2]float64{
+		{0, "a"}: {11, 3}, // "both" counts in its first arm, with its purchase
+		{0, "b"}: {10, 5},
+		{1, "a"}: {3, 0},
+		{1, "b"}: {7, 0},
+	}
+	if len(got) != len(want) {
+		t.Errorf("cells = %v, want %v", got, want)
+	}
+	for k, w := range want {
+		if got[k] != w {
+			t.Errorf("epoch %d, %s: units and conversions %v, want %v", k.epoch, k.variant, got[k], w)
+		}
+	}
+	res := a.must(http.StatusOK, "GET", "/v1/experiments/bc/results", nil)
+	if h := res["health"].(map[string]any); h["multiple_exposures"].(float64) != 1 {
+		t.Errorf("multiple_exposures = %v, want 1", h["multiple_exposures"])
+	}
+	m := res["metrics"].([]any)[0].(map[string]any)
+	vs := m["variants"].([]any)
+	// Stratified means: a = (21·3/11 + 10·0)/31, b = (21·5/10 + 10·0)/31.
+	wantA, wantB := (21*3.0/11)/31, (21*5.0/10)/31
+	if ga, gb := vs[0].(map[string]any)["mean"].(float64), vs[1].(map[string]any)["mean"].(float64); math.Abs(ga-wantA) > 1e-12 || math.Abs(gb-wantB) > 1e-12 {
+		t.Errorf("stratified means a %v, b %v; want %v, %v", ga, gb, wantA, wantB)
+	}
+	if units := vs[0].(map[string]any)["units"].(float64); units != 14 {
+		t.Errorf("a's units = %v, want 14 (\"both\" included)", units)
 	}
 }
