@@ -327,3 +327,38 @@ func TestBanditEpochCells(t *testing.T) {
 		t.Errorf("a's units = %v, want 14 (\"both\" included)", units)
 	}
 }
+
+// TestBanditUpdateWaits: no update while the primary metric's aggregates
+// are not built (the weights would come from no data), and none once the
+// experiment is stopped.
+func TestBanditUpdateWaits(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	a.createMetric("purchase", "conversion")
+	a.must(http.StatusCreated, "POST", "/v1/experiments", map[string]any{
+		"key": "bw", "unit_type": "customer", "allocation": "bandit",
+		"bandit":   map[string]any{"period": "1m", "burn_in": "0s"},
+		"variants": []any{map[string]any{"key": "a", "weight": 0.5}, map[string]any{"key": "b", "weight": 0.5}},
+		"metrics":  map[string]any{"primary": []any{"purchase"}},
+	})
+	a.must(http.StatusOK, "POST", "/v1/experiments/bw/start", nil)
+	now := time.Now().UTC()
+	if n, err := a.app.UpdateBandits(ctx, now.Add(time.Hour)); err != nil || n != 0 {
+		t.Errorf("UpdateBandits before aggregation = %d, %v; want 0", n, err)
+	}
+	a.settle("bw")
+	if n, err := a.app.UpdateBandits(ctx, now.Add(time.Hour)); err != nil || n != 1 {
+		t.Errorf("UpdateBandits after aggregation = %d, %v; want 1", n, err)
+	}
+	if w := a.weights("bw"); math.Abs(w["a"]-0.5) > 0.05 {
+		t.Errorf("weights with no data = %v, want about equal", w)
+	}
+	a.must(http.StatusOK, "POST", "/v1/experiments/bw/stop", nil)
+	if n, err := a.app.UpdateBandits(ctx, now.Add(3*time.Hour)); err != nil || n != 0 {
+		t.Errorf("UpdateBandits after the stop = %d, %v; want 0", n, err)
+	}
+	eps := a.must(http.StatusOK, "GET", "/v1/experiments/bw/epochs", nil)["epochs"].([]any)
+	if len(eps) != 2 {
+		t.Errorf("epochs = %d, want 2 (0 and the one update)", len(eps))
+	}
+}
