@@ -84,6 +84,7 @@ func Analyze(in Input, opts Options) Results {
 		srmOK:      srm.OK,
 		states:     map[stateKey]SequentialState{},
 		cells:      cells,
+		srmSplit:   srmVariants,
 	}
 	for _, s := range in.Sequential {
 		an.states[stateKey{s.Metric, s.Variant}] = s
@@ -119,6 +120,9 @@ func Analyze(in Input, opts Options) Results {
 		res.Segments = an.segments(in, roles, defs, opts.Segment)
 		if len(res.Segments) > 0 {
 			res.Health.Warnings = append(res.Health.Warnings, segmentWarning(opts.Segment, len(res.Segments)))
+			if cells != nil {
+				res.Health.Warnings = append(res.Health.Warnings, "bandit: segment results pool the weight epochs (they are not stratified) and may be biased if the base rate drifted")
+			}
 		}
 	}
 	return res
@@ -144,6 +148,9 @@ type analyzer struct {
 	// cells are a bandit's per-epoch statistics (nil otherwise, and in
 	// segments): its comparisons are epoch-stratified.
 	cells epochCells
+	// srmSplit are the variants with the weights the SRM check expects:
+	// for a bandit, the split its epochs imply.
+	srmSplit []flywheel.Variant
 }
 
 // metrics analyses every metric (in a segment, every metric with rows),

@@ -94,3 +94,27 @@ func TestAnalyzeBanditWithoutAggregates(t *testing.T) {
 		t.Errorf("warnings %q, want one saying the stratified estimate is not available", res.Health.Warnings)
 	}
 }
+
+func TestAnalyzeBanditSegments(t *testing.T) {
+	in := simpsonBandit()
+	in.SegmentArms = []ArmCounts{{Variant: "control", Segment: "mobile", Units: 500}, {Variant: "green", Segment: "mobile", Units: 500}}
+	in.SegmentStats = []MetricStats{convRow("purchase", "control", 500, 60), convRow("purchase", "green", 500, 140)}
+	for i := range in.SegmentStats {
+		in.SegmentStats[i].Segment = "mobile"
+	}
+	res := Analyze(in, Options{Segment: "device"})
+	seg, ok := res.Segments["mobile"]
+	if !ok {
+		t.Fatalf("segments = %v, want mobile", res.Segments)
+	}
+	if !seg.SRM.OK {
+		t.Errorf("segment SRM = %+v, want OK against the epochs' split (0.5/0.5), not the current weights (0.1/0.9)", seg.SRM)
+	}
+	found := false
+	for _, w := range res.Health.Warnings {
+		found = found || strings.Contains(w, "segment results pool the weight epochs")
+	}
+	if !found {
+		t.Errorf("warnings %q, want the note that bandit segments are pooled", res.Health.Warnings)
+	}
+}

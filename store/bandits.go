@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -222,7 +223,7 @@ func (db *DB) AdvanceBandit(ctx context.Context, key string, now time.Time, metr
 			}
 			e.Variants[i].Weight = w
 		}
-		if err := e.Validate(nil); err != nil {
+		if err := checkWeights(e.Variants); err != nil {
 			return fmt.Errorf("store: bandit %q: new weights: %w", key, err)
 		}
 		rev, err := bumpRevision(tx)
@@ -349,4 +350,21 @@ func (db *DB) ExposedVariant(ctx context.Context, experiment, unitID string) (st
 		return "", false, translate("exposed variant", err)
 	}
 	return v, true, nil
+}
+
+// checkWeights refuses weights an experiment cannot have: each in (0, 1],
+// summing to 1 within 1e-9 (as Experiment.Validate, which would also
+// re-check the rest of the definition, audiences included).
+func checkWeights(vs []flywheel.Variant) error {
+	sum := 0.0
+	for _, v := range vs {
+		if !(v.Weight > 0 && v.Weight <= 1) {
+			return fmt.Errorf("weight %v of %q is not in (0, 1]", v.Weight, v.Key)
+		}
+		sum += v.Weight
+	}
+	if math.Abs(sum-1) > 1e-9 {
+		return fmt.Errorf("weights sum to %.12g, not 1", sum)
+	}
+	return nil
 }
