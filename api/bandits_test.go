@@ -362,3 +362,24 @@ func TestBanditUpdateWaits(t *testing.T) {
 		t.Errorf("epochs = %d, want 2 (0 and the one update)", len(eps))
 	}
 }
+
+// TestBanditWithAudience: a bandit whose targeting references a saved
+// audience updates its weights like any other (the update checks the new
+// weights, not the whole definition again).
+func TestBanditWithAudience(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	a.createMetric("purchase", "conversion")
+	a.must(http.StatusCreated, "POST", "/v1/audiences", map[string]any{"key": "fr", "name": "France", "condition": map[string]any{"country": "FR"}})
+	a.must(http.StatusCreated, "POST", "/v1/experiments", map[string]any{
+		"key": "ba", "unit_type": "customer", "allocation": "bandit", "targeting": map[string]any{"$audience": "fr"},
+		"bandit":   map[string]any{"burn_in": "0s"},
+		"variants": []any{map[string]any{"key": "a", "weight": 0.5}, map[string]any{"key": "b", "weight": 0.5}},
+		"metrics":  map[string]any{"primary": []any{"purchase"}},
+	})
+	a.must(http.StatusOK, "POST", "/v1/experiments/ba/start", nil)
+	a.settle("ba")
+	if n, err := a.app.UpdateBandits(ctx, time.Now().Add(time.Hour)); err != nil || n != 1 {
+		t.Errorf("UpdateBandits = %d, %v; want 1", n, err)
+	}
+}
