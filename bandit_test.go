@@ -136,3 +136,47 @@ func TestBanditPatch(t *testing.T) {
 		t.Errorf("draft back to fixed: %v, bandit %+v, want none", err, d.Bandit)
 	}
 }
+
+// FuzzBanditSettings: any settings either validate, and then obey every
+// bound the documentation states, or are refused at a bandit field;
+// nothing panics.
+func FuzzBanditSettings(f *testing.F) {
+	f.Add(0.05, "1h", "24h", 2)
+	f.Add(0.5, "1m", "0s", 2)
+	f.Add(0.0, "", "", 20)
+	f.Add(-1.0, "1h30m", "-5m", 3)
+	f.Add(0.34, "168h0m1s", "2160h", 3)
+	f.Fuzz(func(t *testing.T, floor float64, period, burnIn string, arms int) {
+		if arms < 2 || arms > 20 {
+			return
+		}
+		e := validExperiment()
+		e.Variants = nil
+		for i := range arms {
+			e.Variants = append(e.Variants, flywheel.Variant{Key: string(rune('a' + i)), Weight: 1 / float64(arms)})
+		}
+		e.Allocation = flywheel.AllocationBandit
+		e.Bandit = &flywheel.BanditSettings{Floor: &floor, Period: period, BurnIn: burnIn}
+		e.Normalize()
+		err := e.Validate(nil)
+		if err != nil {
+			var fe *flywheel.Error
+			if !errors.As(err, &fe) {
+				t.Fatalf("Validate = %v, not a *flywheel.Error", err)
+			}
+			for _, d := range append([]flywheel.Error{*fe}, fe.Details...) {
+				switch d.Field {
+				case "bandit.floor", "bandit.period", "bandit.burn_in", "variants":
+				default:
+					t.Errorf("problem at %q (%s), want a bandit field", d.Field, d.Message)
+				}
+			}
+			return
+		}
+		p, b := e.Bandit.Durations()
+		f := *e.Bandit.Floor
+		if !(f > 0) || f*float64(arms) > 1+1e-12 || p < flywheel.MinBanditPeriod || p > flywheel.MaxBanditPeriod || b < 0 || b > flywheel.MaxBanditBurnIn {
+			t.Errorf("accepted floor %v × %d arms, period %v, burn-in %v", f, arms, p, b)
+		}
+	})
+}
