@@ -383,3 +383,65 @@ func TestBanditWithAudience(t *testing.T) {
 		t.Errorf("UpdateBandits = %d, %v; want 1", n, err)
 	}
 }
+
+// TestBanditCellsMatchPooled: within one epoch, the epoch cells of a
+// metric are the pooled statistics the fixed analysis reads, caps
+// included (a fixed cap and a percentile cap).
+func TestBanditCellsMatchPooled(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	a.must(http.StatusCreated, "POST", "/v1/metrics", map[string]any{"key": "revenue", "event": "purchase", "type": "mean", "cap": map[string]any{"percentile": 0.9}})
+	a.must(http.StatusCreated, "POST", "/v1/metrics", map[string]any{"key": "spend", "event": "purchase", "type": "mean", "cap": map[string]any{"value": 50}})
+	a.must(http.StatusCreated, "POST", "/v1/metrics", map[string]any{"key": "orders", "event": "purchase", "type": "count"})
+	a.must(http.StatusCreated, "POST", "/v1/experiments", map[string]any{
+		"key": "bp", "unit_type": "customer", "allocation": "bandit",
+		"variants": []any{map[string]any{"key": "a", "weight": 0.5}, map[string]any{"key": "b", "weight": 0.5}},
+		"metrics":  map[string]any{"primary": []any{"revenue"}, "secondary": []any{"spend", "orders"}},
+	})
+	a.must(http.StatusOK, "POST", "/v1/experiments/bp/start", nil)
+	now := time.Now().UTC()
+	var events []map[string]any
+	for i := range 60 {
+		u := fmt.Sprintf("c-%d", i)
+		events = append(events, map[string]any{"id": newID(t), "type": "exposure", "experiment": "bp", "variant": []string{"a", "b"}[i%2], "unit_type": "customer", "unit_id": u, "timestamp": now.Format(time.RFC3339Nano)})
+		for j := range i % 4 {
+			events = append(events, map[string]any{"id": newID(t), "type": "track", "event": "purchase", "value": float64(i*7%90 + j), "unit_type": "customer", "unit_id": u, "timestamp": now.Add(time.Minute).Format(time.RFC3339Nano)})
+		}
+	}
+	a.postEvents(a.sdk, map[string]any{"events": events})
+	a.settle("bp")
+	if _, err := a.app.UpdateBandits(ctx, now); err != nil { // writes epoch 0; the burn-in holds the rest
+		t.Fatal(err)
+	}
+	e, err := a.db.FindExperimentByKey(ctx, "bp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, err := a.db.FindMetricsByKeys(ctx, e.Metrics.Keys())
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, err := a.db.ResultInput(ctx, e, metrics, analysis.Query{Now: time.Now().UTC()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(in.BanditEpochs) != 1 {
+		t.Fatalf("epochs = %v, want epoch 0", in.BanditEpochs)
+	}
+	cells := map[string]analysis.EpochStats{}
+	for _, c := range in.EpochStats {
+		if c.Epoch != 0 {
+			t.Errorf("cell %+v outside epoch 0", c)
+		}
+		cells[c.Metric+"/"+c.Variant] = c
+	}
+	if len(in.Stats) != 6 {
+		t.Fatalf("pooled stats = %d rows, want 3 metrics × 2 variants", len(in.Stats))
+	}
+	for _, s := range in.Stats {
+		c := cells[s.Metric+"/"+s.Variant]
+		if c.N != s.N || math.Abs(c.Sum-s.Sum) > 1e-9*math.Max(1, math.Abs(s.Sum)) || math.Abs(c.SumSq-s.SumSq) > 1e-9*math.Max(1, s.SumSq) {
+			t.Errorf("%s/%s: epoch cell N %d Σy %v Σy² %v, pooled N %d Σy %v Σy² %v", s.Metric, s.Variant, c.N, c.Sum, c.SumSq, s.N, s.Sum, s.SumSq)
+		}
+	}
+}

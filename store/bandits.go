@@ -62,28 +62,33 @@ func (db *DB) BanditEpochs(ctx context.Context, key string) ([]flywheel.BanditEp
 }
 
 // epochCellsSQL sums the units of one definition of the aggregates per
-// weight epoch and variant, with the definition's fixed cap ($3, NULL =
-// none). A bandit's units are analysed by the arm of their first exposure
-// (intention to treat), those exposed to several arms (state 1) included:
-// a unit sees a second arm when an SDK process that forgot it buckets it
-// at the new weights, which depends on the arm and the epoch, so leaving
-// those units out would select on what happened after assignment. Opted-out
-// units (state 2) are left out, as everywhere. A unit's epoch is the one active at its first
-// exposure; epoch 0 reaches back to -infinity (an exposure stamped before
-// the start by a skewed clock), and without epochs every unit is in epoch 0.
+// weight epoch and variant, with the metric's cap: the fixed value $3, or
+// the percentile $4 of the analysed units' values (as the pooled results
+// compute it), or none. A bandit's units are analysed by the arm of their
+// first exposure (intention to treat), those exposed to several arms
+// (state 1) included: a unit sees a second arm when an SDK process that
+// forgot it buckets it at the new weights, which depends on the arm and
+// the epoch, so leaving those units out would select on what happened
+// after assignment. Opted-out units (state 2) are left out, as everywhere.
+// A unit's epoch is the one active at its first exposure; epoch 0 reaches
+// back to -infinity (an exposure stamped before the start by a skewed
+// clock), and without epochs every unit is in epoch 0.
 const epochCellsSQL = `
 WITH ep AS (
     SELECT epoch, CASE WHEN epoch = 0 THEN '-infinity'::timestamptz ELSE started_at END AS from_ts,
            lead(started_at) OVER (ORDER BY epoch) AS to_ts
     FROM bandit_epochs WHERE experiment_key = $1
+), c AS (
+    SELECT COALESCE($3::float8, (SELECT percentile_cont($4::float8) WITHIN GROUP (ORDER BY y) FROM agg_units
+        WHERE experiment = $1 AND metric = $2 AND state = 0 AND $4::float8 IS NOT NULL)) AS cap
+), v AS (
+    SELECT COALESCE(ep.epoch, 0) AS epoch, u.variant, CASE WHEN c.cap IS NULL THEN u.y ELSE least(u.y, c.cap) END AS y
+    FROM agg_units u CROSS JOIN c
+    LEFT JOIN ep ON u.first_ts >= ep.from_ts AND (ep.to_ts IS NULL OR u.first_ts < ep.to_ts)
+    WHERE u.experiment = $1 AND u.metric = $2 AND u.state IN (0, 1)
 )
-SELECT COALESCE(ep.epoch, 0), u.variant, count(*),
-       COALESCE(sum(CASE WHEN $3::float8 IS NULL THEN u.y ELSE least(u.y, $3::float8) END), 0),
-       COALESCE(sum(power(CASE WHEN $3::float8 IS NULL THEN u.y ELSE least(u.y, $3::float8) END, 2)), 0)
-FROM agg_units u
-LEFT JOIN ep ON u.first_ts >= ep.from_ts AND (ep.to_ts IS NULL OR u.first_ts < ep.to_ts)
-WHERE u.experiment = $1 AND u.metric = $2 AND u.state IN (0, 1)
-GROUP BY 1, 2 ORDER BY 1, 2`
+SELECT epoch, variant, count(*), COALESCE(sum(y), 0), COALESCE(sum(y * y), 0)
+FROM v GROUP BY 1, 2 ORDER BY 1, 2`
 
 // scanner is what pgx.Rows and *sql.Rows share.
 type scanner interface {
@@ -104,11 +109,9 @@ func scanEpochCells(rows scanner, metric string) ([]analysis.EpochStats, error) 
 	return out, rows.Err()
 }
 
-func metricCap(m *flywheel.Metric) *float64 {
-	if m == nil || m.Cap == nil {
-		return nil
-	}
-	return m.Cap.Value
+// metricCap returns a metric's fixed cap and cap percentile (nil: none).
+func metricCap(m *flywheel.Metric) (value, percentile *float64) {
+	return capOf(m.Cap)
 }
 
 // gormEpochCells reads the epoch cells of one metric inside a gorm
@@ -120,7 +123,8 @@ func gormEpochCells(ctx context.Context, tx *gorm.DB, key string, m *flywheel.Me
 	if !ok {
 		return nil, fmt.Errorf("store: bandit cells: connection cannot query")
 	}
-	rows, err := q.QueryContext(ctx, epochCellsSQL, key, m.Key, metricCap(m))
+	value, pct := metricCap(m)
+	rows, err := q.QueryContext(ctx, epochCellsSQL, key, m.Key, value, pct)
 	if err != nil {
 		return nil, err
 	}
@@ -324,7 +328,8 @@ func loadBanditEpochs(ctx context.Context, tx pgx.Tx, e *flywheel.Experiment, de
 		if d.metric.Type == flywheel.MetricRatio {
 			continue
 		}
-		rows, err := tx.Query(ctx, epochCellsSQL, e.Key, d.metric.Key, metricCap(d.metric))
+		value, pct := metricCap(d.metric)
+		rows, err := tx.Query(ctx, epochCellsSQL, e.Key, d.metric.Key, value, pct)
 		if err != nil {
 			return err
 		}
