@@ -68,7 +68,12 @@ func Analyze(in Input, opts Options) Results {
 			cells = newEpochCells(in.EpochStats)
 			var observed []int64
 			if srmVariants, observed = banditSRM(e.Variants, in, cells, roles); observed != nil {
-				srmArms = observed
+				// The units the stratified estimate analyses: those
+				// exposed to several arms too, in their first.
+				srmArms, res.Units = observed, 0
+				for _, n := range observed {
+					res.Units += n
+				}
 			}
 		} else {
 			warnings = append(warnings, "bandit: the epoch-stratified estimate needs the results aggregates, which are not built yet: "+

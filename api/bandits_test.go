@@ -313,6 +313,9 @@ func TestBanditEpochCells(t *testing.T) {
 		}
 	}
 	res := a.must(http.StatusOK, "GET", "/v1/experiments/bc/results", nil)
+	if res["units"].(float64) != 31 {
+		t.Errorf("units = %v, want 31 (\"both\" included)", res["units"])
+	}
 	if h := res["health"].(map[string]any); h["multiple_exposures"].(float64) != 1 {
 		t.Errorf("multiple_exposures = %v, want 1", h["multiple_exposures"])
 	}
