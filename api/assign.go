@@ -91,10 +91,7 @@ func (s *Server) handleAssign(c *gin.Context) {
 		if r.Enrolled {
 			v := r.Variant
 			a.Variant, a.Payload = &v, r.Payload
-			if err := s.stickyBandit(c.Request.Context(), e, storedID, &a); err != nil {
-				s.writeError(c, err)
-				return
-			}
+			s.stickyBandit(c, e, storedID, &a)
 		}
 		out = append(out, a)
 	}

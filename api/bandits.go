@@ -25,22 +25,28 @@ func (s *Server) handleExperimentEpochs(c *gin.Context) {
 // at each update, and would otherwise move enrolled units between arms.
 // It costs one primary-key lookup, for bandit experiments only, and only
 // for units the bucketing enrolls (a unit the targeting or traffic leaves
-// out stays out).
-func (s *Server) stickyBandit(ctx context.Context, e *flywheel.Experiment, storedID string, a *assignment) error {
+// out stays out). When the lookup fails (the database is away), the unit
+// gets the arm of the current weights, as an SDK process that never saw it
+// would, and the failure is logged: assignment keeps answering.
+func (s *Server) stickyBandit(c *gin.Context, e *flywheel.Experiment, storedID string, a *assignment) {
 	if e.Allocation != flywheel.AllocationBandit || !a.Enrolled || a.Reason != assign.ReasonBucket {
-		return nil
+		return
 	}
-	v, ok, err := s.deps.Store.ExposedVariant(ctx, e.Key, storedID)
-	if err != nil || !ok || v == *a.Variant {
-		return err
+	v, ok, err := s.deps.Store.ExposedVariant(c.Request.Context(), e.Key, storedID)
+	if err != nil {
+		s.deps.Logger.WarnContext(c.Request.Context(), "bandit sticky arm lookup failed; answering by the current weights", "err", err, "request_id", requestID(c))
+		return
+	}
+	if !ok || v == *a.Variant {
+		return
 	}
 	for _, x := range e.Variants {
 		if x.Key == v {
 			a.Variant, a.Payload = &v, x.Payload
-			return nil
+			return
 		}
 	}
-	return nil // a variant the experiment no longer has: the current arm
+	// A variant the experiment no longer has: the current arm.
 }
 
 // validateBanditMetric checks that a bandit's primary metric is of a type

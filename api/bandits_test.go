@@ -1,16 +1,25 @@
 package api_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/flywheel-oss/flywheel/analysis"
+	"github.com/flywheel-oss/flywheel/api"
+	"github.com/flywheel-oss/flywheel/ingest"
+	"github.com/flywheel-oss/flywheel/live"
+	"github.com/flywheel-oss/flywheel/store"
 )
 
 // assignOne assigns one customer to one experiment, logging the exposure
@@ -446,5 +455,43 @@ func TestBanditCellsMatchPooled(t *testing.T) {
 		if c.N != s.N || math.Abs(c.Sum-s.Sum) > 1e-9*math.Max(1, math.Abs(s.Sum)) || math.Abs(c.SumSq-s.SumSq) > 1e-9*math.Max(1, s.SumSq) {
 			t.Errorf("%s/%s: epoch cell N %d Σy %v Σy² %v, pooled N %d Σy %v Σy² %v", s.Metric, s.Variant, c.N, c.Sum, c.SumSq, s.N, s.Sum, s.SumSq)
 		}
+	}
+}
+
+// failingExposures is the store with the sticky-arm lookup failing, as
+// when the database is away.
+type failingExposures struct{ *store.DB }
+
+func (failingExposures) ExposedVariant(context.Context, string, string) (string, bool, error) {
+	return "", false, errors.New("connection refused")
+}
+
+// TestBanditStickyLookupFails: when the sticky-arm lookup fails, POST
+// /v1/assign still answers, with the arm of the current weights.
+func TestBanditStickyLookupFails(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	a.createMetric("purchase", "conversion")
+	a.must(http.StatusCreated, "POST", "/v1/experiments", map[string]any{
+		"key": "bf", "unit_type": "customer", "allocation": "bandit",
+		"variants": []any{map[string]any{"key": "a", "weight": 0.5}, map[string]any{"key": "b", "weight": 0.5}},
+		"metrics":  map[string]any{"primary": []any{"purchase"}},
+	})
+	a.must(http.StatusOK, "POST", "/v1/experiments/bf/start", nil)
+	reg := live.New(a.db)
+	if err := reg.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	srv := httptest.NewServer(api.NewServer(api.Deps{Store: failingExposures{a.db}, Live: reg, Units: a.db,
+		Validator: &ingest.Validator{IDs: ingest.NewPseudonymizer("")}, OptOuts: ingest.NewOptOuts(a.db),
+		Logger: slog.New(slog.NewJSONHandler(&logs, nil))}))
+	t.Cleanup(srv.Close)
+	r := a.doURL(srv.URL, "POST", "/v1/assign", a.sdk, map[string]any{"unit_type": "customer", "unit_id": "c-1", "experiments": []any{"bf"}})
+	if r.Status != http.StatusOK || !strings.Contains(string(r.Body), `"enrolled":true`) {
+		t.Fatalf("assign with the lookup failing = %d %s, want 200 and enrolled", r.Status, r.Body)
+	}
+	if !strings.Contains(logs.String(), "bandit sticky arm lookup failed") {
+		t.Errorf("logs = %s, want the failed lookup logged", logs.String())
 	}
 }
