@@ -91,8 +91,8 @@ func (s *Server) handleAssign(c *gin.Context) {
 		if r.Enrolled {
 			v := r.Variant
 			a.Variant, a.Payload = &v, r.Payload
-			s.stickyBandit(c, e, storedID, &a)
 		}
+		s.stickyBandit(c, e, storedID, &a)
 		out = append(out, a)
 	}
 	if req.LogExposure {

@@ -22,14 +22,16 @@ func (s *Server) handleExperimentEpochs(c *gin.Context) {
 
 // stickyBandit keeps a bandit's enrolled unit in the arm of its first
 // recorded exposure: the bucketing follows the current weights, which move
-// at each update, and would otherwise move enrolled units between arms.
-// It costs one primary-key lookup, for bandit experiments only, and only
-// for units the bucketing enrolls (a unit the targeting or traffic leaves
-// out stays out). When the lookup fails (the database is away), the unit
+// at each update, and would otherwise move enrolled units between arms,
+// or out of the experiment when traffic is below 1 (the variants' bucket
+// ranges move, and a unit can land in the gap). It costs one primary-key
+// lookup, for bandit experiments only, and only for units that the
+// bucketing enrolls or leaves out by traffic (targeting, layers, overrides
+// and opt-outs still decide first). When the lookup fails (the database is away), the unit
 // gets the arm of the current weights, as an SDK process that never saw it
 // would, and the failure is logged: assignment keeps answering.
 func (s *Server) stickyBandit(c *gin.Context, e *flywheel.Experiment, storedID string, a *assignment) {
-	if e.Allocation != flywheel.AllocationBandit || !a.Enrolled || a.Reason != assign.ReasonBucket {
+	if e.Allocation != flywheel.AllocationBandit || (a.Reason != assign.ReasonBucket && a.Reason != assign.ReasonTraffic) {
 		return
 	}
 	v, ok, err := s.deps.Store.ExposedVariant(c.Request.Context(), e.Key, storedID)
@@ -37,12 +39,12 @@ func (s *Server) stickyBandit(c *gin.Context, e *flywheel.Experiment, storedID s
 		s.deps.Logger.WarnContext(c.Request.Context(), "bandit sticky arm lookup failed; answering by the current weights", "err", err, "request_id", requestID(c))
 		return
 	}
-	if !ok || v == *a.Variant {
+	if !ok || (a.Variant != nil && v == *a.Variant) {
 		return
 	}
 	for _, x := range e.Variants {
 		if x.Key == v {
-			a.Variant, a.Payload = &v, x.Payload
+			a.Variant, a.Payload, a.Enrolled, a.Reason = &v, x.Payload, true, assign.ReasonBucket
 			return
 		}
 	}

@@ -495,3 +495,47 @@ func TestBanditStickyLookupFails(t *testing.T) {
 		t.Errorf("logs = %s, want the failed lookup logged", logs.String())
 	}
 }
+
+// TestBanditStickyTraffic: with traffic 0.5, the update moves the
+// variants' bucket ranges; every unit with a recorded exposure stays
+// enrolled in its arm, through POST /v1/assign.
+func TestBanditStickyTraffic(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	a.createMetric("purchase", "conversion")
+	a.must(http.StatusCreated, "POST", "/v1/experiments", map[string]any{
+		"key": "bt", "unit_type": "customer", "allocation": "bandit", "traffic": 0.5,
+		"bandit":   map[string]any{"floor": 0.05, "burn_in": "0s"},
+		"variants": []any{map[string]any{"key": "a", "weight": 0.5}, map[string]any{"key": "b", "weight": 0.5}},
+		"metrics":  map[string]any{"primary": []any{"purchase"}},
+	})
+	a.must(http.StatusOK, "POST", "/v1/experiments/bt/start", nil)
+	first := map[string]string{}
+	var events []map[string]any
+	for i := range 300 {
+		u := fmt.Sprintf("c-%d", i)
+		if v := a.assignOne("bt", u, true); v != "" {
+			first[u] = v
+			if v == "b" {
+				events = append(events, map[string]any{"id": newID(t), "type": "track", "event": "purchase", "unit_type": "customer", "unit_id": u, "timestamp": time.Now().UTC().Format(time.RFC3339Nano)})
+			}
+		}
+	}
+	a.postEvents(a.sdk, map[string]any{"events": events})
+	a.settle("bt")
+	if n, err := a.app.UpdateBandits(ctx, time.Now().Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("UpdateBandits = %d, %v; want 1", n, err)
+	}
+	if w := a.weights("bt"); w["b"] < 0.9 {
+		t.Fatalf("weights %v, want b at 0.95", w)
+	}
+	changed := 0
+	for u, v := range first {
+		if got := a.assignOne("bt", u, false); got != v {
+			changed++
+		}
+	}
+	if len(first) < 100 || changed != 0 {
+		t.Errorf("%d of %d enrolled units changed arm or left, want none", changed, len(first))
+	}
+}

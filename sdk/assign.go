@@ -132,11 +132,21 @@ func (c *Client) Assign(ctx context.Context, unit Unit, experimentKey string) As
 		return notEnrolled(experimentKey, ReasonNoUnitID)
 	}
 	r := e.c.Assign(id, unit.Attributes)
-	if r.Reason == assign.ReasonBucket && e.c.Sticky() {
-		// A bandit's weights move: the unit keeps the arm it was first given.
-		if i := c.sticky.arm(experimentKey, id, r.Index); i != r.Index {
-			if first, ok := e.c.Enrolled(i); ok {
-				r = first
+	if e.c.Sticky() {
+		// A bandit's weights move: the unit keeps the arm it was first
+		// given, also when traffic below 1 now leaves its bucket out.
+		switch r.Reason {
+		case assign.ReasonBucket:
+			if i := c.sticky.arm(experimentKey, id, r.Index); i != r.Index {
+				if first, ok := e.c.Enrolled(i); ok {
+					r = first
+				}
+			}
+		case assign.ReasonTraffic:
+			if i, ok := c.sticky.remembered(experimentKey, id); ok {
+				if first, ok := e.c.Enrolled(i); ok {
+					r = first
+				}
 			}
 		}
 	}

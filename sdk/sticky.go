@@ -52,6 +52,14 @@ func (s *stickyArms) arm(experiment, unit string, i int) int {
 	return i
 }
 
+// remembered returns the arm a unit was first given, if it is remembered.
+func (s *stickyArms) remembered(experiment, unit string) (int, bool) {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	i, ok := s.arms[stickyKey{experiment, unit}]
+	return i, ok
+}
+
 // size returns the number of units remembered.
 func (s *stickyArms) size() int {
 	s.mu.RLock()

@@ -83,3 +83,39 @@ func TestStickyBanditBound(t *testing.T) {
 		t.Error("WithStickyUnits(0) accepted")
 	}
 }
+
+// TestStickyBanditTraffic: with traffic below 1, moving weights move the
+// variants' bucket ranges, so some enrolled units' buckets fall in the gap;
+// a bandit keeps them enrolled in their first arm.
+func TestStickyBanditTraffic(t *testing.T) {
+	ctx := context.Background()
+	config := func(wa, wb float64) []byte {
+		return fmt.Appendf(nil, `{"revision":1,"experiments":[{"key":"bandit","unit_type":"customer","running":true,"traffic":0.5,"sticky":true,
+			"variants":[{"key":"a","weight":%g},{"key":"b","weight":%g}]}]}`, wa, wb)
+	}
+	f := newFakeServer(t, config(0.5, 0.5))
+	c := newTestClient(t, f.URL())
+	if err := c.EnsureLoaded(ctx); err != nil {
+		t.Fatal(err)
+	}
+	first := map[string]string{}
+	for i := range 1000 {
+		u := fmt.Sprintf("u-%d", i)
+		if v := c.Assign(ctx, sdk.Unit{IDs: map[string]string{"customer": u}}, "bandit").Variant; v != "" {
+			first[u] = v
+		}
+	}
+	f.setConfig(2, config(0.05, 0.95))
+	if err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	changed := 0
+	for u, v := range first {
+		if a := c.Assign(ctx, sdk.Unit{IDs: map[string]string{"customer": u}}, "bandit"); a.Variant != v || !a.Enrolled {
+			changed++
+		}
+	}
+	if len(first) < 400 || changed != 0 {
+		t.Errorf("%d of %d enrolled units changed arm or left, want none", changed, len(first))
+	}
+}
