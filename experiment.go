@@ -103,7 +103,11 @@ type Experiment struct {
 	Overrides  map[string]string `json:"overrides"`
 	Metrics    MetricRefs        `json:"metrics"`
 	Analysis   Analysis          `json:"analysis"`
-	Status     Status            `json:"status"`
+	// Allocation is fixed (the variants' weights) or bandit (weights that
+	// move towards the best arm; bandit.go).
+	Allocation Allocation      `json:"allocation"`
+	Bandit     *BanditSettings `json:"bandit,omitempty"`
+	Status     Status          `json:"status"`
 	// Revision is the configuration revision of the experiment's last change.
 	Revision   int64      `json:"revision"`
 	CreatedAt  time.Time  `json:"created_at"`
@@ -127,6 +131,7 @@ func (e *Experiment) Assignable() assign.Experiment {
 		Targeting:  e.Targeting,
 		Overrides:  e.Overrides,
 		Running:    e.Status == StatusRunning,
+		Sticky:     e.Allocation == AllocationBandit,
 	}
 }
 

@@ -3,6 +3,7 @@ package flywheel
 import (
 	"bytes"
 	"encoding/json"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -25,6 +26,8 @@ type ExperimentPatch struct {
 	Overrides  *map[string]string `json:"overrides"`
 	Metrics    *MetricRefs        `json:"metrics"`
 	Analysis   *Analysis          `json:"analysis"`
+	Allocation *Allocation        `json:"allocation"`
+	Bandit     *BanditSettings    `json:"bandit"`
 	// Clear names the fields the body set to null, each in
 	// ExperimentNullable.
 	Clear map[string]bool `json:"-"`
@@ -94,7 +97,21 @@ func (p *ExperimentPatch) Apply(e *Experiment) error {
 	if p.Analysis != nil {
 		e.Analysis = *p.Analysis
 	}
+	if p.Allocation != nil {
+		e.Allocation = *p.Allocation
+		if e.Allocation != AllocationBandit && p.Bandit == nil {
+			e.Bandit = nil
+		}
+	}
+	if p.Bandit != nil {
+		b := *p.Bandit
+		e.Bandit = &b
+	}
 	e.Normalize()
+	if e.Status == StatusRunning && e.Allocation == AllocationBandit && !slices.Equal(before.Metrics.Primary, e.Metrics.Primary) {
+		*e = before
+		return &Error{Code: CodeConflict, Field: "metrics.primary", Message: "a running bandit cannot change its primary metric: its weights were learnt on it; stop it and create a new experiment"}
+	}
 	if e.Status == StatusDraft {
 		return nil
 	}

@@ -60,6 +60,7 @@ func (e *Experiment) Normalize() {
 	if string(e.Targeting) == "null" || string(e.Targeting) == "{}" {
 		e.Targeting = nil
 	}
+	e.normalizeBandit()
 }
 
 // Validate checks every rule of an experiment definition and reports all
@@ -117,6 +118,7 @@ func (e *Experiment) ValidateWith(metricExists func(string) bool, audiences assi
 	if e.Analysis != AnalysisFixed && e.Analysis != AnalysisSequential {
 		p.Add("analysis", "analysis must be fixed or sequential")
 	}
+	validateBandit(&p, e)
 	if !e.Status.Valid() {
 		p.Add("status", "unknown status %q", e.Status)
 	}

@@ -59,7 +59,28 @@ func Analyze(in Input, opts Options) Results {
 	for _, a := range arms {
 		res.Units += a
 	}
-	srm := srmCheck(arms, e.Variants)
+	res.Estimator = EstimatorPooled
+	var cells epochCells
+	srmVariants, srmArms := e.Variants, arms
+	if e.Allocation == flywheel.AllocationBandit {
+		if in.EpochStatsRead {
+			res.Estimator = EstimatorEpochStratified
+			cells = newEpochCells(in.EpochStats)
+			var observed []int64
+			if srmVariants, observed = banditSRM(e.Variants, in, cells, roles); observed != nil {
+				// The units the stratified estimate analyses: those
+				// exposed to several arms too, in their first.
+				srmArms, res.Units = observed, 0
+				for _, n := range observed {
+					res.Units += n
+				}
+			}
+		} else {
+			warnings = append(warnings, "bandit: the epoch-stratified estimate needs the results aggregates, which are not built yet: "+
+				"these numbers pool the weight epochs and may be biased (Simpson's paradox); retry in a minute")
+		}
+	}
+	srm := srmCheck(srmArms, srmVariants)
 
 	an := &analyzer{
 		opts:       opts,
@@ -67,6 +88,8 @@ func Analyze(in Input, opts Options) Results {
 		sequential: e.Analysis == flywheel.AnalysisSequential,
 		srmOK:      srm.OK,
 		states:     map[stateKey]SequentialState{},
+		cells:      cells,
+		srmSplit:   srmVariants,
 	}
 	for _, s := range in.Sequential {
 		an.states[stateKey{s.Metric, s.Variant}] = s
@@ -102,6 +125,9 @@ func Analyze(in Input, opts Options) Results {
 		res.Segments = an.segments(in, roles, defs, opts.Segment)
 		if len(res.Segments) > 0 {
 			res.Health.Warnings = append(res.Health.Warnings, segmentWarning(opts.Segment, len(res.Segments)))
+			if cells != nil {
+				res.Health.Warnings = append(res.Health.Warnings, "bandit: segment results pool the weight epochs (they are not stratified) and may be biased if the base rate drifted")
+			}
 		}
 	}
 	return res
@@ -124,6 +150,12 @@ type analyzer struct {
 	// a single look. newStates collects the states to store.
 	states    map[stateKey]SequentialState
 	newStates []SequentialState
+	// cells are a bandit's per-epoch statistics (nil otherwise, and in
+	// segments): its comparisons are epoch-stratified.
+	cells epochCells
+	// srmSplit are the variants with the weights the SRM check expects:
+	// for a bandit, the split its epochs imply.
+	srmSplit []flywheel.Variant
 }
 
 // metrics analyses every metric (in a segment, every metric with rows),

@@ -50,6 +50,14 @@ type Input struct {
 	// Sequential is the stored mSPRT state of each (metric, variant) of a
 	// sequential experiment from the previous recompute; empty at the first.
 	Sequential []SequentialState
+
+	// BanditEpochs are a bandit experiment's weight epochs, oldest first,
+	// and EpochStats its analysed units per metric, epoch and variant;
+	// EpochStatsRead says they were read (the results stratify by epoch).
+	// Fixed experiments leave them empty.
+	BanditEpochs   []flywheel.BanditEpoch
+	EpochStats     []EpochStats
+	EpochStatsRead bool
 }
 
 // ArmCounts is one row of the exposure aggregate: the units of one variant
@@ -170,4 +178,16 @@ func (r MetricStats) covariate() stats.Moments {
 
 func isProportion(t flywheel.MetricType) bool {
 	return t == flywheel.MetricConversion || t == flywheel.MetricRetention
+}
+
+// EpochStats is the sufficient statistics of one metric over the analysed
+// units of one variant that were first exposed in one weight epoch of a
+// bandit: units, Σy and Σy² (for conversions y is 0 or 1).
+type EpochStats struct {
+	Metric  string
+	Epoch   int
+	Variant string
+	N       int64
+	Sum     float64
+	SumSq   float64
 }

@@ -31,7 +31,8 @@ func (an *analyzer) metric(def flywheel.Metric, role string, rows map[string]Met
 	}
 
 	var cuped *stats.CUPED
-	if (def.Type == flywheel.MetricMean || def.Type == flywheel.MetricCount) && !an.sequential {
+	stratified := an.cells != nil && def.Type != flywheel.MetricRatio
+	if (def.Type == flywheel.MetricMean || def.Type == flywheel.MetricCount) && !an.sequential && !stratified {
 		summaries := make([]stats.Summary, len(arms))
 		var pooled stats.Summary
 		for i, a := range arms {
@@ -48,7 +49,14 @@ func (an *analyzer) metric(def flywheel.Metric, role string, rows map[string]Met
 	for i, a := range arms {
 		mo := a.moments(def.Type)
 		vr := VariantResult{Variant: a.Variant, Units: a.N, Mean: Float(mo.Mean), StdDev: Float(math.Sqrt(mo.Var)), Maturing: a.Maturing}
-		if i > 0 {
+		if stratified {
+			vr.Mean = Float(an.cells.armMean(def.Key, a.Variant))
+			vr.Units = an.cells.armUnits(def.Key, a.Variant)
+		}
+		switch {
+		case i > 0 && stratified:
+			vr.Comparison = an.compareStratified(def, dir, control.Variant, a.Variant)
+		case i > 0:
 			vr.Comparison = an.compare(def, dir, control, a, cuped)
 		}
 		res.Variants = append(res.Variants, vr)

@@ -9,6 +9,10 @@ type Results struct {
 	Experiment string            `json:"experiment"`
 	Status     flywheel.Status   `json:"status"`
 	Analysis   flywheel.Analysis `json:"analysis"`
+	// Estimator is how the arms are compared: "pooled", or for a bandit
+	// "epoch-stratified" (within each weight epoch, combined by the epochs'
+	// sizes; README, Bandits).
+	Estimator string `json:"estimator"`
 	// Freshness: computed_at, as_of, lag_seconds, pending_events.
 	Freshness
 	// Units is the number of analysed units over every arm.

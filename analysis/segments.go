@@ -28,7 +28,11 @@ func (an *analyzer) segments(in Input, roles []flywheel.MetricRole, defs map[str
 	caveat := segmentWarning(attribute, len(values))
 	for _, value := range values {
 		units, _, _ := armCounts(an.variants, in.SegmentArms, value)
-		srm := srmCheck(units, an.variants)
+		split := an.variants
+		if an.srmSplit != nil {
+			split = an.srmSplit
+		}
+		srm := srmCheck(units, split)
 		seg := &analyzer{
 			opts:       an.opts,
 			variants:   an.variants,

@@ -92,6 +92,7 @@ func (s *Server) handleAssign(c *gin.Context) {
 			v := r.Variant
 			a.Variant, a.Payload = &v, r.Payload
 		}
+		s.stickyBandit(c, e, storedID, &a)
 		out = append(out, a)
 	}
 	if req.LogExposure {

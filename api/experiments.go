@@ -32,6 +32,9 @@ type createExperimentRequest struct {
 	Overrides  map[string]string   `json:"overrides"`
 	Metrics    flywheel.MetricRefs `json:"metrics"`
 	Analysis   flywheel.Analysis   `json:"analysis"`
+	// Allocation and Bandit: bandit experiments (bandit.go).
+	Allocation flywheel.Allocation      `json:"allocation"`
+	Bandit     *flywheel.BanditSettings `json:"bandit"`
 }
 
 // experiment returns the draft that req describes, normalised; Validate
@@ -42,6 +45,7 @@ func (req *createExperimentRequest) experiment() (*flywheel.Experiment, error) {
 		Variants: req.Variants, Traffic: 1, Layer: req.Layer, LayerRange: req.LayerRange,
 		Salt: req.Salt, Targeting: req.Targeting, Overrides: req.Overrides, Metrics: req.Metrics,
 		Analysis: req.Analysis, Status: flywheel.StatusDraft,
+		Allocation: req.Allocation, Bandit: req.Bandit,
 	}
 	if req.Traffic != nil {
 		e.Traffic = *req.Traffic
@@ -89,7 +93,10 @@ func (s *Server) validateExperiment(ctx context.Context, e *flywheel.Experiment)
 	if err != nil {
 		return err
 	}
-	return e.ValidateWith(func(k string) bool { return known[k] }, auds)
+	if err := e.ValidateWith(func(k string) bool { return known[k] }, auds); err != nil {
+		return err
+	}
+	return s.validateBanditMetric(ctx, e)
 }
 
 // audiencesFor returns the audiences that are not archived when targeting
@@ -176,16 +183,25 @@ func (s *Server) handlePatchExperiment(c *gin.Context) {
 		s.writeError(c, err)
 		return
 	}
+	// The primary metric's type, for a bandit (metric types never change).
+	types, err := s.metricTypes(c.Request.Context(), c.Param("key"), p)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
 	out, err := s.deps.Store.UpdateExperiment(c.Request.Context(), c.Param("key"), "update", actor(c), func(e *flywheel.Experiment) error {
 		if err := p.Apply(e); err != nil {
 			return err
 		}
-		return e.ValidateWith(func(k string) bool {
+		if err := e.ValidateWith(func(k string) bool {
 			if known == nil {
 				return true // metrics unchanged: they were valid when set
 			}
 			return known[k]
-		}, auds)
+		}, auds); err != nil {
+			return err
+		}
+		return e.ValidateBanditMetric(func(k string) (flywheel.MetricType, bool) { t, ok := types[k]; return t, ok })
 	})
 	if err != nil {
 		s.writeError(c, err)

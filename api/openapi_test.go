@@ -1059,6 +1059,28 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	do(call{method: "GET", path: exp + "/history?cursor=YWJj", key: admin, want: 400})
 	do(call{method: "GET", path: exp + "/history", key: sdk, want: 403, rejected: true})
 
+	// A bandit: its definition, refusals, epochs and results.
+	bandit := map[string]any{"key": "bandit-oapi", "unit_type": "customer", "allocation": "bandit",
+		"bandit":   map[string]any{"floor": 0.1, "period": "1h", "burn_in": "0s"},
+		"variants": []any{map[string]any{"key": "a", "weight": 0.5}, map[string]any{"key": "b", "weight": 0.5}},
+		"metrics":  map[string]any{"primary": []any{"purchase"}}}
+	do(call{method: "POST", path: "/v1/experiments", key: admin, body: bandit, want: 201})
+	do(call{method: "POST", path: "/v1/experiments", key: admin, body: `{"key":"bandit-x","unit_type":"customer","allocation":"greedy","variants":[{"key":"a","weight":0.5},{"key":"b","weight":0.5}]}`, want: 400, rejected: true})
+	do(call{method: "POST", path: "/v1/experiments", key: admin, body: `{"key":"bandit-x","unit_type":"customer","allocation":"bandit","bandit":{"floor":0.6},"variants":[{"key":"a","weight":0.5},{"key":"b","weight":0.5}],"metrics":{"primary":["purchase"]}}`, want: 400})
+	do(call{method: "POST", path: "/v1/experiments", key: admin, body: `{"key":"bandit-x","unit_type":"customer","allocation":"bandit","bandit":{"period":"1h","every":"2h"},"variants":[{"key":"a","weight":0.5},{"key":"b","weight":0.5}],"metrics":{"primary":["purchase"]}}`, want: 400, rejected: true})
+	do(call{method: "GET", path: "/v1/experiments/bandit-oapi/epochs", key: a.viewer, want: 200})
+	do(call{method: "POST", path: "/v1/experiments/bandit-oapi/start", key: admin, want: 200})
+	if _, err := a.app.UpdateBandits(context.Background(), time.Now()); err != nil {
+		t.Fatalf("UpdateBandits: %v", err)
+	}
+	if r := do(call{method: "GET", path: "/v1/experiments/bandit-oapi/epochs", key: admin, want: 200}); !strings.Contains(string(r.Body), `"epoch":0`) {
+		t.Errorf("epochs after the first cycle = %s, want epoch 0", r.Body)
+	}
+	do(call{method: "GET", path: "/v1/experiments/nope/epochs", key: admin, want: 404})
+	do(call{method: "GET", path: "/v1/experiments/bandit-oapi/results", key: admin, want: 200})
+	do(call{method: "POST", path: "/v1/assign", key: sdk, body: map[string]any{"unit_type": "customer", "unit_id": "c-bandit", "experiments": []any{"bandit-oapi"}, "log_exposure": true}, want: 200})
+	do(call{method: "POST", path: "/v1/assign", key: sdk, body: map[string]any{"unit_type": "customer", "unit_id": "c-bandit", "experiments": []any{"bandit-oapi"}}, want: 200})
+
 	// Results and power questions.
 	do(call{method: "GET", path: exp + "/results", key: admin, want: 200})
 	do(call{method: "GET", path: exp + "/results?segment=device&alpha=0.1&adjustment=bh", key: admin, want: 200})

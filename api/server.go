@@ -25,6 +25,7 @@ type Store interface {
 	flywheel.AudienceStore
 	flywheel.MetricStore
 	flywheel.KeyStore
+	flywheel.BanditStore
 	Ping(ctx context.Context) error
 }
 
@@ -177,6 +178,7 @@ func (s *Server) routes() {
 	viewer.GET("/experiments", s.handleListExperiments)
 	viewer.GET("/experiments/:key", s.handleGetExperiment)
 	viewer.GET("/experiments/:key/history", s.handleExperimentHistory)
+	viewer.GET("/experiments/:key/epochs", s.handleExperimentEpochs)
 	viewer.GET("/experiments/:key/results", s.handleResults)
 	viewer.GET("/experiments/:key/results/timeseries", s.handleTimeseries)
 	viewer.GET("/experiments/:key/uplift", s.handleUplift)

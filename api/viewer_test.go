@@ -18,6 +18,7 @@ var viewerMay = map[string]bool{
 	"GET /v1/experiments":                          true,
 	"GET /v1/experiments/{key}":                    true,
 	"GET /v1/experiments/{key}/history":            true,
+	"GET /v1/experiments/{key}/epochs":             true, // a bandit's weight epochs
 	"GET /v1/experiments/{key}/results":            true,
 	"GET /v1/experiments/{key}/results/timeseries": true,
 	"GET /v1/experiments/{key}/uplift":             true,

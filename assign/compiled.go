@@ -138,6 +138,19 @@ func (c *Compiled) Assign(unitID string, attrs map[string]any) Result {
 	return notEnrolled(c.key, ReasonTraffic)
 }
 
+// Sticky reports whether units keep the arm they were first given
+// (Experiment.Sticky).
+func (c *Compiled) Sticky() bool { return c.def.Sticky }
+
+// Enrolled returns the Result of a unit enrolled in variant i by
+// bucketing, or false when i is not a variant's index.
+func (c *Compiled) Enrolled(i int) (Result, bool) {
+	if i < 0 || i >= len(c.variants) {
+		return Result{}, false
+	}
+	return c.enrolled(i, ReasonBucket), true
+}
+
 // enrolled returns the Result for variant i.
 func (c *Compiled) enrolled(i int, reason Reason) Result {
 	v := &c.variants[i]

@@ -87,6 +87,10 @@ type Experiment struct {
 	Overrides map[string]string `json:"overrides,omitempty"`
 	// Running is false for experiments that assign nobody.
 	Running bool `json:"running"`
+	// Sticky says that a unit keeps the arm it was first given even when
+	// the weights change (bandit experiments, whose weights move): an SDK
+	// remembers each unit's first arm for its process's lifetime.
+	Sticky bool `json:"sticky,omitempty"`
 }
 
 // salt returns the hash salt: Salt, or Key when Salt is empty.

@@ -102,6 +102,11 @@ func compileConfig(raw []byte, seed maphash.Seed) (*compiled, error) {
 // exposure event, unless exposure logging is off; later calls for the same
 // unit and experiment neither allocate nor queue anything.
 //
+// In a bandit experiment (whose weights move), a unit keeps the arm this
+// process first gave it (WithStickyUnits bounds that memory); a new process
+// buckets it by the weights of the moment, and the analysis uses the arm
+// of its first recorded exposure.
+//
 // ctx is not used for I/O; it is accepted so that calls read like the rest
 // of the API and can carry request-scoped values in the future.
 func (c *Client) Assign(ctx context.Context, unit Unit, experimentKey string) Assignment {
@@ -127,6 +132,24 @@ func (c *Client) Assign(ctx context.Context, unit Unit, experimentKey string) As
 		return notEnrolled(experimentKey, ReasonNoUnitID)
 	}
 	r := e.c.Assign(id, unit.Attributes)
+	if e.c.Sticky() {
+		// A bandit's weights move: the unit keeps the arm it was first
+		// given, also when traffic below 1 now leaves its bucket out.
+		switch r.Reason {
+		case assign.ReasonBucket:
+			if i := c.sticky.arm(experimentKey, id, r.Index); i != r.Index {
+				if first, ok := e.c.Enrolled(i); ok {
+					r = first
+				}
+			}
+		case assign.ReasonTraffic:
+			if i, ok := c.sticky.remembered(experimentKey, id); ok {
+				if first, ok := e.c.Enrolled(i); ok {
+					r = first
+				}
+			}
+		}
+	}
 	if r.Enrolled && c.opts.exposures && c.seen.firstSeen(exposureHash(c.seed, e.keyHash, id, r.Index)) {
 		c.logExposure(e, &unit, id, r.Variant)
 	}

@@ -25,6 +25,7 @@ type Client struct {
 	config  atomic.Pointer[compiled]
 	optOuts optOuts // the server's opt-outs, as tokens
 	seen    *seenSet
+	sticky  *stickyArms // first arms of units in sticky (bandit) experiments
 
 	clock    eventClock
 	queue    *queue    // nil offline
@@ -118,6 +119,7 @@ func New(ctx context.Context, cfg Config, opts ...Option) (*Client, error) {
 	}
 	c.opts.batchSize = min(o.batchSize, o.bufferSize)
 	c.seen = newSeenSet(o.cacheSize)
+	c.sticky = newStickyArms(o.stickyUnits)
 	if serverURL == "" {
 		return c, nil
 	}

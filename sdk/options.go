@@ -28,6 +28,7 @@ type options struct {
 	backoffMax     time.Duration
 	exposures      bool
 	cacheSize      int
+	stickyUnits    int
 	consent        func(Unit) bool
 	streaming      bool
 	streamIdle     time.Duration
@@ -65,6 +66,7 @@ func defaults() options {
 		cacheSize:      defaultCacheSize,
 		streaming:      true,
 		streamIdle:     defaultStreamIdle,
+		stickyUnits:    defaultStickyUnits,
 	}
 }
 
@@ -231,6 +233,21 @@ func WithExposureCacheSize(n int) Option {
 			return fmt.Errorf("exposure cache size %d is not positive", n)
 		}
 		o.cacheSize = n
+		return nil
+	}
+}
+
+// WithStickyUnits bounds the memory of the arms units were first given in
+// bandit experiments (whose weights move; a unit keeps its first arm for
+// the process's lifetime): at most n (experiment, unit) pairs. Past it,
+// new units are assigned by the current weights without being remembered
+// (Stats.StickyFull). Default: 1,048,576 (about 100 MiB at its fullest).
+func WithStickyUnits(n int) Option {
+	return func(o *options) error {
+		if n <= 0 {
+			return fmt.Errorf("sticky units %d is not positive", n)
+		}
+		o.stickyUnits = n
 		return nil
 	}
 }

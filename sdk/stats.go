@@ -42,6 +42,12 @@ type Stats struct {
 	CacheEvictions uint64
 	// CacheSize is the exposure cache's capacity, in entries.
 	CacheSize int
+	// StickyUnits is the number of (bandit experiment, unit) pairs whose
+	// first arm the client remembers; StickyFull counts the first
+	// assignments not remembered because that memory was full
+	// (WithStickyUnits).
+	StickyUnits int
+	StickyFull  uint64
 
 	// ConfigRevision is the revision of the config the client assigns from
 	// (0 without one).
@@ -88,6 +94,8 @@ func (c *Client) Stats() Stats {
 		Dropped:        c.stats.dropped.Load(),
 		CacheEvictions: c.seen.evictions.Load(),
 		CacheSize:      c.seen.capacity(),
+		StickyUnits:    c.sticky.size(),
+		StickyFull:     c.sticky.full.Load(),
 		ConfigUpdates:  c.stats.configUpdates.Load(),
 		ConfigErrors:   c.stats.configErrors.Load(),
 		ConfigStale:    c.stats.configStale.Load(),

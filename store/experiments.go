@@ -33,6 +33,8 @@ type experimentRow struct {
 	Overrides  []byte `gorm:"type:jsonb"`
 	Metrics    []byte `gorm:"type:jsonb"`
 	Analysis   string
+	Allocation string
+	Bandit     []byte `gorm:"type:jsonb"`
 	Revision   int64
 	CreatedAt  time.Time
 	UpdatedAt  time.Time
@@ -77,6 +79,15 @@ func toExperimentRow(e *flywheel.Experiment) (*experimentRow, error) {
 	if len(e.Targeting) > 0 {
 		r.Targeting = e.Targeting
 	}
+	r.Allocation = string(e.Allocation)
+	if r.Allocation == "" {
+		r.Allocation = string(flywheel.AllocationFixed)
+	}
+	if e.Bandit != nil {
+		if r.Bandit, err = json.Marshal(e.Bandit); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
 }
 
@@ -101,6 +112,13 @@ func (r *experimentRow) toDomain() (*flywheel.Experiment, error) {
 	}
 	if len(r.Targeting) > 0 && string(r.Targeting) != "null" {
 		e.Targeting = json.RawMessage(r.Targeting)
+	}
+	e.Allocation = flywheel.Allocation(r.Allocation)
+	if len(r.Bandit) > 0 && string(r.Bandit) != "null" {
+		e.Bandit = new(flywheel.BanditSettings)
+		if err := json.Unmarshal(r.Bandit, e.Bandit); err != nil {
+			return nil, fmt.Errorf("store: experiment %q bandit: %w", r.Key, err)
+		}
 	}
 	e.Normalize()
 	return e, nil

@@ -79,6 +79,9 @@ func (db *DB) aggregatedInput(ctx context.Context, e *flywheel.Experiment, metri
 			}
 			in.Stats = append(in.Stats, stats...)
 		}
+		if err := loadBanditEpochs(ctx, tx, e, defs[1:], &in); err != nil {
+			return err
+		}
 		return loadSequential(ctx, tx, e.Key, &in)
 	})
 	return in, ok, err

@@ -50,6 +50,10 @@ type Config struct {
 	// (0 = its defaults).
 	StreamHeartbeat              time.Duration
 	MaxStreams, MaxStreamsPerKey int
+	// BanditEvery is how often bandit experiments are checked for a due
+	// weight update (0 = 1 min; negative = never in the background: call
+	// App.UpdateBandits).
+	BanditEvery time.Duration
 }
 
 // App is a running flywheel without its listener.
@@ -149,6 +153,17 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 	}
 	if cfg.AggregateEvery > 0 {
 		a.loop(bg, cfg.AggregateEvery, agg.run)
+	}
+
+	if cfg.BanditEvery == 0 {
+		cfg.BanditEvery = time.Minute
+	}
+	if cfg.BanditEvery > 0 {
+		a.loop(bg, cfg.BanditEvery, func(ctx context.Context) {
+			if _, err := a.UpdateBandits(ctx, time.Now()); err != nil && ctx.Err() == nil {
+				a.log.Warn("bandit updates", "err", err)
+			}
+		})
 	}
 
 	a.Ingester = ingest.New(a.DB, ingest.Options{MaxQueuedEvents: cfg.IngestQueue, Writers: cfg.IngestWriters, Registry: cfg.Registry})

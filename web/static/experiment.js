@@ -11,6 +11,7 @@ import {canWrite, errorAlert, field, loading, setTitle, statusBadge} from './ui.
 import {forestPlot, measure, timeChart} from './charts.js';
 import {notes, trustProblems} from './health.js';
 import {upliftSection} from './uplift.js';
+import {banditSection} from './bandit.js';
 
 function chartWidth(page) {
   return Math.min(760, Math.max(260, page.clientWidth - 4));
@@ -46,6 +47,7 @@ export async function experimentPage(page, ctx, key) {
     e.started_at ? h('section', {'aria-labelledby': 'seg-h'}, h('h2', {id: 'seg-h'}, 'Segments ', h('span', {class: 'badge exploratory'}, 'exploratory')),
       segmentSwitcher(e, ctx, segment), segments) : null,
     e.started_at ? upliftSection(e) : null,
+    e.allocation === 'bandit' ? banditSection(e, ctx) : null,
     definition(e),
     h('p', {}, h('a', {href: '#/experiments/' + encodeURIComponent(e.key) + '/history'}, 'Audit history of this experiment')));
   if (!e.started_at) return;
@@ -164,12 +166,15 @@ function overview(e, res) {
   const srm = res.health.srm || {};
   const observed = srm.observed || [];
   const total = observed.reduce((a, b) => a + b, 0);
+  const stratified = res.estimator === 'epoch-stratified';
   return h('div', {class: 'overview'},
+    stratified ? h('p', {class: 'estimator'}, 'Epoch-stratified: the weights of this bandit changed while it ran, so each comparison is made within each weight epoch and the epochs are combined by their sizes (a pooled comparison would be biased if the base rate drifted).') : null,
     h('p', {}, `${int(res.units)} units analysed`,
-      res.health.multiple_exposures ? `; ${int(res.health.multiple_exposures)} exposed to several variants (excluded)` : '',
+      res.health.multiple_exposures ? `; ${int(res.health.multiple_exposures)} exposed to several variants (` +
+        (stratified ? 'analysed in their first arm' : 'excluded') + ')' : '',
       res.health.overridden ? `; ${int(res.health.overridden)} overridden (excluded)` : '', '.'),
     h('table', {class: 'responsive compact'},
-      h('caption', {}, 'Units per variant against the configured split (sample ratio check, p = ' + pval(srm.p_value) + (srm.ok === false ? ': mismatch' : ': fine') + ')'),
+      h('caption', {}, 'Units per variant against ' + (stratified ? 'the split the weight epochs imply' : 'the configured split') + ' (sample ratio check, p = ' + pval(srm.p_value) + (srm.ok === false ? ': mismatch' : ': fine') + ')'),
       h('thead', {}, h('tr', {}, ['Variant', 'Units', 'Observed share', 'Configured share'].map((t) => h('th', {scope: 'col'}, t)))),
       h('tbody', {}, e.variants.map((v, i) => h('tr', {},
         h('th', {scope: 'row', 'data-label': 'Variant'}, v.key),
