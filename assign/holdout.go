@@ -188,7 +188,7 @@ func (c *Compiled) AssignHeld(unitID string, attrs map[string]any, h *CompiledHo
 // each covering holdout's unit type the id it hashes (so that a
 // customer's devices share the customer's holdout status when the
 // customer id is given). A unit without an id of the experiment's unit
-// type is assigned as the id "".
+// type is assigned as the id "" (the SDK answers no_unit_id instead).
 func (s *Snapshot) AssignUnit(experimentKey string, ids map[string]string, attrs map[string]any) Result {
 	if s == nil {
 		return notEnrolled(experimentKey, ReasonNotRunning)
