@@ -1,7 +1,7 @@
 // Flywheel's web UI: a hash router over pages that call the public /v1
 // API. Routes: #/ (experiments), #/experiments/new, #/experiments/KEY,
 // #/experiments/KEY/edit, #/experiments/KEY/history, #/metrics,
-// #/metrics/new, #/power.
+// #/metrics/new, #/power, #/holdouts, #/holdouts/KEY.
 
 import {api, forgetKey, saveKey, savedKey, whenSignedOut} from './api.js';
 import {h, replace} from './dom.js';
@@ -11,6 +11,7 @@ import {experimentPage, historyPage} from './experiment.js';
 import {experimentForm} from './forms.js';
 import {metricForm, metricsPage} from './metrics.js';
 import {powerPage} from './power.js';
+import {holdoutPage, holdoutsPage} from './holdouts.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -53,6 +54,8 @@ async function render() {
     else if (parts[0] === 'metrics' && parts.length === 1) await metricsPage(page, ctx);
     else if (parts[0] === 'metrics' && parts[1] === 'new' && parts.length === 2) await metricForm(page, ctx);
     else if (parts[0] === 'power' && parts.length === 1) await powerPage(page, ctx);
+    else if (parts[0] === 'holdouts' && parts.length === 1) await holdoutsPage(page, ctx);
+    else if (parts[0] === 'holdouts' && parts.length === 2) await holdoutPage(page, ctx, parts[1]);
     else {
       setTitle('Not found');
       replace(page, h('h1', {}, 'Not found'), h('p', {}, 'No page here. ', h('a', {href: '#/'}, 'Back to the experiments')));
