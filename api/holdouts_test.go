@@ -376,3 +376,41 @@ func (a *testAPI) getJSON(key, path string, v any) {
 		a.t.Fatalf("GET %s: %v", path, err)
 	}
 }
+
+// TestHoldoutExposureEvents: POST /v1/events takes exposures to a
+// holdout's arms under "holdout:" + key, and rejects, event by event, a
+// variant that is no arm, another unit type, an unknown holdout and, once
+// archived, the holdout itself.
+func TestHoldoutExposureEvents(t *testing.T) {
+	a := newTestAPI(t)
+	a.createMetric("purchase", "conversion")
+	exp := experimentBody("checkout")
+	delete(exp, "targeting")
+	a.must(http.StatusCreated, "POST", "/v1/experiments", exp)
+	a.must(http.StatusCreated, "POST", "/v1/holdouts", holdoutBody("prog", []string{"checkout"}, nil))
+	ev := func(experiment, variant, unitType string) map[string]any {
+		return map[string]any{"id": newID(t), "type": "exposure", "experiment": experiment, "variant": variant, "unit_type": unitType, "unit_id": "c-1"}
+	}
+	ans := a.postEvents(a.sdk, map[string]any{"events": []any{
+		ev("holdout:prog", "holdout", "customer"),
+		ev("holdout:prog", "control", "customer"),
+		ev("holdout:prog", "exposed", "device"),
+		ev("holdout:nope", "holdout", "customer"),
+		ev("holdout:prog", "exposed", "customer"),
+	}})
+	if ans.Accepted != 2 || len(ans.Rejected) != 3 {
+		t.Fatalf("answer %+v: want 2 accepted (both arms) and 3 rejected", ans)
+	}
+	for i, want := range []struct {
+		index int
+		field string
+	}{{1, "variant"}, {2, "unit_type"}, {3, "experiment"}} {
+		if r := ans.Rejected[i]; r.Index != want.index || r.Error.Field != want.field {
+			t.Errorf("rejection %d = %+v, want index %d at %s", i, r, want.index, want.field)
+		}
+	}
+	a.must(http.StatusOK, "POST", "/v1/holdouts/prog/archive", nil)
+	if ans := a.postEvents(a.sdk, map[string]any{"events": []any{ev("holdout:prog", "holdout", "customer")}}); ans.Accepted != 0 || len(ans.Rejected) != 1 {
+		t.Errorf("an exposure to an archived holdout: %+v, want it rejected", ans)
+	}
+}
