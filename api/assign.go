@@ -24,6 +24,10 @@ type assignRequest struct {
 	Attributes  map[string]any `json:"attributes"`
 	Experiments *[]string      `json:"experiments"`
 	LogExposure bool           `json:"log_exposure"`
+	// IDs are the unit's ids of other unit types (e.g. {"customer": "c-42"}
+	// on a device request): a holdout on that unit type decides by them,
+	// so that a customer's devices share the customer's holdout status.
+	IDs map[string]string `json:"ids"`
 }
 
 // assignment is one answer of POST /v1/assign; variant and payload are null
@@ -34,6 +38,16 @@ type assignment struct {
 	Enrolled   bool            `json:"enrolled"`
 	Reason     assign.Reason   `json:"reason"`
 	Payload    json.RawMessage `json:"payload"`
+	// Holdout names the holdout that keeps the unit out (reason
+	// "holdout"); variant and payload are then the control's.
+	Holdout string `json:"holdout,omitempty"`
+}
+
+// holdoutArm is a holdout exposure to record: the unit (by its id of the
+// holdout's unit type) in arm "holdout" or "exposed" of the holdout.
+type holdoutArm struct {
+	h   *assign.CompiledHoldout
+	arm string
 }
 
 func (s *Server) handleAssign(c *gin.Context) {
@@ -64,9 +78,15 @@ func (s *Server) handleAssign(c *gin.Context) {
 	if req.Experiments != nil {
 		keys = *req.Experiments
 	}
+	ids, err := unitIDs(req)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
 	storedID := s.deps.Validator.IDs.ID(req.UnitID)
 	optedOut := s.deps.OptOuts.Has(req.UnitType, storedID)
 	out := make([]assignment, 0, len(keys))
+	var arms []holdoutArm
 	for i, key := range keys {
 		e, known := st.Experiment(key)
 		if !known {
@@ -86,17 +106,20 @@ func (s *Server) handleAssign(c *gin.Context) {
 			out = append(out, assignment{Experiment: key, Reason: assign.ReasonOptedOut})
 			continue
 		}
-		r := st.Snapshot.Assign(key, req.UnitID, req.Attributes)
-		a := assignment{Experiment: key, Enrolled: r.Enrolled, Reason: r.Reason}
-		if r.Enrolled {
+		r := st.Snapshot.AssignUnit(key, ids, req.Attributes)
+		a := assignment{Experiment: key, Enrolled: r.Enrolled, Reason: r.Reason, Holdout: r.Holdout}
+		if r.Variant != "" {
 			v := r.Variant
 			a.Variant, a.Payload = &v, r.Payload
 		}
 		s.stickyBandit(c, e, storedID, &a)
 		out = append(out, a)
+		if req.LogExposure {
+			arms = appendHoldoutArms(arms, st.Snapshot, key, r)
+		}
 	}
 	if req.LogExposure {
-		if err := s.logExposures(c, req, storedID, out); err != nil {
+		if err := s.logExposures(c, req, storedID, out, ids, arms); err != nil {
 			s.writeError(c, err)
 			return
 		}
@@ -104,9 +127,54 @@ func (s *Server) handleAssign(c *gin.Context) {
 	c.JSON(http.StatusOK, gin.H{"assignments": out})
 }
 
-// logExposures records an exposure for each enrolled assignment through
-// the ingestion path, and returns once they are committed.
-func (s *Server) logExposures(c *gin.Context, req assignRequest, storedID string, as []assignment) error {
+// unitIDs returns the unit's ids by unit type: the request's unit_id
+// under its unit_type, and ids, checked.
+func unitIDs(req assignRequest) (map[string]string, error) {
+	if len(req.IDs) > 16 {
+		return nil, flywheel.Invalid("ids", "ids may hold at most 16 unit types, got %d", len(req.IDs))
+	}
+	ids := make(map[string]string, len(req.IDs)+1)
+	for t, id := range req.IDs {
+		field := "ids." + t
+		switch {
+		case !unitTypePattern.MatchString(t):
+			return nil, flywheel.Invalid("ids", "ids are keyed by unit type (^[a-z_]{1,32}$), not %q", t)
+		case id == "" || len(id) > 256:
+			return nil, flywheel.Invalid(field, "%s must be 1 to 256 bytes", field)
+		case t == req.UnitType && id != req.UnitID:
+			return nil, flywheel.Invalid(field, "%s differs from unit_id; give the unit's %s id once, as unit_id", field, t)
+		}
+		ids[t] = id
+	}
+	ids[req.UnitType] = req.UnitID
+	return ids, nil
+}
+
+// appendHoldoutArms adds the holdout exposures an assignment makes: a
+// held-out unit that would have been enrolled joins its holdout's
+// "holdout" arm, and a unit enrolled by bucket joins the "exposed" arm of
+// every holdout covering the experiment.
+func appendHoldoutArms(arms []holdoutArm, snap *assign.Snapshot, key string, r assign.Result) []holdoutArm {
+	c, ok := snap.Lookup(key)
+	if !ok {
+		return arms
+	}
+	for _, h := range c.Holdouts() {
+		switch {
+		case r.Reason == assign.ReasonHoldout && r.WouldEnroll && h.Key() == r.Holdout:
+			arms = append(arms, holdoutArm{h, assign.HoldoutHeldOut})
+		case r.Enrolled && r.Reason == assign.ReasonBucket:
+			arms = append(arms, holdoutArm{h, assign.HoldoutExposed})
+		}
+	}
+	return arms
+}
+
+// logExposures records an exposure for each enrolled assignment, and for
+// each holdout arm the unit joined (under its id of the holdout's unit
+// type, when the request gave it), through the ingestion path, and
+// returns once they are committed.
+func (s *Server) logExposures(c *gin.Context, req assignRequest, storedID string, as []assignment, ids map[string]string, arms []holdoutArm) error {
 	var attrs json.RawMessage
 	if len(req.Attributes) > 0 {
 		raw, err := json.Marshal(req.Attributes)
@@ -134,6 +202,26 @@ func (s *Server) logExposures(c *gin.Context, req assignRequest, storedID string
 		events = append(events, flywheel.Event{
 			ID: id, Type: flywheel.EventExposure, UnitType: req.UnitType, UnitID: storedID,
 			Timestamp: now, ReceivedAt: now, Experiment: a.Experiment, Variant: *a.Variant, Attributes: attrs,
+		})
+	}
+	seen := map[string]bool{}
+	for _, a := range arms {
+		id := ids[a.h.UnitType()]
+		if id == "" || seen[a.h.Key()] {
+			continue // one arm per holdout per request; the first exposure is kept anyway
+		}
+		seen[a.h.Key()] = true
+		hid := s.deps.Validator.IDs.ID(id)
+		if s.deps.OptOuts.Has(a.h.UnitType(), hid) {
+			continue
+		}
+		evID, err := uuid.NewV7()
+		if err != nil {
+			return err
+		}
+		events = append(events, flywheel.Event{
+			ID: evID, Type: flywheel.EventExposure, UnitType: a.h.UnitType(), UnitID: hid,
+			Timestamp: now, ReceivedAt: now, Experiment: assign.HoldoutPrefix + a.h.Key(), Variant: a.arm, Attributes: attrs,
 		})
 	}
 	_, err := s.deps.Ingest.Submit(c.Request.Context(), events)

@@ -179,6 +179,52 @@ func FuzzExperimentBody(f *testing.F) {
 	})
 }
 
+// FuzzHoldoutBody: a holdout body is refused field by field, or it is
+// valid and the assignment compiler (which servers and SDKs run on it)
+// accepts it running, over experiments with the keys it lists, and holds
+// out no unit beyond its fraction's buckets.
+func FuzzHoldoutBody(f *testing.F) {
+	for _, s := range seedBodies {
+		f.Add([]byte(s))
+	}
+	f.Add([]byte(`{"key":"q1","name":"Q1","unit_type":"customer","fraction":0.05,"experiments":["a","b"],"layers":["home"],"metrics":{"primary":["purchase"]}}`))
+	f.Add([]byte(`{"key":"q1","name":"Q1","unit_type":"customer","fraction":0.1000000001,"experiments":["a"]}`))
+	f.Add([]byte(`{"key":"q1","name":"Q1","unit_type":"device","fraction":1e-9,"layers":["x","x"]}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var req createHoldoutRequest
+		if err := decodeBody(data, &req); err != nil {
+			checkRefusal(t, data, err)
+			return
+		}
+		checkAccepted(t, data, &req)
+		h := &flywheel.Holdout{Key: req.Key, Name: req.Name, Description: req.Description, UnitType: req.UnitType,
+			Fraction: req.Fraction, Experiments: req.Experiments, Layers: req.Layers, Metrics: req.Metrics, Status: flywheel.StatusRunning}
+		h.Normalize()
+		if err := h.Validate(nil, nil); err != nil {
+			checkRefusal(t, data, err)
+			return
+		}
+		cfg := assign.Config{Holdouts: []assign.Holdout{h.Assignable()}}
+		for _, k := range h.Experiments {
+			cfg.Experiments = append(cfg.Experiments, assign.Experiment{Key: k, UnitType: h.UnitType, Traffic: 1, Running: true,
+				Variants: []assign.Variant{{Key: "a", Weight: 0.5}, {Key: "b", Weight: 0.5}}})
+		}
+		snap, err := assign.Compile(cfg)
+		if err != nil {
+			t.Fatalf("valid holdout %s: the assignment compiler refuses it: %v", data, err)
+		}
+		for _, k := range h.Experiments {
+			for _, id := range []string{"u1", "u2", "u3", "u4"} {
+				r := snap.Assign(k, id, nil)
+				held := assign.Bucket(assign.HoldoutPrefix+h.Key+":"+id) < assign.HoldoutCut(h.Fraction)
+				if (r.Reason == assign.ReasonHoldout) != held {
+					t.Fatalf("holdout %s, %s in %s: %+v; the contract says held out = %v", data, id, k, r, held)
+				}
+			}
+		}
+	})
+}
+
 func FuzzMetricBody(f *testing.F) {
 	for _, s := range seedBodies {
 		f.Add([]byte(s))
@@ -222,6 +268,8 @@ var bodyTypes = []reflect.Type{
 	reflect.TypeFor[assignRequest](),
 	reflect.TypeFor[consentRequest](),
 	reflect.TypeFor[analysis.PowerRequest](),
+	reflect.TypeFor[createHoldoutRequest](),
+	reflect.TypeFor[flywheel.HoldoutPatch](),
 }
 
 func FuzzRequestBodies(f *testing.F) {

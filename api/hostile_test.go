@@ -107,6 +107,12 @@ func newHostileEnv(t *testing.T) *hostileEnv {
 			a.must(http.StatusCreated, x.method, x.path, x.body)
 		}
 	}
+	for _, o := range c.operations() {
+		if o.method == "POST" && o.path == "/v1/holdouts" {
+			x := c.exampleCall(o)
+			a.must(http.StatusCreated, x.method, x.path, x.body)
+		}
+	}
 	return &hostileEnv{a: a, c: c}
 }
 

@@ -185,7 +185,7 @@ var (
 	}
 	mayOnly = map[flywheel.Scope]string{
 		flywheel.ScopeSDK:    "an sdk key may only fetch /v1/sdk/config, assign and send events",
-		flywheel.ScopeViewer: "a viewer key may only read experiments, metrics, saved audiences, results and history, and use the power calculator",
+		flywheel.ScopeViewer: "a viewer key may only read experiments, metrics, saved audiences, holdouts, results and history, and use the power calculator",
 	}
 )
 

@@ -1000,6 +1000,60 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 		}
 	}
 
+	// Holdouts: create, refusals, start, the reason holdout, the SDK
+	// config, changes, audit, results, stop and archive.
+	holdout := map[string]any{"key": "program", "name": "Program", "description": "Q1", "unit_type": "customer", "fraction": 0.1,
+		"experiments": []string{"l2"}, "layers": []string{"checkout"}, "metrics": map[string]any{"primary": []string{"purchase"}, "secondary": []string{"revenue"}}}
+	if r := do(call{method: "POST", path: "/v1/holdouts", key: admin, body: holdout, want: 201}); r.Header.Get("Location") != "/v1/holdouts/program" {
+		t.Errorf("Location = %q", r.Header.Get("Location"))
+	}
+	do(call{method: "POST", path: "/v1/holdouts", key: admin, body: holdout, want: 409})
+	do(call{method: "POST", path: "/v1/holdouts", key: admin, body: map[string]any{"key": "h2", "name": "H", "unit_type": "customer", "fraction": 0.5, "experiments": []string{"l2"}}, want: 400, rejected: true})
+	do(call{method: "POST", path: "/v1/holdouts", key: admin, body: map[string]any{"key": "h2", "name": "H", "unit_type": "customer", "fraction": 0.05, "experiments": []string{"nope"}}, want: 400})
+	do(call{method: "POST", path: "/v1/holdouts", key: admin, body: map[string]any{"key": "h2", "name": "H", "unit_type": "customer", "fraction": 0.05, "traffic": 1}, want: 400, rejected: true})
+	do(call{method: "POST", path: "/v1/holdouts", key: sdk, body: holdout, want: 403, rejected: true})
+	do(call{method: "GET", path: "/v1/holdouts", key: a.viewer, want: 200})
+	do(call{method: "GET", path: "/v1/holdouts?status=all&limit=1", key: admin, want: 200})
+	do(call{method: "GET", path: "/v1/holdouts?status=maybe", key: admin, want: 400, rejected: true})
+	do(call{method: "GET", path: "/v1/holdouts/program", key: a.viewer, want: 200})
+	do(call{method: "GET", path: "/v1/holdouts/nope", key: admin, want: 404})
+	do(call{method: "POST", path: "/v1/holdouts/program/start", key: admin, want: 200})
+	do(call{method: "POST", path: "/v1/holdouts/program/start", key: admin, want: 409})
+	do(call{method: "POST", path: "/v1/holdouts/nope/start", key: admin, want: 404})
+	held := 0
+	for i := range 60 {
+		r := do(call{method: "POST", path: "/v1/assign", key: sdk, body: map[string]any{"unit_type": "customer", "unit_id": fmt.Sprintf("h-%d", i), "experiments": []string{"l1", "l2"}, "log_exposure": true}, want: 200})
+		for _, x := range r.json(t)["assignments"].([]any) {
+			if x.(map[string]any)["reason"] == "holdout" {
+				held++
+			}
+		}
+	}
+	if held == 0 {
+		t.Errorf("no assignment with reason holdout in 60 units at 10%%")
+	}
+	do(call{method: "POST", path: "/v1/assign", key: sdk, body: map[string]any{"unit_type": "device", "unit_id": "d-1", "ids": map[string]string{"customer": "h-1"}}, want: 200})
+	do(call{method: "POST", path: "/v1/assign", key: sdk, body: map[string]any{"unit_type": "device", "unit_id": "d-1", "ids": map[string]string{"customer": ""}}, want: 400, rejected: true})
+	do(call{method: "GET", path: "/v1/sdk/config", key: sdk, want: 200})
+	do(call{method: "PATCH", path: "/v1/holdouts/program", key: admin, body: `{"fraction":0.05}`, want: 409})
+	do(call{method: "PATCH", path: "/v1/holdouts/program", key: admin, body: `{"fraction":0.2}`, want: 400, rejected: true})
+	do(call{method: "PATCH", path: "/v1/holdouts/program", key: admin, body: `{"name":null}`, want: 400, rejected: true})
+	do(call{method: "PATCH", path: "/v1/holdouts/program", key: admin, body: `{"name":"Program (Q1)","experiments":["l2","l1"]}`, want: 200})
+	do(call{method: "PATCH", path: "/v1/holdouts/nope", key: admin, body: `{"name":"x"}`, want: 404})
+	do(call{method: "GET", path: "/v1/holdouts/program/history?limit=2", key: a.viewer, want: 200})
+	do(call{method: "GET", path: "/v1/holdouts/nope/history", key: admin, want: 404})
+	do(call{method: "GET", path: "/v1/holdouts/program/results", key: a.viewer, want: 200})
+	do(call{method: "GET", path: "/v1/holdouts/program/results?alpha=2", key: admin, want: 400})
+	do(call{method: "GET", path: "/v1/holdouts/nope/results", key: admin, want: 404})
+	do(call{method: "GET", path: "/v1/holdouts/program/results/timeseries", key: a.viewer, want: 200})
+	do(call{method: "GET", path: "/v1/holdouts/nope/results/timeseries", key: admin, want: 404})
+	do(call{method: "POST", path: "/v1/holdouts/program/archive", key: admin, want: 409})
+	do(call{method: "POST", path: "/v1/holdouts/program/stop", key: admin, want: 200})
+	do(call{method: "POST", path: "/v1/holdouts/program/stop", key: admin, want: 409})
+	do(call{method: "POST", path: "/v1/holdouts/nope/stop", key: admin, want: 404})
+	do(call{method: "POST", path: "/v1/holdouts/program/archive", key: admin, want: 200})
+	do(call{method: "POST", path: "/v1/holdouts/nope/archive", key: admin, want: 404})
+
 	// The SDK configuration and its ETag.
 	cfg := do(call{method: "GET", path: "/v1/sdk/config", key: sdk, want: 200})
 	etag := cfg.Header.Get("ETag")

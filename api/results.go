@@ -25,45 +25,51 @@ var segmentPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 // handleResults computes the results document of an experiment: sufficient
 // statistics from the database, then analysis (pure).
 func (s *Server) handleResults(c *gin.Context) {
-	ctx := c.Request.Context()
-	e, err := s.deps.Store.FindExperimentByKey(ctx, c.Param("key"))
+	e, err := s.deps.Store.FindExperimentByKey(c.Request.Context(), c.Param("key"))
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
-	opts := analysis.Options{MetricFilter: c.Query("metric"), Segment: c.Query("segment"), Adjustment: analysis.Adjustment(c.Query("adjustment"))}
-	if opts.Alpha, err = queryAlpha(c); err != nil {
+	res, err := s.results(c, e)
+	if err != nil {
 		s.writeError(c, err)
 		return
+	}
+	c.JSON(http.StatusOK, res)
+}
+
+// results computes the results document of e (an experiment, or a
+// holdout's analysed experiment) with the request's options.
+func (s *Server) results(c *gin.Context, e *flywheel.Experiment) (*analysis.Results, error) {
+	ctx := c.Request.Context()
+	opts := analysis.Options{MetricFilter: c.Query("metric"), Segment: c.Query("segment"), Adjustment: analysis.Adjustment(c.Query("adjustment"))}
+	var err error
+	if opts.Alpha, err = queryAlpha(c); err != nil {
+		return nil, err
 	}
 	if opts.Segment != "" && !segmentPattern.MatchString(opts.Segment) {
-		s.writeError(c, flywheel.Invalid("segment", "segment must name an exposure attribute (^[A-Za-z0-9_.-]{1,64}$)"))
-		return
+		return nil, flywheel.Invalid("segment", "segment must name an exposure attribute (^[A-Za-z0-9_.-]{1,64}$)")
 	}
 	if err := analysis.ValidateOptions(*e, opts); err != nil {
-		s.writeError(c, err)
-		return
+		return nil, err
 	}
 	metrics, err := s.deps.Store.FindMetricsByKeys(ctx, e.Metrics.Keys())
 	if err != nil {
-		s.writeError(c, err)
-		return
+		return nil, err
 	}
 	in, err := s.deps.Results.ResultInput(ctx, e, metrics, analysis.Query{Segment: opts.Segment, Now: s.deps.Clock().UTC(), Overrides: s.storedOverrides(e)})
 	if err != nil {
-		s.writeError(c, err)
-		return
+		return nil, err
 	}
 	res := analysis.Analyze(in, opts)
 	// A sequential test's state advances with each look at the full
 	// document at the usual alpha (see analysis.SequentialState).
 	if len(res.Sequential) > 0 && opts.MetricFilter == "" && opts.Segment == "" && (opts.Alpha == 0 || opts.Alpha == analysis.DefaultAlpha) {
 		if err := s.deps.Results.SaveSequential(ctx, e.Key, res.Sequential); err != nil {
-			s.writeError(c, err)
-			return
+			return nil, err
 		}
 	}
-	c.JSON(http.StatusOK, res)
+	return &res, nil
 }
 
 // handlePower answers a sample-size or MDE question.
@@ -84,46 +90,52 @@ func (s *Server) handlePower(c *gin.Context) {
 // handleTimeseries serves the cumulative estimate and interval of one
 // metric per day (?metric=, default the first primary metric).
 func (s *Server) handleTimeseries(c *gin.Context) {
-	ctx := c.Request.Context()
-	e, err := s.deps.Store.FindExperimentByKey(ctx, c.Param("key"))
+	e, err := s.deps.Store.FindExperimentByKey(c.Request.Context(), c.Param("key"))
 	if err != nil {
 		s.writeError(c, err)
 		return
 	}
-	opts := analysis.Options{Adjustment: analysis.Adjustment(c.Query("adjustment"))}
-	if opts.Alpha, err = queryAlpha(c); err != nil {
+	ts, err := s.timeseries(c, e)
+	if err != nil {
 		s.writeError(c, err)
 		return
+	}
+	c.JSON(http.StatusOK, ts)
+}
+
+// timeseries computes the timeseries document of e (an experiment, or a
+// holdout's analysed experiment).
+func (s *Server) timeseries(c *gin.Context, e *flywheel.Experiment) (any, error) {
+	ctx := c.Request.Context()
+	opts := analysis.Options{Adjustment: analysis.Adjustment(c.Query("adjustment"))}
+	var err error
+	if opts.Alpha, err = queryAlpha(c); err != nil {
+		return nil, err
 	}
 	key := c.Query("metric")
 	if key == "" {
 		keys := e.Metrics.Keys()
 		if len(keys) == 0 {
-			s.writeError(c, flywheel.Invalid("metric", "experiment %q names no metric", e.Key))
-			return
+			return nil, flywheel.Invalid("metric", "%q names no metric", e.Key)
 		}
 		key = keys[0]
 	}
 	opts.MetricFilter = key
 	if err := analysis.ValidateOptions(*e, opts); err != nil {
-		s.writeError(c, err)
-		return
+		return nil, err
 	}
 	metrics, err := s.deps.Store.FindMetricsByKeys(ctx, []string{key})
 	if err != nil {
-		s.writeError(c, err)
-		return
+		return nil, err
 	}
 	if len(metrics) != 1 {
-		s.writeError(c, &flywheel.Error{Code: flywheel.CodeNotFound, Field: "metric", Message: "metric " + strconv.Quote(key) + " is not defined"})
-		return
+		return nil, &flywheel.Error{Code: flywheel.CodeNotFound, Field: "metric", Message: "metric " + strconv.Quote(key) + " is not defined"}
 	}
 	days, fresh, err := s.deps.Results.TimeseriesInput(ctx, e, metrics[0], analysis.Query{Now: s.deps.Clock().UTC(), Overrides: s.storedOverrides(e)})
 	if err != nil {
-		s.writeError(c, err)
-		return
+		return nil, err
 	}
-	c.JSON(http.StatusOK, analysis.Timeseries(*e, metrics[0], days, fresh, opts))
+	return analysis.Timeseries(*e, metrics[0], days, fresh, opts), nil
 }
 
 // storedOverrides returns the experiment's overridden unit ids in their

@@ -23,6 +23,7 @@ import (
 type Store interface {
 	flywheel.ExperimentStore
 	flywheel.AudienceStore
+	flywheel.HoldoutStore
 	flywheel.MetricStore
 	flywheel.KeyStore
 	flywheel.BanditStore
@@ -186,6 +187,11 @@ func (s *Server) routes() {
 	viewer.GET("/audiences", s.handleListAudiences)
 	viewer.GET("/audiences/:key", s.handleGetAudience)
 	viewer.GET("/audiences/:key/history", s.handleAudienceHistory)
+	viewer.GET("/holdouts", s.handleListHoldouts)
+	viewer.GET("/holdouts/:key", s.handleGetHoldout)
+	viewer.GET("/holdouts/:key/history", s.handleHoldoutHistory)
+	viewer.GET("/holdouts/:key/results", s.handleHoldoutResults)
+	viewer.GET("/holdouts/:key/results/timeseries", s.handleHoldoutTimeseries)
 	viewer.GET("/metrics", s.handleListMetrics)
 	viewer.GET("/metrics/:key", s.handleGetMetric)
 
@@ -198,6 +204,11 @@ func (s *Server) routes() {
 	admin.POST("/audiences", s.handleCreateAudience)
 	admin.PATCH("/audiences/:key", s.handlePatchAudience)
 	admin.POST("/audiences/:key/archive", s.handleArchiveAudience)
+	admin.POST("/holdouts", s.handleCreateHoldout)
+	admin.PATCH("/holdouts/:key", s.handlePatchHoldout)
+	admin.POST("/holdouts/:key/start", s.handleHoldoutTransition("start"))
+	admin.POST("/holdouts/:key/stop", s.handleHoldoutTransition("stop"))
+	admin.POST("/holdouts/:key/archive", s.handleHoldoutTransition("archive"))
 	admin.POST("/metrics", s.handleCreateMetric)
 	admin.PATCH("/metrics/:key", s.handlePatchMetric)
 	admin.GET("/units/:unit_type/:unit_id", s.handleDescribeUnit)

@@ -11,7 +11,8 @@ import (
 
 // viewerMay is every operation a viewer key may call, as the scope is
 // defined: reads of experiments, their history, results and timeseries,
-// reads of metrics and of saved audiences (and their history), and the
+// reads of metrics, of saved audiences and of holdouts (and their history and
+// results), and the
 // power calculator. Never a unit's data, a write
 // or an SDK route. The public operations (no key needed) are allowed too.
 var viewerMay = map[string]bool{
@@ -25,6 +26,11 @@ var viewerMay = map[string]bool{
 	"GET /v1/audiences":                            true,
 	"GET /v1/audiences/{key}":                      true,
 	"GET /v1/audiences/{key}/history":              true,
+	"GET /v1/holdouts":                             true,
+	"GET /v1/holdouts/{key}":                       true,
+	"GET /v1/holdouts/{key}/history":               true,
+	"GET /v1/holdouts/{key}/results":               true,
+	"GET /v1/holdouts/{key}/results/timeseries":    true,
 	"GET /v1/metrics":                              true,
 	"GET /v1/metrics/{key}":                        true,
 	"POST /v1/power":                               true,
@@ -74,7 +80,7 @@ func TestViewerScope(t *testing.T) {
 		}
 		x.key, x.want, x.rejected = a.viewer, http.StatusForbidden, true
 		r := c.do(a, x)
-		if code, _, msg := r.errorOf(t); code != "permission_denied" || !strings.Contains(msg, "a viewer key may only read experiments, metrics, saved audiences, results and history") {
+		if code, _, msg := r.errorOf(t); code != "permission_denied" || !strings.Contains(msg, "a viewer key may only read experiments, metrics, saved audiences, holdouts, results and history") {
 			t.Errorf("%s with a viewer key: error %s %q, want permission_denied saying what a viewer may do", name, code, msg)
 		}
 		forbidden++

@@ -173,3 +173,46 @@ func BenchmarkCompile(b *testing.B) {
 		}
 	}
 }
+
+// benchHoldoutSnapshot is benchSnapshot with a running holdout on the
+// experiment's unit type covering it, at 10%.
+func benchHoldoutSnapshot(b *testing.B) *Snapshot {
+	e := halves(benchKey)
+	e.Targeting = json.RawMessage(benchTargeting)
+	e.Overrides = map[string]string{"qa-customer-1": "treatment"}
+	s, err := Compile(Config{Experiments: []Experiment{e},
+		Holdouts: []Holdout{{Key: "program", UnitType: "customer", Fraction: 0.1, Experiments: []string{benchKey}, Running: true}}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return s
+}
+
+// BenchmarkAssignHoldout is BenchmarkAssign with a holdout covering the
+// experiment, for a unit it keeps in (one more hash) and for one it holds
+// out (the hash, then the assignment it would have had, for WouldEnroll).
+// Compare with BenchmarkAssign in the same run.
+func BenchmarkAssignHoldout(b *testing.B) {
+	s := benchHoldoutSnapshot(b)
+	for _, tt := range []struct {
+		name string
+		held bool
+	}{{"kept", false}, {"held", true}} {
+		unit := ""
+		for i := 0; unit == ""; i++ {
+			id := fmt.Sprintf("customer-%06d", i)
+			if (Bucket("holdout:program:"+id) < 1000) == tt.held {
+				unit = id
+			}
+		}
+		b.Run(tt.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				sinkResult = s.Assign(benchKey, unit, benchAttrs)
+			}
+			if (sinkResult.Reason == ReasonHoldout) != tt.held {
+				b.Fatalf("Assign = %+v", sinkResult)
+			}
+		})
+	}
+}

@@ -21,6 +21,8 @@ type Compiled struct {
 	layerHash   hasher // state after "layer:" + layer + ":"
 	layerFrom   int
 	layerTo     int
+
+	holdouts []*CompiledHoldout // running holdouts covering it, config order
 }
 
 // compiledVariant is a variant with its bucket range [start, end).

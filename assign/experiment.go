@@ -110,4 +110,7 @@ type Config struct {
 	// references ({"$audience": key}), directly or through one another;
 	// Compile inlines them.
 	Audiences Audiences `json:"audiences,omitempty"`
+	// Holdouts holds the running holdouts: each keeps a stable share of
+	// the units out of the experiments it covers (see Holdout).
+	Holdouts []Holdout `json:"holdouts,omitempty"`
 }

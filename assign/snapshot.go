@@ -46,6 +46,7 @@ func Compile(cfg Config) (*Snapshot, error) {
 			s.keys = append(s.keys, c.key)
 		}
 	}
+	errs = append(errs, compileHoldouts(cfg.Holdouts, s.byKey, cfg.Experiments)...)
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
@@ -82,6 +83,9 @@ func (s *Snapshot) Keys() []string {
 // Assign assigns one unit to one experiment. An unknown key, a stopped
 // experiment or a nil snapshot gives ReasonNotRunning. attrs are the
 // unit's attributes as encoding/json decodes them into map[string]any.
+// The running holdouts covering the experiment that hash on the
+// experiment's unit type hold the unit out as AssignHeld says; those on
+// another unit type need that id: use AssignUnit.
 func (s *Snapshot) Assign(experimentKey, unitID string, attrs map[string]any) Result {
 	if s == nil {
 		return notEnrolled(experimentKey, ReasonNotRunning)
@@ -90,7 +94,22 @@ func (s *Snapshot) Assign(experimentKey, unitID string, attrs map[string]any) Re
 	if !ok {
 		return notEnrolled(experimentKey, ReasonNotRunning)
 	}
-	return c.Assign(unitID, attrs)
+	return c.assignSameType(unitID, attrs)
+}
+
+// assignSameType applies the holdouts on the experiment's own unit type.
+func (c *Compiled) assignSameType(unitID string, attrs map[string]any) Result {
+	if len(c.holdouts) == 0 {
+		return c.Assign(unitID, attrs)
+	}
+	var held *CompiledHoldout
+	for _, h := range c.holdouts {
+		if h.unitType == c.def.UnitType && h.Holds(unitID) {
+			held = h
+			break
+		}
+	}
+	return c.AssignHeld(unitID, attrs, held)
 }
 
 // AppendAssignAll appends to dst the assignment of the unit to every
@@ -100,7 +119,7 @@ func (s *Snapshot) AppendAssignAll(dst []Result, unitID string, attrs map[string
 		return dst
 	}
 	for _, c := range s.running {
-		dst = append(dst, c.Assign(unitID, attrs))
+		dst = append(dst, c.assignSameType(unitID, attrs))
 	}
 	return dst
 }
@@ -126,16 +145,20 @@ const (
 	// ReasonOptedOut: the unit did not consent. Callers set it; assign never
 	// returns it.
 	ReasonOptedOut Reason = "opted_out"
+	// ReasonHoldout: a running holdout covering the experiment holds the
+	// unit out; it gets the control variant and is not enrolled.
+	ReasonHoldout Reason = "holdout"
 )
 
 // Result is the outcome of assigning one unit to one experiment.
 type Result struct {
 	// Experiment is the experiment key.
 	Experiment string `json:"experiment"`
-	// Variant is the variant key, "" when not enrolled.
+	// Variant is the variant key, "" when not enrolled, the control's key
+	// when held out (ReasonHoldout).
 	Variant string `json:"variant,omitempty"`
 	// Index is the variant's position (0 is the control), -1 when not
-	// enrolled.
+	// enrolled, 0 when held out.
 	Index int `json:"-"`
 	// Enrolled reports whether the unit is in a variant.
 	Enrolled bool `json:"enrolled"`
@@ -144,6 +167,13 @@ type Result struct {
 	// Payload is the variant's payload. It shares memory with the snapshot:
 	// callers must not modify it.
 	Payload json.RawMessage `json:"payload,omitempty"`
+	// Holdout is the key of the holdout that holds the unit out
+	// (ReasonHoldout), "" otherwise.
+	Holdout string `json:"holdout,omitempty"`
+	// WouldEnroll reports, for a held-out unit, whether it would have been
+	// enrolled without the holdout: such units are the holdout's arm in
+	// its results.
+	WouldEnroll bool `json:"-"`
 }
 
 // notEnrolled returns the Result of a unit that is in no variant.

@@ -265,7 +265,7 @@ func (v *Validator) exposure(e *flywheel.Event, w *wireEvent, st *live.State) *f
 	if w.Experiment == "" {
 		return flywheel.Invalid("experiment", "an exposure names its experiment")
 	}
-	exp, ok := st.Experiment(w.Experiment)
+	exp, ok := st.Exposable(w.Experiment)
 	if !ok {
 		return flywheel.Invalid("experiment", "unknown experiment %q", w.Experiment)
 	}

@@ -34,6 +34,20 @@ type State struct {
 	running     []string // running experiment keys in key order
 	// changed is closed when a newer State replaces this one.
 	changed chan struct{}
+	// holdouts holds every non-archived holdout as its analysed
+	// experiment, by analysis key ("holdout:" + key).
+	holdouts map[string]*flywheel.Experiment
+}
+
+// Exposable returns what an exposure may name: a known, non-archived
+// experiment by key, or a non-archived holdout by its analysis key
+// ("holdout:" + key) as the two-arm experiment its results read.
+func (s *State) Exposable(key string) (*flywheel.Experiment, bool) {
+	if e, ok := s.experiments[key]; ok {
+		return e, ok
+	}
+	e, ok := s.holdouts[key]
+	return e, ok
 }
 
 // Changed returns a channel that is closed when a newer State replaces
@@ -57,6 +71,8 @@ type Source interface {
 	// AllAudiences returns every saved audience's condition, archived
 	// ones included, by key: what targeting references resolve to.
 	AllAudiences(ctx context.Context) (assign.Audiences, error)
+	// LiveHoldouts returns every holdout that is not archived.
+	LiveHoldouts(ctx context.Context) ([]flywheel.Holdout, error)
 }
 
 // Registry holds the current State.
@@ -97,7 +113,12 @@ func (r *Registry) Refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	st, err := BuildWithAudiences(exps, auds, rev)
+	// Holdouts too: one changed since moved the revision.
+	hs, err := r.src.LiveHoldouts(ctx)
+	if err != nil {
+		return err
+	}
+	st, err := BuildWithHoldouts(exps, auds, hs, rev)
 	if err != nil {
 		return err
 	}
@@ -123,6 +144,14 @@ func Build(exps []flywheel.Experiment, rev int64) (*State, error) {
 // audiences the running experiments use, directly or through one another,
 // and no other.
 func BuildWithAudiences(exps []flywheel.Experiment, auds assign.Audiences, rev int64) (*State, error) {
+	return BuildWithHoldouts(exps, auds, nil, rev)
+}
+
+// BuildWithHoldouts is BuildWithAudiences with the holdouts that are not
+// archived: the running ones go into the SDK config (assign.Config's
+// Holdouts), and every one may be named by exposures under its analysis
+// key.
+func BuildWithHoldouts(exps []flywheel.Experiment, auds assign.Audiences, hs []flywheel.Holdout, rev int64) (*State, error) {
 	st := &State{Revision: rev, experiments: make(map[string]*flywheel.Experiment, len(exps)), changed: make(chan struct{})}
 	cfg := assign.Config{Revision: rev, Experiments: []assign.Experiment{}}
 	for i := range exps {
@@ -139,6 +168,16 @@ func BuildWithAudiences(exps []flywheel.Experiment, auds assign.Audiences, rev i
 					cfg.Audiences[k] = cond
 				}
 			}
+		}
+	}
+	for i := range hs {
+		h := &hs[i]
+		if st.holdouts == nil {
+			st.holdouts = map[string]*flywheel.Experiment{}
+		}
+		st.holdouts[h.AnalysisKey()] = h.Analyzed()
+		if h.Status == flywheel.StatusRunning {
+			cfg.Holdouts = append(cfg.Holdouts, h.Assignable())
 		}
 	}
 	snap, err := assign.Compile(cfg)

@@ -17,8 +17,9 @@ var _ live.Source = (*fakeSource)(nil)
 func (f *fakeSource) ListLiveExperiments(context.Context) ([]flywheel.Experiment, int64, error) {
 	return nil, f.rev, nil
 }
-func (f *fakeSource) ConfigRevision(context.Context) (int64, error)          { return f.rev, nil }
-func (f *fakeSource) AllAudiences(context.Context) (assign.Audiences, error) { return nil, nil }
+func (f *fakeSource) ConfigRevision(context.Context) (int64, error)            { return f.rev, nil }
+func (f *fakeSource) AllAudiences(context.Context) (assign.Audiences, error)   { return nil, nil }
+func (f *fakeSource) LiveHoldouts(context.Context) ([]flywheel.Holdout, error) { return nil, nil }
 
 // closed reports whether ch is closed.
 func closed(ch <-chan struct{}) bool {

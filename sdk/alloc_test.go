@@ -1,11 +1,14 @@
 package sdk
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/flywheel-oss/flywheel/assign"
 )
 
 // TestAssignDoesNotAllocateAfterFirstCall pins the target that
@@ -82,6 +85,39 @@ func TestFirstCallAndTrackAllocations(t *testing.T) {
 		}
 		if n := testing.AllocsPerRun(1000, func() { _ = c.Track(ctx, Unit{CustomerID: "c"}, "purchase", 59.9, tt.props) }); n > 0.1 {
 			t.Errorf("Track, %s: %v allocs, want at most 0.1", tt.name, n)
+		}
+	}
+}
+
+// TestAssignWithHoldoutsDoesNotAllocate: with two running holdouts (one
+// on another unit type) covering the experiment, Assign allocates nothing
+// once the unit's exposures are logged, for a unit held out and for one
+// exposed to the program.
+func TestAssignWithHoldoutsDoesNotAllocate(t *testing.T) {
+	cfg := benchConfig
+	cfg.Holdouts = []assign.Holdout{
+		{Key: "prog", UnitType: "customer", Fraction: 0.1, Experiments: []string{benchKey}, Running: true},
+		{Key: "devices", UnitType: "device", Fraction: 0.1, Experiments: []string{benchKey}, Running: true},
+	}
+	c := benchClient(t, benchServer(t, cfg))
+	ctx := context.Background()
+	var held, kept string
+	for i := 0; held == "" || kept == ""; i++ {
+		id := fmt.Sprintf("c-%d", i)
+		if assign.Bucket("holdout:prog:"+id) < 1000 {
+			held = cmp.Or(held, id)
+		} else {
+			kept = cmp.Or(kept, id)
+		}
+	}
+	for _, id := range []string{held, kept} {
+		u := Unit{CustomerID: id, DeviceID: "d-" + id, Attributes: benchAttrs}
+		first := c.Assign(ctx, u, benchKey)
+		if (first.Reason == ReasonHoldout) != (id == held) {
+			t.Fatalf("Assign(%s) = %+v", id, first)
+		}
+		if n := testing.AllocsPerRun(200, func() { sinkAssign = c.Assign(ctx, u, benchKey) }); n != 0 {
+			t.Errorf("Assign(%s) after the first call: %v allocs, want 0", id, n)
 		}
 	}
 }

@@ -22,6 +22,7 @@ const (
 	ReasonBucket     = assign.ReasonBucket     // the unit is enrolled by hashing
 	ReasonNotRunning = assign.ReasonNotRunning // the experiment is unknown to the config or not running
 	ReasonOptedOut   = assign.ReasonOptedOut   // the unit did not consent to analytics
+	ReasonHoldout    = assign.ReasonHoldout    // a running holdout keeps the unit out of the experiment: it gets the control
 	// ReasonNoUnitID: the unit has no id of the experiment's unit type.
 	ReasonNoUnitID Reason = "no_unit_id"
 	// ReasonNoConfig: the client has no config yet (none from the server
@@ -46,6 +47,10 @@ type Assignment struct {
 	Enrolled bool
 	// Reason says why.
 	Reason Reason
+	// Holdout is the key of the holdout that keeps the unit out of the
+	// experiment (ReasonHoldout); Variant is then the control's key, Index
+	// 0 and Enrolled false.
+	Holdout string
 }
 
 // compiled is one config the client assigns from: the assign snapshot plus
@@ -54,6 +59,7 @@ type compiled struct {
 	revision    int64
 	snap        *assign.Snapshot
 	experiments map[string]*experiment
+	holdouts    map[*assign.CompiledHoldout]*holdout
 	fromServer  bool
 	etag        string
 }
@@ -64,6 +70,15 @@ type experiment struct {
 	c        *assign.Compiled
 	unitType string
 	keyHash  uint64
+}
+
+// holdout is what the SDK needs to log a holdout's exposures: the key
+// they are recorded under ("holdout:" + key) and its hash for the
+// exposure cache.
+type holdout struct {
+	c       *assign.CompiledHoldout
+	key     string
+	keyHash uint64
 }
 
 // compile parses and compiles a GET /v1/sdk/config body.
@@ -83,6 +98,15 @@ func compileConfig(raw []byte, seed maphash.Seed) (*compiled, error) {
 			continue
 		}
 		out.experiments[e.Key] = &experiment{c: c, unitType: e.UnitType, keyHash: maphash.String(seed, e.Key)}
+		for _, h := range c.Holdouts() {
+			if out.holdouts == nil {
+				out.holdouts = map[*assign.CompiledHoldout]*holdout{}
+			}
+			if out.holdouts[h] == nil {
+				key := assign.HoldoutPrefix + h.Key()
+				out.holdouts[h] = &holdout{c: h, key: key, keyHash: maphash.String(seed, key)}
+			}
+		}
 	}
 	return out, nil
 }
@@ -131,7 +155,14 @@ func (c *Client) Assign(ctx context.Context, unit Unit, experimentKey string) As
 	if id == "" {
 		return notEnrolled(experimentKey, ReasonNoUnitID)
 	}
-	r := e.c.Assign(id, unit.Attributes)
+	var held *assign.CompiledHoldout
+	for _, h := range e.c.Holdouts() {
+		if h.Holds(unit.ID(h.UnitType())) {
+			held = h
+			break
+		}
+	}
+	r := e.c.AssignHeld(id, unit.Attributes, held)
 	if e.c.Sticky() {
 		// A bandit's weights move: the unit keeps the arm it was first
 		// given, also when traffic below 1 now leaves its bucket out.
@@ -153,6 +184,9 @@ func (c *Client) Assign(ctx context.Context, unit Unit, experimentKey string) As
 	if r.Enrolled && c.opts.exposures && c.seen.firstSeen(exposureHash(c.seed, e.keyHash, id, r.Index)) {
 		c.logExposure(e, &unit, id, r.Variant)
 	}
+	if c.opts.exposures && len(cfg.holdouts) > 0 {
+		c.logHoldoutExposures(cfg, e, &unit, &r, held)
+	}
 	return Assignment{
 		Experiment: r.Experiment,
 		Variant:    r.Variant,
@@ -160,7 +194,37 @@ func (c *Client) Assign(ctx context.Context, unit Unit, experimentKey string) As
 		Payload:    r.Payload,
 		Enrolled:   r.Enrolled,
 		Reason:     Reason(r.Reason),
+		Holdout:    r.Holdout,
 	}
+}
+
+// logHoldoutExposures records, once per unit and holdout, who a holdout's
+// results compare: a held-out unit that would have been enrolled is in
+// the holdout's "holdout" arm, and a unit enrolled by bucket in an
+// experiment a holdout covers is in its "exposed" arm, both under the
+// unit's id of the holdout's unit type.
+func (c *Client) logHoldoutExposures(cfg *compiled, e *experiment, unit *Unit, r *assign.Result, held *assign.CompiledHoldout) {
+	switch {
+	case held != nil && r.Reason == assign.ReasonHoldout:
+		if r.WouldEnroll {
+			c.logHoldoutExposure(cfg.holdouts[held], unit, assign.HoldoutHeldOut, 0)
+		}
+	case r.Enrolled && r.Reason == assign.ReasonBucket:
+		for _, h := range e.c.Holdouts() {
+			c.logHoldoutExposure(cfg.holdouts[h], unit, assign.HoldoutExposed, 1)
+		}
+	}
+}
+
+func (c *Client) logHoldoutExposure(h *holdout, unit *Unit, variant string, index int) {
+	if h == nil {
+		return
+	}
+	id := unit.ID(h.c.UnitType())
+	if id == "" || c.optOuts.has(h.c.UnitType(), id) || !c.seen.firstSeen(exposureHash(c.seed, h.keyHash, id, index)) {
+		return
+	}
+	c.logExposureAs(h.key, h.c.UnitType(), unit, id, variant)
 }
 
 // consents reports whether unit may be enrolled and tracked.

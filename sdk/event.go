@@ -92,7 +92,13 @@ func (c *Client) Identify(ctx context.Context, deviceID, customerID string) erro
 // app's request path: it copies the event into the queue, and allocates
 // nothing.
 func (c *Client) logExposure(e *experiment, unit *Unit, unitID string, variant string) {
-	ev := outEvent{typ: "exposure", experiment: e.c.Key(), variant: variant, unitType: e.unitType, unitID: unitID, attributes: unit.Attributes}
+	c.logExposureAs(e.c.Key(), e.unitType, unit, unitID, variant)
+}
+
+// logExposureAs queues an exposure to experiment (an experiment's key, or
+// a holdout's "holdout:" + key) under the given unit type and id.
+func (c *Client) logExposureAs(experiment, unitType string, unit *Unit, unitID string, variant string) {
+	ev := outEvent{typ: "exposure", experiment: experiment, variant: variant, unitType: unitType, unitID: unitID, attributes: unit.Attributes}
 	err := c.enqueue(&ev)
 	if err != nil { // the error path: errors.As makes obj escape
 		if obj := (*errObject)(nil); errors.As(err, &obj) {

@@ -174,11 +174,21 @@ func capOf(c *flywheel.Cap) (value, percentile *float64) {
 }
 
 // aggregatedExperiments returns the experiments that are aggregated (every
-// one not archived) with their metrics' definitions.
+// one not archived, and every holdout not archived as its analysed
+// experiment) with their metrics' definitions.
 func (db *DB) aggregatedExperiments(ctx context.Context) ([]flywheel.Experiment, map[string]*flywheel.Metric, error) {
 	exps, _, err := db.ListLiveExperiments(ctx)
 	if err != nil {
 		return nil, nil, err
+	}
+	// A holdout is aggregated as the two-arm experiment its results read
+	// (flywheel.Holdout.Analyzed), under "holdout:" + key.
+	hs, err := db.LiveHoldouts(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := range hs {
+		exps = append(exps, *hs[i].Analyzed())
 	}
 	var keys []string
 	for i := range exps {

@@ -251,6 +251,10 @@ func seed(t *testing.T, srv *apptest.Server) seeded {
 	}
 	srv.Admin(t, 200, "POST", "/v1/experiments/checkout-button/start", nil)
 	srv.Admin(t, 200, "POST", "/v1/experiments/srm-demo/start", nil)
+	// A holdout of the checkout program; its arms are seeded below.
+	srv.Admin(t, 201, "POST", "/v1/holdouts", map[string]any{"key": "q1-program", "name": "Q1 checkout program", "unit_type": "customer",
+		"fraction": 0.1, "experiments": []string{"checkout-button"}, "metrics": map[string]any{"primary": []string{"purchase"}}})
+	srv.Admin(t, 200, "POST", "/v1/holdouts/q1-program/start", nil)
 
 	now := time.Now().UTC()
 	var events []map[string]any
@@ -288,11 +292,29 @@ func seed(t *testing.T, srv *apptest.Server) seeded {
 		event(map[string]any{"type": "exposure", "experiment": "srm-demo", "variant": variant, "unit_type": "customer",
 			"unit_id": fmt.Sprintf("s-%d", i), "timestamp": now.Add(-time.Hour).Format(time.RFC3339)})
 	}
+	for i := range 3000 {
+		arm, rate := "exposed", 0.12
+		if i%10 == 0 {
+			arm, rate = "holdout", 0.08
+		}
+		id := fmt.Sprintf("h-%d", i)
+		at := now.Add(-time.Duration(rnd.IntN(5*24*60))*time.Minute - time.Hour)
+		event(map[string]any{"type": "exposure", "experiment": "holdout:q1-program", "variant": arm, "unit_type": "customer",
+			"unit_id": id, "timestamp": at.Format(time.RFC3339)})
+		if rnd.Float64() < rate {
+			event(map[string]any{"type": "track", "event": "purchase", "value": 30, "unit_type": "customer", "unit_id": id,
+				"timestamp": at.Add(time.Hour).Format(time.RFC3339)})
+		}
+	}
 	var answer struct {
 		Accepted int `json:"accepted"`
 	}
-	if err := json.Unmarshal(srv.Admin(t, 200, "POST", "/v1/events", map[string]any{"events": events}), &answer); err != nil || answer.Accepted != len(events) {
-		t.Fatalf("events: accepted %d of %d (%v)", answer.Accepted, len(events), err)
+	for len(events) > 0 { // at most 10,000 events a request
+		batch := events[:min(len(events), 5000)]
+		events = events[len(batch):]
+		if err := json.Unmarshal(srv.Admin(t, 200, "POST", "/v1/events", map[string]any{"events": batch}), &answer); err != nil || answer.Accepted != len(batch) {
+			t.Fatalf("events: accepted %d of %d (%v)", answer.Accepted, len(batch), err)
+		}
 	}
 	if err := srv.App.Aggregate(context.Background()); err != nil {
 		t.Fatalf("aggregate: %v", err)

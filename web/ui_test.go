@@ -1,6 +1,7 @@
 package web_test
 
 import (
+	"fmt"
 	"net/http"
 	"os"
 	"strings"
@@ -201,6 +202,45 @@ func TestUI(t *testing.T) {
 		return
 	}
 
+	if !t.Run("holdout", func(t *testing.T) {
+		b.t = t
+		b.open("#/holdouts")
+		b.waitFor("the holdouts list", `document.querySelector('main tbody tr') !== null`)
+		row := eval[string](b, "document.querySelector('main tbody tr').innerText")
+		for _, want := range []string{"Q1 checkout program", "q1-program", "running", "customer", "10.0%", "checkout-button"} {
+			if !strings.Contains(row, want) {
+				t.Errorf("the holdout's row %q lacks %q", row, want)
+			}
+		}
+		b.press("Q1 checkout program")
+		b.waitFor("the holdout's results", `location.hash === '#/holdouts/q1-program' && document.querySelector('svg[aria-label="purchase: lift by variant"]') !== null`)
+		var api map[string]any
+		decode(t, srv.Admin(t, 200, "GET", "/v1/holdouts/q1-program/results", nil), &api)
+		m := api["metrics"].([]any)[0].(map[string]any)
+		if got, want := eval[string](b, `document.querySelector('.metric .summary').textContent`), m["summary"].(string); got != want {
+			t.Errorf("the summary is %q, want the API's %q", got, want)
+		}
+		// The numbers table: each arm's units as the API counts them.
+		cells := eval[[]string](b, `[...document.querySelectorAll('table.numbers tbody tr')].map((tr) => tr.querySelector('[data-label="Variant"]').textContent + '=' + tr.querySelector('[data-label="Units"]').textContent)`)
+		var want []string
+		for _, v := range m["variants"].([]any) {
+			v := v.(map[string]any)
+			want = append(want, fmt.Sprintf("%s=%s", strings.TrimSpace(v["variant"].(string)+map[bool]string{true: " (control)"}[v["variant"] == "holdout"]), commas(int(v["units"].(float64)))))
+		}
+		if strings.Join(cells, "|") != strings.Join(want, "|") {
+			t.Errorf("the numbers show %v, want %v", cells, want)
+		}
+		text := eval[string](b, "document.querySelector('main').innerText")
+		for _, w := range []string{"Held out vs. exposed to the program", "Results as of", "Chance to win", "CUPED", "Stop"} {
+			if !strings.Contains(text, w) {
+				t.Errorf("the holdout page lacks %q", w)
+			}
+		}
+		b.shot("holdout")
+	}) {
+		return
+	}
+
 	if !t.Run("form error at the field", func(t *testing.T) {
 		b.t = t
 		b.open("#/experiments/new")
@@ -384,6 +424,8 @@ func TestUI(t *testing.T) {
 			{"#/audiences", `document.querySelectorAll('tbody tr').length === 1`},
 			{"#/audiences/high-value", `document.querySelector('table.history') !== null`},
 			{"#/audiences/high-value/edit", control("Key") + " !== null"},
+			{"#/holdouts", `document.querySelector('main tbody tr') !== null`},
+			{"#/holdouts/q1-program", `document.querySelector('table.numbers') !== null`},
 		} {
 			b.open(tt.hash)
 			b.waitFor(tt.hash, tt.ready)
@@ -430,6 +472,7 @@ func TestUI(t *testing.T) {
 			{"#/audiences/high-value", `document.querySelector('table.history') !== null`},
 			{"#/audiences/high-value/edit", `document.querySelector('main h1') !== null`},
 			{"#/audiences/new", `document.querySelector('main h1')?.textContent === 'New audience'`},
+			{"#/holdouts/q1-program", `document.querySelector('table.numbers') !== null`},
 		} {
 			b.open(page.hash)
 			b.waitFor(page.hash, page.ready)
@@ -449,4 +492,13 @@ func TestUI(t *testing.T) {
 	}
 	b.t = t
 	b.noErrors()
+}
+
+// commas formats n as the UI does, with thousands separators.
+func commas(n int) string {
+	s := fmt.Sprint(n)
+	for i := len(s) - 3; i > 0; i -= 3 {
+		s = s[:i] + "," + s[i:]
+	}
+	return s
 }

@@ -2,7 +2,7 @@
 // API. Routes: #/ (experiments), #/experiments/new, #/experiments/KEY,
 // #/experiments/KEY/edit, #/experiments/KEY/history, #/metrics,
 // #/metrics/new, #/audiences, #/audiences/new, #/audiences/KEY,
-// #/audiences/KEY/edit, #/power.
+// #/audiences/KEY/edit, #/power, #/holdouts, #/holdouts/KEY.
 
 import {api, forgetKey, saveKey, savedKey, whenSignedOut} from './api.js';
 import {h, replace} from './dom.js';
@@ -13,6 +13,7 @@ import {experimentForm} from './forms.js';
 import {metricForm, metricsPage} from './metrics.js';
 import {powerPage} from './power.js';
 import {audienceForm, audiencePage, audiencesPage} from './audiences.js';
+import {holdoutPage, holdoutsPage} from './holdouts.js';
 
 const main = document.getElementById('main');
 const nav = document.getElementById('nav');
@@ -59,6 +60,8 @@ async function render() {
     else if (parts[0] === 'audiences' && parts.length === 2) await audiencePage(page, ctx, parts[1]);
     else if (parts[0] === 'audiences' && parts[2] === 'edit' && parts.length === 3) await audienceForm(page, ctx, parts[1]);
     else if (parts[0] === 'power' && parts.length === 1) await powerPage(page, ctx);
+    else if (parts[0] === 'holdouts' && parts.length === 1) await holdoutsPage(page, ctx);
+    else if (parts[0] === 'holdouts' && parts.length === 2) await holdoutPage(page, ctx, parts[1]);
     else {
       setTitle('Not found');
       replace(page, h('h1', {}, 'Not found'), h('p', {}, 'No page here. ', h('a', {href: '#/'}, 'Back to the experiments')));

@@ -13,7 +13,7 @@ import {notes, trustProblems} from './health.js';
 import {upliftSection} from './uplift.js';
 import {banditSection} from './bandit.js';
 
-function chartWidth(page) {
+export function chartWidth(page) {
   return Math.min(760, Math.max(260, page.clientWidth - 4));
 }
 
@@ -115,7 +115,7 @@ function actions(e, ctx) {
   return h('div', {class: 'action-box'}, box, status);
 }
 
-function showBanner(banner, health) {
+export function showBanner(banner, health) {
   const problems = trustProblems(health);
   if (!problems.length) {
     banner.replaceChildren();
@@ -128,7 +128,7 @@ function showBanner(banner, health) {
     h('ul', {}, problems.map((p) => h('li', {}, p.text)))));
 }
 
-function freshness(r) {
+export function freshness(r) {
   const pending = r.pending_events === 0
     ? 'every acknowledged event is counted'
     : `${int(r.pending_events)} events pending (about ${num(r.lag_seconds)} s behind)`;
@@ -162,7 +162,7 @@ function definition(e) {
   return h('section', {'aria-labelledby': 'def-h'}, h('h2', {id: 'def-h'}, 'Definition'), dl, variants);
 }
 
-function overview(e, res) {
+export function overview(e, res) {
   const srm = res.health.srm || {};
   const observed = srm.observed || [];
   const total = observed.reduce((a, b) => a + b, 0);
@@ -183,7 +183,7 @@ function overview(e, res) {
         h('td', {'data-label': 'Configured share', class: 'num'}, pct(srm.expected ? srm.expected[i] : v.weight)))))));
 }
 
-function metricBlock(m, res, width, overTime) {
+export function metricBlock(m, res, width, overTime) {
   const how = measure(m);
   const mean = m.type === 'conversion' || m.type === 'retention' ? pct : num;
   const sequential = res.analysis === 'sequential';
@@ -235,7 +235,7 @@ function sampleSize(ss) {
     (left > 0 ? `the smallest arm has ${int(ss.smallest_arm)}, so ${int(left)} more are still needed.` : `the smallest arm has ${int(ss.smallest_arm)}: reached.`));
 }
 
-function notesList(health) {
+export function notesList(health) {
   const n = notes(health);
   if (!n.length) return null;
   return h('div', {class: 'notes'}, h('h3', {}, 'Notes'), h('ul', {}, n.map((w) => h('li', {}, w))));
