@@ -243,6 +243,12 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 		if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
 			return err
 		}
+		// a_later holds the ingestion transactions of the queue rows this
+		// cycle leaves for a later one (see foldQueue): every read of
+		// events skips theirs (notLater), which that cycle folds in.
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_later (x xid) ON COMMIT DROP`); err != nil {
+			return err
+		}
 		if analyzed, err := refreshStatistics(ctx, tx); err != nil {
 			return err
 		} else if analyzed {
@@ -437,6 +443,15 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 	}
 	if rep.Queued > MaxQueueRows {
 		rep.Queued, rep.More = MaxQueueRows, true // the extra row is folded in too; More asks for another cycle
+		// The rows left in the queue are visible to this cycle's snapshot,
+		// and so are their events: a unit recomputed now would count
+		// their tracks, and the cycle that takes them would add the same
+		// tracks again as deltas. Each row was inserted by the transaction
+		// that stored its events (store/events.go), so those events are
+		// known by their xmin: this cycle leaves them out.
+		if _, err := tx.Exec(ctx, `INSERT INTO a_later SELECT DISTINCT xmin FROM agg_queue; ANALYZE a_later`); err != nil {
+			return err
+		}
 	}
 	rep.lap("queue", &last)
 	if rep.Units == 0 && rep.Tracks == 0 {
@@ -512,6 +527,11 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 	rep.lap("crossover", &last)
 	return err
 }
+
+// notLater is the condition, on events e, that leaves out the events of
+// the queue rows a cycle leaves for a later one (a_later; empty, and then
+// nearly free, unless the queue held more than MaxQueueRows rows).
+const notLater = ` AND e.xmin <> ALL (ARRAY(SELECT x FROM a_later))`
 
 // enqueueSQL adds units to the aggregation queue.
 const enqueueSQL = `INSERT INTO agg_queue (at, unit_types, unit_ids, events) VALUES ($1, $2, $3, cardinality($3::text[]))`

@@ -33,13 +33,13 @@ func (db *DB) rebuild(ctx context.Context, tx pgx.Tx, d aggDef) error {
 		sql := `CREATE TEMP TABLE b_owned ON COMMIT DROP AS
 			SELECT $1::text AS experiment, e.unit_id AS owner, e.ts, e.value, e.event
 			FROM events e JOIN b_pairs p ON p.unit_id = e.unit_id
-			WHERE e.type = 'track' AND e.unit_type = $2 AND e.event = ANY($3)`
+			WHERE e.type = 'track' AND e.unit_type = $2 AND e.event = ANY($3)` + notLater
 		if d.exp.UnitType == "customer" {
 			sql = `CREATE TEMP TABLE b_owned ON COMMIT DROP AS
 			WITH RECURSIVE ` + fmt.Sprintf(members, "b_pairs") + `
 			SELECT $1::text AS experiment, m.owner, e.ts, e.value, e.event
 			FROM events e JOIN members m ON m.unit_type = e.unit_type AND m.unit_id = e.unit_id
-			WHERE e.type = 'track' AND $2 = 'customer' AND e.event = ANY($3)`
+			WHERE e.type = 'track' AND $2 = 'customer' AND e.event = ANY($3)` + notLater
 		}
 		if _, err := tx.Exec(ctx, sql, d.exp.Key, d.exp.UnitType, events); err != nil {
 			return err

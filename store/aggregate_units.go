@@ -83,7 +83,7 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef) error {
 		CROSS JOIN LATERAL (
 		    SELECT e.ts, e.value, e.event FROM events e
 		    WHERE e.unit_type = %[2]s AND e.unit_id = %[3]s AND e.type = 'track' AND e.event = ANY($3)
-		      AND e.ts >= x.first_ts - make_interval(hours => $4)` + upperBound + ` OFFSET 0) e`
+		      AND e.ts >= x.first_ts - make_interval(hours => $4)` + upperBound + notLater + ` OFFSET 0) e`
 	sql := `INSERT INTO a_owned
 		SELECT $1, p.unit_id, e.ts, e.value, e.event
 		FROM a_pairs p ` + fmt.Sprintf(unitEvents, "p.unit_id", "$2", "p.unit_id") + `
