@@ -72,7 +72,11 @@ func (s *Server) observe(c *gin.Context) {
 	}
 	c.Set(ctxRequestID, id)
 	c.Header("X-Request-ID", id)
-	ctx, cancel := context.WithTimeout(c.Request.Context(), s.deps.RequestTimeout)
+	timeout := s.deps.RequestTimeout
+	if c.FullPath() == assignmentsRoute {
+		timeout = s.deps.ListTimeout
+	}
+	ctx, cancel := context.WithTimeout(c.Request.Context(), timeout)
 	defer cancel()
 	c.Request = c.Request.WithContext(ctx)
 
