@@ -276,7 +276,7 @@ func TestAssignListBadInput(t *testing.T) {
 		{name: "empty id", key: "promo", query: "record_exposure=true", contentType: "application/x-ndjson",
 			body: good + `{"unit_id": ""}` + "\n" + good, status: 400, field: "lines[6].unit_id"},
 		{name: "several bad rows", key: "promo", query: "record_exposure=true", contentType: "application/x-ndjson",
-			body: good + `{"unit_id": "x", "attributes": {"a": }` + "\n\n" + `{"unit_id": "y", "attributes": [1]}` + "\n" + `{"attributes": {}}` + "\n" + `{"unit_id": "z", "extra": 1}` + "\n",
+			body:   good + `{"unit_id": "x", "attributes": {"a": }` + "\n\n" + `{"unit_id": "y", "attributes": [1]}` + "\n" + `{"attributes": {}}` + "\n" + `{"unit_id": "z", "extra": 1}` + "\n",
 			status: 400, field: "lines[6].attributes", details: []string{"lines[6].attributes", "lines[8].attributes", "lines[9].unit_id", "lines[10].extra"}},
 		{name: "not an object", key: "promo", contentType: "application/x-ndjson", body: "[1]\n", status: 400, field: "lines[1]"},
 		{name: "csv without unit_id", key: "promo", contentType: "text/csv", body: "id,country\nc-1,FR\n", status: 400, field: "lines[1]"},

@@ -336,15 +336,16 @@ func (l *csvList) Next(row *listRow) error {
 	if err == io.EOF {
 		return io.EOF
 	}
-	line, _ := l.r.FieldPos(0)
-	*row = listRow{Line: line}
 	if err != nil {
 		var pe *csv.ParseError
 		if errors.As(err, &pe) && errors.Is(pe.Err, csv.ErrFieldCount) {
+			*row = listRow{Line: pe.StartLine}
 			return &rowError{Line: pe.StartLine, Msg: fmt.Sprintf("has %d fields; the header has %d", len(rec), len(l.columns))}
 		}
 		return l.fatal(err)
 	}
+	line, _ := l.r.FieldPos(0) // only after a record was read: it panics otherwise
+	*row = listRow{Line: line}
 	id := rec[l.idCol]
 	if bad := checkListUnitID(id); bad != "" {
 		return &rowError{Line: line, Field: "unit_id", Msg: bad}
