@@ -46,6 +46,10 @@ Usage:
                                            already serving there), fill it with demo experiments
                                            through the API, print its URL and an admin key
   flywheel demo --url URL --key ADMIN_KEY  fill a running server with the demo experiments
+  flywheel assign --experiment KEY --in LIST.csv --out ANSWER.csv [--record-exposures [--sent-at T]]
+                  [--url URL] [--key ADMIN_KEY]
+                                           assign a unit list (campaign) through a running server,
+                                           with a progress bar and a summary per variant
   flywheel bench assign [--connections 64] [--duration 10s] [--rounds 3] [--json]
                                            load-test POST /v1/assign against a bare gin handler
   flywheel bench ingest [--connections 4] [--duration 10s] [--rounds 3] [--json]
@@ -92,6 +96,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDemo(ctx, args[1:], getenv, stdout, stderr, nil)
 	case "bench":
 		return runBench(ctx, args[1:], getenv, stdout, stderr)
+	case "assign":
+		return runAssign(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "flywheel", version())
 		return nil
