@@ -66,8 +66,11 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	if len(args) > 0 && args[0] == "freshness" {
 		return runBenchFreshness(ctx, args[1:], getenv, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "assignments" {
+		return runBenchAssignments(ctx, args[1:], getenv, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "assign" {
-		return usageError{benchUsage + "\n" + benchIngestUsage + "\n" + benchResultsUsage + "\n" + benchFreshnessUsage}
+		return usageError{benchUsage + "\n" + benchIngestUsage + "\n" + benchResultsUsage + "\n" + benchFreshnessUsage + "\n" + benchAssignmentsUsage}
 	}
 	var o benchOptions
 	fs := newFlagSet("bench assign", stderr)

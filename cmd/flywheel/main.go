@@ -60,6 +60,9 @@ Usage:
   flywheel bench freshness [--scenario all|fresh300k|burst|burst1m|sustained] [--units 300000]
                            [--burst-units 63000] [--rate 20000,50000] [--duration 60s] [--json]
                                            how soon results count acknowledged events (issue 13)
+  flywheel bench assignments [--units 1000000] [--sample 20000] [--skip-events]
+                                           a campaign list through POST /v1/experiments/{key}/assignments
+                                           (assign only, exposures recorded, retry) vs per-unit calls
   flywheel version
 
 Database: DATABASE_URL, or unset for the embedded default (a private
