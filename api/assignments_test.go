@@ -350,3 +350,48 @@ func TestAssignListBadInput(t *testing.T) {
 		t.Errorf("empty list = %v", got)
 	}
 }
+
+// TestAssignListPrivacy: with pseudonymised ids a list records the stored
+// form of each id, honours an opt-out given by raw id, and its exposures are
+// erased with the unit; two concurrent sends of one list record each
+// exposure once.
+func TestAssignListPrivacy(t *testing.T) {
+	a := newTestAPI(t, apiOptions{hmacKey: "list-secret"})
+	a.runningExperiment("exp")
+	a.must(http.StatusOK, "PUT", "/v1/units/customer/c-3/consent", map[string]any{"analytics": false})
+	var rows []map[string]any
+	for i := range 200 {
+		rows = append(rows, map[string]any{"unit_id": fmt.Sprintf("c-%d", i)})
+	}
+	list := ndjsonList(t, rows)
+	sent := time.Now().UTC().Add(time.Minute).Truncate(time.Second).Format(time.RFC3339)
+	answers := make(chan response, 2)
+	for range 2 {
+		go func() {
+			answers <- a.roundTrip(a.srv.URL, "POST", "/v1/experiments/exp/assignments?record_exposure=true&sent_at="+sent, a.admin, strings.NewReader(list), "Content-Type", "application/x-ndjson")
+		}()
+	}
+	recorded := 0
+	for range 2 {
+		r := <-answers
+		if r.Status != 200 {
+			t.Fatalf("concurrent send = %d: %s", r.Status, r.Body)
+		}
+		n := 0
+		fmt.Sscan(r.Header.Get("X-Flywheel-Exposures-Recorded"), &n)
+		recorded += n
+	}
+	if recorded != 199 {
+		t.Errorf("two concurrent sends recorded %d exposures, want 199 (200 units, one opted out)", recorded)
+	}
+	if got := a.sql(`SELECT count(*)::text || ' ' || count(*) FILTER (WHERE unit_id = $1)::text || ' ' || count(*) FILTER (WHERE unit_id LIKE 'c-%') FROM events`, a.ids.ID("c-1")); got != "199 1 0" {
+		t.Errorf("events (all, of c-1's stored id, raw ids) = %s, want 199 1 0", got)
+	}
+	if n := a.sql(`SELECT count(*)::text FROM events WHERE unit_id = $1`, a.ids.ID("c-3")); n != "0" {
+		t.Errorf("events of the opted-out unit = %s, want 0", n)
+	}
+	a.must(http.StatusOK, "DELETE", "/v1/units/customer/c-1", nil)
+	if n := a.sql(`SELECT ((SELECT count(*) FROM events WHERE unit_id = $1) + (SELECT count(*) FROM exposures WHERE unit_id = $1))::text`, a.ids.ID("c-1")); n != "0" {
+		t.Errorf("rows of the erased unit = %s, want 0", n)
+	}
+}
