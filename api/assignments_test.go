@@ -278,6 +278,8 @@ func TestAssignListBadInput(t *testing.T) {
 		{name: "several bad rows", key: "promo", query: "record_exposure=true", contentType: "application/x-ndjson",
 			body:   good + `{"unit_id": "x", "attributes": {"a": }` + "\n\n" + `{"unit_id": "y", "attributes": [1]}` + "\n" + `{"attributes": {}}` + "\n" + `{"unit_id": "z", "extra": 1}` + "\n",
 			status: 400, field: "lines[6].attributes", details: []string{"lines[6].attributes", "lines[8].attributes", "lines[9].unit_id", "lines[10].extra"}},
+		{name: "attributes too large to record", key: "promo", query: "record_exposure=true", contentType: "application/x-ndjson",
+			body: good + `{"unit_id": "qa-1", "attributes": {"note": "` + strings.Repeat("x", 17000) + `"}}` + "\n", status: 400, field: "lines[6].attributes"},
 		{name: "not an object", key: "promo", contentType: "application/x-ndjson", body: "[1]\n", status: 400, field: "lines[1]"},
 		{name: "csv without unit_id", key: "promo", contentType: "text/csv", body: "id,country\nc-1,FR\n", status: 400, field: "lines[1]"},
 		{name: "csv bad number", key: "promo", query: "record_exposure=true", contentType: "text/csv", body: "unit_id,orders:number\nc-1,3\nc-2,three\n", status: 400, field: "lines[3].orders"},
@@ -344,6 +346,12 @@ func TestAssignListBadInput(t *testing.T) {
 		if l.Enrolled || l.Reason != "not_running" {
 			t.Errorf("draft: %+v, want not_running", l)
 		}
+	}
+	// Large attributes are refused only when they would be recorded, as in
+	// POST /v1/assign.
+	big := `{"unit_id": "qa-1", "attributes": {"note": "` + strings.Repeat("x", 17000) + `"}}` + "\n"
+	if got := ndjsonAnswer(t, a.postList("promo", "", "application/x-ndjson", big)); len(got) != 1 || got[0].Reason != "override" {
+		t.Errorf("large attributes without recording = %+v, want the override", got)
 	}
 	// An empty list is a valid, empty answer.
 	if got := ndjsonAnswer(t, a.postList("promo", "record_exposure=true", "application/x-ndjson", "")); len(got) != 0 {

@@ -113,6 +113,17 @@ func runBenchAssignments(ctx context.Context, args []string, getenv func(string)
 	enrolled, _ := strconv.Atoi(h.Get("X-Flywheel-Enrolled"))
 	row("list, assign only", dAssign, 10, fmt.Sprintf("(%d enrolled)", enrolled))
 
+	progress("assign only, CSV in and out")
+	csvList := campaignCSV(*units)
+	dCSV, lines, err := postCSV(ctx, env, csvList)
+	if err != nil {
+		return err
+	}
+	if lines != *units+1 {
+		return fmt.Errorf("bench: CSV answer has %d lines, want %d and the header", lines, *units)
+	}
+	row("list as CSV, CSV answer, assign only", dCSV, 10, fmt.Sprintf("(%.1f MB of CSV)", float64(len(csvList))/1e6))
+
 	sent := time.Now().UTC().Add(time.Second).Truncate(time.Second).Format(time.RFC3339)
 	progress("record exposures")
 	dRecord, h, lines, err := post("?record_exposure=true&sent_at=" + sent)
@@ -189,6 +200,40 @@ func campaignList(n int) []byte {
 		b = fmt.Appendf(b, `{"unit_id": "cust-%08d", "attributes": {"country": %q, "orders": %d}}`+"\n", i, countries[i%4], i%7)
 	}
 	return b
+}
+
+// campaignCSV is campaignList as CSV.
+func campaignCSV(n int) []byte {
+	countries := []string{"FR", "BE", "DE", "US"}
+	b := make([]byte, 0, n*28)
+	b = append(b, "unit_id,country,orders:number\n"...)
+	for i := range n {
+		b = fmt.Appendf(b, "cust-%08d,%s,%d\n", i, countries[i%4], i%7)
+	}
+	return b
+}
+
+// postCSV sends a CSV list for a CSV answer and counts its lines.
+func postCSV(ctx context.Context, env *benchEnv, list []byte) (time.Duration, int, error) {
+	start := time.Now()
+	req, err := http.NewRequestWithContext(ctx, "POST", env.flywheelURL+"/v1/experiments/campaign/assignments", bytes.NewReader(list))
+	if err != nil {
+		return 0, 0, err
+	}
+	req.Header.Set("Authorization", "Bearer "+env.adminKey)
+	req.Header.Set("Content-Type", "text/csv")
+	req.Header.Set("Accept", "text/csv")
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer res.Body.Close()
+	if res.StatusCode != 200 {
+		b, _ := io.ReadAll(res.Body)
+		return 0, 0, fmt.Errorf("bench: CSV list answered %d: %s", res.StatusCode, b)
+	}
+	lines, err := countLines(res.Body)
+	return time.Since(start), lines, err
 }
 
 func countLines(r io.Reader) (int, error) {
