@@ -317,8 +317,9 @@ func (s *Server) assignList(list listReader, exp listExperiment, opts listOption
 				if errors.As(err, &fe) {
 					fe.Field = fmt.Sprintf("lines[%d].attributes", row.Line)
 					fe.Message = fmt.Sprintf("line %d: %s", row.Line, fe.Message)
-					badRows++
-					bad = append(bad, *fe)
+					if badRows++; len(bad) < maxBadRows {
+						bad = append(bad, *fe)
+					}
 					continue
 				}
 				return sum, fmt.Errorf("assignments: spool: %w", err)
