@@ -2,13 +2,17 @@ package api_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // listLine is one line of a list's NDJSON answer.
@@ -402,4 +406,62 @@ func TestAssignListPrivacy(t *testing.T) {
 	if n := a.sql(`SELECT ((SELECT count(*) FROM events WHERE unit_id = $1) + (SELECT count(*) FROM exposures WHERE unit_id = $1))::text`, a.ids.ID("c-1")); n != "0" {
 		t.Errorf("rows of the erased unit = %s, want 0", n)
 	}
+}
+
+// TestAssignListDiskFullMidway: when the database fills up while a list's
+// exposures are being recorded (a trigger raises PostgreSQL's disk_full
+// once 5,000 ids are stored), the request is a retryable 503 with part of
+// the exposures recorded; the same request once space is back records the
+// rest, and nothing twice.
+func TestAssignListDiskFullMidway(t *testing.T) {
+	a := newTestAPI(t)
+	a.runningExperiment("exp")
+	conn, err := pgx.Connect(context.Background(), a.url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), `CREATE FUNCTION fault_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			IF (SELECT count(*) FROM event_ids) >= 5000 THEN
+				RAISE EXCEPTION USING ERRCODE = 'disk_full', MESSAGE = 'could not extend file: No space left on device';
+			END IF;
+			RETURN NULL;
+		END $$;
+		CREATE TRIGGER fault_disk_full BEFORE INSERT ON event_ids FOR EACH STATEMENT EXECUTE FUNCTION fault_disk_full()`); err != nil {
+		t.Fatal(err)
+	}
+	var rows []map[string]any
+	for i := range 12_000 {
+		rows = append(rows, map[string]any{"unit_id": fmt.Sprintf("c-%d", i)})
+	}
+	list := ndjsonList(t, rows)
+	query := "record_exposure=true&sent_at=" + time.Now().UTC().Add(time.Minute).Truncate(time.Second).Format(time.RFC3339)
+	r := a.postList("exp", query, "application/x-ndjson", list)
+	if code, _, _ := r.errorOf(t); r.Status != 503 || code != "unavailable" || r.Header.Get("Retry-After") == "" {
+		t.Fatalf("list while the disk is full = %d %s, want a retryable 503", r.Status, r.Body)
+	}
+	partial := a.sql(`SELECT count(*)::text FROM events`)
+	if partial == "0" || partial == "12000" {
+		t.Errorf("events after the failure = %s, want part of them (the test meant to fail midway)", partial)
+	}
+	if _, err := conn.Exec(context.Background(), `DROP TRIGGER fault_disk_full ON event_ids`); err != nil {
+		t.Fatal(err)
+	}
+	r = a.postList("exp", query, "application/x-ndjson", list)
+	if r.Status != 200 || r.Header.Get("X-Flywheel-Exposures-Recorded") != fmt.Sprint(12000-atoi(t, partial)) || r.Header.Get("X-Flywheel-Exposures-Duplicates") != partial {
+		t.Errorf("retry = %d, recorded %s, duplicates %s; want 200, %d, %s", r.Status, r.Header.Get("X-Flywheel-Exposures-Recorded"), r.Header.Get("X-Flywheel-Exposures-Duplicates"), 12000-atoi(t, partial), partial)
+	}
+	if n := a.sql(`SELECT count(*)::text || ' ' || count(DISTINCT unit_id)::text FROM events`); n != "12000 12000" {
+		t.Errorf("events (all, units) after the retry = %s, want 12000 12000", n)
+	}
+}
+
+func atoi(t testing.TB, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
