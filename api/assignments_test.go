@@ -368,7 +368,7 @@ func TestAssignListBadInput(t *testing.T) {
 // erased with the unit; two concurrent sends of one list record each
 // exposure once.
 func TestAssignListPrivacy(t *testing.T) {
-	a := newTestAPI(t, apiOptions{hmacKey: "list-secret"})
+	a := newTestAPI(t, apiOptions{hmacKey: "list-secret", eraseWait: 5 * time.Minute})
 	a.runningExperiment("exp")
 	a.must(http.StatusOK, "PUT", "/v1/units/customer/c-3/consent", map[string]any{"analytics": false})
 	var rows []map[string]any
@@ -464,4 +464,26 @@ func atoi(t testing.TB, s string) int {
 		t.Fatal(err)
 	}
 	return n
+}
+
+// TestAssignListHostileLines: each hostile body of TestHostileBodies, as a
+// line of a list after a good one, makes the list a 400 naming line 2, and
+// nothing is recorded.
+func TestAssignListHostileLines(t *testing.T) {
+	a := newTestAPI(t)
+	a.runningExperiment("exp")
+	for _, w := range wholeBodies {
+		if strings.TrimSpace(w.body) == "" {
+			continue // a blank line is no row
+		}
+		body := `{"unit_id": "c-1"}` + "\n" + w.body + "\n"
+		r := a.postList("exp", "record_exposure=true", "application/x-ndjson", body)
+		code, field, msg := r.errorOf(t)
+		if r.Status != 400 || code != "invalid_argument" || !namesField(field, "lines[2]") || !strings.HasPrefix(msg, "line 2") {
+			t.Errorf("%s as line 2 = %d %s %q %q, want 400 naming line 2", w.name, r.Status, code, field, msg)
+		}
+	}
+	if n := a.sql(`SELECT count(*)::text FROM events`); n != "0" {
+		t.Errorf("events after hostile lists = %s, want 0", n)
+	}
 }
