@@ -410,9 +410,12 @@ func TestAssignListPrivacy(t *testing.T) {
 
 // TestAssignListDiskFullMidway: when the database fills up while a list's
 // exposures are being recorded (a trigger raises PostgreSQL's disk_full
-// once 5,000 ids are stored), the request is a retryable 503 with part of
+// once some ids are stored), the request is a retryable 503 with part of
 // the exposures recorded; the same request once space is back records the
-// rest, and nothing twice.
+// rest, and nothing twice. The list has 30,000 units: more than one
+// ingestion group (20,000 events) and more than the list keeps in flight
+// (4 chunks of 5,000), so some exposures are written only after others
+// were committed, and meet the trigger.
 func TestAssignListDiskFullMidway(t *testing.T) {
 	a := newTestAPI(t)
 	a.runningExperiment("exp")
@@ -423,7 +426,7 @@ func TestAssignListDiskFullMidway(t *testing.T) {
 	defer conn.Close(context.Background())
 	if _, err := conn.Exec(context.Background(), `CREATE FUNCTION fault_disk_full() RETURNS trigger LANGUAGE plpgsql AS $$
 		BEGIN
-			IF (SELECT count(*) FROM event_ids) >= 5000 THEN
+			IF EXISTS (SELECT FROM event_ids) THEN
 				RAISE EXCEPTION USING ERRCODE = 'disk_full', MESSAGE = 'could not extend file: No space left on device';
 			END IF;
 			RETURN NULL;
@@ -432,28 +435,29 @@ func TestAssignListDiskFullMidway(t *testing.T) {
 		t.Fatal(err)
 	}
 	var rows []map[string]any
-	for i := range 12_000 {
+	const n = 30_000
+	for i := range n {
 		rows = append(rows, map[string]any{"unit_id": fmt.Sprintf("c-%d", i)})
 	}
 	list := ndjsonList(t, rows)
 	query := "record_exposure=true&sent_at=" + time.Now().UTC().Add(time.Minute).Truncate(time.Second).Format(time.RFC3339)
 	r := a.postList("exp", query, "application/x-ndjson", list)
 	if code, _, _ := r.errorOf(t); r.Status != 503 || code != "unavailable" || r.Header.Get("Retry-After") == "" {
-		t.Fatalf("list while the disk is full = %d %s, want a retryable 503", r.Status, r.Body)
+		t.Fatalf("list while the disk is full = %d %.300s, want a retryable 503", r.Status, r.Body)
 	}
 	partial := a.sql(`SELECT count(*)::text FROM events`)
-	if partial == "0" || partial == "12000" {
+	if partial == "0" || partial == fmt.Sprint(n) {
 		t.Errorf("events after the failure = %s, want part of them (the test meant to fail midway)", partial)
 	}
 	if _, err := conn.Exec(context.Background(), `DROP TRIGGER fault_disk_full ON event_ids`); err != nil {
 		t.Fatal(err)
 	}
 	r = a.postList("exp", query, "application/x-ndjson", list)
-	if r.Status != 200 || r.Header.Get("X-Flywheel-Exposures-Recorded") != fmt.Sprint(12000-atoi(t, partial)) || r.Header.Get("X-Flywheel-Exposures-Duplicates") != partial {
-		t.Errorf("retry = %d, recorded %s, duplicates %s; want 200, %d, %s", r.Status, r.Header.Get("X-Flywheel-Exposures-Recorded"), r.Header.Get("X-Flywheel-Exposures-Duplicates"), 12000-atoi(t, partial), partial)
+	if r.Status != 200 || r.Header.Get("X-Flywheel-Exposures-Recorded") != fmt.Sprint(n-atoi(t, partial)) || r.Header.Get("X-Flywheel-Exposures-Duplicates") != partial {
+		t.Errorf("retry = %d, recorded %s, duplicates %s; want 200, %d, %s", r.Status, r.Header.Get("X-Flywheel-Exposures-Recorded"), r.Header.Get("X-Flywheel-Exposures-Duplicates"), n-atoi(t, partial), partial)
 	}
-	if n := a.sql(`SELECT count(*)::text || ' ' || count(DISTINCT unit_id)::text FROM events`); n != "12000 12000" {
-		t.Errorf("events (all, units) after the retry = %s, want 12000 12000", n)
+	if got := a.sql(`SELECT count(*)::text || ' ' || count(DISTINCT unit_id)::text FROM events`); got != fmt.Sprintf("%d %d", n, n) {
+		t.Errorf("events (all, units) after the retry = %s, want %d %d", got, n, n)
 	}
 }
 
