@@ -211,10 +211,6 @@ func (s *Server) handleAssignList(c *gin.Context) {
 	}
 	sum, err := s.assignList(list, exp, opts, sp)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			err = flywheel.Errorf(flywheel.CodePayloadTooLarge, "the list is larger than %d bytes; split it", int64(maxListBody))
-		}
 		s.writeError(c, err)
 		return
 	}
@@ -284,8 +280,12 @@ func (s *Server) assignList(list listReader, exp listExperiment, opts listOption
 			continue
 		case err != nil:
 			var fatal *fatalListError
-			if errors.As(err, &fatal) {
+			var mbe *http.MaxBytesError
+			switch {
+			case errors.As(err, &fatal):
 				return sum, badListError(append(bad, *fatal.err), badRows+1)
+			case errors.As(err, &mbe):
+				return sum, flywheel.Errorf(flywheel.CodePayloadTooLarge, "the list is larger than %d bytes; split it", int64(maxListBody))
 			}
 			return sum, flywheel.Invalid("", "reading the list: %v", err)
 		}
