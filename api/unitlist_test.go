@@ -3,12 +3,16 @@ package api
 import (
 	"errors"
 	"io"
+	"net/http"
 	"reflect"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/uuid"
+
+	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/ingest"
 )
 
 func TestCSVListAttributes(t *testing.T) {
@@ -71,6 +75,54 @@ func TestCampaignExposureID(t *testing.T) {
 	for name, id := range others {
 		if id == base {
 			t.Errorf("%s: same id %s", name, id)
+		}
+	}
+}
+
+// failingReader returns err after its text.
+type failingReader struct {
+	text string
+	err  error
+}
+
+func (f *failingReader) Read(p []byte) (int, error) {
+	if f.text == "" {
+		return 0, f.err
+	}
+	n := copy(p, f.text)
+	f.text = f.text[n:]
+	return n, nil
+}
+
+// TestAssignListBodyErrors: a body past its limit is a 413, another read
+// error a 400, from either reader, after good rows.
+func TestAssignListBodyErrors(t *testing.T) {
+	s := &Server{deps: Deps{Validator: &ingest.Validator{}, OptOuts: ingest.NewOptOuts(nil)}}
+	exp := listExperiment{key: "x", unitType: "customer"}
+	for _, tt := range []struct {
+		name string
+		err  error
+		want flywheel.Code
+	}{
+		{"too large", &http.MaxBytesError{Limit: maxListBody}, flywheel.CodePayloadTooLarge},
+		{"connection reset", errors.New("connection reset by peer"), flywheel.CodeInvalidArgument},
+	} {
+		for _, format := range []listFormat{formatNDJSON, formatCSV} {
+			text := "{\"unit_id\": \"c-1\"}\n"
+			var list listReader = newNDJSONList(&failingReader{text: text, err: tt.err})
+			if format == formatCSV {
+				text = "unit_id\nc-1\n"
+				list = newCSVList(&failingReader{text: text, err: tt.err})
+			}
+			sp, err := newListSpool(format, false)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, err = s.assignList(list, exp, listOptions{}, sp)
+			sp.close()
+			if got := flywheel.ErrorCode(err); got != tt.want {
+				t.Errorf("%s, format %d: %v (code %s), want %s", tt.name, format, err, got, tt.want)
+			}
 		}
 	}
 }
