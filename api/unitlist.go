@@ -148,6 +148,10 @@ func (l *ndjsonList) Next(row *listRow) error {
 
 // decodeNDJSONRow checks a line with strictjson and decodes it once.
 func decodeNDJSONRow(t []byte, row *listRow) error {
+	if decodeFastRow(t, row) && checkListUnitID(row.UnitID) == "" {
+		return nil
+	}
+	row.UnitID, row.Attrs = "", nil
 	var r ndjsonRow
 	if bad := strictjson.Decode(t, &r, listJSON); bad != nil {
 		field := bad.Field

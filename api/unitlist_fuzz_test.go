@@ -6,9 +6,12 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
+
+	"github.com/flywheel-oss/flywheel/internal/strictjson"
 )
 
 // readList reads a whole list, returning its rows and the bad rows' lines,
@@ -139,6 +142,34 @@ func FuzzCSVList(f *testing.F) {
 			if !ids[r.UnitID] {
 				t.Fatalf("row %+v: unit id is not in the id column", r)
 			}
+		}
+	})
+}
+
+// FuzzNDJSONFastPath: what the fast decoder accepts, the slow path
+// (strictjson, then encoding/json) accepts too, with the same row.
+func FuzzNDJSONFastPath(f *testing.F) {
+	for _, s := range []string{
+		`{"unit_id": "cust-00000042", "attributes": {"country": "FR", "orders": 3}}`,
+		`{"attributes": {"a": -0.5, "b": true, "c": false, "d": null, "e": ""}, "unit_id": "x"}`,
+		`{"unit_id": "x", "attributes": null}`, `{"unit_id": "x", "attributes": {}}`, `{"unit_id": "x"}`,
+		`{"unit_id": "x", "attributes": {"a": 1, "a": 2}}`, `{"unit_id": "x", "unit_id": "y"}`,
+		`{"unit_id": "x", "attributes": {"a": 01}}`, `{"unit_id": "x", "attributes": {"a": 1e5}}`,
+		`{"unit_id": "é\u00e9", "attributes": {"a": "\x01"}}`, `{"unit_id": ""}`, `{}`, ` { "unit_id" : "x" } `,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		var fast listRow
+		if !decodeFastRow(data, &fast) {
+			return
+		}
+		var r ndjsonRow
+		if bad := strictjson.Decode(data, &r, listJSON); bad != nil {
+			t.Fatalf("fast path accepted %q, the slow path refuses it: %v", data, bad)
+		}
+		if r.UnitID == nil || *r.UnitID != fast.UnitID || !reflect.DeepEqual(r.Attributes, fast.Attrs) {
+			t.Fatalf("%q: fast path %q %#v, slow path %v %#v", data, fast.UnitID, fast.Attrs, r.UnitID, r.Attributes)
 		}
 	})
 }
