@@ -121,7 +121,8 @@ func newHostileEnv(t *testing.T) *hostileEnv {
 func (h *hostileEnv) bodyOps() []call {
 	var out []call
 	for _, o := range h.c.operations() {
-		if o.op.RequestBody != nil {
+		if o.op.RequestBody != nil && o.op.RequestBody.Value.Content.Get("application/json") != nil {
+			// (Unit lists are NDJSON or CSV: TestAssignListHostileLines.)
 			out = append(out, h.c.exampleCall(o))
 		}
 	}

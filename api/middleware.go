@@ -73,9 +73,15 @@ func (s *Server) observe(c *gin.Context) {
 	c.Set(ctxRequestID, id)
 	c.Header("X-Request-ID", id)
 	// A config stream lasts until the client leaves or the server shuts
-	// down: no deadline.
-	if c.FullPath() != streamPath {
-		ctx, cancel := context.WithTimeout(c.Request.Context(), s.deps.RequestTimeout)
+	// down: no deadline. A unit list gets its own, longer one.
+	switch c.FullPath() {
+	case streamPath:
+	default:
+		timeout := s.deps.RequestTimeout
+		if c.FullPath() == assignmentsRoute {
+			timeout = s.deps.ListTimeout
+		}
+		ctx, cancel := context.WithTimeout(c.Request.Context(), timeout)
 		defer cancel()
 		c.Request = c.Request.WithContext(ctx)
 	}

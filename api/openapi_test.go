@@ -257,6 +257,15 @@ func TestOpenAPIDocumentValid(t *testing.T) {
 			continue
 		}
 		mt := op.RequestBody.Value.Content.Get("application/json")
+		if mt == nil && op.RequestBody.Value.Content.Get("text/csv") != nil {
+			// A unit list: NDJSON lines (closed objects) or CSV text.
+			for name, m := range op.RequestBody.Value.Content {
+				if s := m.Schema.Value; name != "text/csv" && (s.Items == nil || s.Items.Value.AdditionalProperties.Has == nil || *s.Items.Value.AdditionalProperties.Has) {
+					t.Errorf("%s: %s lines allow unknown fields, but the server rejects them (additionalProperties: false)", key, name)
+				}
+			}
+			continue
+		}
 		if mt == nil || mt.Schema == nil {
 			t.Errorf("%s: request body is not application/json", key)
 			continue
@@ -584,6 +593,10 @@ func (c *oapiCheck) exampleCall(o docOp) call {
 	}
 	if rb := o.op.RequestBody; rb != nil {
 		mt := rb.Value.Content.Get("application/json")
+		if mt == nil { // a unit list: its CSV example
+			mt = rb.Value.Content.Get("text/csv")
+			x.headers = []string{"Content-Type", "text/csv"}
+		}
 		ex := mt.Example
 		if ex == nil {
 			ex = mt.Schema.Value.Example
@@ -917,6 +930,22 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	do(call{method: "POST", path: exp + "/archive", key: admin, want: 409})
 	do(call{method: "POST", path: "/v1/experiments/minimal/stop", key: admin, want: 409})
 	do(call{method: "POST", path: "/v1/experiments/nope/start", key: admin, want: 404})
+
+	// Unit lists (campaigns), in every format, and their refusals.
+	list := "/v1/experiments/l1/assignments"
+	units := "{\"unit_id\": \"c-1\", \"attributes\": {\"country\": \"FR\"}}\n{\"unit_id\": \"c-2\"}\n"
+	for _, mt := range append(ndjsonTypes[:len(ndjsonTypes):len(ndjsonTypes)], "application/x-ndjson; charset=utf-8") {
+		do(call{method: "POST", path: list, key: admin, headers: []string{"Content-Type", mt}, body: units, want: 200})
+	}
+	do(call{method: "POST", path: list + "?record_exposure=true&sent_at=2999-01-01T00:00:00Z", key: admin, headers: []string{"Content-Type", "application/x-ndjson"}, body: units, want: 400})
+	do(call{method: "POST", path: list + "?record_exposure=true", key: admin, headers: []string{"Content-Type", "text/csv", "Accept", "text/csv"}, body: "unit_id,country\nc-1,FR\nc-2,\n", want: 200})
+	do(call{method: "POST", path: list, key: admin, headers: []string{"Content-Type", "text/csv"}, body: "unit_id,orders:number\nc-1,many\n", want: 400})
+	do(call{method: "POST", path: list, key: admin, headers: []string{"Content-Type", "application/x-ndjson"}, body: "{\"unit_id\": \"\"}\n{\"unit\": 1}\n", want: 400, rejected: true})
+	do(call{method: "POST", path: list + "?record_exposure=maybe", key: admin, headers: []string{"Content-Type", "application/x-ndjson"}, body: units, want: 400, rejected: true})
+	do(call{method: "POST", path: "/v1/experiments/minimal/assignments?record_exposure=true", key: admin, headers: []string{"Content-Type", "application/x-ndjson"}, body: units, want: 409})
+	do(call{method: "POST", path: "/v1/experiments/nope/assignments", key: admin, headers: []string{"Content-Type", "application/x-ndjson"}, body: units, want: 404})
+	do(call{method: "POST", path: list, key: sdk, headers: []string{"Content-Type", "application/x-ndjson"}, body: units, want: 403, rejected: true})
+	do(call{method: "POST", path: list, headers: []string{"Content-Type", "application/x-ndjson"}, body: units, want: 401, rejected: true})
 	do(call{method: "POST", path: "/v1/experiments/nope/stop", key: admin, want: 404})
 	do(call{method: "POST", path: "/v1/experiments/nope/archive", key: admin, want: 404})
 	do(call{method: "PATCH", path: exp, key: admin, body: `{"traffic":0.5,"name":"Green","hypothesis":"Green sells","metrics":{"primary":["purchase","revenue"],"guardrails":["refund"]}}`, want: 200})

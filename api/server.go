@@ -57,6 +57,10 @@ type Deps struct {
 	MaxBodyBytes int64
 	// RequestTimeout bounds each request's context; 0 = 30 s.
 	RequestTimeout time.Duration
+	// ListTimeout bounds a unit list's request (POST
+	// /v1/experiments/{key}/assignments) instead, and lifts the HTTP
+	// server's read and write deadlines to it; 0 = 10 min.
+	ListTimeout time.Duration
 	// UI is the web UI (package web), served at "/" and "/ui/"; nil = none.
 	UI http.Handler
 	// EraseWait is how long DELETE /v1/units/... waits for a running
@@ -101,6 +105,9 @@ func NewServer(d Deps) *Server {
 	}
 	if d.RequestTimeout == 0 {
 		d.RequestTimeout = 30 * time.Second
+	}
+	if d.ListTimeout == 0 {
+		d.ListTimeout = 10 * time.Minute
 	}
 	if d.EraseWait == 0 {
 		d.EraseWait = 10 * time.Second
@@ -201,6 +208,7 @@ func (s *Server) routes() {
 	admin.POST("/experiments/:key/start", s.handleTransition("start"))
 	admin.POST("/experiments/:key/stop", s.handleTransition("stop"))
 	admin.POST("/experiments/:key/archive", s.handleTransition("archive"))
+	admin.POST("/experiments/:key/assignments", s.handleAssignList) // assignmentsRoute
 	admin.POST("/audiences", s.handleCreateAudience)
 	admin.PATCH("/audiences/:key", s.handlePatchAudience)
 	admin.POST("/audiences/:key/archive", s.handleArchiveAudience)

@@ -69,8 +69,11 @@ func runBench(ctx context.Context, args []string, getenv func(string) string, st
 	if len(args) > 0 && args[0] == "stream" {
 		return runBenchStream(ctx, args[1:], getenv, stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "assignments" {
+		return runBenchAssignments(ctx, args[1:], getenv, stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "assign" {
-		return usageError{benchUsage + "\n" + benchIngestUsage + "\n" + benchResultsUsage + "\n" + benchFreshnessUsage + "\n" + benchStreamUsage}
+		return usageError{benchUsage + "\n" + benchIngestUsage + "\n" + benchResultsUsage + "\n" + benchFreshnessUsage + "\n" + benchStreamUsage + "\n" + benchAssignmentsUsage}
 	}
 	var o benchOptions
 	fs := newFlagSet("bench assign", stderr)

@@ -46,6 +46,10 @@ Usage:
                                            already serving there), fill it with demo experiments
                                            through the API, print its URL and an admin key
   flywheel demo --url URL --key ADMIN_KEY  fill a running server with the demo experiments
+  flywheel assign --experiment KEY --in LIST.csv --out ANSWER.csv [--record-exposures [--sent-at T]]
+                  [--url URL] [--key ADMIN_KEY]
+                                           assign a unit list (campaign) through a running server,
+                                           with a progress bar and a summary per variant
   flywheel bench assign [--connections 64] [--duration 10s] [--rounds 3] [--json]
                                            load-test POST /v1/assign against a bare gin handler
   flywheel bench ingest [--connections 4] [--duration 10s] [--rounds 3] [--json]
@@ -59,6 +63,9 @@ Usage:
   flywheel bench stream [--streams 1000] [--compare 100] [--changes 10] [--json]
                                            how soon a config change reaches open SDK streams,
                                            and the server's memory per idle stream
+  flywheel bench assignments [--units 1000000] [--sample 20000] [--skip-events]
+                                           a campaign list through POST /v1/experiments/{key}/assignments
+                                           (assign only, exposures recorded, retry) vs per-unit calls
   flywheel version
 
 Database: DATABASE_URL, or unset for the embedded default (a private
@@ -95,6 +102,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return runDemo(ctx, args[1:], getenv, stdout, stderr, nil)
 	case "bench":
 		return runBench(ctx, args[1:], getenv, stdout, stderr)
+	case "assign":
+		return runAssign(ctx, args[1:], getenv, stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, "flywheel", version())
 		return nil
