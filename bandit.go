@@ -171,4 +171,7 @@ type BanditStore interface {
 	// exposure to an experiment (one primary-key lookup), ok false when
 	// the unit has none. unitID is the stored (pseudonymised) id.
 	ExposedVariant(ctx context.Context, experiment, unitID string) (variant string, ok bool, err error)
+	// ExposedVariants is ExposedVariant for many units at once (campaign
+	// lists): the variants by unit id, units never exposed absent.
+	ExposedVariants(ctx context.Context, experiment string, unitIDs []string) (map[string]string, error)
 }

@@ -10,6 +10,7 @@ import (
 	"mime"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -137,6 +138,9 @@ type listExperiment struct {
 	running  bool
 	started  time.Time
 	snap     *assign.Snapshot
+	// bandit: a unit keeps the arm of its recorded exposure (as in
+	// POST /v1/assign), looked up for a thousand rows at a time.
+	bandit bool
 }
 
 // findListExperiment finds the experiment of a list in the live state, or
@@ -149,7 +153,8 @@ func (s *Server) findListExperiment(ctx context.Context, st *live.State, key str
 			return listExperiment{}, err
 		}
 	}
-	x := listExperiment{key: key, unitType: e.UnitType, running: known && e.Status == flywheel.StatusRunning, snap: st.Snapshot}
+	x := listExperiment{key: key, unitType: e.UnitType, running: known && e.Status == flywheel.StatusRunning, snap: st.Snapshot,
+		bandit: e.Allocation == flywheel.AllocationBandit}
 	if e.StartedAt != nil {
 		x.started = *e.StartedAt
 	}
@@ -209,7 +214,7 @@ func (s *Server) handleAssignList(c *gin.Context) {
 	} else {
 		list = newNDJSONList(body)
 	}
-	sum, err := s.assignList(list, exp, opts, sp)
+	sum, err := s.assignList(ctx, list, exp, opts, sp)
 	if err != nil {
 		s.writeError(c, err)
 		return
@@ -253,14 +258,86 @@ type listSummary struct{ units, enrolled int }
 // and the exposures to record. It returns the list's bad rows as one
 // invalid_argument error (the first bad row, and up to maxBadRows in
 // Details), or a fatal problem of the list.
-func (s *Server) assignList(list listReader, exp listExperiment, opts listOptions, sp *listSpool) (listSummary, error) {
+func (s *Server) assignList(ctx context.Context, list listReader, exp listExperiment, opts listOptions, sp *listSpool) (listSummary, error) {
 	var (
 		sum     listSummary
 		row     listRow
 		bad     []flywheel.Error
 		badRows int
 		ids     = s.deps.Validator.IDs
+		pending []listDecision // a bandit's rows waiting for their recorded arms
 	)
+	// emit writes a decided row: its answer, and with record_exposure its
+	// exposure and its holdout arms (on the list's unit type).
+	emit := func(d listDecision) error {
+		if d.r.Enrolled {
+			sum.enrolled++
+		}
+		if err := sp.writeAnswer(d.unitID, d.r); err != nil {
+			return fmt.Errorf("assignments: spool: %w", err)
+		}
+		if !opts.record {
+			return nil
+		}
+		var xs [][2]string // experiment ("" = the list's), variant
+		if d.r.Enrolled {
+			xs = append(xs, [2]string{"", d.r.Variant})
+		}
+		for _, a := range appendHoldoutArms(nil, exp.snap, exp.key, d.r) {
+			if a.h.UnitType() == exp.unitType {
+				xs = append(xs, [2]string{assign.HoldoutPrefix + a.h.Key(), a.arm})
+			}
+		}
+		for _, x := range xs {
+			if err := sp.writeExposure(d.storedID, x[0], x[1], d.attrs); err != nil {
+				var fe *flywheel.Error
+				if errors.As(err, &fe) {
+					fe.Field = fmt.Sprintf("lines[%d].attributes", d.line)
+					fe.Message = fmt.Sprintf("line %d: %s", d.line, fe.Message)
+					if badRows++; len(bad) < maxBadRows {
+						bad = append(bad, *fe)
+					}
+					return nil
+				}
+				return fmt.Errorf("assignments: spool: %w", err)
+			}
+		}
+		return nil
+	}
+	// flush gives a bandit's pending rows the arms their units were first
+	// recorded in, then writes them in order.
+	flush := func() error {
+		if len(pending) == 0 {
+			return nil
+		}
+		var look []string
+		for _, d := range pending {
+			if d.r.Reason == assign.ReasonBucket || d.r.Reason == assign.ReasonTraffic {
+				look = append(look, d.storedID)
+			}
+		}
+		arms, err := s.deps.Store.ExposedVariants(ctx, exp.key, look)
+		if err != nil {
+			return err
+		}
+		c, _ := exp.snap.Lookup(exp.key)
+		for _, d := range pending {
+			if v, ok := arms[d.storedID]; ok && c != nil && (d.r.Reason == assign.ReasonBucket || d.r.Reason == assign.ReasonTraffic) && v != d.r.Variant {
+				if i := slices.IndexFunc(c.Definition().Variants, func(x assign.Variant) bool { return x.Key == v }); i >= 0 {
+					if first, ok := c.Enrolled(i); ok {
+						d.r = first
+					}
+				}
+			}
+			if badRows == 0 {
+				if err := emit(d); err != nil {
+					return err
+				}
+			}
+		}
+		pending = pending[:0]
+		return nil
+	}
 	for {
 		err := list.Next(&row)
 		if err == io.EOF {
@@ -305,32 +382,40 @@ func (s *Server) assignList(list listReader, exp listExperiment, opts listOption
 		default:
 			r = exp.snap.Assign(exp.key, row.UnitID, row.Attrs)
 		}
-		if r.Enrolled {
-			sum.enrolled++
+		d := listDecision{unitID: row.UnitID, storedID: storedID, attrs: row.Attrs, line: row.Line, r: r}
+		if !exp.bandit || !exp.running {
+			if err := emit(d); err != nil {
+				return sum, err
+			}
+			continue
 		}
-		if err := sp.writeAnswer(row.UnitID, r); err != nil {
-			return sum, fmt.Errorf("assignments: spool: %w", err)
-		}
-		if opts.record && r.Enrolled {
-			if err := sp.writeExposure(storedID, r.Variant, row.Attrs); err != nil {
-				var fe *flywheel.Error
-				if errors.As(err, &fe) {
-					fe.Field = fmt.Sprintf("lines[%d].attributes", row.Line)
-					fe.Message = fmt.Sprintf("line %d: %s", row.Line, fe.Message)
-					if badRows++; len(bad) < maxBadRows {
-						bad = append(bad, *fe)
-					}
-					continue
-				}
-				return sum, fmt.Errorf("assignments: spool: %w", err)
+		pending = append(pending, d)
+		if len(pending) == banditLookupBatch {
+			if err := flush(); err != nil {
+				return sum, err
 			}
 		}
+	}
+	if err := flush(); err != nil {
+		return sum, err
 	}
 	if badRows > 0 {
 		return sum, badListError(bad, badRows)
 	}
 	return sum, nil
 }
+
+// listDecision is a row's decision, before it is written.
+type listDecision struct {
+	unitID, storedID string
+	attrs            map[string]any
+	line             int
+	r                assign.Result
+}
+
+// banditLookupBatch is how many rows of a bandit's list share one lookup
+// of their recorded arms.
+const banditLookupBatch = 1000
 
 // badListError is the 400 of a list with bad rows.
 func badListError(bad []flywheel.Error, n int) error {
@@ -394,10 +479,14 @@ func (s *Server) recordListExposures(ctx context.Context, exp listExperiment, op
 			dropped++ // opted out since it was assigned
 			continue
 		}
+		experiment := exp.key
+		if x.experiment != "" {
+			experiment = x.experiment // a holdout arm
+		}
 		events = append(events, flywheel.Event{
-			ID: campaignExposureID(exp.key, x.unitID, opts.sentAt, idTime), Type: flywheel.EventExposure,
+			ID: campaignExposureID(experiment, x.unitID, opts.sentAt, idTime), Type: flywheel.EventExposure,
 			UnitType: exp.unitType, UnitID: x.unitID, Timestamp: ts, ReceivedAt: now,
-			Experiment: exp.key, Variant: x.variant, Attributes: x.attrs,
+			Experiment: experiment, Variant: x.variant, Attributes: x.attrs,
 		})
 		if len(events) == exposureChunk {
 			if inFlight == exposureInFlight {
@@ -521,13 +610,16 @@ func (sp *listSpool) finish() error {
 // spooledExposure is one exposure to record.
 type spooledExposure struct {
 	unitID, variant string
-	attrs           json.RawMessage
+	// experiment is "" for the list's experiment, or a holdout's analysis
+	// key ("holdout:" + key) for a holdout arm.
+	experiment string
+	attrs      json.RawMessage
 }
 
-// writeExposure spools an exposure: three length-prefixed strings. The
+// writeExposure spools an exposure: four length-prefixed strings. The
 // attributes are encoded as the exposure stores them; attributes the
 // database cannot store are a bad row (*flywheel.Error).
-func (sp *listSpool) writeExposure(unitID, variant string, attrs map[string]any) error {
+func (sp *listSpool) writeExposure(unitID, experiment, variant string, attrs map[string]any) error {
 	var raw []byte
 	if len(attrs) > 0 {
 		var err error
@@ -539,7 +631,7 @@ func (sp *listSpool) writeExposure(unitID, variant string, attrs map[string]any)
 		}
 	}
 	b := sp.line[:0]
-	for _, s := range [][]byte{[]byte(unitID), []byte(variant), raw} {
+	for _, s := range [][]byte{[]byte(unitID), []byte(experiment), []byte(variant), raw} {
 		b = binaryAppendUvarint(b, uint64(len(s)))
 		b = append(b, s...)
 	}
@@ -558,7 +650,7 @@ func (sp *listSpool) rewindExposures() error {
 
 // readExposure reads the next spooled exposure; more is false at the end.
 func (sp *listSpool) readExposure() (x spooledExposure, more bool, err error) {
-	var parts [3][]byte
+	var parts [4][]byte
 	for i := range parts {
 		n, err := binaryReadUvarint(sp.expR)
 		if err == io.EOF && i == 0 {
@@ -572,9 +664,9 @@ func (sp *listSpool) readExposure() (x spooledExposure, more bool, err error) {
 			return x, false, err
 		}
 	}
-	x.unitID, x.variant = string(parts[0]), string(parts[1])
-	if len(parts[2]) > 0 {
-		x.attrs = parts[2]
+	x.unitID, x.experiment, x.variant = string(parts[0]), string(parts[1]), string(parts[2])
+	if len(parts[3]) > 0 {
+		x.attrs = parts[3]
 	}
 	return x, true, nil
 }

@@ -491,3 +491,122 @@ func TestAssignListHostileLines(t *testing.T) {
 		t.Errorf("events after hostile lists = %s, want 0", n)
 	}
 }
+
+// TestAssignListBanditKeepsArms: a bandit's list answers what
+// POST /v1/assign answers after the weights moved: every unit with a
+// recorded exposure keeps its first arm (looked up a thousand rows at a
+// time, so 1,100 units take two lookups).
+func TestAssignListBanditKeepsArms(t *testing.T) {
+	a := newTestAPI(t)
+	ctx := context.Background()
+	a.createMetric("purchase", "conversion")
+	a.must(http.StatusCreated, "POST", "/v1/experiments", map[string]any{
+		"key": "bl", "unit_type": "customer", "allocation": "bandit", "traffic": 0.5,
+		"bandit":   map[string]any{"floor": 0.05, "burn_in": "0s"},
+		"variants": []any{map[string]any{"key": "a", "weight": 0.5}, map[string]any{"key": "b", "weight": 0.5}},
+		"metrics":  map[string]any{"primary": []any{"purchase"}},
+	})
+	a.must(http.StatusOK, "POST", "/v1/experiments/bl/start", nil)
+	first := map[string]string{}
+	var events []map[string]any
+	var rows []map[string]any
+	for i := range 1100 {
+		u := fmt.Sprintf("c-%d", i)
+		rows = append(rows, map[string]any{"unit_id": u})
+		if i >= 400 {
+			continue // never exposed: decided by the current weights
+		}
+		if v := a.assignOne("bl", u, true); v != "" {
+			first[u] = v
+			if v == "b" {
+				events = append(events, map[string]any{"id": newID(t), "type": "track", "event": "purchase", "unit_type": "customer", "unit_id": u, "timestamp": time.Now().UTC().Format(time.RFC3339Nano)})
+			}
+		}
+	}
+	a.postEvents(a.sdk, map[string]any{"events": events})
+	a.settle("bl")
+	if n, err := a.app.UpdateBandits(ctx, time.Now().Add(time.Hour)); err != nil || n != 1 {
+		t.Fatalf("UpdateBandits = %d, %v; want 1", n, err)
+	}
+	lines := ndjsonAnswer(t, a.postList("bl", "", "application/x-ndjson", ndjsonList(t, rows)))
+	if len(lines) != len(rows) {
+		t.Fatalf("%d answer lines for %d units", len(lines), len(rows))
+	}
+	kept, moved := 0, 0
+	for i, l := range lines {
+		variant := ""
+		if l.Variant != nil {
+			variant = *l.Variant
+		}
+		if want, ok := first[l.UnitID]; ok {
+			if variant == want && l.Enrolled {
+				kept++
+			} else {
+				moved++
+			}
+		}
+		if i%50 == 0 { // the same decision as POST /v1/assign
+			if v := a.assignOne("bl", l.UnitID, false); v != variant {
+				t.Errorf("%s: the list says %q, /v1/assign %q", l.UnitID, variant, v)
+			}
+		}
+	}
+	if kept < 100 || moved != 0 {
+		t.Errorf("%d units kept their first arm and %d moved, want every one kept (of %d)", kept, moved, len(first))
+	}
+}
+
+// TestAssignListRecordsHoldoutArms: a list on an experiment a holdout
+// covers records the holdout's arms as POST /v1/assign does: the held-out
+// units that would have been enrolled in arm "holdout", the enrolled ones
+// in arm "exposed", exactly once.
+func TestAssignListRecordsHoldoutArms(t *testing.T) {
+	a := newTestAPI(t)
+	a.createMetric("purchase", "conversion")
+	exp := experimentBody("promo")
+	delete(exp, "targeting")
+	delete(exp, "overrides")
+	a.must(http.StatusCreated, "POST", "/v1/experiments", exp)
+	a.must(http.StatusOK, "POST", "/v1/experiments/promo/start", nil)
+	h := holdoutBody("prog", []string{"promo"}, nil)
+	h["fraction"] = 0.1
+	a.must(http.StatusCreated, "POST", "/v1/holdouts", h)
+	a.must(http.StatusOK, "POST", "/v1/holdouts/prog/start", nil)
+	var rows []map[string]any
+	for i := range 400 {
+		rows = append(rows, map[string]any{"unit_id": fmt.Sprintf("c-%d", i)})
+	}
+	list := ndjsonList(t, rows)
+	sent := time.Now().UTC().Truncate(time.Second).Add(time.Second)
+	query := "record_exposure=true&sent_at=" + sent.Format(time.RFC3339)
+	lines := ndjsonAnswer(t, a.postList("promo", query, "application/x-ndjson", list))
+	held, exposed := 0, 0
+	for _, l := range lines {
+		switch {
+		case l.Reason == "holdout":
+			held++
+		case l.Enrolled:
+			exposed++
+		}
+	}
+	if held < 10 || exposed < 100 {
+		t.Fatalf("%d held out and %d enrolled: the test needs both", held, exposed)
+	}
+	want := fmt.Sprintf("exposed %d holdout %d", exposed, held)
+	count := func() string {
+		return a.sql(`SELECT 'exposed ' || count(*) FILTER (WHERE variant = 'exposed') || ' holdout ' || count(*) FILTER (WHERE variant = 'holdout')
+			FROM exposures WHERE experiment = 'holdout:prog'`)
+	}
+	if got := count(); got != want {
+		t.Errorf("holdout arms recorded: %s, want %s", got, want)
+	}
+	// A retry records nothing twice.
+	r := a.postList("promo", query, "application/x-ndjson", list)
+	ndjsonAnswer(t, r)
+	if r.Header.Get("X-Flywheel-Exposures-Recorded") != "0" {
+		t.Errorf("the retry recorded %s exposures, want 0", r.Header.Get("X-Flywheel-Exposures-Recorded"))
+	}
+	if got := a.sql(`SELECT count(*)::text FROM events WHERE experiment = 'holdout:prog'`); got != fmt.Sprint(held+exposed) {
+		t.Errorf("holdout exposure events = %s, want %d", got, held+exposed)
+	}
+}

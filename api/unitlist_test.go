@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"errors"
 	"io"
 	"net/http"
@@ -118,7 +119,7 @@ func TestAssignListBodyErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = s.assignList(list, exp, listOptions{}, sp)
+			_, err = s.assignList(context.Background(), list, exp, listOptions{}, sp)
 			sp.close()
 			if got := flywheel.ErrorCode(err); got != tt.want {
 				t.Errorf("%s, format %d: %v (code %s), want %s", tt.name, format, err, got, tt.want)

@@ -357,6 +357,32 @@ func (db *DB) ExposedVariant(ctx context.Context, experiment, unitID string) (st
 	return v, true, nil
 }
 
+// ExposedVariants returns the variants of the units' first recorded
+// exposures to experiment, by unit id (units never exposed are absent):
+// ExposedVariant for a list of units in one lookup.
+func (db *DB) ExposedVariants(ctx context.Context, experiment string, unitIDs []string) (map[string]string, error) {
+	out := make(map[string]string, len(unitIDs))
+	if len(unitIDs) == 0 {
+		return out, nil
+	}
+	rows, err := db.pool.Query(ctx, `SELECT unit_id, variant FROM exposures WHERE experiment = $1 AND unit_id = ANY($2)`, experiment, unitIDs)
+	if err != nil {
+		return nil, translate("exposed variants", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var u, v string
+		if err := rows.Scan(&u, &v); err != nil {
+			return nil, translate("exposed variants", err)
+		}
+		out[u] = v
+	}
+	if err := rows.Err(); err != nil {
+		return nil, translate("exposed variants", err)
+	}
+	return out, nil
+}
+
 // checkWeights refuses weights an experiment cannot have: each in (0, 1],
 // summing to 1 within 1e-9 (as Experiment.Validate, which would also
 // re-check the rest of the definition, audiences included).
