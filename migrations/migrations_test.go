@@ -111,7 +111,9 @@ func last(vs []int64) int64 {
 func version(t *testing.T, url string) int64 {
 	t.Helper()
 	var v int64
-	if err := pgtest.Connect(t, url).QueryRow(context.Background(), `SELECT max(version_id) FROM goose_db_version WHERE is_applied`).Scan(&v); err != nil {
+	conn := pgtest.Connect(t, url)
+	defer conn.Close(context.Background()) // dozens of checks: more than the test cluster's connections
+	if err := conn.QueryRow(context.Background(), `SELECT max(version_id) FROM goose_db_version WHERE is_applied`).Scan(&v); err != nil {
 		t.Fatal(err)
 	}
 	return v
@@ -165,7 +167,9 @@ SELECT line FROM (
 
 func schema(t *testing.T, url string) []string {
 	t.Helper()
-	rows, err := pgtest.Connect(t, url).Query(context.Background(), schemaQuery)
+	conn := pgtest.Connect(t, url)
+	defer conn.Close(context.Background()) // dozens of checks: more than the test cluster's connections
+	rows, err := conn.Query(context.Background(), schemaQuery)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -189,11 +193,13 @@ func check(t *testing.T, url string, want []string, when string) {
 // data.
 func checkData(t *testing.T, url string) {
 	t.Helper()
+	conn := pgtest.Connect(t, url)
+	defer conn.Close(context.Background())
 	for _, table := range []string{"api_keys", "metrics", "experiments", "experiment_history", "config_state",
 		"events", "event_ids", "exposures", "aliases", "consent", "audit_log", "sequential_state",
 		"agg_defs", "agg_units", "agg_variants", "agg_first_hours", "agg_crossover", "agg_crossover_totals", "agg_unit_days", "agg_variant_days"} {
 		var n int64
-		if err := pgtest.Connect(t, url).QueryRow(context.Background(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
+		if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM `+table).Scan(&n); err != nil {
 			t.Fatal(err)
 		}
 		if n == 0 {
