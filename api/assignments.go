@@ -575,12 +575,18 @@ func (sp *listSpool) writeAnswer(unitID string, r assign.Result) error {
 	}
 	b := append(sp.line[:0], `{"unit_id":`...)
 	b = appendJSONString(b, unitID)
-	if r.Enrolled {
+	// A held-out unit is not enrolled but gets the control's variant (the
+	// experience to send it), as in POST /v1/assign.
+	if r.Variant != "" {
 		b = append(b, `,"variant":`...)
 		b = appendJSONString(b, r.Variant)
+	} else {
+		b = append(b, `,"variant":null`...)
+	}
+	if r.Enrolled {
 		b = append(b, `,"enrolled":true,"reason":`...)
 	} else {
-		b = append(b, `,"variant":null,"enrolled":false,"reason":`...)
+		b = append(b, `,"enrolled":false,"reason":`...)
 	}
 	b = appendJSONString(b, string(r.Reason))
 	b = append(b, "}\n"...)

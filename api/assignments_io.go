@@ -31,9 +31,9 @@ func (a *csvAnswer) write(unitID string, r assign.Result) error {
 			return err
 		}
 	}
-	a.rec = [4]string{unitID, "", "false", string(r.Reason)}
+	a.rec = [4]string{unitID, r.Variant, "false", string(r.Reason)} // a held-out unit: the control's variant, not enrolled
 	if r.Enrolled {
-		a.rec[1], a.rec[2] = r.Variant, "true"
+		a.rec[2] = "true"
 	}
 	return a.w.Write(a.rec[:])
 }

@@ -585,6 +585,14 @@ func TestAssignListRecordsHoldoutArms(t *testing.T) {
 		switch {
 		case l.Reason == "holdout":
 			held++
+			// The same answer as POST /v1/assign: the control's variant
+			// (the experience to send), not enrolled.
+			if l.Variant == nil || *l.Variant != "control" || l.Enrolled {
+				t.Errorf("%s held out: variant %v, enrolled %v; want control, not enrolled", l.UnitID, l.Variant, l.Enrolled)
+			}
+			if v := a.assignOne("promo", l.UnitID, false); v != "control" {
+				t.Errorf("%s held out: /v1/assign says %q, want control", l.UnitID, v)
+			}
 		case l.Enrolled:
 			exposed++
 		}
