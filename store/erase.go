@@ -54,11 +54,12 @@ func (db *DB) RequestErasure(ctx context.Context, u flywheel.UnitRef, actor stri
 		id, u.UnitType, u.UnitID, actor, st.RequestedAt); err != nil {
 		return st, translate("request erasure", err)
 	}
-	done, err := db.runErasure(ctx, id, wait)
-	if err != nil || !done {
-		// Recorded: the background loop finishes it.
+	if _, err := db.runErasure(ctx, id, wait, false); err != nil {
 		return st, err
 	}
+	// Done here, done by the background loop that claimed it first (this
+	// call waited for it), or still pending (a lock not had within wait:
+	// the loop finishes it): the stored request tells which.
 	return db.FindErasure(ctx, st.ID)
 }
 
@@ -76,7 +77,7 @@ func (db *DB) RunPendingErasures(ctx context.Context) (int, error) {
 	}
 	n := 0
 	for _, id := range ids {
-		done, err := db.runErasure(ctx, id, 0)
+		done, err := db.runErasure(ctx, id, 0, true)
 		if err != nil {
 			return n, err
 		}
@@ -88,26 +89,32 @@ func (db *DB) RunPendingErasures(ctx context.Context) (int, error) {
 }
 
 // runErasure carries out request id in one transaction: it claims the
-// request (skipping one another transaction holds), takes the aggregation
-// lock within wait (0: no limit but ctx), erases, and marks the request
-// done without the id. It reports false when the request was claimed
-// elsewhere, already done, or the lock was not had in time.
-func (db *DB) runErasure(ctx context.Context, id uuid.UUID, wait time.Duration) (bool, error) {
+// request, takes the aggregation lock within wait (0: no limit but ctx),
+// erases, and marks the request done without the id. The background loop
+// (skipLocked) skips a request another transaction holds; the request's
+// own call waits for it within wait, so that a request the loop claimed
+// first is answered done when the loop finishes in time. It reports false
+// when the request was claimed elsewhere, already done, or a lock was not
+// had in time.
+func (db *DB) runErasure(ctx context.Context, id uuid.UUID, wait time.Duration, skipLocked bool) (bool, error) {
 	done := false
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
-		var u flywheel.UnitRef
-		var actor string
-		err := tx.QueryRow(ctx, `SELECT unit_type, unit_id, actor FROM erasure_requests
-			WHERE id = $1 AND done_at IS NULL FOR UPDATE SKIP LOCKED`, id).Scan(&u.UnitType, &u.UnitID, &actor)
-		if errors.Is(err, pgx.ErrNoRows) {
-			return nil
-		} else if err != nil {
-			return err
-		}
 		if wait > 0 {
 			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, fmt.Sprintf("%dms", max(wait.Milliseconds(), 1))); err != nil {
 				return err
 			}
+		}
+		claim := `SELECT unit_type, unit_id, actor FROM erasure_requests WHERE id = $1 AND done_at IS NULL FOR UPDATE`
+		if skipLocked {
+			claim += ` SKIP LOCKED`
+		}
+		var u flywheel.UnitRef
+		var actor string
+		err := tx.QueryRow(ctx, claim, id).Scan(&u.UnitType, &u.UnitID, &actor)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		} else if err != nil {
+			return err
 		}
 		// Never interleave with an aggregation cycle (store/aggregate.go).
 		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, int64(aggLock)); err != nil {
