@@ -369,35 +369,21 @@ func addAudienceHistory(tx *gorm.DB, key, actor, action string, changes map[stri
 
 // AudienceHistory returns the audit log of one audience, oldest first.
 func (db *DB) AudienceHistory(ctx context.Context, key string, limit int, cursor string) (flywheel.Page[flywheel.HistoryEntry], error) {
-	var page flywheel.Page[flywheel.HistoryEntry]
 	if _, err := db.FindAudienceByKey(ctx, key); err != nil {
-		return page, err
+		return flywheel.Page[flywheel.HistoryEntry]{}, err
 	}
-	limit = clampLimit(limit)
-	q, err := afterID(db.gorm.WithContext(ctx).Where("audience_key = ?", key).Order("id").Limit(limit+1), cursor)
-	if err != nil {
-		return page, err
+	return historyPage[audienceHistoryRow](ctx, db.gorm, "audience_key", key, limit, cursor)
+}
+
+func (r audienceHistoryRow) entry() (flywheel.HistoryEntry, error) {
+	h := flywheel.HistoryEntry{ID: r.ID, At: r.At.UTC(), Actor: r.Actor, Action: r.Action}
+	if err := json.Unmarshal(r.Changes, &h.Changes); err != nil {
+		return h, fmt.Errorf("store: audience history %d: %w", r.ID, err)
 	}
-	var rows []audienceHistoryRow
-	if err := q.Find(&rows).Error; err != nil {
-		return page, translate("audience history", err)
+	if err := json.Unmarshal(r.AffectedExperiments, &h.AffectedExperiments); err != nil {
+		return h, fmt.Errorf("store: audience history %d: %w", r.ID, err)
 	}
-	page.Items = make([]flywheel.HistoryEntry, 0, len(rows))
-	for i, r := range rows {
-		if i == limit {
-			page.NextCursor = encodeCursor(fmt.Sprint(rows[i-1].ID))
-			break
-		}
-		h := flywheel.HistoryEntry{ID: r.ID, At: r.At.UTC(), Actor: r.Actor, Action: r.Action}
-		if err := json.Unmarshal(r.Changes, &h.Changes); err != nil {
-			return page, fmt.Errorf("store: audience history %d: %w", r.ID, err)
-		}
-		if err := json.Unmarshal(r.AffectedExperiments, &h.AffectedExperiments); err != nil {
-			return page, fmt.Errorf("store: audience history %d: %w", r.ID, err)
-		}
-		page.Items = append(page.Items, h)
-	}
-	return page, nil
+	return h, nil
 }
 
 // LiveAudiences returns the condition of every audience that is not

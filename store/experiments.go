@@ -313,32 +313,53 @@ func addHistory(tx *gorm.DB, key, actor, action string, changes map[string]flywh
 
 // ExperimentHistory returns the audit log of one experiment, oldest first.
 func (db *DB) ExperimentHistory(ctx context.Context, key string, limit int, cursor string) (flywheel.Page[flywheel.HistoryEntry], error) {
-	var page flywheel.Page[flywheel.HistoryEntry]
 	if _, err := db.FindExperimentByKey(ctx, key); err != nil {
-		return page, err
+		return flywheel.Page[flywheel.HistoryEntry]{}, err
 	}
+	return historyPage[historyRow](ctx, db.gorm, "experiment_key", key, limit, cursor)
+}
+
+// auditRow is a row of one of the audit logs (experiments, audiences,
+// holdouts): each is read a page at a time by historyPage.
+type auditRow interface {
+	historyRow | audienceHistoryRow | holdoutHistoryRow
+	entry() (flywheel.HistoryEntry, error)
+}
+
+// historyPage returns a page of the audit log of R's table for the thing
+// whose key column (a constant of the caller's) is key, oldest first.
+func historyPage[R auditRow](ctx context.Context, db *gorm.DB, column, key string, limit int, cursor string) (flywheel.Page[flywheel.HistoryEntry], error) {
+	var page flywheel.Page[flywheel.HistoryEntry]
 	limit = clampLimit(limit)
-	q, err := afterID(db.gorm.WithContext(ctx).Where("experiment_key = ?", key).Order("id").Limit(limit+1), cursor)
+	q, err := afterID(db.WithContext(ctx).Where(column+" = ?", key).Order("id").Limit(limit+1), cursor)
 	if err != nil {
 		return page, err
 	}
-	var rows []historyRow
+	var rows []R
 	if err := q.Find(&rows).Error; err != nil {
-		return page, translate("experiment history", err)
+		return page, translate("history", err)
 	}
-	page.Items = make([]flywheel.HistoryEntry, 0, len(rows))
+	page.Items = make([]flywheel.HistoryEntry, 0, min(len(rows), limit))
 	for i, r := range rows {
 		if i == limit {
-			page.NextCursor = encodeCursor(fmt.Sprint(rows[i-1].ID))
+			page.NextCursor = encodeCursor(fmt.Sprint(page.Items[i-1].ID))
 			break
 		}
-		h := flywheel.HistoryEntry{ID: r.ID, At: r.At.UTC(), Actor: r.Actor, Action: r.Action}
-		if err := json.Unmarshal(r.Changes, &h.Changes); err != nil {
-			return page, fmt.Errorf("store: history %d: %w", r.ID, err)
+		h, err := r.entry()
+		if err != nil {
+			return page, err
 		}
 		page.Items = append(page.Items, h)
 	}
 	return page, nil
+}
+
+func (r historyRow) entry() (flywheel.HistoryEntry, error) {
+	h := flywheel.HistoryEntry{ID: r.ID, At: r.At.UTC(), Actor: r.Actor, Action: r.Action}
+	if err := json.Unmarshal(r.Changes, &h.Changes); err != nil {
+		return h, fmt.Errorf("store: history %d: %w", r.ID, err)
+	}
+	return h, nil
 }
 
 // ListLiveExperiments returns every experiment that is not archived, and

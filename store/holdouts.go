@@ -272,32 +272,18 @@ func addHoldoutHistory(tx *gorm.DB, key, actor, action string, changes map[strin
 
 // HoldoutHistory returns the audit log of one holdout, oldest first.
 func (db *DB) HoldoutHistory(ctx context.Context, key string, limit int, cursor string) (flywheel.Page[flywheel.HistoryEntry], error) {
-	var page flywheel.Page[flywheel.HistoryEntry]
 	if _, err := db.FindHoldoutByKey(ctx, key); err != nil {
-		return page, err
+		return flywheel.Page[flywheel.HistoryEntry]{}, err
 	}
-	limit = clampLimit(limit)
-	q, err := afterID(db.gorm.WithContext(ctx).Where("holdout_key = ?", key).Order("id").Limit(limit+1), cursor)
-	if err != nil {
-		return page, err
+	return historyPage[holdoutHistoryRow](ctx, db.gorm, "holdout_key", key, limit, cursor)
+}
+
+func (r holdoutHistoryRow) entry() (flywheel.HistoryEntry, error) {
+	h := flywheel.HistoryEntry{ID: r.ID, At: r.At.UTC(), Actor: r.Actor, Action: r.Action}
+	if err := json.Unmarshal(r.Changes, &h.Changes); err != nil {
+		return h, fmt.Errorf("store: holdout history %d: %w", r.ID, err)
 	}
-	var rows []holdoutHistoryRow
-	if err := q.Find(&rows).Error; err != nil {
-		return page, translate("holdout history", err)
-	}
-	page.Items = make([]flywheel.HistoryEntry, 0, len(rows))
-	for i, r := range rows {
-		if i == limit {
-			page.NextCursor = encodeCursor(fmt.Sprint(rows[i-1].ID))
-			break
-		}
-		h := flywheel.HistoryEntry{ID: r.ID, At: r.At.UTC(), Actor: r.Actor, Action: r.Action}
-		if err := json.Unmarshal(r.Changes, &h.Changes); err != nil {
-			return page, fmt.Errorf("store: holdout history %d: %w", r.ID, err)
-		}
-		page.Items = append(page.Items, h)
-	}
-	return page, nil
+	return h, nil
 }
 
 // LiveHoldouts returns every holdout that is not archived, by key.
