@@ -155,7 +155,7 @@ type FieldChange struct {
 
 // ExperimentFilter selects a page of experiments.
 type ExperimentFilter struct {
-	Status Status // "" = every status
+	Status Status // "" = every status but archived; "all" = every one
 	Limit  int
 	Cursor string
 }

@@ -202,41 +202,57 @@ func (db *DB) FindExperimentByKey(ctx context.Context, key string) (*flywheel.Ex
 // ListExperiments returns a page of experiments ordered by key. Without a
 // status filter, archived experiments are left out.
 func (db *DB) ListExperiments(ctx context.Context, f flywheel.ExperimentFilter) (flywheel.Page[flywheel.Experiment], error) {
-	var page flywheel.Page[flywheel.Experiment]
-	limit := clampLimit(f.Limit)
-	q := db.gorm.WithContext(ctx).Order("key").Limit(limit + 1)
-	switch f.Status {
+	return statusPage[flywheel.Experiment, experimentRow](ctx, db.gorm, f.Status, f.Cursor, f.Limit)
+}
+
+// statusRow is a row of a table listed by key with a status filter
+// (experiments, holdouts).
+type statusRow[T, R any] interface {
+	*R
+	rowKey() string
+	toDomain() (*T, error)
+}
+
+// statusPage returns a page of R's table ordered by key: without a status,
+// the archived rows are left out; "all" lists every row.
+func statusPage[T, R any, PR statusRow[T, R]](ctx context.Context, db *gorm.DB, status flywheel.Status, cursor string, limit int) (flywheel.Page[T], error) {
+	var page flywheel.Page[T]
+	limit = clampLimit(limit)
+	q := db.WithContext(ctx).Order("key").Limit(limit + 1)
+	switch status {
 	case "":
 		q = q.Where("status <> ?", flywheel.StatusArchived)
 	case "all":
 	default:
-		q = q.Where("status = ?", f.Status)
+		q = q.Where("status = ?", status)
 	}
-	if f.Cursor != "" {
-		after, err := decodeCursor(f.Cursor)
+	if cursor != "" {
+		after, err := decodeCursor(cursor)
 		if err != nil {
 			return page, err
 		}
 		q = q.Where("key > ?", after)
 	}
-	var rows []experimentRow
+	var rows []R
 	if err := q.Find(&rows).Error; err != nil {
-		return page, translate("list experiments", err)
+		return page, translate("list", err)
 	}
-	page.Items = make([]flywheel.Experiment, 0, len(rows))
+	page.Items = make([]T, 0, min(len(rows), limit))
 	for i := range rows {
 		if i == limit {
-			page.NextCursor = encodeCursor(rows[i-1].Key)
+			page.NextCursor = encodeCursor(PR(&rows[i-1]).rowKey())
 			break
 		}
-		e, err := rows[i].toDomain()
+		v, err := PR(&rows[i]).toDomain()
 		if err != nil {
 			return page, err
 		}
-		page.Items = append(page.Items, *e)
+		page.Items = append(page.Items, *v)
 	}
 	return page, nil
 }
+
+func (r *experimentRow) rowKey() string { return r.Key }
 
 // UpdateExperiment applies mutate to the experiment under a row lock and
 // stores the result with an audit row. An unchanged experiment is not

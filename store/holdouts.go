@@ -153,41 +153,10 @@ func (db *DB) FindHoldoutByKey(ctx context.Context, key string) (*flywheel.Holdo
 // ListHoldouts returns a page of holdouts ordered by key. Without a status
 // filter, archived holdouts are left out.
 func (db *DB) ListHoldouts(ctx context.Context, f flywheel.HoldoutFilter) (flywheel.Page[flywheel.Holdout], error) {
-	var page flywheel.Page[flywheel.Holdout]
-	limit := clampLimit(f.Limit)
-	q := db.gorm.WithContext(ctx).Order("key").Limit(limit + 1)
-	switch f.Status {
-	case "":
-		q = q.Where("status <> ?", flywheel.StatusArchived)
-	case "all":
-	default:
-		q = q.Where("status = ?", f.Status)
-	}
-	if f.Cursor != "" {
-		after, err := decodeCursor(f.Cursor)
-		if err != nil {
-			return page, err
-		}
-		q = q.Where("key > ?", after)
-	}
-	var rows []holdoutRow
-	if err := q.Find(&rows).Error; err != nil {
-		return page, translate("list holdouts", err)
-	}
-	page.Items = make([]flywheel.Holdout, 0, len(rows))
-	for i := range rows {
-		if i == limit {
-			page.NextCursor = encodeCursor(rows[i-1].Key)
-			break
-		}
-		h, err := rows[i].toDomain()
-		if err != nil {
-			return page, err
-		}
-		page.Items = append(page.Items, *h)
-	}
-	return page, nil
+	return statusPage[flywheel.Holdout, holdoutRow](ctx, db.gorm, f.Status, f.Cursor, f.Limit)
 }
+
+func (r *holdoutRow) rowKey() string { return r.Key }
 
 // UpdateHoldout applies mutate to the holdout under a row lock, validates
 // the result (experiments it newly lists must exist and not be archived;
