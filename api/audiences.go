@@ -95,17 +95,3 @@ func (s *Server) handleArchiveAudience(c *gin.Context) {
 	s.refreshLive(c)
 	c.JSON(http.StatusOK, out)
 }
-
-func (s *Server) handleAudienceHistory(c *gin.Context) {
-	limit, err := queryLimit(c)
-	if err != nil {
-		s.writeError(c, err)
-		return
-	}
-	page, err := s.deps.Store.AudienceHistory(c.Request.Context(), c.Param("key"), limit, c.Query("cursor"))
-	if err != nil {
-		s.writeError(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, page)
-}

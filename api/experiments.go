@@ -234,16 +234,20 @@ func (s *Server) handleTransition(action string) gin.HandlerFunc {
 	}
 }
 
-func (s *Server) handleExperimentHistory(c *gin.Context) {
-	limit, err := queryLimit(c)
-	if err != nil {
-		s.writeError(c, err)
-		return
+// handleHistory answers GET .../{key}/history for one audit log
+// (experiments, audiences, holdouts), read by read.
+func (s *Server) handleHistory(read func(ctx context.Context, key string, limit int, cursor string) (flywheel.Page[flywheel.HistoryEntry], error)) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		limit, err := queryLimit(c)
+		if err != nil {
+			s.writeError(c, err)
+			return
+		}
+		page, err := read(c.Request.Context(), c.Param("key"), limit, c.Query("cursor"))
+		if err != nil {
+			s.writeError(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, page)
 	}
-	page, err := s.deps.Store.ExperimentHistory(c.Request.Context(), c.Param("key"), limit, c.Query("cursor"))
-	if err != nil {
-		s.writeError(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, page)
 }

@@ -130,20 +130,6 @@ func (s *Server) handleHoldoutTransition(action string) gin.HandlerFunc {
 	}
 }
 
-func (s *Server) handleHoldoutHistory(c *gin.Context) {
-	limit, err := queryLimit(c)
-	if err != nil {
-		s.writeError(c, err)
-		return
-	}
-	page, err := s.deps.Store.HoldoutHistory(c.Request.Context(), c.Param("key"), limit, c.Query("cursor"))
-	if err != nil {
-		s.writeError(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, page)
-}
-
 // holdoutResults is the results document of a holdout: an experiment's,
 // on the arms "holdout" (the control) and "exposed", with the holdout's
 // key beside the analysis key ("holdout:" + key) in "experiment".
