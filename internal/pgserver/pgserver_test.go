@@ -86,6 +86,16 @@ func TestStartStopRestart(t *testing.T) {
 	if addr != "127.0.0.1/32" {
 		t.Errorf("inet_server_addr() = %q, want 127.0.0.1/32", addr)
 	}
+	// Checkpoints by time rather than by 1GB of WAL (serverArgs).
+	for name, want := range map[string]string{"max_wal_size": "8GB", "checkpoint_timeout": "15min"} {
+		var got string
+		if err := conn.QueryRow(ctx, "SELECT current_setting($1)", name).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Errorf("%s = %s, want %s", name, got, want)
+		}
+	}
 	conn.Close(ctx)
 
 	if err := c.Stop(); err != nil {
