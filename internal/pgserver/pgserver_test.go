@@ -375,3 +375,58 @@ func TestSharedBuffers(t *testing.T) {
 		}
 	}
 }
+
+func TestServerArgsWAL(t *testing.T) {
+	has := func(args []string, setting string) bool {
+		for i := 1; i < len(args); i++ {
+			if args[i-1] == "-c" && args[i] == setting {
+				return true
+			}
+		}
+		return false
+	}
+	for _, c := range []struct {
+		fast, lz4, compressed bool
+	}{
+		{false, true, true},   // a durable cluster with lz4 compresses its WAL
+		{false, false, false}, // PostgreSQL built without lz4 would refuse the setting
+		{true, true, false},   // tests: no full-page writes to compress
+	} {
+		args := serverArgs("/d", 5432, Options{Fast: c.fast}, c.lz4)
+		if got := has(args, "wal_compression=lz4"); got != c.compressed {
+			t.Errorf("fast %v, lz4 %v: wal_compression=lz4 %v, want %v (%q)", c.fast, c.lz4, got, c.compressed, args)
+		}
+		if !has(args, "max_wal_size=8GB") || !has(args, "checkpoint_timeout=15min") {
+			t.Errorf("fast %v: no max_wal_size=8GB and checkpoint_timeout=15min in %q", c.fast, args)
+		}
+	}
+}
+
+// The Debian PostgreSQL of the go-svc machines has lz4; when it is there,
+// a durable cluster runs with its WAL compressed.
+func TestStartCompressesWAL(t *testing.T) {
+	bin, err := findBinDir(os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !builtWithLZ4(bin) {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("the PostgreSQL in %s has no lz4 (or no pg_config), which CI's Debian PostgreSQL has", bin)
+		}
+		t.Skipf("the PostgreSQL in %s has no lz4 (or no pg_config)", bin)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	c, err := Start(ctx, Options{Dir: filepath.Join(tempDir(t), "pgdata"), Settings: testSettings})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Stop() })
+	var got string
+	if err := connect(t, c.URL("postgres")).QueryRow(ctx, "SHOW wal_compression").Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	if got != "lz4" {
+		t.Errorf("wal_compression = %s, want lz4", got)
+	}
+}
