@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/gin-gonic/gin"
 
@@ -211,20 +212,35 @@ func (s *Server) handlePatchExperiment(c *gin.Context) {
 	c.JSON(http.StatusOK, out)
 }
 
+// lifecycle is what experiments and holdouts share: they start, stop and
+// are archived.
+type lifecycle interface {
+	Start(now time.Time) error
+	Stop(now time.Time) error
+	Archive(now time.Time) error
+}
+
+// transition returns the change that action ("start", "stop" or "archive")
+// makes at now, for handleTransition and handleHoldoutTransition.
+func transition[T lifecycle](action string, now time.Time) func(T) error {
+	return func(x T) error {
+		switch action {
+		case "start":
+			return x.Start(now)
+		case "stop":
+			return x.Stop(now)
+		default:
+			return x.Archive(now)
+		}
+	}
+}
+
 // handleTransition serves start, stop and archive.
 func (s *Server) handleTransition(action string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		now := s.deps.Clock().UTC()
-		out, err := s.deps.Store.UpdateExperiment(c.Request.Context(), c.Param("key"), action, actor(c), func(e *flywheel.Experiment) error {
-			switch action {
-			case "start":
-				return e.Start(now)
-			case "stop":
-				return e.Stop(now)
-			default:
-				return e.Archive(now)
-			}
-		})
+		out, err := s.deps.Store.UpdateExperiment(c.Request.Context(), c.Param("key"), action, actor(c),
+			transition[*flywheel.Experiment](action, now))
 		if err != nil {
 			s.writeError(c, err)
 			return

@@ -111,16 +111,8 @@ func (s *Server) handlePatchHoldout(c *gin.Context) {
 func (s *Server) handleHoldoutTransition(action string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		now := s.deps.Clock().UTC()
-		out, err := s.deps.Store.UpdateHoldout(c.Request.Context(), c.Param("key"), action, actor(c), func(h *flywheel.Holdout) error {
-			switch action {
-			case "start":
-				return h.Start(now)
-			case "stop":
-				return h.Stop(now)
-			default:
-				return h.Archive(now)
-			}
-		}, func(string) bool { return true })
+		out, err := s.deps.Store.UpdateHoldout(c.Request.Context(), c.Param("key"), action, actor(c),
+			transition[*flywheel.Holdout](action, now), func(string) bool { return true })
 		if err != nil {
 			s.writeError(c, err)
 			return
