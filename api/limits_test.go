@@ -363,3 +363,28 @@ func TestLimitSegmentsAndDays(t *testing.T) {
 		}
 	}
 }
+
+// TestLimitLiveHoldouts: 100 holdouts that are not archived; an archived
+// one makes room.
+func TestLimitLiveHoldouts(t *testing.T) {
+	a := newTestAPI(t)
+	a.createMetric("purchase", "conversion")
+	exp := experimentBody("checkout")
+	delete(exp, "targeting")
+	a.must(201, "POST", "/v1/experiments", exp)
+	a.must(201, "POST", "/v1/holdouts", holdoutBody("seed", []string{"checkout"}, nil))
+	// 98 copies of seed, straight into the table: 99 in all.
+	a.sql(`WITH ins AS (INSERT INTO holdouts
+		SELECT (jsonb_populate_record(h, jsonb_build_object('key', 'bulk-' || g))).* FROM holdouts h, generate_series(1, $1::int) g
+		WHERE h.key = 'seed' RETURNING 1) SELECT count(*)::text FROM ins`, flywheel.MaxLiveHoldouts-2)
+	a.must(201, "POST", "/v1/holdouts", holdoutBody("the-100th", []string{"checkout"}, nil))
+	r := a.do("POST", "/v1/holdouts", a.admin, holdoutBody("the-101st", []string{"checkout"}, nil))
+	if code, _, msg := errorMessage(r); r.Status != 409 || code != "conflict" || !strings.Contains(msg, "100 holdouts") {
+		t.Errorf("the 101st holdout = %d %s, want 409 conflict saying 100 holdouts", r.Status, r.Body)
+	}
+	a.must(200, "POST", "/v1/holdouts/bulk-1/archive", nil)
+	a.must(201, "POST", "/v1/holdouts", holdoutBody("the-101st", []string{"checkout"}, nil))
+	if got := a.sql(`SELECT count(*)::text FROM holdouts WHERE status <> 'archived'`); got != strconv.Itoa(flywheel.MaxLiveHoldouts) {
+		t.Errorf("%s holdouts not archived, want %d", got, flywheel.MaxLiveHoldouts)
+	}
+}

@@ -148,14 +148,8 @@ func (db *DB) CreateExperiment(ctx context.Context, e *flywheel.Experiment, laye
 		if err := checkAudienceRefs(tx, out.Targeting); err != nil {
 			return err
 		}
-		// Counted after bumpRevision, whose row lock orders concurrent
-		// creations: each counts the ones committed before it.
-		var live int64
-		if err := tx.Raw(`SELECT count(*) FROM experiments WHERE status <> ?`, flywheel.StatusArchived).Scan(&live).Error; err != nil {
+		if err := checkLiveRoom(tx, "experiments", flywheel.MaxLiveExperiments); err != nil {
 			return err
-		}
-		if live >= flywheel.MaxLiveExperiments {
-			return flywheel.Errorf(flywheel.CodeConflict, "there are already %d experiments that are not archived, the most there may be: archive one first", live)
 		}
 		now := db.now()
 		out.Revision, out.CreatedAt, out.UpdatedAt = rev, now, now
@@ -504,3 +498,18 @@ func decodeCursor(c string) (string, error) {
 }
 
 func errIsNotFound(err error) bool { return errors.Is(err, gorm.ErrRecordNotFound) }
+
+// checkLiveRoom refuses one more row in table (experiments or holdouts)
+// when max of its rows are not archived. It is called after bumpRevision,
+// whose row lock orders concurrent creations: each counts the ones
+// committed before it.
+func checkLiveRoom(tx *gorm.DB, table string, max int) error {
+	var live int64
+	if err := tx.Raw(`SELECT count(*) FROM `+table+` WHERE status <> ?`, flywheel.StatusArchived).Scan(&live).Error; err != nil {
+		return err
+	}
+	if live >= int64(max) {
+		return flywheel.Errorf(flywheel.CodeConflict, "there are already %d %s that are not archived, the most there may be: archive one first", live, table)
+	}
+	return nil
+}

@@ -110,12 +110,8 @@ func (db *DB) CreateHoldout(ctx context.Context, h *flywheel.Holdout, metricExis
 		if err := out.Validate(metricExists, func(k string) bool { return exps[k] }); err != nil {
 			return err
 		}
-		var live int64
-		if err := tx.Raw(`SELECT count(*) FROM holdouts WHERE status <> ?`, flywheel.StatusArchived).Scan(&live).Error; err != nil {
+		if err := checkLiveRoom(tx, "holdouts", flywheel.MaxLiveHoldouts); err != nil {
 			return err
-		}
-		if live >= flywheel.MaxLiveHoldouts {
-			return flywheel.Errorf(flywheel.CodeConflict, "there are already %d holdouts that are not archived, the most there may be: archive one first", live)
 		}
 		now := db.now()
 		out.Revision, out.CreatedAt, out.UpdatedAt = rev, now, now
