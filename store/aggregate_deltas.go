@@ -22,21 +22,25 @@ func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateRe
 	// The owners of each event: the unit itself (for experiments on its
 	// unit type) and its identity root (for customer experiments), where
 	// they are aggregated and not recomputed in this cycle.
+	// Each id's own link is looked up once (customer_id NULL: none): a
+	// customer with none is its own root, and only linked ids walk on.
 	if _, err := tx.Exec(ctx, `
 		DELETE FROM a_new_tracks t USING a_dirty d WHERE d.unit_type = t.unit_type AND d.unit_id = t.unit_id;
-		CREATE TEMP TABLE a_track_units ON COMMIT DROP AS SELECT DISTINCT unit_type, unit_id FROM a_new_tracks;
+		CREATE TEMP TABLE a_track_units ON COMMIT DROP AS
+		SELECT t.unit_type, t.unit_id, a.customer_id FROM (SELECT DISTINCT unit_type, unit_id FROM a_new_tracks) t
+		LEFT JOIN LATERAL (
+		    SELECT a.customer_id FROM aliases a WHERE a.unit_type = t.unit_type AND a.unit_id = t.unit_id OFFSET 0) a ON true;
 		ANALYZE a_track_units`); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_track_roots ON COMMIT DROP AS
-		`+fmt.Sprintf(walkByProbe, "a_track_units")+`, ends AS (
+		`+walkFromLinks+`, ends AS (
 		    SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, root FROM walk ORDER BY unit_type, unit_id, depth DESC
 		)
 		SELECT unit_type, unit_id, root FROM ends e
 		WHERE NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = e.root AND a.customer_id <> e.root OFFSET 0)
 		UNION ALL
-		SELECT unit_type, unit_id, unit_id FROM a_track_units t
-		WHERE t.unit_type = 'customer' AND NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = t.unit_id OFFSET 0)`); err != nil {
+		SELECT unit_type, unit_id, unit_id FROM a_track_units WHERE unit_type = 'customer' AND customer_id IS NULL`); err != nil {
 		return err
 	}
 	// Whether an owner is in an experiment is left to each definition's
@@ -117,10 +121,10 @@ WITH t AS (
         n = d.n + EXCLUDED.n, v = d.v + EXCLUDED.v, num = d.num + EXCLUDED.num, den = d.den + EXCLUDED.den
 ), ak AS (
     -- The analysed units' new days, and whether the unit already has a day
-    -- on or after its first new one (late; one index probe, which finds
-    -- nothing for events that arrive in order).
+    -- after its first new one (late; one index probe, which finds nothing
+    -- for events that arrive in order, on the unit's last day or later).
     SELECT a.*, EXISTS (SELECT 1 FROM agg_unit_days d
-            WHERE d.unit_id = a.unit_id AND d.experiment = $1 AND d.metric = $2 AND d.day >= a.since OFFSET 0) AS late
+            WHERE d.unit_id = a.unit_id AND d.experiment = $1 AND d.metric = $2 AND d.day > a.since OFFSET 0) AS late
     FROM (SELECT ad.*, min(day) OVER (PARTITION BY unit_id COLLATE "C") AS since FROM ad WHERE state = 0) a
 ), od AS (
     -- A late unit's days are read: its changes are computed from all of
@@ -147,9 +151,13 @@ WITH t AS (
         sum(mn) OVER w AS cmn, sum(mv) OVER w AS cmv, sum(mnum) OVER w AS cmnum, sum(mden) OVER w AS cmden
     FROM both_days WINDOW w AS (PARTITION BY unit_id COLLATE "C" ORDER BY day)
 ), inorder AS (
-    -- A unit whose new days all come after its last one: its days before
-    -- them add up to its value in agg_units (p*), and only the new days
-    -- change. (That sum is the unit's, not its days' running sum, so a
+    -- A unit whose new days all fall on or after its last one: its days up
+    -- to them add up to its value in agg_units (p*), and only the new days
+    -- change. On a day it already has (its last), the change stored for
+    -- the day was capped(p) minus its value before the day; the new change
+    -- is capped(p + the new events) minus the same value before, so the
+    -- difference to add is capped(p + new) - capped(p), as for a new day.
+    -- (That sum is the unit's, not its days' running sum, so a
     -- later change may subtract a value that differs from this one in the
     -- last bits of a non-integer value: what agg_variant_days keeps is
     -- exact to rounding there, not to the bit.)

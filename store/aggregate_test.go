@@ -871,6 +871,49 @@ func TestAggregateConversionsRoundHalfEven(t *testing.T) {
 	}
 }
 
+// TestAggregateSameDayTracks: new events on a unit's last day with events
+// take the tracks step's in-order path (store/aggregate_deltas.go), which
+// computes the day's change from the unit's value rather than its days: a
+// purchase that crosses the fixed cap later the same day, a conversion
+// already counted that day, a same-day event with one on the next day, and
+// then a late event before them all. The timeseries must equal a
+// recomputation after every cycle.
+func TestAggregateSameDayTracks(t *testing.T) {
+	db := newAggDB(t)
+	buy := func(unit string, hours float64, value float64) flywheel.Event {
+		e := track(unit, "purchase", aggBase.Add(time.Duration(hours*float64(time.Hour))))
+		e.Value = aggF(value)
+		return e
+	}
+	mustWrite(t, db,
+		exposure("customer", "sd1", "agg-cust", "control", aggBase.Add(2*time.Hour), ""),
+		exposure("customer", "sd2", "agg-cust", "treatment", aggBase.Add(3*time.Hour), ""),
+		exposure("customer", "sd3", "agg-cust", "treatment", aggBase.Add(4*time.Hour), ""),
+		buy("sd1", 5, 100), buy("sd2", 6, 40), buy("sd3", 7, 10))
+	aggregateAll(t, db)
+	r := rand.New(rand.NewPCG(7, 8))
+	verifyAggregates(t, db, r, "first day", "agg-cust")
+	for _, step := range []struct {
+		label  string
+		events []flywheel.Event
+	}{
+		// revenue (cap 150) crosses the cap on the same day; conv is already 1.
+		{"same day, over the cap", []flywheel.Event{buy("sd1", 9, 80), buy("sd1", 10, 30)}},
+		// the same day and the next in one cycle.
+		{"same day and the next", []flywheel.Event{buy("sd2", 11, 15.25), buy("sd2", 30, 2.5), buy("sd3", 12, 200)}},
+		{"the next day again", []flywheel.Event{buy("sd2", 31, 7), buy("sd3", 35, 1)}},
+		// late: before every day the units have.
+		{"late", []flywheel.Event{buy("sd2", 2.5, 3), buy("sd3", 4.5, 60)}},
+	} {
+		mustWrite(t, db, step.events...)
+		aggregateAll(t, db)
+		verifyAggregates(t, db, r, step.label, "agg-cust")
+	}
+	if n := queryInt(t, db, `SELECT count(*) FROM agg_unit_days WHERE unit_id = 'sd1' AND metric = 'revenue'`); n != 1 {
+		t.Errorf("sd1 has %d revenue day rows, want 1 (its three purchases on one day)", n)
+	}
+}
+
 // TestAggregateRelinkDuringIngestion: a device linked to customer A by one
 // ingestion transaction and, concurrently, to customer B with an earlier
 // link (which wins) by another whose statement began before the first
