@@ -92,14 +92,18 @@ WITH t AS (
     FROM old o JOIN t ON t.owner = o.unit_id
     GROUP BY o.unit_id
 ), new AS (
-    SELECT o.tid, o.unit_id, o.variant, o.state, o.first_ts,
-        CASE $3 WHEN 'conversion' THEN greatest(o.y, (d.n_in > 0)::int::float8) WHEN 'retention' THEN greatest(o.y, (d.n_in > 0)::int::float8)
-                WHEN 'count' THEN o.y + d.n_in ELSE o.y + d.v_in END AS y,
-        CASE $3 WHEN 'conversion' THEN greatest(o.x, (d.n_pre > 0)::int::float8) WHEN 'retention' THEN 0 WHEN 'ratio' THEN 0
-                WHEN 'count' THEN o.x + d.n_pre ELSE o.x + d.v_pre END AS x,
-        o.num + d.num AS num, o.den + d.den AS den
-    FROM old o JOIN d ON d.unit_id = o.unit_id
-    WHERE (d.n_in, d.v_in, d.n_pre, d.v_pre, d.num, d.den) <> (0, 0, 0, 0, 0, 0)
+    -- A unit whose value the new events leave as it was (a conversion
+    -- already counted, values of 0, events outside its windows) is not
+    -- written: its old and new rows in change would cancel.
+    SELECT tid, unit_id, variant, state, first_ts, y, x, num, den FROM (
+        SELECT o.tid, o.unit_id, o.variant, o.state, o.first_ts, o.y AS oy, o.x AS ox, o.num AS onum, o.den AS oden,
+            CASE $3 WHEN 'conversion' THEN greatest(o.y, (d.n_in > 0)::int::float8) WHEN 'retention' THEN greatest(o.y, (d.n_in > 0)::int::float8)
+                    WHEN 'count' THEN o.y + d.n_in ELSE o.y + d.v_in END AS y,
+            CASE $3 WHEN 'conversion' THEN greatest(o.x, (d.n_pre > 0)::int::float8) WHEN 'retention' THEN 0 WHEN 'ratio' THEN 0
+                    WHEN 'count' THEN o.x + d.n_pre ELSE o.x + d.v_pre END AS x,
+            o.num + d.num AS num, o.den + d.den AS den
+        FROM old o JOIN d ON d.unit_id = o.unit_id) n
+    WHERE (y, x, num, den) <> (oy, ox, onum, oden)
 ), up AS (
     -- By ctid: the planner cannot tell how few rows new holds, and would
     -- rather hash all of the definition's unit rows than look them up. The
@@ -114,18 +118,28 @@ WITH t AS (
     FROM old o JOIN t ON t.owner = o.unit_id
     WHERE ` + inWindow("t", "o", "$5", "$6") + `
     GROUP BY 1, 2, 3, 4, 5, 6, 7
-), days_add AS (
-    INSERT INTO agg_unit_days AS d (experiment, metric, unit_id, day, n, v, num, den)
-    SELECT $1, $2, unit_id, day, n, v, num, den FROM ad
-    ON CONFLICT (unit_id, experiment, metric, day) DO UPDATE SET
-        n = d.n + EXCLUDED.n, v = d.v + EXCLUDED.v, num = d.num + EXCLUDED.num, den = d.den + EXCLUDED.den
 ), ak AS (
     -- The analysed units' new days, and whether the unit already has a day
     -- after its first new one (late; one index probe, which finds nothing
     -- for events that arrive in order, on the unit's last day or later).
-    SELECT a.*, EXISTS (SELECT 1 FROM agg_unit_days d
-            WHERE d.unit_id = a.unit_id AND d.experiment = $1 AND d.metric = $2 AND d.day > a.since OFFSET 0) AS late
-    FROM (SELECT ad.*, min(day) OVER (PARTITION BY unit_id COLLATE "C") AS since FROM ad WHERE state = 0) a
+    -- A conversion or retention already counted (py > 0) whose new days
+    -- are not late is settled: its counted day is on or before them, so
+    -- its value on every day stays 1 and its day changes stay 0.
+    SELECT k.*, NOT k.late AND $3 IN ('conversion', 'retention') AND k.py > 0 AS settled FROM (
+        SELECT a.*, EXISTS (SELECT 1 FROM agg_unit_days d
+                WHERE d.unit_id = a.unit_id AND d.experiment = $1 AND d.metric = $2 AND d.day > a.since OFFSET 0) AS late
+        FROM (SELECT ad.*, min(day) OVER (PARTITION BY unit_id COLLATE "C") AS since FROM ad WHERE state = 0) a) k
+), days_add AS (
+    -- A settled unit's day rows are not written: for these metrics only
+    -- whether a day has events (n > 0) matters, and only up to the first
+    -- day that has (every reader of the rows, store/aggregate_days.go,
+    -- store/timeseries.go, computes the same from them whether or not the
+    -- later days' events are there).
+    INSERT INTO agg_unit_days AS d (experiment, metric, unit_id, day, n, v, num, den)
+    SELECT $1, $2, unit_id, day, n, v, num, den FROM ad
+    WHERE NOT EXISTS (SELECT 1 FROM ak WHERE ak.settled AND ak.unit_id = ad.unit_id)
+    ON CONFLICT (unit_id, experiment, metric, day) DO UPDATE SET
+        n = d.n + EXCLUDED.n, v = d.v + EXCLUDED.v, num = d.num + EXCLUDED.num, den = d.den + EXCLUDED.den
 ), od AS (
     -- A late unit's days are read: its changes are computed from all of
     -- them, before the new events (o*) and after (m*, summed as the upsert
@@ -163,7 +177,7 @@ WITH t AS (
     -- exact to rounding there, not to the bit.)
     SELECT variant, day, n, v, num, den, py, pnum, pden,
         sum(n) OVER w AS cn, sum(v) OVER w AS cv, sum(num) OVER w AS cnum, sum(den) OVER w AS cden
-    FROM ak WHERE NOT late WINDOW w AS (PARTITION BY unit_id COLLATE "C" ORDER BY day)
+    FROM ak WHERE NOT late AND NOT settled WINDOW w AS (PARTITION BY unit_id COLLATE "C" ORDER BY day)
 ), sides AS (
     -- The value after the day (y) and before it (y0), before (o) and
     -- after (m) the new events, as dayDeltas computes them.

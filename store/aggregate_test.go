@@ -876,8 +876,10 @@ func TestAggregateConversionsRoundHalfEven(t *testing.T) {
 // computes the day's change from the unit's value rather than its days: a
 // purchase that crosses the fixed cap later the same day, a conversion
 // already counted that day, a same-day event with one on the next day, and
-// then a late event before them all. The timeseries must equal a
-// recomputation after every cycle.
+// then late events before them all; and a conversion already counted
+// (settled: its later events write no day rows) that a late event moves to
+// an earlier day. The timeseries must equal a recomputation after every
+// cycle.
 func TestAggregateSameDayTracks(t *testing.T) {
 	db := newAggDB(t)
 	buy := func(unit string, hours float64, value float64) flywheel.Event {
@@ -889,7 +891,8 @@ func TestAggregateSameDayTracks(t *testing.T) {
 		exposure("customer", "sd1", "agg-cust", "control", aggBase.Add(2*time.Hour), ""),
 		exposure("customer", "sd2", "agg-cust", "treatment", aggBase.Add(3*time.Hour), ""),
 		exposure("customer", "sd3", "agg-cust", "treatment", aggBase.Add(4*time.Hour), ""),
-		buy("sd1", 5, 100), buy("sd2", 6, 40), buy("sd3", 7, 10))
+		exposure("customer", "sd4", "agg-cust", "control", aggBase.Add(1*time.Hour), ""),
+		buy("sd1", 5, 100), buy("sd2", 6, 40), buy("sd3", 7, 10), buy("sd4", 50, 5))
 	aggregateAll(t, db)
 	r := rand.New(rand.NewPCG(7, 8))
 	verifyAggregates(t, db, r, "first day", "agg-cust")
@@ -900,10 +903,10 @@ func TestAggregateSameDayTracks(t *testing.T) {
 		// revenue (cap 150) crosses the cap on the same day; conv is already 1.
 		{"same day, over the cap", []flywheel.Event{buy("sd1", 9, 80), buy("sd1", 10, 30)}},
 		// the same day and the next in one cycle.
-		{"same day and the next", []flywheel.Event{buy("sd2", 11, 15.25), buy("sd2", 30, 2.5), buy("sd3", 12, 200)}},
+		{"same day and the next", []flywheel.Event{buy("sd2", 11, 15.25), buy("sd2", 30, 2.5), buy("sd3", 12, 200), buy("sd4", 52, 1), buy("sd4", 75, 1)}},
 		{"the next day again", []flywheel.Event{buy("sd2", 31, 7), buy("sd3", 35, 1)}},
 		// late: before every day the units have.
-		{"late", []flywheel.Event{buy("sd2", 2.5, 3), buy("sd3", 4.5, 60)}},
+		{"late", []flywheel.Event{buy("sd2", 2.5, 3), buy("sd3", 4.5, 60), buy("sd4", 30, 2)}},
 	} {
 		mustWrite(t, db, step.events...)
 		aggregateAll(t, db)
@@ -911,6 +914,11 @@ func TestAggregateSameDayTracks(t *testing.T) {
 	}
 	if n := queryInt(t, db, `SELECT count(*) FROM agg_unit_days WHERE unit_id = 'sd1' AND metric = 'revenue'`); n != 1 {
 		t.Errorf("sd1 has %d revenue day rows, want 1 (its three purchases on one day)", n)
+	}
+	// sd4's conversion: the first day it counted on (day 2), then the late
+	// day 1; its settled purchases on days 2 and 3 wrote none.
+	if got := queryStrings(t, db, `SELECT day::text FROM agg_unit_days WHERE unit_id = 'sd4' AND metric = 'conv' ORDER BY day`); !slices.Equal(got, []string{"2026-10-06", "2026-10-07"}) {
+		t.Errorf("sd4's conv day rows = %q, want 2026-10-06 (late) and 2026-10-07 (first)", got)
 	}
 }
 
