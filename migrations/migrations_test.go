@@ -87,6 +87,7 @@ func TestEveryMigrationDownAndUp(t *testing.T) {
 			if diff := cmp.Diff(before, after); diff != "" {
 				t.Errorf("results after down and up of version %d differ (-before +after):\n%s", v, diff)
 			}
+			checkMaxDay(t, url)
 		}
 		if err := migrations.DownByOne(ctx, url); err != nil {
 			t.Fatalf("down from version %d again: %v", v, err)
@@ -99,6 +100,30 @@ func TestEveryMigrationDownAndUp(t *testing.T) {
 	}
 	check(t, url, want[top], "migrated up again from nothing")
 	fill(t, apptest.Start(t, app.Config{DatabaseURL: url, AggregateEvery: -1}))
+}
+
+// checkMaxDay fails unless every metric definition's max_day (0019) is
+// filled in and at least the day of each of its day rows, and some day rows
+// are there to check.
+func checkMaxDay(t *testing.T, url string) {
+	t.Helper()
+	conn := pgtest.Connect(t, url)
+	defer conn.Close(context.Background())
+	var rows, bad int64
+	if err := conn.QueryRow(context.Background(), `SELECT count(*), count(*) FILTER (WHERE d.max_day IS NULL OR u.day > d.max_day)
+		FROM agg_unit_days u JOIN agg_defs d USING (experiment, metric)`).Scan(&rows, &bad); err != nil {
+		t.Fatal(err)
+	}
+	if rows == 0 || bad != 0 {
+		t.Errorf("agg_defs.max_day: %d of %d day rows after it (want some rows, none after)", bad, rows)
+	}
+	var unknown int64
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FROM agg_defs WHERE metric <> '' AND max_day IS NULL`).Scan(&unknown); err != nil {
+		t.Fatal(err)
+	}
+	if unknown != 0 {
+		t.Errorf("%d metric definitions have no max_day", unknown)
+	}
 }
 
 func last(vs []int64) int64 {

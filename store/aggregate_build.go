@@ -62,7 +62,13 @@ func (db *DB) rebuild(ctx context.Context, tx pgx.Tx, d aggDef) error {
 			return err
 		}
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO agg_defs (experiment, metric, hash, cap, built_at) VALUES ($1, $2, $3, $4, $5)`,
+	// The latest day of the day rows just written is at most the latest
+	// day of the events read (an upper bound is all agg_defs.max_day needs).
+	maxDay := `NULL`
+	if d.metric != nil {
+		maxDay = `(SELECT COALESCE(max((ts AT TIME ZONE 'UTC')::date), '-infinity') FROM b_owned)`
+	}
+	_, err := tx.Exec(ctx, `INSERT INTO agg_defs (experiment, metric, hash, cap, built_at, max_day) VALUES ($1, $2, $3, $4, $5, `+maxDay+`)`,
 		d.exp.Key, d.key(), d.hash, d.fixedCap(), time.Now().UTC())
 	return err
 }

@@ -120,15 +120,20 @@ WITH t AS (
     GROUP BY 1, 2, 3, 4, 5, 6, 7
 ), ak AS (
     -- The analysed units' new days, and whether the unit already has a day
-    -- after its first new one (late; one index probe, which finds nothing
-    -- for events that arrive in order, on the unit's last day or later).
+    -- after its first new one (late). No unit has a day after the
+    -- definition's latest (agg_defs.max_day, read as the statement
+    -- starts), so events that arrive in order need no lookup; before it,
+    -- one index probe.
     -- A conversion or retention already counted (py > 0) whose new days
     -- are not late is settled: its counted day is on or before them, so
     -- its value on every day stays 1 and its day changes stay 0.
     SELECT k.*, NOT k.late AND $3 IN ('conversion', 'retention') AND k.py > 0 AS settled FROM (
-        SELECT a.*, EXISTS (SELECT 1 FROM agg_unit_days d
-                WHERE d.unit_id = a.unit_id AND d.experiment = $1 AND d.metric = $2 AND d.day > a.since OFFSET 0) AS late
+        SELECT a.*, CASE WHEN a.since >= (SELECT max_day FROM agg_defs WHERE experiment = $1 AND metric = $2) THEN false
+            ELSE EXISTS (SELECT 1 FROM agg_unit_days d
+                WHERE d.unit_id = a.unit_id AND d.experiment = $1 AND d.metric = $2 AND d.day > a.since OFFSET 0) END AS late
         FROM (SELECT ad.*, min(day) OVER (PARTITION BY unit_id COLLATE "C") AS since FROM ad WHERE state = 0) a) k
+), latest AS (
+    ` + raiseMaxDay("ad") + `
 ), days_add AS (
     -- A settled unit's day rows are not written: for these metrics only
     -- whether a day has events (n > 0) matters, and only up to the first

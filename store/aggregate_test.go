@@ -132,6 +132,11 @@ func aggExperiment(tb testing.TB, db *store.DB, key string) (*flywheel.Experimen
 // rather than falling back.
 func verifyAggregates(tb testing.TB, db *store.DB, r *rand.Rand, label string, keys ...string) {
 	tb.Helper()
+	// The tracks step trusts agg_defs.max_day to be at least every day row's day.
+	if n := queryInt(tb, db, `SELECT count(*) FROM agg_unit_days u JOIN agg_defs d USING (experiment, metric)
+		WHERE d.max_day IS NULL OR u.day > d.max_day`); n != 0 {
+		tb.Errorf("%s: %d day rows after their definition's max_day", label, n)
+	}
 	for _, key := range keys {
 		e, ms := aggExperiment(tb, db, key)
 		want := []string{""}

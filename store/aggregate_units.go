@@ -175,6 +175,8 @@ WITH u AS (
     FROM od FULL JOIN nd ON nd.unit_id = od.unit_id AND nd.day = od.day
 ), days_gone AS (
     DELETE FROM agg_unit_days WHERE ctid = ANY(ARRAY(SELECT tid FROM dd WHERE unit_id IS NULL))
+), latest AS (
+    ` + raiseMaxDay("nd") + `
 ), days_new AS (
     INSERT INTO agg_unit_days AS d (experiment, metric, unit_id, day, n, v, num, den)
     SELECT $1, $2, unit_id, day, n, v, num, den FROM dd WHERE unit_id IS NOT NULL
@@ -196,6 +198,15 @@ WITH u AS (
     UNION ALL
     SELECT $1, $2, variant, state, -1, y, x, num, den, $9, first_ts FROM old
 ), ` + hoursUpsert + `, ` + variantUpsert
+
+// raiseMaxDay is the SQL that raises the latest day of definition ($1,
+// $2) in agg_defs to the latest of the CTE days (day) that the statement
+// writes to agg_unit_days (a definition being built has no agg_defs row
+// yet: rebuild sets it; a NULL one stays unknown).
+func raiseMaxDay(days string) string {
+	return `UPDATE agg_defs SET max_day = greatest(max_day, (SELECT max(day) FROM ` + days + `))
+    WHERE experiment = $1 AND metric = $2 AND max_day IS NOT NULL`
+}
 
 // hoursUpsert keeps agg_first_hours, the analysed units of each variant by
 // hour of first exposure, from the units definition's rows of change (with
