@@ -910,7 +910,8 @@ func TestAggregateSameDayTracks(t *testing.T) {
 		// the same day and the next in one cycle.
 		{"same day and the next", []flywheel.Event{buy("sd2", 11, 15.25), buy("sd2", 30, 2.5), buy("sd3", 12, 200), buy("sd4", 52, 1), buy("sd4", 75, 1)}},
 		{"the next day again", []flywheel.Event{buy("sd2", 31, 7), buy("sd3", 35, 1)}},
-		// late: before every day the units have.
+		// late: on a day before the unit's last (sd3, sd4: its conversion
+		// moves to day 1), and before exposure (sd2: the CUPED period).
 		{"late", []flywheel.Event{buy("sd2", 2.5, 3), buy("sd3", 4.5, 60), buy("sd4", 30, 2)}},
 	} {
 		mustWrite(t, db, step.events...)
