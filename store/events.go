@@ -56,6 +56,13 @@ var copyEvents = "COPY events (" + strings.Join(eventColumns, ", ") + ") FROM ST
 // shows unchanged; the upserts' WHERE skips what a concurrent group
 // committed since. Rows are upserted in key order so that concurrent groups
 // cannot deadlock.
+//
+// Each NOT EXISTS ends in OFFSET 0, which keeps PostgreSQL from turning it
+// into a join: it stays one primary-key probe per exposure or link of the
+// group. As a join, the planner may hash the whole table instead (it did
+// for exposures of 20,000 rows, and while a table's statistics lag behind
+// its growth), and a group would then cost more the more units are stored
+// (BENCHMARKS.md, "The fold's probes").
 const foldNew = `
 WITH x AS (
     SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])
@@ -69,7 +76,7 @@ WITH x AS (
     INSERT INTO exposures AS x (experiment, unit_id, unit_type, variant, first_ts, attributes, multiple)
     SELECT experiment, unit_id, unit_type, variant, first_ts, attributes::jsonb, multiple FROM g
     WHERE NOT EXISTS (SELECT FROM exposures e WHERE e.experiment = g.experiment AND e.unit_id = g.unit_id
-        AND e.first_ts <= g.first_ts AND (e.multiple OR (e.variant = g.variant AND NOT g.multiple)))
+        AND e.first_ts <= g.first_ts AND (e.multiple OR (e.variant = g.variant AND NOT g.multiple)) OFFSET 0)
     ORDER BY experiment, unit_id
     ON CONFLICT (experiment, unit_id) DO UPDATE SET
         variant    = CASE WHEN EXCLUDED.first_ts < x.first_ts THEN EXCLUDED.variant ELSE x.variant END,
@@ -85,7 +92,7 @@ WITH x AS (
 ), al AS (
     INSERT INTO aliases AS a (unit_type, unit_id, customer_id, ts)
     SELECT unit_type, unit_id, customer_id, ts FROM i
-    WHERE NOT EXISTS (SELECT FROM aliases a WHERE a.unit_type = i.unit_type AND a.unit_id = i.unit_id AND a.ts <= i.ts)
+    WHERE NOT EXISTS (SELECT FROM aliases a WHERE a.unit_type = i.unit_type AND a.unit_id = i.unit_id AND a.ts <= i.ts OFFSET 0)
     ORDER BY unit_type, unit_id
     ON CONFLICT (unit_type, unit_id) DO UPDATE SET customer_id = EXCLUDED.customer_id, ts = EXCLUDED.ts, replaced = a.customer_id
     WHERE EXCLUDED.ts < a.ts

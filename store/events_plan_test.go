@@ -1,0 +1,85 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/internal/pgtest"
+)
+
+// TestFoldProbesByIndex plans foldNew for a group of 200 exposures and 200
+// links against tables of 20,000 rows each, with fresh statistics: each
+// NOT EXISTS must stay one index probe per row of the group, never a scan
+// of the table (as a join, PostgreSQL hashes the whole table at this
+// size, so that a group's cost grows with what is stored).
+func TestFoldProbesByIndex(t *testing.T) {
+	ctx := context.Background()
+	db, err := Open(ctx, pgtest.NewDatabase(t), Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.pool.Exec(ctx, `
+		INSERT INTO exposures (experiment, unit_id, unit_type, variant, first_ts)
+		SELECT 'e', 'c-' || n, 'customer', 'control', now() - interval '1 day' FROM generate_series(1, 20000) n;
+		INSERT INTO aliases (unit_type, unit_id, customer_id, ts)
+		SELECT 'device', 'd-' || n, 'c-' || n, now() - interval '1 day' FROM generate_series(1, 20000) n;
+		ANALYZE exposures, aliases`); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	var events []flywheel.Event
+	for i := range 200 {
+		unit := fmt.Sprintf("c-%d", i*97)
+		events = append(events,
+			flywheel.Event{ID: uuid.New(), Type: flywheel.EventExposure, UnitType: "customer", UnitID: unit,
+				Timestamp: now, ReceivedAt: now, Experiment: "e", Variant: "control"},
+			flywheel.Event{ID: uuid.New(), Type: flywheel.EventIdentify, UnitType: "device", UnitID: fmt.Sprintf("d-%d", i*89),
+				Timestamp: now, ReceivedAt: now, CustomerID: unit})
+	}
+	accepted := make([]int, len(events))
+	for i := range accepted {
+		accepted[i] = i
+	}
+	var plan []byte
+	if err := db.pool.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+foldNew, foldArgs(events, accepted)...).Scan(&plan); err != nil {
+		t.Fatal(err)
+	}
+	var tree []map[string]any
+	if err := json.Unmarshal(plan, &tree); err != nil {
+		t.Fatal(err)
+	}
+	probes := map[string]int{}
+	var walk func(n map[string]any)
+	walk = func(n map[string]any) {
+		if rel, _ := n["Relation Name"].(string); rel == "exposures" || rel == "aliases" {
+			switch typ, _ := n["Node Type"].(string); typ {
+			case "Index Scan", "Index Only Scan":
+				probes[rel]++
+			case "ModifyTable":
+			default:
+				t.Errorf("%s read by %s, want index probes", rel, typ)
+			}
+		}
+		sub, _ := n["Plans"].([]any)
+		for _, s := range sub {
+			if m, ok := s.(map[string]any); ok {
+				walk(m)
+			}
+		}
+	}
+	walk(tree[0]["Plan"].(map[string]any))
+	if probes["exposures"] == 0 || probes["aliases"] == 0 {
+		t.Errorf("index probes %v, want exposures and aliases probed", probes)
+	}
+	if t.Failed() {
+		t.Logf("plan:\n%s", strings.TrimSpace(string(plan)))
+	}
+}
