@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,7 +33,7 @@ const (
 	ingestRateTarget  = 50_000
 )
 
-const benchIngestUsage = `usage: flywheel bench ingest [--connections 8] [--ceiling keyed|events] [--batch 1000] [--duration 10s] [--rounds 3] [--warmup 2s] [--json] [--cpuprofile PREFIX]`
+const benchIngestUsage = `usage: flywheel bench ingest [--connections 8] [--ceiling keyed|events] [--batch 1000] [--duration 10s] [--rounds 3] [--warmup 2s] [--targets copy,flywheel-v7,flywheel-v4] [--json] [--cpuprofile PREFIX]`
 
 // ingestOptions are the flags of `bench ingest`.
 type ingestOptions struct {
@@ -44,7 +45,11 @@ type ingestOptions struct {
 	Rounds      int
 	JSON        bool
 	CPUProfile  string
+	Targets     []string
 }
+
+// ingestTargets are what `bench ingest` can measure, in the order of a round.
+var ingestTargets = []string{"copy", "flywheel-v7", "flywheel-v4"}
 
 // ingestRun is one measured run of one target.
 type ingestRun struct {
@@ -61,6 +66,56 @@ type ingestRun struct {
 	// the run, the active client backends by what they were doing: a wait
 	// event ("IO:WalSync", "Lock:transactionid", ...) or "CPU" (none).
 	Waits map[string]int `json:"waits"`
+	// WALPerEvent is the WAL the whole server wrote during the run
+	// (warm-up included, every backend: ingestion, the aggregator) over
+	// the events committed in that time, in bytes.
+	WALPerEvent float64 `json:"wal_bytes_per_event"`
+	allEvents   int64   // committed, warm-up included
+	// CPUPerEvent is the machine's busy CPU time (every process: server,
+	// clients, PostgreSQL; /proc/stat, so Linux only) during the measured
+	// time over the events committed in it, in microseconds: unlike
+	// events/s, it does not move when the hypervisor takes cores away.
+	// CPUBusy is the share of the machine's CPU time that was busy.
+	CPUPerEvent float64 `json:"cpu_us_per_event,omitempty"`
+	CPUBusy     float64 `json:"cpu_busy,omitempty"`
+}
+
+// machineCPU is the machine's CPU time so far, in seconds, from /proc/stat.
+type machineCPU struct {
+	busy, idle float64
+	ok         bool
+}
+
+// readMachineCPU reads /proc/stat's first line: user nice system idle
+// iowait irq softirq steal ...; idle and iowait are idle, steal (time the
+// hypervisor gave to others) is neither.
+func readMachineCPU() machineCPU {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return machineCPU{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 8 || f[0] != "cpu" {
+		return machineCPU{}
+	}
+	var v [7]float64
+	for i := range v {
+		if v[i], err = strconv.ParseFloat(f[i+1], 64); err != nil {
+			return machineCPU{}
+		}
+	}
+	const hz = 100 // USER_HZ, the unit of /proc/stat on every Linux
+	return machineCPU{busy: (v[0] + v[1] + v[2] + v[5] + v[6]) / hz, idle: (v[3] + v[4]) / hz, ok: true}
+}
+
+// walLSN is the server's current WAL position in bytes, or -1.
+func walLSN(ctx context.Context, pool *pgxpool.Pool) int64 {
+	var n int64
+	if err := pool.QueryRow(ctx, `SELECT pg_current_wal_lsn() - '0/0'`).Scan(&n); err != nil {
+		return -1
+	}
+	return n
 }
 
 // runBenchIngest runs `flywheel bench ingest`: durable events/s through
@@ -81,10 +136,22 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 	fs.IntVar(&o.Rounds, "rounds", 3, "rounds of copy, flywheel-v7, flywheel-v4 (1-100)")
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON document instead of tables")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each run to PREFIX-<target>-r<round>.pprof")
+	targets := fs.String("targets", strings.Join(ingestTargets, ","), "what each round runs, in order: copy (the ceiling), flywheel-v7, flywheel-v4")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
+	for _, t := range strings.Split(*targets, ",") {
+		if t = strings.TrimSpace(t); t == "" {
+			continue
+		}
+		if !slices.Contains(ingestTargets, t) || slices.Contains(o.Targets, t) {
+			return usageError{fmt.Sprintf("--targets %q: want some of %s, each once\n%s", *targets, strings.Join(ingestTargets, ", "), benchIngestUsage)}
+		}
+		o.Targets = append(o.Targets, t)
+	}
 	switch {
+	case len(o.Targets) == 0:
+		return usageError{fmt.Sprintf("--targets: nothing to run\n%s", benchIngestUsage)}
 	case fs.NArg() > 0:
 		return usageError{fmt.Sprintf("unexpected argument %q\n%s", fs.Arg(0), benchIngestUsage)}
 	case o.Ceiling != "keyed" && o.Ceiling != "events":
@@ -136,7 +203,7 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 	print := func(r ingestRun) {
 		runs = append(runs, r)
 		if !o.JSON {
-			fmt.Fprintf(stdout, "%5d  %-12s %8d %10d %12.0f %9.1fms %9.1fms %6d\n", r.Round, r.Target, r.Batches, r.Events, r.EventsPS, r.P50ms, r.P99ms, r.Failed)
+			fmt.Fprintf(stdout, "%5d  %-12s %8d %10d %12.0f %9.1fms %9.1fms %6d %9.0f %9.1f %5.0f%%\n", r.Round, r.Target, r.Batches, r.Events, r.EventsPS, r.P50ms, r.P99ms, r.Failed, r.WALPerEvent, r.CPUPerEvent, 100*r.CPUBusy)
 		}
 	}
 	if !o.JSON {
@@ -145,11 +212,11 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 		fmt.Fprintf(stdout, "machine:  %d CPUs (%s), go %s\n", m.CPUs, m.CPUModel, m.Go)
 		fmt.Fprintf(stdout, "load:     %d clients x %d-event batches, closed loop, %v warm-up + %v per run, %d rounds\n", o.Connections, o.Batch, o.Warmup, o.Duration, o.Rounds)
 		fmt.Fprintf(stdout, "events:   10%% exposure, 85%% track, 5%% identify; database: %s\n\n", env.dbDesc)
-		fmt.Fprintf(stdout, "round  target        batches     events     events/s       p50       p99  failed\n")
+		fmt.Fprintf(stdout, "round  target        batches     events     events/s       p50       p99  failed  WAL B/ev  CPU µs/ev  busy\n")
 	}
 	var seq atomic.Uint64
 	for round := 1; round <= o.Rounds; round++ {
-		for _, target := range []string{"copy", "flywheel-v7", "flywheel-v4"} {
+		for _, target := range o.Targets {
 			var send func(ctx context.Context, w int, evs []benchEvent) error
 			switch target {
 			case "copy":
@@ -166,7 +233,11 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 				return err
 			}
 			stopWaits := sampleWaits(ctx, pool)
+			lsn0 := walLSN(ctx, pool)
 			r := runIngestLoad(ctx, o, target, &seq, send)
+			if lsn1 := walLSN(ctx, pool); lsn0 >= 0 && lsn1 >= lsn0 && r.allEvents > 0 {
+				r.WALPerEvent = float64(lsn1-lsn0) / float64(r.allEvents)
+			}
 			r.Waits = stopWaits()
 			stopProfile()
 			r.Round = round
@@ -183,12 +254,18 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 			"options": o, "database": env.dbDesc, "runs": runs, "summary": sum, "aggregator": agg})
 	}
 	fmt.Fprintf(stdout, "\nsummary, medians over %d rounds:\n", o.Rounds)
-	fmt.Fprintf(stdout, "  events/s   copy %9.0f  flywheel-v7 %9.0f  ratio %.2f  (target >= %.2f)  %s\n", sum.Copy, sum.V7, sum.Ratio, ingestRatioTarget, pass(sum.Ratio >= ingestRatioTarget))
-	fmt.Fprintf(stdout, "  events/s   flywheel-v7 %9.0f  (target >= %d)  %s\n", sum.V7, ingestRateTarget, pass(sum.V7 >= ingestRateTarget))
-	fmt.Fprintf(stdout, "  p99        flywheel-v7 %.1fms per %d-event request\n", sum.P99V7, o.Batch)
-	fmt.Fprintf(stdout, "  ids        flywheel-v4 %9.0f  = %.2fx of v7\n", sum.V4, sum.V4/sum.V7)
+	if sum.Copy > 0 && sum.V7 > 0 {
+		fmt.Fprintf(stdout, "  events/s   copy %9.0f  flywheel-v7 %9.0f  ratio %.2f  (target >= %.2f)  %s\n", sum.Copy, sum.V7, sum.Ratio, ingestRatioTarget, pass(sum.Ratio >= ingestRatioTarget))
+	}
+	if sum.V7 > 0 {
+		fmt.Fprintf(stdout, "  events/s   flywheel-v7 %9.0f  (target >= %d)  %s\n", sum.V7, ingestRateTarget, pass(sum.V7 >= ingestRateTarget))
+		fmt.Fprintf(stdout, "  p99        flywheel-v7 %.1fms per %d-event request\n", sum.P99V7, o.Batch)
+	}
+	if sum.V4 > 0 && sum.V7 > 0 {
+		fmt.Fprintf(stdout, "  ids        flywheel-v4 %9.0f  = %.2fx of v7\n", sum.V4, sum.V4/sum.V7)
+	}
 	fmt.Fprintf(stdout, "  where PostgreSQL's client backends were (samples every 20 ms, all rounds; CPU = no wait event):\n")
-	for _, target := range []string{"copy", "flywheel-v7"} {
+	for _, target := range o.Targets {
 		fmt.Fprintf(stdout, "    %-12s %s\n", target, topWaits(runs, target, 6))
 	}
 	if agg.Cycles > 0 {
@@ -365,6 +442,9 @@ func runIngestLoad(ctx context.Context, o ingestOptions, target string, seq *ato
 	var mu sync.Mutex
 	run := ingestRun{Target: target}
 	var lat []time.Duration
+	var all atomic.Int64 // committed events, warm-up included
+	var cpu0 machineCPU
+	cpuTimer := time.AfterFunc(o.Warmup, func() { cpu0 = readMachineCPU() })
 	var wg sync.WaitGroup
 	for w := range o.Connections {
 		wg.Go(func() {
@@ -376,6 +456,9 @@ func runIngestLoad(ctx context.Context, o ingestOptions, target string, seq *ato
 				t0 := time.Now()
 				err := send(rctx, w, evs)
 				d := time.Since(t0)
+				if err == nil {
+					all.Add(int64(len(evs)))
+				}
 				if t0.Before(measureFrom) || t0.After(end) {
 					continue
 				}
@@ -396,7 +479,16 @@ func runIngestLoad(ctx context.Context, o ingestOptions, target string, seq *ato
 	}
 	wg.Wait()
 	elapsed := time.Since(measureFrom)
+	if !cpuTimer.Stop() { // it ran: the measured time began
+		if cpu1 := readMachineCPU(); cpu0.ok && cpu1.ok && run.Events > 0 {
+			run.CPUPerEvent = (cpu1.busy - cpu0.busy) / float64(run.Events) * 1e6
+			if total := cpu1.busy + cpu1.idle - cpu0.busy - cpu0.idle; total > 0 {
+				run.CPUBusy = (cpu1.busy - cpu0.busy) / total
+			}
+		}
+	}
 	run.EventsPS = float64(run.Events) / elapsed.Seconds()
+	run.allEvents = all.Load()
 	slices.Sort(lat)
 	if n := len(lat); n > 0 {
 		run.P50ms, run.P99ms = ms(lat[n/2]), ms(lat[min(n-1, n*99/100)])

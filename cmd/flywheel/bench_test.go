@@ -112,6 +112,9 @@ func TestBenchIngest(t *testing.T) {
 		if r.Failed != 0 || r.Batches == 0 || r.Events != int64(r.Batches)*50 {
 			t.Errorf("run %+v: want batches of 50 events, none failed", r)
 		}
+		if r.WALPerEvent < 50 { // an event row alone is more
+			t.Errorf("run %s: %.0f bytes of WAL per event, want the server's WAL over the run's events", r.Target, r.WALPerEvent)
+		}
 	}
 	if r := rep.Runs[1]; len(r.Waits) == 0 {
 		t.Errorf("run %+v: no samples of pg_stat_activity", r)
@@ -125,7 +128,22 @@ func TestBenchIngest(t *testing.T) {
 	if a := rep.Aggregator; a == nil || a.Cycles == 0 || len(a.Steps) == 0 || a.Errors != 0 {
 		t.Errorf("aggregator = %+v, want its cycles and steps scraped from /metrics, no failed cycle", a)
 	}
-	wantUsageErrors(t, env(), []string{"bench", "ingest", "--batch", "0"}, []string{"bench", "ingest", "--connections", "0"}, []string{"bench", "ingest", "x"}, []string{"bench", "ingest", "--ceiling", "heap"})
+	wantUsageErrors(t, env(), []string{"bench", "ingest", "--batch", "0"}, []string{"bench", "ingest", "--connections", "0"}, []string{"bench", "ingest", "x"}, []string{"bench", "ingest", "--ceiling", "heap"},
+		[]string{"bench", "ingest", "--targets", "copy,kafka"}, []string{"bench", "ingest", "--targets", "copy,copy"}, []string{"bench", "ingest", "--targets", ","})
+
+	// --targets runs only those, in that order.
+	out.Reset()
+	args = []string{"bench", "ingest", "--rounds", "1", "--connections", "2", "--batch", "50", "--duration", "200ms", "--warmup", "0s", "--json", "--targets", "flywheel-v4,copy"}
+	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
+		t.Fatalf("bench ingest --targets: %v\nstderr:\n%s", err, errs.String())
+	}
+	rep.Runs = nil
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	if len(rep.Runs) != 2 || rep.Runs[0].Target != "flywheel-v4" || rep.Runs[1].Target != "copy" {
+		t.Errorf("--targets flywheel-v4,copy ran %+v", rep.Runs)
+	}
 }
 
 // TestBenchStream runs `flywheel bench stream` with a few streams: the
