@@ -97,3 +97,88 @@ func (c *copyRows) copyTo(ctx context.Context, tx pgx.Tx, copySQL string) (int64
 	tag, err := tx.Conn().PgConn().CopyFrom(ctx, bytes.NewReader(c.b), copySQL)
 	return tag.RowsAffected(), err
 }
+
+// Element types of the binary arrays below (pg_type.oid).
+const (
+	oidInt4        = 23
+	oidText        = 25
+	oidFloat8      = 701
+	oidTimestamptz = 1184
+)
+
+// binArray is a one-dimensional array in PostgreSQL's binary format, built
+// by hand for foldNew's parameters, as copyRows is for the COPYs: pgx's
+// generic array encoding took half of WriteEvents' own CPU time
+// (BENCHMARKS.md, "The fold's parameters, encoded by hand").
+type binArray struct {
+	b       []byte
+	n       int
+	hasNull bool
+}
+
+// binArrayHeader is ndim, flags, element type, length and lower bound.
+const binArrayHeader = 20
+
+func newBinArray(oid uint32, sizeHint int) *binArray {
+	a := &binArray{b: make([]byte, binArrayHeader, binArrayHeader+sizeHint)}
+	binary.BigEndian.PutUint32(a.b[8:], oid)
+	return a
+}
+
+func (a *binArray) null() {
+	a.b = binary.BigEndian.AppendUint32(a.b, math.MaxUint32) // length -1
+	a.n++
+	a.hasNull = true
+}
+
+func (a *binArray) text(s string) {
+	a.b = binary.BigEndian.AppendUint32(a.b, uint32(len(s)))
+	a.b = append(a.b, s...)
+	a.n++
+}
+
+func (a *binArray) textOrNull(s *string) {
+	if s == nil {
+		a.null()
+		return
+	}
+	a.text(*s)
+}
+
+func (a *binArray) int4(v int32) {
+	a.b = binary.BigEndian.AppendUint32(a.b, 4)
+	a.b = binary.BigEndian.AppendUint32(a.b, uint32(v))
+	a.n++
+}
+
+// timestamptz stores t to the microsecond (truncated, as pgx does).
+func (a *binArray) timestamptz(t time.Time) {
+	a.b = binary.BigEndian.AppendUint32(a.b, 8)
+	a.b = binary.BigEndian.AppendUint64(a.b, uint64(t.UnixMicro()-pgEpoch))
+	a.n++
+}
+
+func (a *binArray) float8OrNull(f *float64) {
+	if f == nil {
+		a.null()
+		return
+	}
+	a.b = binary.BigEndian.AppendUint32(a.b, 8)
+	a.b = binary.BigEndian.AppendUint64(a.b, math.Float64bits(*f))
+	a.n++
+}
+
+// bytes returns the array's binary value; an empty array is '{}' (no
+// dimensions), not NULL.
+func (a *binArray) bytes() []byte {
+	if a.n == 0 {
+		return a.b[:12] // ndim 0, flags 0, element type
+	}
+	binary.BigEndian.PutUint32(a.b[0:], 1)
+	if a.hasNull {
+		binary.BigEndian.PutUint32(a.b[4:], 1)
+	}
+	binary.BigEndian.PutUint32(a.b[12:], uint32(a.n))
+	binary.BigEndian.PutUint32(a.b[16:], 1)
+	return a.b
+}

@@ -3,6 +3,7 @@ package store
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"slices"
 	"strings"
@@ -168,8 +169,7 @@ func (db *DB) WriteEvents(ctx context.Context, events []flywheel.Event) ([]int, 
 		if int(copied) != len(accepted) {
 			return fmt.Errorf("copied %d of %d events", copied, len(accepted))
 		}
-		_, err = tx.Exec(ctx, foldNew, foldArgs(events, accepted)...)
-		return err
+		return execFold(ctx, tx, foldArgs(events, accepted))
 	})
 	if err != nil {
 		return nil, translate("write events", err)
@@ -226,14 +226,16 @@ func recordIDs(ctx context.Context, tx pgx.Tx, seqs []int32, ids []pgtype.UUID, 
 	return pgx.CollectRows(rows, pgx.RowTo[int])
 }
 
-// foldArgs returns the parameters of foldNew for the accepted events.
-func foldArgs(events []flywheel.Event, accepted []int) []any {
-	// Every array is non-nil: an empty one is '{}', not NULL.
-	xSeq, iSeq := []int32{}, []int32{}
-	xExp, xUnit, xType, xVariant, xAttrs := []string{}, []string{}, []string{}, []string{}, []*string{}
-	iType, iUnit, iCustomer := []string{}, []string{}, []string{}
-	tTypes, tIDs, tEvents := []string{}, []string{}, []string{}
-	xTS, iTS, tTS, tValues := []time.Time{}, []time.Time{}, []time.Time{}, []*float64{}
+// foldArgs returns the parameters of foldNew for the accepted events, each
+// in PostgreSQL's binary format (binArray), for execFold.
+func foldArgs(events []flywheel.Event, accepted []int) [][]byte {
+	n := len(accepted)
+	xSeq, xExp, xUnit, xType := newBinArray(oidInt4, 0), newBinArray(oidText, 0), newBinArray(oidText, 0), newBinArray(oidText, 0)
+	xVariant, xTS, xAttrs := newBinArray(oidText, 0), newBinArray(oidTimestamptz, 0), newBinArray(oidText, 0)
+	iSeq, iType, iUnit, iCustomer, iTS := newBinArray(oidInt4, 0), newBinArray(oidText, 0), newBinArray(oidText, 0),
+		newBinArray(oidText, 0), newBinArray(oidTimestamptz, 0)
+	tTypes, tIDs, tTS := newBinArray(oidText, n*14), newBinArray(oidText, n*16), newBinArray(oidTimestamptz, n*12)
+	tEvents, tValues := newBinArray(oidText, n*16), newBinArray(oidFloat8, n*12)
 	var oldest time.Time
 	for _, j := range accepted {
 		e := &events[j]
@@ -242,24 +244,51 @@ func foldArgs(events []flywheel.Event, accepted []int) []any {
 		}
 		switch e.Type {
 		case flywheel.EventTrack:
-			tTypes, tIDs, tTS, tEvents, tValues = append(tTypes, e.UnitType), append(tIDs, e.UnitID), append(tTS, e.Timestamp),
-				append(tEvents, e.Name), append(tValues, e.Value)
+			tTypes.text(e.UnitType)
+			tIDs.text(e.UnitID)
+			tTS.timestamptz(e.Timestamp)
+			tEvents.text(e.Name)
+			tValues.float8OrNull(e.Value)
 		case flywheel.EventExposure:
-			var attrs *string
+			xSeq.int4(int32(j))
+			xExp.text(e.Experiment)
+			xUnit.text(e.UnitID)
+			xType.text(e.UnitType)
+			xVariant.text(e.Variant)
+			xTS.timestamptz(e.Timestamp)
 			if a := nullJSON(e.Attributes); a != nil {
-				s := string(a)
-				attrs = &s
+				xAttrs.text(string(a))
+			} else {
+				xAttrs.null()
 			}
-			xSeq, xExp, xUnit, xType, xVariant = append(xSeq, int32(j)), append(xExp, e.Experiment), append(xUnit, e.UnitID),
-				append(xType, e.UnitType), append(xVariant, e.Variant)
-			xTS, xAttrs = append(xTS, e.Timestamp), append(xAttrs, attrs)
 		case flywheel.EventIdentify:
-			iSeq, iType, iUnit, iCustomer, iTS = append(iSeq, int32(j)), append(iType, e.UnitType), append(iUnit, e.UnitID),
-				append(iCustomer, e.CustomerID), append(iTS, e.Timestamp)
+			iSeq.int4(int32(j))
+			iType.text(e.UnitType)
+			iUnit.text(e.UnitID)
+			iCustomer.text(e.CustomerID)
+			iTS.timestamptz(e.Timestamp)
 		}
 	}
-	return []any{xSeq, xExp, xUnit, xType, xVariant, xTS, xAttrs, iSeq, iType, iUnit, iCustomer, iTS,
-		oldest, tTypes, tIDs, tTS, tEvents, tValues}
+	at := binary.BigEndian.AppendUint64(nil, uint64(oldest.UnixMicro()-pgEpoch))
+	return [][]byte{xSeq.bytes(), xExp.bytes(), xUnit.bytes(), xType.bytes(), xVariant.bytes(), xTS.bytes(), xAttrs.bytes(),
+		iSeq.bytes(), iType.bytes(), iUnit.bytes(), iCustomer.bytes(), iTS.bytes(),
+		at, tTypes.bytes(), tIDs.bytes(), tTS.bytes(), tEvents.bytes(), tValues.bytes()}
+}
+
+// foldStatement is the name foldNew is prepared under on each connection.
+const foldStatement = "flywheel_fold_new"
+
+// binaryFormats has a binary format code for each parameter of foldNew.
+var binaryFormats = []int16{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}
+
+// execFold runs foldNew with parameters from foldArgs on tx's connection,
+// prepared once per connection.
+func execFold(ctx context.Context, tx pgx.Tx, params [][]byte) error {
+	if _, err := tx.Conn().Prepare(ctx, foldStatement, foldNew); err != nil {
+		return err
+	}
+	_, err := tx.Conn().PgConn().ExecPrepared(ctx, foldStatement, params, binaryFormats, nil).Close()
+	return err
 }
 
 func nullJSON(b []byte) []byte {

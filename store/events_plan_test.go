@@ -48,8 +48,17 @@ func TestFoldProbesByIndex(t *testing.T) {
 	for i := range accepted {
 		accepted[i] = i
 	}
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Release()
 	var plan []byte
-	if err := db.pool.QueryRow(ctx, "EXPLAIN (FORMAT JSON) "+foldNew, foldArgs(events, accepted)...).Scan(&plan); err != nil {
+	rr := conn.Conn().PgConn().ExecParams(ctx, "EXPLAIN (FORMAT JSON) "+foldNew, foldArgs(events, accepted), nil, binaryFormats, nil)
+	for rr.NextRow() {
+		plan = append(plan, rr.Values()[0]...)
+	}
+	if _, err := rr.Close(); err != nil {
 		t.Fatal(err)
 	}
 	var tree []map[string]any
