@@ -61,7 +61,7 @@ func readBody(c *gin.Context, limit int64) ([]byte, error) {
 	if c.Request.ContentLength > limit {
 		return nil, tooLarge(limit)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit))
+	body, err := readAll(http.MaxBytesReader(c.Writer, c.Request.Body, limit), c.Request.ContentLength)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
@@ -70,6 +70,30 @@ func readBody(c *gin.Context, limit int64) ([]byte, error) {
 		return nil, flywheel.Invalid("", "reading the request body: %v", err)
 	}
 	return body, nil
+}
+
+// readAll is io.ReadAll with room for size bytes from the start (the
+// request's Content-Length, when it gives one and within the limit): a
+// 1,000-event request is about 250 KB, which io.ReadAll reaches by
+// doubling from 512 bytes, copying it all a dozen times.
+func readAll(r io.Reader, size int64) ([]byte, error) {
+	if size <= 0 {
+		return io.ReadAll(r)
+	}
+	b := make([]byte, 0, size+1) // +1: the final read sees EOF without growing
+	for {
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+		if len(b) == cap(b) { // longer than it said: grow as io.ReadAll does
+			b = append(b, 0)[:len(b)]
+		}
+	}
 }
 
 func tooLarge(limit int64) error {
