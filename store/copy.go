@@ -108,8 +108,8 @@ const (
 
 // binArray is a one-dimensional array in PostgreSQL's binary format, built
 // by hand for foldNew's parameters, as copyRows is for the COPYs: pgx's
-// generic array encoding took half of WriteEvents' own CPU time
-// (BENCHMARKS.md, "The fold's parameters, encoded by hand").
+// generic array encoding took 40 % of WriteEvents' own CPU time
+// (BENCHMARKS.md, "Ingestion: where an event's CPU goes").
 type binArray struct {
 	b       []byte
 	n       int

@@ -63,7 +63,7 @@ var copyEvents = "COPY events (" + strings.Join(eventColumns, ", ") + ") FROM ST
 // group. As a join, the planner may hash the whole table instead (it did
 // for exposures of 20,000 rows, and while a table's statistics lag behind
 // its growth), and a group would then cost more the more units are stored
-// (BENCHMARKS.md, "The fold's probes").
+// (BENCHMARKS.md, "Ingestion: where an event's CPU goes").
 const foldNew = `
 WITH x AS (
     SELECT * FROM unnest($1::int[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::text[])

@@ -442,9 +442,9 @@ func runIngestLoad(ctx context.Context, o ingestOptions, target string, seq *ato
 	var mu sync.Mutex
 	run := ingestRun{Target: target}
 	var lat []time.Duration
-	var all atomic.Int64 // committed events, warm-up included
-	var cpu0 machineCPU
-	cpuTimer := time.AfterFunc(o.Warmup, func() { cpu0 = readMachineCPU() })
+	var all atomic.Int64                 // committed events, warm-up included
+	cpuStart := make(chan machineCPU, 1) // the machine's CPU when the measured time begins
+	cpuTimer := time.AfterFunc(o.Warmup, func() { cpuStart <- readMachineCPU() })
 	var wg sync.WaitGroup
 	for w := range o.Connections {
 		wg.Go(func() {
@@ -479,7 +479,8 @@ func runIngestLoad(ctx context.Context, o ingestOptions, target string, seq *ato
 	}
 	wg.Wait()
 	elapsed := time.Since(measureFrom)
-	if !cpuTimer.Stop() { // it ran: the measured time began
+	if !cpuTimer.Stop() { // it ran, or is running: the measured time began
+		cpu0 := <-cpuStart
 		if cpu1 := readMachineCPU(); cpu0.ok && cpu1.ok && run.Events > 0 {
 			run.CPUPerEvent = (cpu1.busy - cpu0.busy) / float64(run.Events) * 1e6
 			if total := cpu1.busy + cpu1.idle - cpu0.busy - cpu0.idle; total > 0 {

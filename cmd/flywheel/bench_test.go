@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -114,6 +115,9 @@ func TestBenchIngest(t *testing.T) {
 		}
 		if r.WALPerEvent < 50 { // an event row alone is more
 			t.Errorf("run %s: %.0f bytes of WAL per event, want the server's WAL over the run's events", r.Target, r.WALPerEvent)
+		}
+		if runtime.GOOS == "linux" && (r.CPUPerEvent <= 0 || r.CPUBusy <= 0 || r.CPUBusy > 1) {
+			t.Errorf("run %s: %.1f µs of CPU per event, %.2f busy; want the machine's busy time from /proc/stat", r.Target, r.CPUPerEvent, r.CPUBusy)
 		}
 	}
 	if r := rep.Runs[1]; len(r.Waits) == 0 {
