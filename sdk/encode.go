@@ -144,8 +144,12 @@ func appendFloatBits(b []byte, f float64, bits int) ([]byte, error) {
 		return b, errNotFinite
 	}
 	format := byte('f')
-	if abs := math.Abs(f); abs != 0 && (abs < 1e-6 || abs >= 1e21) {
-		format = 'e'
+	if abs := math.Abs(f); abs != 0 {
+		// encoding/json compares a float32 as a float32: 1e-6 as a float32
+		// is below 1e-6 as a float64, yet written 0.000001.
+		if bits == 64 && (abs < 1e-6 || abs >= 1e21) || bits == 32 && (float32(abs) < 1e-6 || float32(abs) >= 1e21) {
+			format = 'e'
+		}
 	}
 	b = strconv.AppendFloat(b, f, format, -1, bits)
 	if format == 'e' { // e-09 to e-9, as encoding/json

@@ -82,6 +82,7 @@ func FuzzAppendJSONValue(f *testing.F) {
 		f.Add(s, 1.5)
 	}
 	f.Add("x", 1e-7)
+	f.Add("x", 1e-6) // as a float32, below 1e-6 as a float64, yet written 0.000001
 	f.Add("x", 1e21)
 	f.Add("x", -0.0)
 	f.Add("x", 123456789.125)
@@ -105,6 +106,15 @@ func FuzzAppendJSONValue(f *testing.F) {
 		}
 		if err == nil && string(gotF) != string(wantF) {
 			t.Fatalf("appendFloat(%v) = %s, encoding/json %s", x, gotF, wantF)
+		}
+		x32 := float32(x)
+		gotF, err = appendFloatBits(nil, float64(x32), 32)
+		wantF, werr = json.Marshal(x32)
+		if (err != nil) != (werr != nil) {
+			t.Fatalf("appendFloatBits(float32 %v) error %v, encoding/json's %v", x32, err, werr)
+		}
+		if err == nil && string(gotF) != string(wantF) {
+			t.Fatalf("appendFloatBits(float32 %v) = %s, encoding/json %s", x32, gotF, wantF)
 		}
 	})
 }

@@ -138,6 +138,7 @@ func FuzzRecordObject(f *testing.F) {
 	f.Add("", "", 0.0, float32(0), int64(0), uint64(0), false)
 	f.Add("k\"\\\x00", "\xff\u2028<>", -0.0000012345678901234567, float32(-3e38), int64(math.MinInt64), uint64(math.MaxUint64), true)
 	f.Add("x", strings.Repeat("\x01", 2800), 1e21, float32(1e-7), int64(1), uint64(1), false)
+	f.Add("0", "0", 3e21, float32(1e-6), int64(1), uint64(81), false) // found by CI's fuzzing: a float32 of 1e-6
 	f.Add("x", "y", math.NaN(), float32(1), int64(1), uint64(1), false)
 	f.Add("x", "y", 1.0, float32(math.Inf(1)), int64(1), uint64(1), false)
 	f.Fuzz(func(t *testing.T, key, s string, x float64, x32 float32, i int64, u uint64, flag bool) {
