@@ -483,8 +483,10 @@ func runIngestLoad(ctx context.Context, o ingestOptions, target string, seq *ato
 		cpu0 := <-cpuStart
 		if cpu1 := readMachineCPU(); cpu0.ok && cpu1.ok && run.Events > 0 {
 			run.CPUPerEvent = (cpu1.busy - cpu0.busy) / float64(run.Events) * 1e6
-			if total := cpu1.busy + cpu1.idle - cpu0.busy - cpu0.idle; total > 0 {
-				run.CPUBusy = (cpu1.busy - cpu0.busy) / total
+			// iowait, counted as idle, can step backwards on Linux.
+			busy, idle := cpu1.busy-cpu0.busy, max(0, cpu1.idle-cpu0.idle)
+			if busy+idle > 0 {
+				run.CPUBusy = busy / (busy + idle)
 			}
 		}
 	}
