@@ -75,7 +75,7 @@ func readBody(c *gin.Context, limit int64) ([]byte, error) {
 // readAll is io.ReadAll with room for size bytes from the start (the
 // request's Content-Length, when it gives one and within the limit): a
 // 1,000-event request is about 250 KB, which io.ReadAll reaches by
-// doubling from 512 bytes, copying it all a dozen times.
+// growing from 512 bytes nine times, allocating and copying as it goes.
 func readAll(r io.Reader, size int64) ([]byte, error) {
 	if size <= 0 {
 		return io.ReadAll(r)

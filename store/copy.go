@@ -137,14 +137,6 @@ func (a *binArray) text(s string) {
 	a.n++
 }
 
-func (a *binArray) textOrNull(s *string) {
-	if s == nil {
-		a.null()
-		return
-	}
-	a.text(*s)
-}
-
 func (a *binArray) int4(v int32) {
 	a.b = binary.BigEndian.AppendUint32(a.b, 4)
 	a.b = binary.BigEndian.AppendUint32(a.b, uint32(v))
