@@ -4,8 +4,6 @@ import (
 	"context"
 	"testing"
 	"time"
-
-	"github.com/flywheel-oss/flywheel/internal/pgtest"
 )
 
 // TestBinArrayMatchesPgx sends arrays built by binArray and the same
@@ -14,16 +12,7 @@ import (
 // text that needs quoting, timestamps before 2000 and with microseconds.
 func TestBinArrayMatchesPgx(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, pgtest.NewDatabase(t), Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	conn, err := db.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
+	_, conn := openWithConn(t)
 	f := func(v float64) *float64 { return &v }
 	s := func(v string) *string { return &v }
 	ts := []time.Time{time.Date(1999, 12, 31, 23, 59, 59, 123456789, time.UTC), time.Date(2026, 12, 4, 17, 0, 0, 1000, time.FixedZone("x", 3600))}

@@ -109,45 +109,44 @@ const (
 // binArray is a one-dimensional array in PostgreSQL's binary format, built
 // by hand for foldNew's parameters, as copyRows is for the COPYs: pgx's
 // generic array encoding took 40 % of WriteEvents' own CPU time
-// (BENCHMARKS.md, "Ingestion: where an event's CPU goes").
+// (BENCHMARKS.md, "Ingestion: where an event's CPU goes"). An element is
+// written as a COPY field is (a length, -1 for NULL, and the value), so
+// the array appends with copyRows' field methods after its own header.
 type binArray struct {
-	b       []byte
-	n       int
-	hasNull bool
+	copyRows // b only: the header, then the elements
+	elems    int
+	hasNull  bool
 }
 
 // binArrayHeader is ndim, flags, element type, length and lower bound.
 const binArrayHeader = 20
 
 func newBinArray(oid uint32, sizeHint int) *binArray {
-	a := &binArray{b: make([]byte, binArrayHeader, binArrayHeader+sizeHint)}
+	a := &binArray{copyRows: copyRows{b: make([]byte, binArrayHeader, binArrayHeader+sizeHint)}}
 	binary.BigEndian.PutUint32(a.b[8:], oid)
 	return a
 }
 
 func (a *binArray) null() {
-	a.b = binary.BigEndian.AppendUint32(a.b, math.MaxUint32) // length -1
-	a.n++
+	a.copyRows.null()
+	a.elems++
 	a.hasNull = true
 }
 
 func (a *binArray) text(s string) {
-	a.b = binary.BigEndian.AppendUint32(a.b, uint32(len(s)))
-	a.b = append(a.b, s...)
-	a.n++
+	a.copyRows.text(s)
+	a.elems++
 }
 
 func (a *binArray) int4(v int32) {
 	a.b = binary.BigEndian.AppendUint32(a.b, 4)
 	a.b = binary.BigEndian.AppendUint32(a.b, uint32(v))
-	a.n++
+	a.elems++
 }
 
-// timestamptz stores t to the microsecond (truncated, as pgx does).
 func (a *binArray) timestamptz(t time.Time) {
-	a.b = binary.BigEndian.AppendUint32(a.b, 8)
-	a.b = binary.BigEndian.AppendUint64(a.b, uint64(t.UnixMicro()-pgEpoch))
-	a.n++
+	a.copyRows.timestamptz(t)
+	a.elems++
 }
 
 func (a *binArray) float8OrNull(f *float64) {
@@ -155,22 +154,21 @@ func (a *binArray) float8OrNull(f *float64) {
 		a.null()
 		return
 	}
-	a.b = binary.BigEndian.AppendUint32(a.b, 8)
-	a.b = binary.BigEndian.AppendUint64(a.b, math.Float64bits(*f))
-	a.n++
+	a.copyRows.float8OrNull(f)
+	a.elems++
 }
 
 // bytes returns the array's binary value; an empty array is '{}' (no
 // dimensions), not NULL.
 func (a *binArray) bytes() []byte {
-	if a.n == 0 {
+	if a.elems == 0 {
 		return a.b[:12] // ndim 0, flags 0, element type
 	}
 	binary.BigEndian.PutUint32(a.b[0:], 1)
 	if a.hasNull {
 		binary.BigEndian.PutUint32(a.b[4:], 1)
 	}
-	binary.BigEndian.PutUint32(a.b[12:], uint32(a.n))
+	binary.BigEndian.PutUint32(a.b[12:], uint32(a.elems))
 	binary.BigEndian.PutUint32(a.b[16:], 1)
 	return a.b
 }

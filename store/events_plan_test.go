@@ -9,10 +9,29 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/flywheel-oss/flywheel"
 	"github.com/flywheel-oss/flywheel/internal/pgtest"
 )
+
+// openWithConn opens a fresh database and holds one of its connections,
+// both closed when the test ends.
+func openWithConn(t *testing.T) (*DB, *pgxpool.Conn) {
+	t.Helper()
+	ctx := context.Background()
+	db, err := Open(ctx, pgtest.NewDatabase(t), Options{MaxConns: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(db.Close)
+	conn, err := db.pool.Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Release)
+	return db, conn
+}
 
 // TestFoldProbesByIndex plans foldNew for a group of 200 exposures and 200
 // links against tables of 20,000 rows each, with fresh statistics: each
@@ -21,11 +40,7 @@ import (
 // size, so that a group's cost grows with what is stored).
 func TestFoldProbesByIndex(t *testing.T) {
 	ctx := context.Background()
-	db, err := Open(ctx, pgtest.NewDatabase(t), Options{MaxConns: 2})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, conn := openWithConn(t)
 	if _, err := db.pool.Exec(ctx, `
 		INSERT INTO exposures (experiment, unit_id, unit_type, variant, first_ts)
 		SELECT 'e', 'c-' || n, 'customer', 'control', now() - interval '1 day' FROM generate_series(1, 20000) n;
@@ -48,11 +63,6 @@ func TestFoldProbesByIndex(t *testing.T) {
 	for i := range accepted {
 		accepted[i] = i
 	}
-	conn, err := db.pool.Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Release()
 	var plan []byte
 	rr := conn.Conn().PgConn().ExecParams(ctx, "EXPLAIN (FORMAT JSON) "+foldNew, foldArgs(events, accepted), nil, binaryFormats, nil)
 	for rr.NextRow() {
