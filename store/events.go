@@ -59,7 +59,7 @@ var copyEvents = "COPY events (" + strings.Join(eventColumns, ", ") + ") FROM ST
 // cannot deadlock.
 //
 // Each NOT EXISTS ends in OFFSET 0, which keeps PostgreSQL from turning it
-// into a join: it stays one primary-key probe per exposure or link of the
+// into a join: it stays one index probe per exposure or link of the
 // group. As a join, the planner may hash the whole table instead (it did
 // for exposures of 20,000 rows, and while a table's statistics lag behind
 // its growth), and a group would then cost more the more units are stored
