@@ -91,15 +91,39 @@ func capped(typ, cap, n, v string) string {
 }
 
 // sidesSum is the numeric sum of (after) - (before), each converted to
-// numeric on its own (skipping zeros), as dayDeltas converts the two sides
-// of a change: what is added now is exactly what a later change subtracts.
+// numeric on its own (exactNumeric), as dayDeltas converts the two sides of
+// a change: what is added now is exactly what a later change subtracts.
 func sidesSum(after, before, name string) string {
-	return `COALESCE(sum((CASE WHEN (` + after + `) = 0 THEN 0 ELSE (` + after + `)::numeric END) -
-            (CASE WHEN (` + before + `) = 0 THEN 0 ELSE (` + before + `)::numeric END)), 0) AS ` + name
+	return `COALESCE(sum(` + exactNumeric(after) + ` - ` + exactNumeric(before) + `), 0) AS ` + name
 }
 
-// daySigned is the numeric sum of sign * (expr), skipping zeros (most
-// columns of most metrics), whose conversion to numeric costs the most.
+// daySigned is the numeric sum of sign * (expr).
 func daySigned(expr, name string) string {
-	return `COALESCE(sum(CASE WHEN (` + expr + `) = 0 THEN 0 ELSE sign * (` + expr + `)::numeric END), 0) AS ` + name
+	return `COALESCE(sum(sign * ` + exactNumeric(expr) + `), 0) AS ` + name
+}
+
+// exactNumeric is the SQL of the float8 expression expr as numeric: the
+// value of expr::numeric (float8's 15 significant digits), which every sum
+// of the aggregates is made of, so that what one statement adds another can
+// subtract exactly. That cast prints the value and parses the text, and is
+// most of a cycle's arithmetic; most values are 0 (most columns of most
+// metrics), whole numbers (conversions, counts, fixed caps) or whole cents
+// (money) and their squares, and take cheaper casts that give the same
+// value:
+//
+// When |x| < 1e11 and float8(k / 10^s) = x for the whole number k =
+// round(x × 10^s), x is the float8 nearest to the decimal k / 10^s, which
+// has at most 15 significant digits; x is within half a unit in the last
+// place of it (2^-53 relative), much nearer than half a step of 15
+// significant digits (5 × 10^-16 relative at least), so x rounded to 15
+// digits is k / 10^s, and so is x::numeric (its scale may differ:
+// 0.1 and 0.10 are the same numeric). TestExactNumeric compares the two.
+func exactNumeric(expr string) string {
+	x := "(" + expr + ")"
+	return `CASE WHEN ` + x + ` = 0 THEN 0
+        WHEN abs(` + x + `) >= 1e11 THEN ` + x + `::numeric
+        WHEN ` + x + ` = trunc(` + x + `) THEN ` + x + `::int8::numeric
+        WHEN round(` + x + ` * 100) / 100 = ` + x + ` THEN round(` + x + ` * 100)::int8 * 0.01
+        WHEN round(` + x + ` * 10000) / 10000 = ` + x + ` THEN round(` + x + ` * 10000)::int8 * 0.0001
+        ELSE ` + x + `::numeric END`
 }

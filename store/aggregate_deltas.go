@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -63,7 +64,14 @@ func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateRe
 		}
 		from, to, events := window(d.metric)
 		m := d.metric
-		if _, err := tx.Exec(ctx, foldTracksSQL, d.exp.Key, m.Key, string(m.Type), events, from, to, m.CUPEDHours,
+		sql := foldTracksSQL
+		if rep.Pairs == 0 {
+			// Nothing to leave out; the check would cost a scan of the
+			// empty a_pairs per event (a planner sure that a table is
+			// empty nests it).
+			sql = strings.Replace(sql, notRecomputed, "", 1)
+		}
+		if _, err := tx.Exec(ctx, sql, d.exp.Key, m.Key, string(m.Type), events, from, to, m.CUPEDHours,
 			m.Numerator, d.fixedCap(), m.Denominator, d.exp.UnitType); err != nil {
 			return fmt.Errorf("%s/%s: %w", d.exp.Key, m.Key, err)
 		}
@@ -71,6 +79,11 @@ func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateRe
 	rep.lap("tracks", last)
 	return nil
 }
+
+// notRecomputed is foldTracksSQL's condition that leaves out the units
+// recomputed whole in the cycle (a_pairs).
+const notRecomputed = `
+      AND NOT EXISTS (SELECT 1 FROM a_pairs p WHERE p.experiment = $1 AND p.unit_id = k.owner)`
 
 // foldTracksSQL adds the events of a_tracks to the values of their owners
 // for one metric definition (parameters as foldUnitsSQL, and $11 the
@@ -80,8 +93,7 @@ func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateRe
 var foldTracksSQL = `
 WITH t AS (
     SELECT owner, ts, value, event FROM a_tracks k
-    WHERE owner_type = $11 AND event = ANY($4)
-      AND NOT EXISTS (SELECT 1 FROM a_pairs p WHERE p.experiment = $1 AND p.unit_id = k.owner)
+    WHERE owner_type = $11 AND event = ANY($4)` + notRecomputed + `
 ), old AS (
     SELECT a.* FROM (SELECT DISTINCT owner FROM t) k CROSS JOIN LATERAL (
         SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a

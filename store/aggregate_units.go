@@ -222,9 +222,8 @@ const hoursUpsert = `hours AS (
 // variantDelta sums the signed contributions of the rows of the CTE change
 // (experiment, metric, variant, state, sign, y, x, num, den, cap) per
 // variant, with each row's cap applied. Products are taken in float8 and
-// summed in numeric, so that a value added and later subtracted cancels
-// exactly; zeros (most columns of most metrics) skip the conversion to
-// numeric, which costs more than everything else here.
+// summed in numeric (exactNumeric), so that a value added and later
+// subtracted cancels exactly.
 var variantDelta = `delta AS (
     SELECT experiment, metric, variant,
         COALESCE(sum(sign) FILTER (WHERE state = 0), 0) AS units,
@@ -250,7 +249,7 @@ var variantDelta = `delta AS (
 
 // signedSum is the numeric sum of sign * (expr) over analysed rows.
 func signedSum(expr, name string) string {
-	return fmt.Sprintf(`COALESCE(sum(CASE WHEN (%[1]s) = 0 THEN 0 ELSE sign * (%[1]s)::numeric END) FILTER (WHERE state = 0), 0) AS %[2]s`, expr, name)
+	return `COALESCE(sum(sign * ` + exactNumeric(expr) + `) FILTER (WHERE state = 0), 0) AS ` + name
 }
 
 // variantUpsert adds the sums of variantDelta to agg_variants.
