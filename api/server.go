@@ -70,6 +70,11 @@ type Deps struct {
 	// StreamHeartbeat is how often GET /v1/sdk/stream sends a comment line
 	// to an idle stream, so that proxies keep the connection; 0 = 20 s.
 	StreamHeartbeat time.Duration
+	// StreamWriteTimeout bounds each write to a config stream: a client
+	// that stops reading (its connection's buffers full) loses its stream
+	// then, and so does not keep a stream slot, nor hold up shutdown,
+	// for ever; 0 = 30 s.
+	StreamWriteTimeout time.Duration
 	// MaxStreams bounds the open config streams of this server (0 =
 	// 10,000; over it, 503 overloaded), MaxStreamsPerKey those of one key
 	// (0 = 5,000; over it, 429 rate_limited).
@@ -114,6 +119,9 @@ func NewServer(d Deps) *Server {
 	}
 	if d.StreamHeartbeat <= 0 {
 		d.StreamHeartbeat = defaultStreamHeartbeat
+	}
+	if d.StreamWriteTimeout <= 0 {
+		d.StreamWriteTimeout = defaultStreamWriteTimeout
 	}
 	if d.MaxStreams <= 0 {
 		d.MaxStreams = defaultMaxStreams

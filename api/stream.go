@@ -21,6 +21,7 @@ const streamPath = "/v1/sdk/stream"
 // The defaults of the stream settings in Deps, and the stream's wire format.
 const (
 	defaultStreamHeartbeat    = 20 * time.Second
+	defaultStreamWriteTimeout = 30 * time.Second
 	defaultMaxStreams         = 10000
 	defaultMaxStreamsPerKey   = 5000
 	streamRetryMillis         = 2000 // the retry: hint, for EventSource clients
@@ -138,11 +139,17 @@ func (s *Server) handleSDKStream(c *gin.Context) {
 	defer release()
 
 	// The server's read and write timeouts are for requests that end; a
-	// stream lives until the client leaves or the server shuts down. (A
-	// ResponseWriter that cannot change them, as in some tests, is fine.)
+	// stream lives until the client leaves or the server shuts down. Each
+	// write has its own deadline instead: a client that stops reading
+	// blocks a write once its connection's buffers are full, and the
+	// write fails StreamWriteTimeout later (the stream ends and frees its
+	// slot). The last deadline is renewed on the way out, for the end of
+	// the answer. (A ResponseWriter that cannot set deadlines, as in some
+	// tests, is fine.)
 	rc := http.NewResponseController(c.Writer)
 	_ = rc.SetReadDeadline(time.Time{})
-	_ = rc.SetWriteDeadline(time.Time{})
+	timeout := s.deps.StreamWriteTimeout
+	defer func() { _ = rc.SetWriteDeadline(time.Now().Add(timeout)) }()
 
 	h := c.Writer.Header()
 	h.Set("Content-Type", streamContentType)
@@ -152,6 +159,7 @@ func (s *Server) handleSDKStream(c *gin.Context) {
 	ctx := c.Request.Context()
 	w := c.Writer
 	write := func(parts ...string) bool {
+		_ = rc.SetWriteDeadline(time.Now().Add(timeout))
 		for _, p := range parts {
 			if _, err := w.WriteString(p); err != nil {
 				return false

@@ -395,3 +395,62 @@ func TestSDKStreamSeesChangesOfAnotherProcess(t *testing.T) {
 		}
 	}
 }
+
+// smallBuffers accepts connections with a send buffer of a few kilobytes,
+// so that a client that stops reading fills it within a second.
+type smallBuffers struct{ net.Listener }
+
+func (l smallBuffers) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(4096)
+	}
+	return c, err
+}
+
+// TestSDKStreamDropsAClientThatStopsReading: a client that opens a stream
+// and never reads fills its connection's buffers with heartbeats; the
+// write that blocks then fails after StreamWriteTimeout, and the stream
+// ends, freeing its slot (without the deadline it would stay open, and
+// hold up shutdown, for as long as the client does).
+func TestSDKStreamDropsAClientThatStopsReading(t *testing.T) {
+	srv := apptest.Start(t, app.Config{AggregateEvery: -1, StreamHeartbeat: time.Millisecond, StreamWriteTimeout: 200 * time.Millisecond})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := &http.Server{Handler: srv.App.Handler}
+	go hs.Serve(smallBuffers{ln})
+	t.Cleanup(func() {
+		srv.App.API.CloseStreams()
+		hs.Close()
+	})
+	conn, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.(*net.TCPConn).SetReadBuffer(2048)
+	if _, err := io.WriteString(conn, "GET /v1/sdk/stream HTTP/1.1\r\nHost: flywheel\r\nAuthorization: Bearer "+apptest.SDKKey+"\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	wait := func(n int, within time.Duration) {
+		t.Helper()
+		for deadline := time.Now().Add(within); srv.App.API.OpenStreams() != n; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("open streams = %d after %s, want %d", srv.App.API.OpenStreams(), within, n)
+			}
+		}
+	}
+	wait(1, 10*time.Second)
+	wait(0, 20*time.Second)
+	// The client, reading at last, finds the stream's start and then its end.
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got, err := io.ReadAll(conn)
+	if err != nil && !errors.Is(err, net.ErrClosed) && !strings.Contains(err.Error(), "reset") {
+		t.Fatalf("reading the dropped stream: %v", err)
+	}
+	if !strings.Contains(string(got), "200 OK") || !strings.Contains(string(got), ": heartbeat") {
+		t.Errorf("the dropped stream sent %.200q, want its 200 and heartbeats", got)
+	}
+}

@@ -46,10 +46,10 @@ type Config struct {
 	// aggregation cycle before it answers 202 and finishes in the
 	// background (0 = 10 s).
 	EraseWait time.Duration
-	// StreamHeartbeat, MaxStreams and MaxStreamsPerKey are api.Deps'
-	// (0 = its defaults).
-	StreamHeartbeat              time.Duration
-	MaxStreams, MaxStreamsPerKey int
+	// StreamHeartbeat, StreamWriteTimeout, MaxStreams and MaxStreamsPerKey
+	// are api.Deps' (0 = its defaults).
+	StreamHeartbeat, StreamWriteTimeout time.Duration
+	MaxStreams, MaxStreamsPerKey        int
 	// BanditEvery is how often bandit experiments are checked for a due
 	// weight update (0 = 1 min; negative = never in the background: call
 	// App.UpdateBandits).
@@ -169,20 +169,21 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 	a.Ingester = ingest.New(a.DB, ingest.Options{MaxQueuedEvents: cfg.IngestQueue, Writers: cfg.IngestWriters, Registry: cfg.Registry})
 	url := cfg.DatabaseURL
 	a.API = api.NewServer(api.Deps{
-		Store:            a.DB,
-		Live:             a.Live,
-		Units:            a.DB,
-		Results:          a.DB,
-		Ingest:           a.Ingester,
-		Validator:        &ingest.Validator{IDs: ingest.NewPseudonymizer(cfg.IDHMACKey)},
-		OptOuts:          a.OptOuts,
-		EraseWait:        cfg.EraseWait,
-		UI:               web.Handler(),
-		Logger:           cfg.Logger,
-		Registry:         cfg.Registry,
-		StreamHeartbeat:  cfg.StreamHeartbeat,
-		MaxStreams:       cfg.MaxStreams,
-		MaxStreamsPerKey: cfg.MaxStreamsPerKey,
+		Store:              a.DB,
+		Live:               a.Live,
+		Units:              a.DB,
+		Results:            a.DB,
+		Ingest:             a.Ingester,
+		Validator:          &ingest.Validator{IDs: ingest.NewPseudonymizer(cfg.IDHMACKey)},
+		OptOuts:            a.OptOuts,
+		EraseWait:          cfg.EraseWait,
+		UI:                 web.Handler(),
+		Logger:             cfg.Logger,
+		Registry:           cfg.Registry,
+		StreamHeartbeat:    cfg.StreamHeartbeat,
+		StreamWriteTimeout: cfg.StreamWriteTimeout,
+		MaxStreams:         cfg.MaxStreams,
+		MaxStreamsPerKey:   cfg.MaxStreamsPerKey,
 		Ready: func(ctx context.Context) error {
 			// Applied migrations stay applied: once seen, /readyz stops
 			// opening a connection to ask again.
