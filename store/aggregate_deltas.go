@@ -66,10 +66,7 @@ func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateRe
 		m := d.metric
 		sql := foldTracksSQL
 		if rep.Pairs == 0 {
-			// Nothing to leave out; the check would cost a scan of the
-			// empty a_pairs per event (a planner sure that a table is
-			// empty nests it).
-			sql = strings.Replace(sql, notRecomputed, "", 1)
+			sql = foldTracksAllSQL
 		}
 		if _, err := tx.Exec(ctx, sql, d.exp.Key, m.Key, string(m.Type), events, from, to, m.CUPEDHours,
 			m.Numerator, d.fixedCap(), m.Denominator, d.exp.UnitType); err != nil {
@@ -84,6 +81,11 @@ func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateRe
 // recomputed whole in the cycle (a_pairs).
 const notRecomputed = `
       AND NOT EXISTS (SELECT 1 FROM a_pairs p WHERE p.experiment = $1 AND p.unit_id = k.owner)`
+
+// foldTracksAllSQL is foldTracksSQL for a cycle that recomputed no unit:
+// nothing to leave out, and the check would cost a scan of the empty
+// a_pairs per event (a planner sure that a table is empty nests it).
+var foldTracksAllSQL = strings.Replace(foldTracksSQL, notRecomputed, "", 1)
 
 // foldTracksSQL adds the events of a_tracks to the values of their owners
 // for one metric definition (parameters as foldUnitsSQL, and $11 the
