@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -21,8 +23,22 @@ import (
 // aggregator folds in, and the track-owners and tracks steps are reported
 // per event. Every operation sends the same events whatever the code (a
 // fixed seed), so two builds compare with -benchtime=Nx.
+//
+// FLYWHEEL_BENCH_TRACKS sets the events an operation ingests (default
+// 10,000), and FLYWHEEL_BENCH_CHECKPOINT=1 runs a CHECKPOINT before each
+// operation's cycles, so that each page they change first writes its whole
+// image to the WAL, as pages do after every checkpoint in production.
 func BenchmarkAggregateTracks(b *testing.B) {
-	const units, perUnit, batch = 100_000, 10, 10_000
+	const units, perUnit = 100_000, 10
+	batch := 10_000
+	if s := os.Getenv("FLYWHEEL_BENCH_TRACKS"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			b.Fatalf("FLYWHEEL_BENCH_TRACKS=%q: want a number of events", s)
+		}
+		batch = n
+	}
+	checkpoint := os.Getenv("FLYWHEEL_BENCH_CHECKPOINT") == "1"
 	ctx := context.Background()
 	db := newDB(b)
 	for _, m := range []flywheel.Metric{
@@ -98,6 +114,11 @@ func BenchmarkAggregateTracks(b *testing.B) {
 		minute++
 		at := now.Add(time.Duration(minute) * time.Minute)
 		write(tracks(batch, func() time.Time { return at.Add(-time.Duration(r.Int64N(int64(time.Minute)))) }))
+		if checkpoint {
+			if _, err := db.Pool().Exec(ctx, `CHECKPOINT`); err != nil {
+				b.Fatal(err)
+			}
+		}
 		b.StartTimer()
 		steps := cycles()
 		owners, folds = owners+steps["track owners"], folds+steps["tracks"]
