@@ -6,10 +6,12 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"runtime"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/flywheel-oss/flywheel"
 )
@@ -29,6 +31,16 @@ import (
 //     difference between new and old values to the variant sums. Every step
 //     is a recomputation of whole units, so folding a unit in twice, or in
 //     an order different from its events, cannot double-count.
+//   - The new track events of units a cycle does not recompute are added
+//     as deltas. The cycle's transaction stages them (agg_staged, each with
+//     the unit whose value it adds to) under a cycle number; then each
+//     definition adds them in a transaction of its own, on a connection of
+//     its own, in parallel with the others (they write disjoint rows), and
+//     records the cycle as folded (agg_defs.folded_cycle), so each staged
+//     event is added once per definition. A definition whose fold failed
+//     adds them in a later cycle, leaving out the units recomputed whole
+//     since (agg_staged_pairs). Results count staged events as pending
+//     until every definition has folded them.
 //   - A definition that is new or whose metric changed is rebuilt from all
 //     of the experiment's exposures; until it is built, results recompute
 //     from raw events (ResultInput falls back).
@@ -65,8 +77,9 @@ type AggregateReport struct {
 // the queue rows), "roots" (identity roots of the named units), "pairs"
 // (their exposures), "history" (reading their events), "units"
 // (recomputing them), "track owners" (the units, and identity roots, that
-// own the new track events), "tracks" (adding them as deltas), "crossover",
-// "build" (a definition built from scratch).
+// own the new track events, staged with them), "crossover", "build" (a
+// definition built from scratch), "tracks" (the definitions adding the
+// staged events as deltas, in parallel, after the cycle's transaction).
 type Step struct {
 	Name string
 	Took time.Duration
@@ -74,7 +87,7 @@ type Step struct {
 
 // StepNames are the names of the steps of a cycle, in the order a cycle
 // takes them (a cycle reports only those it ran).
-var StepNames = []string{"statistics", "queue", "roots", "pairs", "history", "units", "track owners", "tracks", "crossover", "build"}
+var StepNames = []string{"statistics", "queue", "roots", "pairs", "history", "units", "track owners", "crossover", "build", "tracks"}
 
 // lap records the time since the previous lap (or since *last) as a step.
 func (r *AggregateReport) lap(name string, last *time.Time) {
@@ -210,6 +223,7 @@ func (db *DB) aggregatedExperiments(ctx context.Context) ([]flywheel.Experiment,
 // Skipped, when another process is running a cycle.
 func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	var rep AggregateReport
+	var folds stagedFolds
 	exps, metrics, err := db.aggregatedExperiments(ctx)
 	if err != nil {
 		return rep, err
@@ -277,7 +291,11 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 				}
 			}
 		}
-		if err := db.foldQueue(ctx, tx, ready, &rep); err != nil {
+		leftovers, err := collectStaged(ctx, tx)
+		if err != nil {
+			return err
+		}
+		if err := db.foldQueue(ctx, tx, ready, leftovers, &rep); err != nil {
 			return err
 		}
 		for _, d := range stale {
@@ -288,12 +306,37 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 			rep.Rebuilt = append(rep.Rebuilt, d.exp.Key+"/"+d.key())
 			rep.lap("build", &last)
 		}
-		return nil
+		folds, err = pendingFolds(ctx, tx, ready)
+		return err
 	})
 	if err != nil {
 		return rep, translate("aggregate", err)
 	}
+	if len(folds.defs) == 0 {
+		return rep, nil
+	}
+	// Each definition adds the staged track events on a connection of its
+	// own, in parallel (they write disjoint rows), while this one keeps the
+	// aggregation lock.
+	last := time.Now()
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(foldParallelism(db.pool.Config().MaxConns))
+	for _, f := range folds.defs {
+		g.Go(func() error { return db.foldStaged(gctx, f, folds.latest, folds.pairs) })
+	}
+	err = g.Wait()
+	rep.lap("tracks", &last)
+	if err != nil {
+		return rep, translate("aggregate", err)
+	}
 	return rep, nil
+}
+
+// foldParallelism is how many definitions fold their staged events at
+// once: one per core, leaving the pool a connection besides the one that
+// holds the aggregation lock.
+func foldParallelism(poolSize int32) int {
+	return max(1, min(runtime.GOMAXPROCS(0), int(poolSize)-2))
 }
 
 // refreshStatistics analyzes agg_units and exposures when agg_units holds
@@ -421,12 +464,13 @@ func readEvents(defs []aggDef) []string {
 
 // foldQueue takes the visible queue rows and recomputes the units they
 // name for every ready definition, and the crossover of their customers.
-func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateReport) (err error) {
+func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftovers bool, rep *AggregateReport) (err error) {
 	var queued bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agg_queue)`).Scan(&queued); err != nil || !queued {
 		return err
 	}
 	last := time.Now()
+	var oldest time.Time // the receipt of the oldest queue row taken
 	// Every table this fold analyzes is one of its own temporary tables,
 	// read once or twice by the cycle's statements: a sample of 3,000 rows
 	// (a tenth of the default) tells their plans enough, and ANALYZE costs
@@ -452,7 +496,7 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 		    unnest(q.track_types, q.track_ids, q.track_ts, q.track_events, q.track_values) AS k(t, i, ts, event, v)
 		WHERE k.event = ANY($2) RETURNING 1`
 	if len(read) == 0 {
-		returning, tracks = "unit_types, unit_ids", "SELECT WHERE $2::text[] IS NULL"
+		returning, tracks = "at, unit_types, unit_ids", "SELECT WHERE $2::text[] IS NULL"
 	}
 	err = tx.QueryRow(ctx, fmt.Sprintf(`WITH q AS (
 		DELETE FROM agg_queue WHERE ctid = ANY(ARRAY(SELECT ctid FROM agg_queue ORDER BY at LIMIT $1))
@@ -461,7 +505,7 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 		INSERT INTO a_dirty SELECT DISTINCT u.t, u.i FROM q, unnest(q.unit_types, q.unit_ids) AS u(t, i) RETURNING 1
 	), t AS (
 		%s
-	) SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM d), (SELECT count(*) FROM t)`, returning, tracks), MaxQueueRows+1, read).Scan(&rep.Queued, &rep.Units, &rep.Tracks)
+	) SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM d), (SELECT count(*) FROM t), (SELECT min(at) FROM q)`, returning, tracks), MaxQueueRows+1, read).Scan(&rep.Queued, &rep.Units, &rep.Tracks, &oldest)
 	if err != nil {
 		return err
 	}
@@ -539,7 +583,7 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *Agg
 			rep.lap("units", &last)
 		}
 	}
-	if err := foldTracks(ctx, tx, ready, rep, &last); err != nil {
+	if err := stageTracks(ctx, tx, rep, oldest, leftovers, &last); err != nil {
 		return err
 	}
 	// Crossover is kept for experiments on devices (any unit type but
@@ -560,12 +604,24 @@ const notLater = ` AND e.xmin <> ALL (ARRAY(SELECT x FROM a_later))`
 // enqueueSQL adds units to the aggregation queue.
 const enqueueSQL = `INSERT INTO agg_queue (at, unit_types, unit_ids, events) VALUES ($1, $2, $3, cardinality($3::text[]))`
 
+// pendingSQL reads what ingestion has acknowledged and the aggregates do
+// not count yet: the oldest receipt, the events (a queue row counts at
+// least one) and the queue rows and staged cycles. A staged cycle is
+// pending until every definition has folded it.
+const pendingSQL = `SELECT min(at), COALESCE(sum(events), 0)::int8, count(*) FROM (
+    SELECT at, greatest(events, 1) AS events FROM agg_queue
+    UNION ALL
+    SELECT at, events FROM agg_staged_cycles
+    WHERE events > 0 AND cycle > (SELECT COALESCE(min(folded_cycle), 9223372036854775807) FROM agg_defs WHERE metric <> '')
+) p`
+
 // AggregationLag returns how far the aggregates are behind ingestion: the
 // age at now of the oldest receipt not folded in yet (0 when none), and the
-// number of queue rows waiting.
+// number of queue rows and staged cycles waiting.
 func (db *DB) AggregationLag(ctx context.Context, now time.Time) (lag time.Duration, pending int64, err error) {
 	var oldest *time.Time
-	if err := db.pool.QueryRow(ctx, `SELECT min(at), count(*) FROM agg_queue`).Scan(&oldest, &pending); err != nil {
+	var events int64
+	if err := db.pool.QueryRow(ctx, pendingSQL).Scan(&oldest, &events, &pending); err != nil {
 		return 0, 0, translate("aggregation lag", err)
 	}
 	if oldest != nil && now.After(*oldest) {

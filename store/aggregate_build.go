@@ -68,7 +68,9 @@ func (db *DB) rebuild(ctx context.Context, tx pgx.Tx, d aggDef) error {
 	if d.metric != nil {
 		maxDay = `(SELECT COALESCE(max((ts AT TIME ZONE 'UTC')::date), '-infinity') FROM b_owned)`
 	}
-	_, err := tx.Exec(ctx, `INSERT INTO agg_defs (experiment, metric, hash, cap, built_at, max_day) VALUES ($1, $2, $3, $4, $5, `+maxDay+`)`,
+	// It counts every staged event (folded_cycle: the latest cycle).
+	_, err := tx.Exec(ctx, `INSERT INTO agg_defs (experiment, metric, hash, cap, built_at, max_day, folded_cycle)
+		VALUES ($1, $2, $3, $4, $5, `+maxDay+`, (SELECT COALESCE(max(cycle), 0) FROM agg_staged_cycles))`,
 		d.exp.Key, d.key(), d.hash, d.fixedCap(), time.Now().UTC())
 	return err
 }
@@ -108,7 +110,8 @@ func foldCrossover(ctx context.Context, tx pgx.Tx, roots string, exp *string) er
 
 // eraseAggregates removes erased units from the aggregates: their unit
 // rows (subtracted from the variant sums and the per-variant days), the crossover of their
-// customers, their names in the queue and in other links' replaced. The identity cluster is erased
+// customers, their names and track events in the queue and the staged track
+// events, and their names in other links' replaced. The identity cluster is erased
 // whole, so no other unit's value depended on their events.
 func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error {
 	const u = `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(unit_type, unit_id)) `
@@ -153,6 +156,32 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error 
 		return err
 	}
 	if _, err := tx.Exec(ctx, `UPDATE aliases SET replaced = NULL WHERE replaced = ANY($1)`, ids); err != nil {
+		return err
+	}
+	// Staged events of theirs would add to no unit row now, but they are
+	// theirs: gone too, and with them the records of their recomputation
+	// (kept where an id of another unit type, the same string, still owns
+	// staged events: there the record may still be needed).
+	if _, err := tx.Exec(ctx, u+`
+	DELETE FROM agg_staged s USING u WHERE s.owner_type = u.unit_type AND s.owner = u.unit_id`, types, ids); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM agg_staged_pairs p WHERE p.unit_id = ANY($1)
+		AND NOT EXISTS (SELECT 1 FROM agg_staged s WHERE s.owner = p.unit_id)`, ids); err != nil {
+		return err
+	}
+	// Their track events still queued go from the queue rows too.
+	if _, err := tx.Exec(ctx, u+`
+	UPDATE agg_queue q SET (track_types, track_ids, track_ts, track_events, track_values, events) = (
+		SELECT COALESCE(array_agg(k.t ORDER BY k.n) FILTER (WHERE NOT k.gone), '{}'),
+		    COALESCE(array_agg(k.i ORDER BY k.n) FILTER (WHERE NOT k.gone), '{}'),
+		    COALESCE(array_agg(k.ts ORDER BY k.n) FILTER (WHERE NOT k.gone), '{}'),
+		    COALESCE(array_agg(k.e ORDER BY k.n) FILTER (WHERE NOT k.gone), '{}'),
+		    COALESCE(array_agg(k.v ORDER BY k.n) FILTER (WHERE NOT k.gone), '{}'),
+		    q.events - count(*) FILTER (WHERE k.gone)
+		FROM (SELECT k.*, EXISTS (SELECT 1 FROM u WHERE u.unit_type = k.t AND u.unit_id = k.i) AS gone
+		      FROM unnest(q.track_types, q.track_ids, q.track_ts, q.track_events, q.track_values) WITH ORDINALITY AS k(t, i, ts, e, v, n)) k)
+	WHERE q.track_ids && $2::text[]`, types, ids); err != nil {
 		return err
 	}
 	_, err := tx.Exec(ctx, u+`

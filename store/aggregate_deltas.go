@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -12,29 +13,38 @@ import (
 // New track events applied as deltas to the values of the units that own
 // them (store/aggregate.go describes the whole).
 
-// foldTracks applies the new track events as deltas to the values of the
-// units that own them, for units not recomputed whole in this cycle: a
-// unit's window sums only grow by the event's contribution (and a
-// conversion only turns on), so its history need not be read again.
-func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateReport, last *time.Time) error {
-	if rep.Tracks == 0 {
+// stageTracks writes the cycle's new track events to agg_staged under a
+// new cycle number, each with the units that own it: the unit itself (for
+// experiments on its unit type) and its identity root (for customer
+// experiments), for units not recomputed whole in this cycle (a unit's
+// window sums only grow by the event's contribution, and a conversion only
+// turns on, so its history need not be read again). Each definition adds
+// them later, on a connection of its own (foldStaged). leftovers says that
+// staged events of earlier cycles are still to be added by some
+// definition: then every unit this cycle recomputed is recorded, since its
+// recomputation counted them.
+func stageTracks(ctx context.Context, tx pgx.Tx, rep *AggregateReport, oldest time.Time, leftovers bool, last *time.Time) error {
+	if rep.Tracks == 0 && !(leftovers && rep.Pairs > 0) {
 		return nil
 	}
-	// The owners of each event: the unit itself (for experiments on its
-	// unit type) and its identity root (for customer experiments), where
-	// they are aggregated and not recomputed in this cycle.
-	// Each id's own link is looked up once (customer_id NULL: none): a
-	// customer with none is its own root, and only linked ids walk on.
-	if _, err := tx.Exec(ctx, `
+	var cycle int64
+	if err := tx.QueryRow(ctx, `SELECT nextval('agg_cycle')`).Scan(&cycle); err != nil {
+		return err
+	}
+	staged := int64(0)
+	if rep.Tracks > 0 {
+		// Each id's own link is looked up once (customer_id NULL: none): a
+		// customer with none is its own root, and only linked ids walk on.
+		if _, err := tx.Exec(ctx, `
 		DELETE FROM a_new_tracks t USING a_dirty d WHERE d.unit_type = t.unit_type AND d.unit_id = t.unit_id;
 		CREATE TEMP TABLE a_track_units ON COMMIT DROP AS
 		SELECT t.unit_type, t.unit_id, a.customer_id FROM (SELECT DISTINCT unit_type, unit_id FROM a_new_tracks) t
 		LEFT JOIN LATERAL (
 		    SELECT a.customer_id FROM aliases a WHERE a.unit_type = t.unit_type AND a.unit_id = t.unit_id OFFSET 0) a ON true;
 		ANALYZE a_track_units`); err != nil {
-		return err
-	}
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_track_roots ON COMMIT DROP AS
+			return err
+		}
+		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_track_roots ON COMMIT DROP AS
 		`+walkFromLinks+`, ends AS (
 		    SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, root FROM walk ORDER BY unit_type, unit_id, depth DESC
 		)
@@ -42,60 +52,177 @@ func foldTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, rep *AggregateRe
 		WHERE NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = e.root AND a.customer_id <> e.root OFFSET 0)
 		UNION ALL
 		SELECT unit_type, unit_id, unit_id FROM a_track_units WHERE unit_type = 'customer' AND customer_id IS NULL`); err != nil {
-		return err
-	}
-	// Whether an owner is in an experiment is left to each definition's
-	// lookup of its unit rows (by primary key): a lookup of the owners'
-	// experiments first would read every unit row twice.
-	if _, err := tx.Exec(ctx, `ANALYZE a_track_roots;
-		CREATE TEMP TABLE a_tracks ON COMMIT DROP AS
-		SELECT t.unit_type AS owner_type, t.unit_id AS owner, t.ts, t.event, t.value
+			return err
+		}
+		// Whether an owner is in an experiment is left to each definition's
+		// lookup of its unit rows (by primary key): a lookup of the owners'
+		// experiments first would read every unit row twice.
+		if _, err := tx.Exec(ctx, `ANALYZE a_track_roots`); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `INSERT INTO agg_staged (cycle, owner_type, owner, ts, event, value)
+		SELECT $1::int8, t.unit_type, t.unit_id, t.ts, t.event, t.value
 		FROM a_new_tracks t WHERE t.unit_type <> 'customer'
 		UNION ALL
-		SELECT 'customer', r.root, t.ts, t.event, t.value
-		FROM a_new_tracks t JOIN a_track_roots r ON r.unit_type = t.unit_type AND r.unit_id = t.unit_id;
-		ANALYZE a_tracks`); err != nil {
-		return err
+		SELECT $1::int8, 'customer', r.root, t.ts, t.event, t.value
+		FROM a_new_tracks t JOIN a_track_roots r ON r.unit_type = t.unit_type AND r.unit_id = t.unit_id`, cycle)
+		if err != nil {
+			return err
+		}
+		staged = tag.RowsAffected()
+		if _, err := tx.Exec(ctx, `ANALYZE agg_staged`); err != nil {
+			return err
+		}
+	}
+	// The units recomputed whole: those that own a staged event (of this
+	// cycle, or of any with leftovers).
+	pairs := int64(0)
+	if rep.Pairs > 0 && (staged > 0 || leftovers) {
+		sql := `INSERT INTO agg_staged_pairs (experiment, unit_id, cycle)
+			SELECT p.experiment, p.unit_id, $1 FROM a_pairs p
+			WHERE EXISTS (SELECT 1 FROM agg_staged s WHERE s.cycle = $1 AND s.owner = p.unit_id)`
+		if leftovers {
+			sql = `INSERT INTO agg_staged_pairs (experiment, unit_id, cycle) SELECT experiment, unit_id, $1 FROM a_pairs`
+		}
+		tag, err := tx.Exec(ctx, sql, cycle)
+		if err != nil {
+			return err
+		}
+		pairs = tag.RowsAffected()
+	}
+	// A cycle that staged nothing (every track event's unit recomputed
+	// whole) leaves the definitions nothing to fold.
+	if staged > 0 || pairs > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO agg_staged_cycles (cycle, at, events) VALUES ($1, $2, $3)`, cycle, oldest, staged); err != nil {
+			return err
+		}
 	}
 	rep.lap("track owners", last)
-	for _, d := range ready {
-		if d.metric == nil {
-			continue
-		}
-		from, to, events := window(d.metric)
-		m := d.metric
-		sql := foldTracksSQL
-		if rep.Pairs == 0 {
-			sql = foldTracksAllSQL
-		}
-		if _, err := tx.Exec(ctx, sql, d.exp.Key, m.Key, string(m.Type), events, from, to, m.CUPEDHours,
-			m.Numerator, d.fixedCap(), m.Denominator, d.exp.UnitType); err != nil {
-			return fmt.Errorf("%s/%s: %w", d.exp.Key, m.Key, err)
-		}
-	}
-	rep.lap("tracks", last)
 	return nil
 }
 
-// notRecomputed is foldTracksSQL's condition that leaves out the units
-// recomputed whole in the cycle (a_pairs).
-const notRecomputed = `
-      AND NOT EXISTS (SELECT 1 FROM a_pairs p WHERE p.experiment = $1 AND p.unit_id = k.owner)`
+// collectStaged removes what every definition has folded from the staging
+// tables, and says whether staged events remain that some definition has
+// not (leftovers: a definition's fold failed, or its process stopped,
+// after the cycle that staged them). Only the aggregation, under its lock,
+// reads these tables, so emptying them whole is safe.
+func collectStaged(ctx context.Context, tx pgx.Tx) (leftovers bool, err error) {
+	var latest, folded *int64
+	if err := tx.QueryRow(ctx, `SELECT (SELECT max(cycle) FROM agg_staged_cycles),
+		(SELECT min(folded_cycle) FROM agg_defs WHERE metric <> '')`).Scan(&latest, &folded); err != nil {
+		return false, err
+	}
+	switch {
+	case latest == nil:
+		return false, nil
+	case folded == nil || *folded >= *latest:
+		_, err = tx.Exec(ctx, `TRUNCATE agg_staged, agg_staged_pairs; DELETE FROM agg_staged_cycles`)
+		return false, err
+	}
+	for _, table := range []string{"agg_staged", "agg_staged_pairs", "agg_staged_cycles"} {
+		if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE cycle <= $1`, *folded); err != nil {
+			return false, err
+		}
+	}
+	return true, nil
+}
 
-// foldTracksAllSQL is foldTracksSQL for a cycle that recomputed no unit:
-// nothing to leave out, and the check would cost a scan of the empty
-// a_pairs per event (a planner sure that a table is empty nests it).
+// stagedFolds is what the definitions of a cycle still have to fold: each
+// definition behind the latest staged cycle, with the cycle it has folded.
+type stagedFolds struct {
+	latest int64
+	pairs  bool // agg_staged_pairs has rows: folds check each event's owner
+	defs   []stagedFold
+}
+
+type stagedFold struct {
+	def    aggDef
+	folded int64
+}
+
+// pendingFolds returns the definitions of ready behind the latest staged
+// cycle (every definition in agg_defs is ready or was just built, at the
+// latest cycle, when the cycle's transaction ends).
+func pendingFolds(ctx context.Context, tx pgx.Tx, ready []aggDef) (stagedFolds, error) {
+	var f stagedFolds
+	var latest *int64
+	if err := tx.QueryRow(ctx, `SELECT (SELECT max(cycle) FROM agg_staged_cycles),
+		EXISTS (SELECT 1 FROM agg_staged_pairs)`).Scan(&latest, &f.pairs); err != nil || latest == nil {
+		return f, err
+	}
+	f.latest = *latest
+	rows, err := tx.Query(ctx, `SELECT experiment, metric, folded_cycle FROM agg_defs
+		WHERE metric <> '' AND folded_cycle < $1 ORDER BY experiment, metric`, f.latest)
+	if err != nil {
+		return f, err
+	}
+	type behind struct {
+		exp, metric string
+		folded      int64
+	}
+	bs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (b behind, err error) {
+		err = r.Scan(&b.exp, &b.metric, &b.folded)
+		return b, err
+	})
+	if err != nil {
+		return f, err
+	}
+	for _, b := range bs {
+		i := slices.IndexFunc(ready, func(d aggDef) bool { return d.exp.Key == b.exp && d.key() == b.metric })
+		if i < 0 || ready[i].metric == nil {
+			return f, fmt.Errorf("definition %s/%s has staged events to fold but is not aggregated", b.exp, b.metric)
+		}
+		f.defs = append(f.defs, stagedFold{def: ready[i], folded: b.folded})
+	}
+	return f, nil
+}
+
+// foldStaged adds the staged events after the definition's folded cycle
+// to its units' values, in one transaction on a connection of its own, and
+// records the latest cycle as folded.
+func (db *DB) foldStaged(ctx context.Context, f stagedFold, latest int64, pairs bool) error {
+	d, m := f.def, f.def.metric
+	from, to, events := window(m)
+	sql := foldTracksSQL
+	if !pairs {
+		sql = foldTracksAllSQL
+	}
+	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+		// The fold sorts its units' days (see Aggregate).
+		if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, sql, d.exp.Key, m.Key, string(m.Type), events, from, to, m.CUPEDHours,
+			m.Numerator, d.fixedCap(), m.Denominator, d.exp.UnitType, f.folded); err != nil {
+			return fmt.Errorf("%s/%s: %w", d.exp.Key, m.Key, err)
+		}
+		tag, err := tx.Exec(ctx, `UPDATE agg_defs SET folded_cycle = $3 WHERE experiment = $1 AND metric = $2 AND folded_cycle = $4`,
+			d.exp.Key, m.Key, latest, f.folded)
+		if err == nil && tag.RowsAffected() != 1 {
+			err = fmt.Errorf("%s/%s: folded cycle changed during its fold", d.exp.Key, m.Key)
+		}
+		return err
+	})
+}
+
+// notRecomputed is foldTracksSQL's condition that leaves out the staged
+// events of units recomputed whole in their cycle or a later one.
+const notRecomputed = `
+      AND NOT EXISTS (SELECT 1 FROM agg_staged_pairs p WHERE p.experiment = $1 AND p.unit_id = k.owner AND p.cycle >= k.cycle)`
+
+// foldTracksAllSQL is foldTracksSQL when no unit was recomputed: nothing
+// to leave out, and the check would cost an index probe per event.
 var foldTracksAllSQL = strings.Replace(foldTracksSQL, notRecomputed, "", 1)
 
-// foldTracksSQL adds the events of a_tracks to the values of their owners
-// for one metric definition (parameters as foldUnitsSQL, and $11 the
-// experiment's unit type), and the change to the variant sums, leaving out
-// the units recomputed whole in this cycle (a_pairs). The sums are
+// foldTracksSQL adds the staged events after cycle $12 to the values of
+// their owners for one metric definition (parameters as foldUnitsSQL, and
+// $11 the experiment's unit type), and the change to the variant sums,
+// leaving out the units recomputed whole since (agg_staged_pairs). The sums are
 // windowSums, as in foldUnitsSQL and the recomputation.
 var foldTracksSQL = `
 WITH t AS (
-    SELECT owner, ts, value, event FROM a_tracks k
-    WHERE owner_type = $11 AND event = ANY($4)` + notRecomputed + `
+    SELECT owner, ts, value, event FROM agg_staged k
+    WHERE k.cycle > $12 AND owner_type = $11 AND event = ANY($4)` + notRecomputed + `
 ), old AS (
     SELECT a.* FROM (SELECT DISTINCT owner FROM t) k CROSS JOIN LATERAL (
         SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a

@@ -6,7 +6,8 @@ import (
 )
 
 // TestFoldTracksAllSQL: the tracks statement for a cycle that recomputed no
-// unit is the usual one without its check against a_pairs, and only that.
+// unit is the usual one without its check against agg_staged_pairs, and
+// only that.
 // (If the check's text in foldTracksSQL changed, strings.Replace would
 // leave it in place: still correct, but the scan the variant exists to save
 // would be back.)
@@ -14,8 +15,8 @@ func TestFoldTracksAllSQL(t *testing.T) {
 	if strings.Count(foldTracksSQL, notRecomputed) != 1 {
 		t.Fatalf("foldTracksSQL holds the recomputed-units check %d times, want once", strings.Count(foldTracksSQL, notRecomputed))
 	}
-	if strings.Contains(foldTracksAllSQL, "a_pairs") {
-		t.Errorf("foldTracksAllSQL still reads a_pairs")
+	if strings.Contains(foldTracksAllSQL, "agg_staged_pairs") {
+		t.Errorf("foldTracksAllSQL still reads agg_staged_pairs")
 	}
 	if got, want := len(foldTracksSQL)-len(foldTracksAllSQL), len(notRecomputed); got != want {
 		t.Errorf("foldTracksAllSQL is %d bytes shorter than foldTracksSQL, want %d (the check alone)", got, want)

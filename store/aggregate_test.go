@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -358,9 +359,11 @@ func checkErased(tb testing.TB, db *store.DB, label string, ids []string) {
 	tb.Helper()
 	for _, q := range []string{
 		`SELECT count(*) FROM agg_units WHERE unit_id = ANY($1)`,
-		`SELECT count(*) FROM agg_queue WHERE unit_ids && $1::text[]`,
+		`SELECT count(*) FROM agg_queue WHERE unit_ids && $1::text[] OR track_ids && $1::text[]`,
 		`SELECT count(*) FROM agg_crossover WHERE root = ANY($1)`,
 		`SELECT count(*) FROM agg_unit_days WHERE unit_id = ANY($1)`,
+		`SELECT count(*) FROM agg_staged WHERE owner = ANY($1)`,
+		`SELECT count(*) FROM agg_staged_pairs WHERE unit_id = ANY($1)`,
 	} {
 		if n := queryInt(tb, db, q, ids); n != 0 {
 			tb.Errorf("%s: %d rows name erased ids %v: %s", label, n, ids, q)
@@ -448,6 +451,96 @@ func TestAggregateRandomised(t *testing.T) {
 			t.Errorf("the scenarios made no %s", what)
 		}
 	}
+}
+
+// TestAggregateFoldFails makes the folds of some definitions fail (their
+// transactions roll back, as when a process stops after a cycle staged its
+// track events): the events stay staged and pending, later cycles recompute
+// some of their units (links), erase others and stage more, and once the
+// folds succeed the aggregates equal a recomputation, with nothing pending
+// and no staged row left behind.
+func TestAggregateFoldFails(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	createAggMetrics(t, db)
+	createAggExperiments(t, db, "-ff")
+	g := newAggGen(7, "ff-", "-ff", 60, 60)
+	for _, sql := range []string{
+		`CREATE TABLE fold_faults (metric text PRIMARY KEY)`,
+		`CREATE FUNCTION fold_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+		    IF EXISTS (SELECT 1 FROM fold_faults WHERE metric = NEW.metric) THEN
+		        RAISE EXCEPTION 'fold of % fails', NEW.metric;
+		    END IF;
+		    RETURN NEW;
+		END $$`,
+		`CREATE TRIGGER fold_fault BEFORE UPDATE OF folded_cycle ON agg_defs FOR EACH ROW EXECUTE FUNCTION fold_fault()`,
+	} {
+		if _, err := db.Pool().Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	mustWrite(t, db, g.batch(80)...)
+	aggregateAll(t, db)
+	failed, staleRounds := 0, 0
+	var erased []string
+	for round := range 8 {
+		if _, err := db.Pool().Exec(ctx, `DELETE FROM fold_faults`); err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range aggMetricDefs() {
+			if g.r.IntN(3) == 0 {
+				if _, err := db.Pool().Exec(ctx, `INSERT INTO fold_faults VALUES ($1)`, m.Key); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		for b := range 3 {
+			mustWrite(t, db, g.batch(40+g.r.IntN(30))...)
+			if b == 1 {
+				mustWrite(t, db, g.collect(6, g.link)...)
+			}
+			if b == 2 && round%3 == 1 {
+				ids := g.erase(t, db)
+				checkErased(t, db, fmt.Sprintf("round %d, erased with folds behind", round), ids)
+				erased = append(erased, ids...)
+			}
+			_, err := db.Aggregate(ctx)
+			if err == nil {
+				continue
+			}
+			if !strings.Contains(err.Error(), "fails") {
+				t.Fatalf("round %d: Aggregate: %v, want a failed fold", round, err)
+			}
+			failed++
+			if _, pending, err := db.AggregationLag(ctx, time.Now()); err != nil || pending == 0 {
+				t.Errorf("round %d: after a failed fold AggregationLag = %d pending, %v; want the staged cycle pending", round, pending, err)
+			}
+		}
+		if queryInt(t, db, `SELECT count(*) FROM agg_defs WHERE metric <> '' AND folded_cycle < (SELECT max(cycle) FROM agg_staged_cycles)`) > 0 {
+			staleRounds++
+		}
+	}
+	if failed == 0 || staleRounds == 0 {
+		t.Fatalf("%d folds failed, %d rounds ended with definitions behind: the test made no leftovers", failed, staleRounds)
+	}
+	if _, err := db.Pool().Exec(ctx, `DELETE FROM fold_faults`); err != nil {
+		t.Fatal(err)
+	}
+	aggregateAll(t, db)
+	verifyAggregates(t, db, g.r, "after the folds succeed", g.cust, g.dev)
+	if lag, pending, err := db.AggregationLag(ctx, time.Now()); err != nil || pending != 0 || lag != 0 {
+		t.Errorf("AggregationLag = %v, %d pending, %v; want nothing pending", lag, pending, err)
+	}
+	checkErased(t, db, "at the end", erased)
+	// The next cycle removes the rows every definition has folded.
+	mustWrite(t, db, g.batch(20)...)
+	aggregateAll(t, db)
+	if n := queryInt(t, db, `SELECT (SELECT count(*) FROM agg_staged WHERE cycle < (SELECT max(cycle) FROM agg_staged_cycles))
+		+ (SELECT count(*) FROM agg_staged_cycles) - 1`); n > 0 {
+		t.Errorf("%d staged rows of earlier cycles left after every definition folded them", n)
+	}
+	verifyAggregates(t, db, g.r, "at the end", g.cust, g.dev)
 }
 
 // aggDefNames returns the names of the definitions of the experiments, as

@@ -88,14 +88,15 @@ func (db *DB) aggregatedInput(ctx context.Context, e *flywheel.Experiment, metri
 }
 
 // queueFreshness says how complete the aggregates are at now, in the
-// snapshot of tx: the changes still queued and the oldest one's receipt.
+// snapshot of tx: the changes still queued or staged and the oldest one's
+// receipt.
 // Which experiment a queued event counts for is known only once it is
 // folded in (a later identity link can move it), so every queued change is
 // pending for every experiment.
 func queueFreshness(ctx context.Context, tx pgx.Tx, now time.Time) (analysis.Freshness, error) {
 	var oldest *time.Time
-	var pending int64
-	if err := tx.QueryRow(ctx, `SELECT min(at), COALESCE(sum(greatest(events, 1)), 0) FROM agg_queue`).Scan(&oldest, &pending); err != nil {
+	var pending, rows int64
+	if err := tx.QueryRow(ctx, pendingSQL).Scan(&oldest, &pending, &rows); err != nil {
 		return analysis.Freshness{}, err
 	}
 	if oldest == nil {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/flywheel-oss/flywheel/analysis"
 	"github.com/flywheel-oss/flywheel/internal/app"
+	"github.com/flywheel-oss/flywheel/store"
 )
 
 // The sizes and targets of issue 13: how soon results count what was
@@ -586,6 +587,15 @@ func (f *freshnessDB) finish(ctx context.Context, sc *freshnessScenario, load *l
 	}
 	if n := len(p.samples); n > 0 {
 		sc.ResultsUnits = p.samples[n-1].Units
+	}
+	// The cycle that completed the results may still be running (its
+	// definitions' folds come after the results count everything): wait
+	// for the aggregation lock, so that its figures are in.
+	if conn, err := f.a.DB.Pool().Acquire(ctx); err == nil {
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, store.AggregationLock); err == nil {
+			_, _ = conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, store.AggregationLock)
+		}
+		conn.Release()
 	}
 	sc.Aggregator = aggSnapshot(f.reg).since(before)
 	if sc.Complete {
