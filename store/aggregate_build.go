@@ -109,10 +109,11 @@ func foldCrossover(ctx context.Context, tx pgx.Tx, roots string, exp *string) er
 }
 
 // eraseAggregates removes erased units from the aggregates: their unit
-// rows (subtracted from the variant sums and the per-variant days), the crossover of their
-// customers, their names and track events in the queue and the staged track
-// events, and their names in other links' replaced. The identity cluster is erased
-// whole, so no other unit's value depended on their events.
+// rows (subtracted from the variant sums and the per-variant days), the
+// crossover of their customers, their names and track events in the queue,
+// their staged track events, and their names in other links' replaced. The
+// identity cluster is erased whole, so no other unit's value depended on
+// their events.
 func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error {
 	const u = `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(unit_type, unit_id)) `
 	// Their changes to the timeseries go first, read from the rows the

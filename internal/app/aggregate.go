@@ -41,7 +41,7 @@ func newAggregator(a *App, reg prometheus.Registerer) *aggregator {
 		lag: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flywheel_aggregate_lag_seconds",
 			Help: "Age of the oldest acknowledged event not yet in the results aggregates."}),
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flywheel_aggregate_queue_rows",
-			Help: "Ingestion groups waiting for aggregation."}),
+			Help: "Ingestion groups waiting for aggregation: queue rows, and cycles whose staged track events some definition has not added yet."}),
 	}
 	reg.MustRegister(g.cycles, g.units, g.seconds, g.steps, g.lag, g.pending)
 	return g
