@@ -188,6 +188,7 @@ type benchEnv struct {
 	response             benchResponse
 	closers              []func()
 	progress             func(format string, a ...any)
+	serverLog            *slog.Logger // flywheel's log; nil: warnings to stderr
 }
 
 type benchRequest struct {

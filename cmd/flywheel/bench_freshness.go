@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -47,7 +49,7 @@ const (
 const benchFreshnessUsage = `usage: flywheel bench freshness [--scenario all|fresh300k|burst|burst1m|sustained[,...]]
                                 [--units 300000] [--events 1.5 x units] [--burst-units 63000] [--burst-events 130/63 x burst units]
                                 [--base-units 1000000] [--base-events 10 x base units] [--rate 20000,50000] [--duration 60s]
-                                [--timeout 30m] [--verify=true] [--json]`
+                                [--timeout 30m] [--verify=true] [--server-log FILE] [--json]`
 
 // freshnessScenarios are the scenarios in the order they run: the first
 // two share a database, the last two another.
@@ -66,6 +68,7 @@ type freshnessOptions struct {
 	Duration    time.Duration `json:"duration_ns"`
 	Timeout     time.Duration `json:"timeout_ns"`
 	Verify      bool          `json:"verify"`
+	ServerLog   string        `json:"server_log,omitempty"`
 	JSON        bool          `json:"-"`
 }
 
@@ -201,6 +204,7 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 	fs.DurationVar(&o.Duration, "duration", time.Minute, "sustained: length of each run")
 	fs.DurationVar(&o.Timeout, "timeout", 30*time.Minute, "how long to wait for complete results after the last acknowledged event")
 	fs.BoolVar(&o.Verify, "verify", true, "after each database's scenarios, check the aggregates against a recomputation from raw events")
+	fs.StringVar(&o.ServerLog, "server-log", "", "write flywheel's log to FILE at debug level, as JSON lines (each aggregation cycle's steps), with the bench's progress, instead of its warnings to stderr")
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON document instead of the report")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
@@ -258,6 +262,20 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 		return err
 	}
 	progress := func(format string, a ...any) { fmt.Fprintf(stderr, "bench: "+format+"\n", a...) }
+	var serverLog *slog.Logger
+	if o.ServerLog != "" {
+		f, err := os.Create(o.ServerLog)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		serverLog = slog.New(slog.NewJSONHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
+		progress = func(format string, a ...any) {
+			msg := fmt.Sprintf(format, a...)
+			fmt.Fprintf(stderr, "bench: %s\n", msg)
+			serverLog.Info("bench: " + msg)
+		}
+	}
 	rep := &freshnessReport{Command: strings.Join(append([]string{"flywheel", "bench", "freshness"}, args...), " "),
 		Date: time.Now().UTC().Format(time.RFC3339), Machine: currentMachine(), Options: o,
 		AggregateEvery: cfg.AggregateEvery.Seconds(), UnitIDs: "raw"}
@@ -277,7 +295,7 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 		if !o.wants("fresh300k") {
 			base, baseEvents = o.Units, o.Events-o.Units
 		}
-		err := withFreshnessDB(ctx, cfg, stderr, progress, rep, base, baseEvents, func(f *freshnessDB) error {
+		err := withFreshnessDB(ctx, cfg, stderr, progress, serverLog, rep, base, baseEvents, func(f *freshnessDB) error {
 			if o.wants("fresh300k") {
 				sc := &freshnessScenario{Name: "fresh300k", Target: fmt.Sprintf("complete <= %.0f s after the last acknowledged event", freshTarget),
 					What: fmt.Sprintf("%d new units of one running experiment, on a fresh database", o.Units)}
@@ -304,7 +322,7 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 	// then the burst, then the sustained loads on top.
 	if o.wants("burst1m") || o.wants("sustained") {
 		baseEvents := o.BaseEvents
-		err := withFreshnessDB(ctx, cfg, stderr, progress, rep, o.BaseUnits, baseEvents, func(f *freshnessDB) error {
+		err := withFreshnessDB(ctx, cfg, stderr, progress, serverLog, rep, o.BaseUnits, baseEvents, func(f *freshnessDB) error {
 			if o.wants("burst1m") {
 				sc := &freshnessScenario{Name: "burst1m", Target: fmt.Sprintf("complete <= %.0f s after the last acknowledged event", burst1mTarget),
 					What: fmt.Sprintf("the same burst of %d new units on top of %d bulk-loaded units", o.BurstUnits, f.units)}
@@ -368,9 +386,9 @@ type freshnessDB struct {
 // 0, else defines the experiment and builds its empty aggregates; then
 // starts flywheel with its aggregator on, runs fn, verifies the
 // aggregates and removes everything.
-func withFreshnessDB(ctx context.Context, cfg config, stderr io.Writer, progress func(string, ...any), rep *freshnessReport,
+func withFreshnessDB(ctx context.Context, cfg config, stderr io.Writer, progress func(string, ...any), serverLog *slog.Logger, rep *freshnessReport,
 	base, baseEvents int, fn func(*freshnessDB) error) error {
-	env := &benchEnv{progress: progress}
+	env := &benchEnv{progress: progress, serverLog: serverLog}
 	defer env.close()
 	appCfg, err := openAppEnv(ctx, cfg, env, stderr)
 	if err != nil {

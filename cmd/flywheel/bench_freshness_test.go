@@ -5,9 +5,12 @@ import (
 	"context"
 	"encoding/json"
 	"math"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/flywheel-oss/flywheel/internal/pgtest"
 )
@@ -21,8 +24,9 @@ func TestBenchFreshness(t *testing.T) {
 	// Cycles every 200ms, so that each scenario completes in well under a
 	// second after its last event.
 	getenv := env("DATABASE_URL", pgtest.NewDatabase(t), "FLYWHEEL_AGGREGATE_EVERY", "200ms")
+	serverLog := filepath.Join(t.TempDir(), "server.log")
 	args := []string{"bench", "freshness", "--units", "400", "--burst-units", "150", "--base-units", "1000", "--base-events", "4000",
-		"--rate", "4000", "--duration", "2s", "--timeout", "20s", "--json"}
+		"--rate", "4000", "--duration", "2s", "--timeout", "20s", "--server-log", serverLog, "--json"}
 	var out, errs bytes.Buffer
 	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
 		t.Fatalf("bench freshness: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errs.String())
@@ -137,6 +141,7 @@ func TestBenchFreshness(t *testing.T) {
 	if !strings.Contains(errs.String(), "burst1m: complete") {
 		t.Errorf("progress on stderr lacks the scenarios:\n%s", errs.String())
 	}
+	checkServerLog(t, serverLog)
 
 	// The report in text form, from the same figures.
 	var text bytes.Buffer
@@ -162,6 +167,41 @@ func TestBenchFreshness(t *testing.T) {
 		[]string{"bench", "freshness", "--duration", "0s"},
 		[]string{"bench", "freshness", "extra"},
 	)
+}
+
+// checkServerLog: --server-log holds flywheel's log at debug level as JSON
+// lines, each aggregation cycle with its steps, between the bench's
+// progress lines.
+func checkServerLog(t *testing.T, path string) {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cycles, folds int
+	var progress []string
+	for line := range strings.Lines(string(b)) {
+		var rec struct {
+			Msg   string           `json:"msg"`
+			Time  time.Time        `json:"time"`
+			Steps map[string]int64 `json:"steps"`
+		}
+		if err := json.Unmarshal([]byte(line), &rec); err != nil || rec.Time.IsZero() {
+			t.Fatalf("server log line %q: %v, want a JSON record with its time", line, err)
+		}
+		switch {
+		case rec.Msg == "aggregation cycle":
+			cycles++
+			if rec.Steps["tracks"] > 0 {
+				folds++
+			}
+		case strings.HasPrefix(rec.Msg, "bench: "):
+			progress = append(progress, rec.Msg)
+		}
+	}
+	if cycles == 0 || folds == 0 || !slices.ContainsFunc(progress, func(m string) bool { return strings.Contains(m, "burst1m: complete") }) {
+		t.Errorf("server log has %d aggregation cycles (%d with the tracks step) and progress %q; want cycles with their steps, and the progress", cycles, folds, progress)
+	}
 }
 
 // TestLagTrend: the lag grows when the aggregator falls behind, not when it

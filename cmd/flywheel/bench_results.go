@@ -248,7 +248,10 @@ func startApp(ctx context.Context, cfg app.Config) (*app.App, string, func(), er
 // admin and SDK keys, and returns the configuration of an app on it that
 // logs warnings to stderr. The caller closes env, also on error.
 func openAppEnv(ctx context.Context, cfg config, env *benchEnv, stderr io.Writer) (app.Config, error) {
-	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	log := env.serverLog
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
 	var err error
 	if env.dbURL, err = env.openDatabase(ctx, cfg, log); err != nil {
 		return app.Config{}, err
