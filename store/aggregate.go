@@ -228,7 +228,7 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	if err != nil {
 		return rep, err
 	}
-	conn, err := db.pool.Acquire(ctx)
+	conn, err := db.agg.Acquire(ctx)
 	if err != nil {
 		return rep, translate("aggregate", err)
 	}
@@ -320,7 +320,7 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	// aggregation lock.
 	last := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(foldParallelism(db.pool.Config().MaxConns))
+	g.SetLimit(int(db.agg.Config().MaxConns) - 1)
 	for _, f := range folds.defs {
 		g.Go(func() error { return db.foldStaged(gctx, f, folds.latest, folds.pairs) })
 	}
@@ -333,8 +333,9 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 }
 
 // foldParallelism is how many definitions fold their staged events at
-// once: one per core, leaving the pool a connection besides the one that
-// holds the aggregation lock.
+// once, for a main pool of poolSize: one per core, but not more than
+// leaves the main pool two connections (the aggregator's pool holds the
+// folds' connections and the one that holds the aggregation lock).
 func foldParallelism(poolSize int32) int {
 	return max(1, min(runtime.GOMAXPROCS(0), int(poolSize)-2))
 }

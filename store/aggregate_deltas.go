@@ -187,7 +187,7 @@ func (db *DB) foldStaged(ctx context.Context, f stagedFold, latest int64, pairs 
 	if !pairs {
 		sql = foldTracksAllSQL
 	}
-	return pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
+	return pgx.BeginFunc(ctx, db.agg, func(tx pgx.Tx) error {
 		// The fold sorts its units' days (see Aggregate).
 		if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sort"
 	"strings"
@@ -1135,4 +1136,56 @@ func TestAggregateIdentityEdges(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestAggregateOwnConnections: the aggregator runs on connections of its
+// own, the lock's and one per fold, kept from cycle to cycle: a new
+// backend's first pages cost page faults (store.Open), which folds on the
+// main pool's changing connections paid again and again.
+func TestAggregateOwnConnections(t *testing.T) {
+	ctx := context.Background()
+	db := newAggDB(t)
+	g := newAggGen(5, "", "", 30, 30)
+	backends := func() []int64 {
+		var pids []int64
+		rows, err := db.Pool().Query(ctx, `SELECT pid FROM pg_stat_activity
+			WHERE datname = current_database() AND application_name = 'flywheel aggregator' ORDER BY pid`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for rows.Next() {
+			var pid int64
+			if err := rows.Scan(&pid); err != nil {
+				t.Fatal(err)
+			}
+			pids = append(pids, pid)
+		}
+		if err := rows.Err(); err != nil {
+			t.Fatal(err)
+		}
+		return pids
+	}
+	if pids := backends(); len(pids) != 0 {
+		t.Fatalf("aggregator connections before any cycle: %v", pids)
+	}
+	// The first cycle builds the definitions on the lock's connection; the
+	// next folds their new track events.
+	for range 2 {
+		mustWrite(t, db, g.batch(200)...)
+		aggregateAll(t, db)
+	}
+	first := backends()
+	// The lock's connection and at least one fold's (newAggDB's
+	// experiment has several definitions), at most one per core besides.
+	if max := 1 + min(runtime.GOMAXPROCS(0), 8); len(first) < 2 || len(first) > max {
+		t.Fatalf("aggregator connections after a cycle: %v, want 2 to %d", first, max)
+	}
+	for range 3 {
+		mustWrite(t, db, g.batch(200)...)
+		aggregateAll(t, db)
+	}
+	if after := backends(); !cmp.Equal(after, first) {
+		t.Errorf("aggregator connections after more cycles: %v, want the same as after the first: %v", after, first)
+	}
+	verifyAggregates(t, db, g.r, "after the cycles", g.cust, g.dev)
 }

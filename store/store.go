@@ -20,9 +20,11 @@ import (
 )
 
 // DB is flywheel's PostgreSQL storage. One pgx pool serves both gorm (through
-// database/sql) and the raw pgx paths.
+// database/sql) and the raw pgx paths; the aggregator has a small pool of
+// its own (see Open).
 type DB struct {
 	pool  *pgxpool.Pool
+	agg   *pgxpool.Pool // the aggregator's: its lock's connection and its folds'
 	sql   *sql.DB
 	gorm  *gorm.DB
 	clock flywheel.Clock
@@ -37,7 +39,7 @@ var (
 
 // Options tune Open.
 type Options struct {
-	MaxConns int32          // pool size; 0 = pgx default (max(4, cores))
+	MaxConns int32          // pool size; 0 = pgx default (max(4, cores)); the aggregator's pool adds 1 + min(cores, MaxConns-2) (at least 1)
 	Clock    flywheel.Clock // nil = time.Now
 }
 
@@ -58,8 +60,29 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	// estimates are large) to save milliseconds; flywheel's statements are
 	// short or bounded.
 	cfg.ConnConfig.RuntimeParams["jit"] = "off"
+	// The aggregator's connections live as long as the process. A backend
+	// pays for its first touch of each page of the shared buffers: a page
+	// fault per 4 kB, about 9 µs each on this project's 2-core VMs, so that
+	// a new connection's first 8,000 primary-key probes in a table of 1M
+	// rows take 4-5 times as long as from its third batch on. Folds on
+	// whichever connection of the main pool was free paid that on every
+	// backend of the pool, again each time pgxpool replaced one (hourly);
+	// a few connections of their own, never replaced, pay it once. Huge
+	// pages remove the cost itself (README, "Huge pages"; BENCHMARKS.md,
+	// "A backend's first pages").
+	acfg := cfg.Copy()
+	acfg.MaxConns = 1 + int32(foldParallelism(cfg.MaxConns))
+	acfg.MinConns, acfg.MinIdleConns = 0, 0
+	acfg.MaxConnLifetime = 0              // never recycled for age
+	acfg.MaxConnIdleTime = 24 * time.Hour // a cycle uses them every second or so
+	acfg.ConnConfig.RuntimeParams["application_name"] = "flywheel aggregator"
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
+		return nil, fmt.Errorf("store: connect: %w", err)
+	}
+	agg, err := pgxpool.NewWithConfig(ctx, acfg)
+	if err != nil {
+		pool.Close()
 		return nil, fmt.Errorf("store: connect: %w", err)
 	}
 	sqlDB := stdlib.OpenDBFromPool(pool)
@@ -71,19 +94,21 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	})
 	if err != nil {
 		pool.Close()
+		agg.Close()
 		return nil, fmt.Errorf("store: gorm: %w", err)
 	}
 	clock := opts.Clock
 	if clock == nil {
 		clock = time.Now
 	}
-	return &DB{pool: pool, sql: sqlDB, gorm: g, clock: clock}, nil
+	return &DB{pool: pool, agg: agg, sql: sqlDB, gorm: g, clock: clock}, nil
 }
 
 // Close releases every connection.
 func (db *DB) Close() {
 	db.sql.Close()
 	db.pool.Close()
+	db.agg.Close()
 }
 
 // Pool returns the pgx pool, for the paths that use pgx directly.
