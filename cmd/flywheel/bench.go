@@ -25,6 +25,7 @@ import (
 
 	"github.com/flywheel-oss/flywheel"
 	"github.com/flywheel-oss/flywheel/internal/loadgen"
+	"github.com/flywheel-oss/flywheel/internal/pgserver"
 )
 
 // The targets of the issue: flywheel's POST /v1/assign must reach this
@@ -340,7 +341,7 @@ func (e *benchEnv) openDatabase(ctx context.Context, cfg config, log *slog.Logge
 		return "", err
 	}
 	e.closers = append(e.closers, stop)
-	e.dbDesc = "embedded cluster in " + cfg.DataDir + " (removed afterwards)"
+	e.dbDesc = "embedded cluster in " + cfg.DataDir + " (removed afterwards)" + hugePagesDesc(cfg.DataDir)
 	return url, nil
 }
 
@@ -499,4 +500,21 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// hugePagesDesc says whether the embedded cluster in dir runs on huge
+// pages, which decide how long a new connection's first queries take
+// (pgserver's Cluster.HugePages); "" when unknown.
+func hugePagesDesc(dir string) string {
+	c, err := pgserver.Attach(dir)
+	if err != nil {
+		return ""
+	}
+	switch on, ok := c.HugePages(); {
+	case !ok:
+		return ""
+	case !on:
+		return ", no huge pages (see the README's \"Huge pages\")"
+	}
+	return ", shared memory in huge pages"
 }

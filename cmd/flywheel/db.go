@@ -60,6 +60,10 @@ func locateDatabase(ctx context.Context, cfg config, log *slog.Logger) (string, 
 		stop()
 		return "", nil, err
 	}
-	log.Info("embedded database", "data_dir", cluster.Dir(), "url", url)
+	attrs := []any{"data_dir", cluster.Dir(), "url", url}
+	if on, ok := cluster.HugePages(); ok {
+		attrs = append(attrs, "huge_pages", on)
+	}
+	log.Info("embedded database", attrs...)
 	return url, stop, nil
 }

@@ -38,5 +38,5 @@ func Attach(dir string) (*Cluster, error) {
 	if ok, err := servesDir(pid, dir); err != nil || !ok {
 		return nil, fmt.Errorf("pgserver: attach: process %d does not serve %s", pid, dir)
 	}
-	return &Cluster{dir: dir, port: port, attached: true}, nil
+	return &Cluster{dir: dir, port: port, pid: pid, attached: true}, nil
 }

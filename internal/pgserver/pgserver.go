@@ -91,6 +91,7 @@ type Options struct {
 type Cluster struct {
 	dir    string
 	port   int
+	pid    int // the postmaster's
 	logger *slog.Logger
 	lock   *os.File // flock on the data folder, released by Stop
 
@@ -230,6 +231,7 @@ func launch(ctx context.Context, dir, binDir string, port int, owner *osUser, op
 	if err := <-started; err != nil {
 		return nil, fmt.Errorf("run postgres: %w", err)
 	}
+	c.pid = cmd.Process.Pid
 
 	if err := c.waitReady(ctx); err != nil {
 		c.kill()
@@ -347,6 +349,22 @@ func (c *Cluster) URL(database string) string {
 
 // Dir returns the absolute path of the data folder.
 func (c *Cluster) Dir() string { return c.dir }
+
+// HugePages says whether the server's shared memory is in huge pages,
+// and false for known when that is unknown (not Linux, or no longer
+// running). Each backend that touches a page of the shared buffers for the
+// first time takes a page fault; with 4 kB pages those faults made a new
+// connection's first index probes 4-5 times as slow, with 2 MB pages they
+// are gone (BENCHMARKS.md, "A backend's first pages"). PostgreSQL uses
+// huge pages for the whole of its shared memory when the machine has
+// enough of them reserved (huge_pages=try, its default), else none.
+func (c *Cluster) HugePages() (on, known bool) {
+	if c.pid == 0 {
+		return false, false
+	}
+	kb, ok := hugetlbKB(c.pid)
+	return kb > 0, ok
+}
 
 // Port returns the TCP port the server listens on at 127.0.0.1.
 func (c *Cluster) Port() int { return c.port }

@@ -6,9 +6,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -428,5 +430,52 @@ func TestStartCompressesWAL(t *testing.T) {
 	}
 	if got != "lz4" {
 		t.Errorf("wal_compression = %s, want lz4", got)
+	}
+}
+
+// TestHugePages: HugePages tells whether the server's shared memory is in
+// huge pages, for the cluster Start returns and for one attached to it.
+func TestHugePages(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("HugetlbPages is read from /proc")
+	}
+	cases := []struct {
+		setting string
+		want    bool
+	}{{"off", false}}
+	// With huge pages reserved and free (vm.nr_hugepages), "on" must get
+	// them; a server that cannot have them would not start.
+	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if rest, ok := strings.CutPrefix(line, "HugePages_Free:"); ok {
+				if n, _ := strconv.Atoi(strings.TrimSpace(rest)); n >= 128 {
+					cases = append(cases, struct {
+						setting string
+						want    bool
+					}{"on", true})
+				}
+			}
+		}
+	}
+	for _, tc := range cases {
+		t.Run(tc.setting, func(t *testing.T) {
+			settings := maps.Clone(testSettings)
+			settings["huge_pages"] = tc.setting
+			c, err := Start(context.Background(), Options{Dir: filepath.Join(tempDir(t), "pgdata"), Fast: true, Settings: settings})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Stop()
+			if on, known := c.HugePages(); on != tc.want || !known {
+				t.Errorf("HugePages() = %v, %v; want %v, true", on, known, tc.want)
+			}
+			a, err := Attach(c.Dir())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if on, known := a.HugePages(); on != tc.want || !known {
+				t.Errorf("attached: HugePages() = %v, %v; want %v, true", on, known, tc.want)
+			}
+		})
 	}
 }

@@ -36,3 +36,19 @@ func totalMemory() uint64 {
 	}
 	return uint64(info.Totalram) * uint64(info.Unit)
 }
+
+// hugetlbKB returns the huge pages a process maps (HugetlbPages in its
+// /proc status), in kB.
+func hugetlbKB(pid int) (int64, bool) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0, false
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "HugetlbPages:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
+			return kb, err == nil
+		}
+	}
+	return 0, false
+}

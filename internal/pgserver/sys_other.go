@@ -30,3 +30,6 @@ func procInfo(int) (comm, cwd string, err error)   { return "", "", errUnsupport
 
 // totalMemory returns 0 (unknown) here: shared_buffers takes its fallback.
 func totalMemory() uint64 { return 0 }
+
+// hugetlbKB is unknown here.
+func hugetlbKB(int) (int64, bool) { return 0, false }
