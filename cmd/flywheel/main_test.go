@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -272,6 +273,11 @@ func TestEmbeddedDefault(t *testing.T) {
 	}
 	if !strings.Contains(logs.String(), dir+"/pgdata") {
 		t.Errorf("logs do not name the data folder:\n%s", logs.String())
+	}
+	// Whether the cluster has huge pages decides how slow a new
+	// connection's first queries are (README, "Huge pages"); Linux says.
+	if runtime.GOOS == "linux" && !strings.Contains(logs.String(), "huge_pages") {
+		t.Errorf("logs do not say whether the cluster has huge pages:\n%s", logs.String())
 	}
 	if _, err := os.Stat(dir + "/pgdata/postmaster.pid"); !os.IsNotExist(err) {
 		t.Errorf("postmaster.pid still there after stop (err %v): the cluster was not stopped", err)

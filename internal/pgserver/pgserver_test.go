@@ -439,42 +439,36 @@ func TestHugePages(t *testing.T) {
 	if runtime.GOOS != "linux" {
 		t.Skip("HugetlbPages is read from /proc")
 	}
-	cases := []struct {
-		setting string
-		want    bool
-	}{{"off", false}}
+	want := map[string]bool{"off": false} // huge_pages setting: HugePages' answer
 	// With huge pages reserved and free (vm.nr_hugepages), "on" must get
 	// them; a server that cannot have them would not start.
 	if b, err := os.ReadFile("/proc/meminfo"); err == nil {
 		for line := range strings.Lines(string(b)) {
 			if rest, ok := strings.CutPrefix(line, "HugePages_Free:"); ok {
 				if n, _ := strconv.Atoi(strings.TrimSpace(rest)); n >= 128 {
-					cases = append(cases, struct {
-						setting string
-						want    bool
-					}{"on", true})
+					want["on"] = true
 				}
 			}
 		}
 	}
-	for _, tc := range cases {
-		t.Run(tc.setting, func(t *testing.T) {
+	for setting, want := range want {
+		t.Run(setting, func(t *testing.T) {
 			settings := maps.Clone(testSettings)
-			settings["huge_pages"] = tc.setting
+			settings["huge_pages"] = setting
 			c, err := Start(context.Background(), Options{Dir: filepath.Join(tempDir(t), "pgdata"), Fast: true, Settings: settings})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Stop()
-			if on, known := c.HugePages(); on != tc.want || !known {
-				t.Errorf("HugePages() = %v, %v; want %v, true", on, known, tc.want)
+			if on, known := c.HugePages(); on != want || !known {
+				t.Errorf("HugePages() = %v, %v; want %v, true", on, known, want)
 			}
 			a, err := Attach(c.Dir())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if on, known := a.HugePages(); on != tc.want || !known {
-				t.Errorf("attached: HugePages() = %v, %v; want %v, true", on, known, tc.want)
+			if on, known := a.HugePages(); on != want || !known {
+				t.Errorf("attached: HugePages() = %v, %v; want %v, true", on, known, want)
 			}
 		})
 	}
