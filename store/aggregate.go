@@ -550,7 +550,7 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 		    SELECT a.experiment, a.unit_id FROM a_dirty d CROSS JOIN LATERAL (
 		        SELECT a.experiment, a.unit_id FROM agg_units a
 		        WHERE a.unit_id = d.unit_id AND a.unit_type = d.unit_type AND a.metric = '' OFFSET 0) a
-		) p;
+		) p ORDER BY experiment, unit_id; -- the later steps' lookups in key order
 		ANALYZE a_pairs; ANALYZE a_roots`); err != nil {
 		return err
 	}

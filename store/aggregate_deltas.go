@@ -38,7 +38,7 @@ func stageTracks(ctx context.Context, tx pgx.Tx, rep *AggregateReport, oldest ti
 		if _, err := tx.Exec(ctx, `
 		DELETE FROM a_new_tracks t USING a_dirty d WHERE d.unit_type = t.unit_type AND d.unit_id = t.unit_id;
 		CREATE TEMP TABLE a_track_units ON COMMIT DROP AS
-		SELECT t.unit_type, t.unit_id, a.customer_id FROM (SELECT DISTINCT unit_type, unit_id FROM a_new_tracks) t
+		SELECT t.unit_type, t.unit_id, a.customer_id FROM (SELECT DISTINCT unit_type, unit_id FROM a_new_tracks ORDER BY unit_type, unit_id) t
 		LEFT JOIN LATERAL (
 		    SELECT a.customer_id FROM aliases a WHERE a.unit_type = t.unit_type AND a.unit_id = t.unit_id OFFSET 0) a ON true;
 		ANALYZE a_track_units`); err != nil {
@@ -224,7 +224,11 @@ WITH t AS (
     SELECT owner, ts, value, event FROM agg_staged k
     WHERE k.cycle > $12 AND owner_type = $11 AND event = ANY($4)` + notRecomputed + `
 ), old AS (
-    SELECT a.* FROM (SELECT DISTINCT owner FROM t) k CROSS JOIN LATERAL (
+    -- Every lookup and write below goes in key order (ORDER BY owner,
+    -- unit_id, tid): consecutive probes of a big index share its pages,
+    -- which stay in the CPU's caches and TLB, instead of landing anywhere
+    -- in it (BENCHMARKS.md, "Lookups in key order").
+    SELECT a.* FROM (SELECT DISTINCT owner FROM t ORDER BY owner) k CROSS JOIN LATERAL (
         SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
         WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = k.owner OFFSET 0) a
 ), d AS (
@@ -250,7 +254,7 @@ WITH t AS (
     -- rather hash all of the definition's unit rows than look them up. The
     -- cycle is the only writer of agg_units (the aggregation lock).
     UPDATE agg_units a SET y = n.y, x = n.x, num = n.num, den = n.den
-    FROM new n WHERE a.ctid = n.tid
+    FROM (SELECT * FROM new ORDER BY tid) n WHERE a.ctid = n.tid
 ), ad AS (
     -- The day rows the new events add to, with their unit's variant, state
     -- and value before them (p*).
@@ -284,6 +288,7 @@ WITH t AS (
     INSERT INTO agg_unit_days AS d (experiment, metric, unit_id, day, n, v, num, den)
     SELECT $1, $2, unit_id, day, n, v, num, den FROM ad
     WHERE NOT EXISTS (SELECT 1 FROM ak WHERE ak.settled AND ak.unit_id = ad.unit_id)
+    ORDER BY unit_id, day
     ON CONFLICT (unit_id, experiment, metric, day) DO UPDATE SET
         n = d.n + EXCLUDED.n, v = d.v + EXCLUDED.v, num = d.num + EXCLUDED.num, den = d.den + EXCLUDED.den
 ), od AS (
@@ -292,7 +297,7 @@ WITH t AS (
     -- sums them), so that agg_variant_days changes by exactly the
     -- difference. No join here is between two sizes the planner cannot
     -- know but a full join (hash or merge, never a nested loop).
-    SELECT k.variant, d.* FROM (SELECT DISTINCT unit_id, variant FROM ak WHERE late) k CROSS JOIN LATERAL (
+    SELECT k.variant, d.* FROM (SELECT DISTINCT unit_id, variant FROM ak WHERE late ORDER BY unit_id) k CROSS JOIN LATERAL (
         SELECT d.unit_id, d.day, d.n, d.v, d.num, d.den FROM agg_unit_days d
         WHERE d.unit_id = k.unit_id AND d.experiment = $1 AND d.metric = $2 OFFSET 0) d
 ), both_days AS (
