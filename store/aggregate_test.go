@@ -1177,8 +1177,8 @@ func TestAggregateOwnConnections(t *testing.T) {
 	first := backends()
 	// The lock's connection and at least one fold's (newAggDB's
 	// experiment has several definitions), at most one per core besides.
-	if max := 1 + min(runtime.GOMAXPROCS(0), 8); len(first) < 2 || len(first) > max {
-		t.Fatalf("aggregator connections after a cycle: %v, want 2 to %d", first, max)
+	if most := 1 + min(runtime.GOMAXPROCS(0), 8); len(first) < 2 || len(first) > most {
+		t.Fatalf("aggregator connections after a cycle: %v, want 2 to %d", first, most)
 	}
 	for range 3 {
 		mustWrite(t, db, g.batch(200)...)
