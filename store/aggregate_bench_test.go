@@ -28,6 +28,12 @@ import (
 // 10,000), and FLYWHEEL_BENCH_CHECKPOINT=1 runs a CHECKPOINT before each
 // operation's cycles, so that each page they change first writes its whole
 // image to the WAL, as pages do after every checkpoint in production.
+//
+// The test clusters have 32 MB of shared buffers, less than these tables:
+// there the cycles also evict and read back pages, which the embedded
+// cluster's (a quarter of the memory) hold. For figures closer to a served
+// database, point FLYWHEEL_TEST_DATABASE_URL at a cluster started with the
+// embedded settings (BENCHMARKS.md, "Where the tracks step's time goes").
 func BenchmarkAggregateTracks(b *testing.B) {
 	const units, perUnit = 100_000, 10
 	batch := 10_000
