@@ -31,9 +31,10 @@ import (
 //
 // The test clusters have 32 MB of shared buffers, less than these tables:
 // there the cycles also evict and read back pages that the embedded
-// cluster's buffers (a quarter of the machine's memory) would hold. For figures closer to a served
-// database, point FLYWHEEL_TEST_DATABASE_URL at a cluster started with the
-// embedded settings (BENCHMARKS.md, "Where the tracks step's time goes").
+// cluster's buffers (a quarter of the machine's memory) would hold. For
+// figures closer to a served database, point FLYWHEEL_TEST_DATABASE_URL at
+// a cluster started with the embedded settings (BENCHMARKS.md, "Where the
+// tracks step's time goes").
 func BenchmarkAggregateTracks(b *testing.B) {
 	const units, perUnit = 100_000, 10
 	batch := 10_000
