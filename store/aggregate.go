@@ -40,7 +40,10 @@ import (
 //     event is added once per definition. A definition whose fold failed
 //     adds them in a later cycle, leaving out the units recomputed whole
 //     since (agg_staged_pairs). Results count staged events as pending
-//     until every definition has folded them.
+//     until every definition has folded them. A fold's arithmetic runs in
+//     Go, on the unit rows it reads, or on the copy of them the process
+//     keeps from its earlier folds while nothing else has changed them
+//     (store/aggregate_fold.go).
 //   - A definition that is new or whose metric changed is rebuilt from all
 //     of the experiment's exposures; until it is built, results recompute
 //     from raw events (ResultInput falls back).
@@ -224,6 +227,7 @@ func (db *DB) aggregatedExperiments(ctx context.Context) ([]flywheel.Experiment,
 func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	var rep AggregateReport
 	var folds stagedFolds
+	var recomputed func(*unitCache) // the units this cycle recomputed, for the unit cache
 	exps, metrics, err := db.aggregatedExperiments(ctx)
 	if err != nil {
 		return rep, err
@@ -298,6 +302,11 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 		if err := db.foldQueue(ctx, tx, ready, leftovers, &rep); err != nil {
 			return err
 		}
+		if rep.Pairs > 0 {
+			if recomputed, err = moveEpochs(ctx, tx); err != nil {
+				return err
+			}
+		}
 		for _, d := range stale {
 			last := time.Now()
 			if err := db.rebuild(ctx, tx, d); err != nil {
@@ -311,6 +320,9 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	})
 	if err != nil {
 		return rep, translate("aggregate", err)
+	}
+	if recomputed != nil {
+		recomputed(db.units)
 	}
 	if len(folds.defs) == 0 {
 		return rep, nil

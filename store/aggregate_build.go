@@ -156,6 +156,11 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error 
 	WHERE d.unit_id = u.unit_id AND x.key = d.experiment AND x.unit_type = u.unit_type`, types, ids); err != nil {
 		return err
 	}
+	// Every definition's unit rows may have changed: no process's copy of
+	// them (store/aggregate_fold.go) is current any more.
+	if _, err := tx.Exec(ctx, `UPDATE agg_defs SET epoch = nextval('agg_epoch')`); err != nil {
+		return err
+	}
 	if _, err := tx.Exec(ctx, `UPDATE aliases SET replaced = NULL WHERE replaced = ANY($1)`, ids); err != nil {
 		return err
 	}

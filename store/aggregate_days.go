@@ -13,7 +13,7 @@ package store
 // subtracts the unit's old changes and adds its new ones, computed from all
 // of its days in the same way, so that the two cancel exactly where nothing
 // moved (the tracks step takes a shortcut for new events after a unit's
-// last day: store/aggregate_deltas.go). Reading a timeseries is then a
+// last day: store/aggregate_fold.go). Reading a timeseries is then a
 // running sum over variants × days.
 
 // dayChanges is the SQL of CTEs that add to agg_variant_days the signed
@@ -81,21 +81,6 @@ var dayDeltas = `dcum AS (
     SELECT experiment, metric, variant, day, sum(sign)::bigint, 0, 0, 0, 0, 0, 0, 0
     FROM uchange GROUP BY 1, 2, 3, 4
 )`
-
-// capped is the SQL of a unit's value (y in dayDeltas) from running sums
-// of its events (n) and their values (v), for metric type typ, with the
-// fixed cap cap (NULL: none; least ignores it).
-func capped(typ, cap, n, v string) string {
-	return `least(CASE ` + typ + ` WHEN 'conversion' THEN ((` + n + `) > 0)::int::float8 WHEN 'retention' THEN ((` + n + `) > 0)::int::float8
-                 WHEN 'count' THEN ` + n + ` ELSE ` + v + ` END, ` + cap + `::float8)`
-}
-
-// sidesSum is the numeric sum of (after) - (before), each converted to
-// numeric on its own (exactNumeric), as dayDeltas converts the two sides of
-// a change: what is added now is exactly what a later change subtracts.
-func sidesSum(after, before, name string) string {
-	return `COALESCE(sum(` + exactNumeric(after) + ` - ` + exactNumeric(before) + `), 0) AS ` + name
-}
 
 // daySigned is the numeric sum of sign * (expr).
 func daySigned(expr, name string) string {

@@ -971,7 +971,7 @@ func TestAggregateConversionsRoundHalfEven(t *testing.T) {
 }
 
 // TestAggregateSameDayTracks: new events on a unit's last day with events
-// take the tracks step's in-order path (store/aggregate_deltas.go), which
+// take the tracks step's in-order path (store/aggregate_fold.go), which
 // computes the day's change from the unit's value rather than its days: a
 // purchase that crosses the fixed cap later the same day, a conversion
 // already counted that day, a same-day event with one on the next day, and

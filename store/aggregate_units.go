@@ -113,7 +113,7 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef) error {
 // $5 from hours, $6 to hours (0 = no end), $7 cuped hours, $8 numerator,
 // $9 cap, $10 denominator.
 //
-// Here and in foldTracksSQL the unit rows are read by primary key from the
+// Here the unit rows are read by primary key from the
 // few units named (LATERAL ... OFFSET 0 keeps the planner from turning that
 // around), then changed by ctid: with agg_units' statistics stale (a young
 // experiment grows faster than autovacuum analyzes), a planner free to

@@ -46,3 +46,10 @@ func UpliftFoldsForTest(ctx context.Context, db *DB, ids []string) ([]int, error
 	}
 	return pgx.CollectRows(rows, pgx.RowTo[int])
 }
+
+// Float8NumericForTest is float8Numeric's value as numeric input.
+func Float8NumericForTest(x float64) string {
+	var s decSum
+	s.addSigned(1, x)
+	return s.String()
+}

@@ -159,8 +159,10 @@ func loadUnits(ctx context.Context, tx pgx.Tx, e *flywheel.Experiment, q analysi
 // cuped the hours before it, num and den a ratio's numerator and
 // denominator events. n_in counts the events in [from, to); v_in, num and
 // den sum from the exposure to the window's end; n_pre and v_pre cover
-// the CUPED period. The recomputation (metricStats) and both aggregation
-// paths (foldUnitsSQL, foldTracksSQL) use it, so they cannot disagree.
+// the CUPED period. The recomputation (metricStats) and the units'
+// recomputation in a cycle (foldUnitsSQL) use it; the fold of new track
+// events computes the same sums in Go (foldSpec.unitSums), and the
+// aggregates' tests compare the two paths with a recomputation.
 func windowSums(ev, unit, from, to, cuped, num, den string) string {
 	return strings.NewReplacer("ev.", ev+".", "unit.", unit+".", "$FROM", from, "$TO", to, "$CUPED", cuped, "$NUM", num, "$DEN", den).Replace(
 		`count(ev.ts) FILTER (WHERE ` + inWindow("ev", "unit", "$FROM", "$TO") + `) AS n_in,

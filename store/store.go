@@ -28,6 +28,7 @@ type DB struct {
 	sql   *sql.DB
 	gorm  *gorm.DB
 	clock flywheel.Clock
+	units *unitCache // the aggregator's copy of unit rows (store/aggregate_fold.go)
 }
 
 // Compile-time checks that DB is every store the centre declares.
@@ -101,7 +102,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if clock == nil {
 		clock = time.Now
 	}
-	return &DB{pool: pool, agg: agg, sql: sqlDB, gorm: g, clock: clock}, nil
+	return &DB{pool: pool, agg: agg, sql: sqlDB, gorm: g, clock: clock, units: &unitCache{}}, nil
 }
 
 // Close releases every connection.

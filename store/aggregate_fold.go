@@ -1,0 +1,959 @@
+package store
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"math"
+	"math/big"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/flywheel-oss/flywheel"
+)
+
+// The staged track events of one definition, added to its units' values in
+// Go (foldTracks): PostgreSQL reads the units' rows and writes the changed
+// ones, and the arithmetic between (each unit's window sums, its new day
+// rows, the changes of the per-variant and per-day sums) runs here instead
+// of row by row in SQL's interpreter, where it was most of a fold's time
+// (BENCHMARKS.md, "Where the tracks step's time goes").
+//
+// Every number is computed as the SQL of the other paths computes it, so
+// that what one adds another can subtract: the same float8 operations in
+// the same order (each product rounded on its own: float64(a*b), which Go
+// may not fuse), and the numeric sums from each term's float8::numeric
+// value (decSum).
+
+// stagedForDef reads the staged events after cycle $4 that definition
+// ($1) reads ($2 its events, $3 the experiment's unit type).
+var stagedForDef = `
+SELECT owner, ts, value, event FROM agg_staged k
+WHERE k.cycle > $4 AND owner_type = $3 AND event = ANY($2) AND $1::text IS NOT NULL` + notRecomputed
+
+// stagedForDefAll is stagedForDef when no unit was recomputed whole:
+// nothing to leave out, and the check would cost an index probe per event.
+var stagedForDefAll = strings.Replace(stagedForDef, notRecomputed, "", 1)
+
+// unitRows reads the unit rows of definition ($1, $2) of the owners $3
+// (sorted), each by primary key, in key order (BENCHMARKS.md, "Lookups in
+// key order"); an owner without one is not in the experiment.
+const unitRows = `
+SELECT a.* FROM unnest($3::text[]) AS k(owner) CROSS JOIN LATERAL (
+    SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
+    WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = k.owner OFFSET 0) a`
+
+// lateDays reads all the day rows of the units ($3) that have a day after
+// their first new one ($4): their later days change with the new events.
+const lateDays = `
+SELECT k.u, d.day, d.n, d.v, d.num, d.den
+FROM (SELECT * FROM unnest($3::text[], $4::date[]) AS k(u, since)
+      WHERE EXISTS (SELECT 1 FROM agg_unit_days d WHERE d.unit_id = k.u AND d.experiment = $1 AND d.metric = $2
+          AND d.day > k.since OFFSET 0)) k
+CROSS JOIN LATERAL (
+    SELECT d.day, d.n, d.v, d.num, d.den FROM agg_unit_days d
+    WHERE d.unit_id = k.u AND d.experiment = $1 AND d.metric = $2 OFFSET 0) d`
+
+// writeFold writes what foldTracks computed for definition ($1, $2): the
+// changed unit values by ctid ($3-$7), the day rows added to ($8-$13, in
+// key order), the definition's latest day ($14), the per-variant day
+// changes ($15-$23) and the variant sums' changes ($24-$34), and returns
+// the changed units' new ctids. The cycle is the only writer of these rows
+// (the aggregation lock), and each definition writes only its own. A unit
+// row is written only if it is still the one the fold read, with the values
+// it read ($35-$39): a copy kept in memory (unitCache) that is not, for
+// whatever reason, makes the fold fail (and the copy be dropped) instead
+// of writing a wrong value.
+const writeFold = `
+WITH up AS (
+    UPDATE agg_units a SET y = n.y, x = n.x, num = n.num, den = n.den
+    FROM unnest($3::tid[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $35::text[],
+                $36::float8[], $37::float8[], $38::float8[], $39::float8[]) AS n(tid, y, x, num, den, unit_id, oy, ox, onum, oden)
+    WHERE a.ctid = n.tid AND a.experiment = $1 AND a.metric = $2 AND a.unit_id = n.unit_id
+      AND a.y = n.oy AND a.x = n.ox AND a.num = n.onum AND a.den = n.oden
+    RETURNING a.unit_id, a.ctid
+), days_add AS (
+    INSERT INTO agg_unit_days AS d (experiment, metric, unit_id, day, n, v, num, den)
+    SELECT $1, $2, u, day, n, v, num, den FROM unnest($8::text[], $9::date[], $10::float8[], $11::float8[], $12::float8[], $13::float8[])
+        AS k(u, day, n, v, num, den)
+    ON CONFLICT (unit_id, experiment, metric, day) DO UPDATE SET
+        n = d.n + EXCLUDED.n, v = d.v + EXCLUDED.v, num = d.num + EXCLUDED.num, den = d.den + EXCLUDED.den
+), latest AS (
+    UPDATE agg_defs SET max_day = greatest(max_day, $14::date)
+    WHERE experiment = $1 AND metric = $2 AND max_day IS NOT NULL AND $14::date IS NOT NULL
+), days_up AS (
+    INSERT INTO agg_variant_days AS v (experiment, metric, variant, day, units, sum, sumsq, sumnum, sumden, sumnumsq, sumdensq, sumnumden)
+    SELECT $1, $2, variant, day, 0, sum, sumsq, sumnum, sumden, sumnumsq, sumdensq, sumnumden
+    FROM unnest($15::text[], $16::date[], $17::numeric[], $18::numeric[], $19::numeric[], $20::numeric[], $21::numeric[], $22::numeric[], $23::numeric[])
+        AS k(variant, day, sum, sumsq, sumnum, sumden, sumnumsq, sumdensq, sumnumden)
+    ON CONFLICT (experiment, metric, variant, day) DO UPDATE SET
+        sum = v.sum + EXCLUDED.sum, sumsq = v.sumsq + EXCLUDED.sumsq, sumnum = v.sumnum + EXCLUDED.sumnum,
+        sumden = v.sumden + EXCLUDED.sumden, sumnumsq = v.sumnumsq + EXCLUDED.sumnumsq,
+        sumdensq = v.sumdensq + EXCLUDED.sumdensq, sumnumden = v.sumnumden + EXCLUDED.sumnumden
+), vars AS (
+INSERT INTO agg_variants AS v (experiment, metric, variant, units, multiple, opted_out,
+    sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden)
+SELECT $1, $2, variant, 0, 0, 0, sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden
+FROM unnest($24::text[], $25::numeric[], $26::numeric[], $27::numeric[], $28::numeric[], $29::numeric[],
+            $30::numeric[], $31::numeric[], $32::numeric[], $33::numeric[], $34::numeric[])
+    AS k(variant, sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden)
+ON CONFLICT (experiment, metric, variant) DO UPDATE SET
+    sum = v.sum + EXCLUDED.sum, sumsq = v.sumsq + EXCLUDED.sumsq,
+    sumx = v.sumx + EXCLUDED.sumx, sumxsq = v.sumxsq + EXCLUDED.sumxsq, sumxy = v.sumxy + EXCLUDED.sumxy,
+    sumnum = v.sumnum + EXCLUDED.sumnum, sumden = v.sumden + EXCLUDED.sumden, sumnumsq = v.sumnumsq + EXCLUDED.sumnumsq,
+    sumdensq = v.sumdensq + EXCLUDED.sumdensq, sumnumden = v.sumnumden + EXCLUDED.sumnumden
+)
+SELECT unit_id, ctid FROM up`
+
+// foldUnit is one unit of a fold: its row as stored and its staged events.
+type foldUnit struct {
+	tid                pgtype.TID
+	id, variant        string
+	state              int16
+	y, x, num, den     float64
+	first              time.Time
+	events             []foldEvent
+	days               []foldDay // its new days in the window, in day order
+	late, settled      bool
+	old                []foldDay // a late unit's stored days, in day order
+	newY, newX, nn, nd float64
+}
+
+type foldEvent struct {
+	ts       time.Time
+	value    float64
+	hasValue bool
+	event    string
+}
+
+// foldDay is a unit's sums on one UTC day (agg_unit_days).
+type foldDay struct {
+	day          int32 // days since 1970-01-01
+	n, v, nm, dn float64
+}
+
+// foldSpec is what a fold needs of its definition.
+type foldSpec struct {
+	typ              flywheel.MetricType
+	from, to, cuped  time.Duration // to 0: no end
+	numerator, denom string
+	cap              *float64
+}
+
+func specOf(d aggDef) foldSpec {
+	m := d.metric
+	from, to, _ := window(m)
+	return foldSpec{typ: m.Type, from: time.Duration(from) * time.Hour, to: time.Duration(to) * time.Hour,
+		cuped: time.Duration(m.CUPEDHours) * time.Hour, numerator: m.Numerator, denom: m.Denominator, cap: d.fixedCap()}
+}
+
+// foldTracks adds the staged events after cycle folded to the values of
+// their owners for definition d, and the changes to the per-variant sums
+// and days. A unit's window sums only grow by its new events'
+// contributions, and a conversion only turns on, so its history need not
+// be read again. The owners' unit rows come from the copy db keeps in
+// memory where it is current (unitCache), else from the table. It returns
+// what to record in that copy once the transaction commits, with the
+// definition's new epoch.
+//
+// The day rows: a unit's new days are added to agg_unit_days, and the
+// per-variant day changes (agg_variant_days, see aggregate_days.go) are
+// computed from the unit's value before the new events and its days:
+//   - no unit has a day after the definition's latest (agg_defs.max_day,
+//     read first), so a unit whose new days all fall on or after it is in
+//     order, with no lookup; before it, one index probe says whether the
+//     unit has a day after its first new one (late), and then all of its
+//     days are read (readLateDays);
+//   - a conversion or retention already counted whose new days are not
+//     late is settled: its counted day is on or before them, so its value
+//     on every day stays 1 and its day changes stay 0. Its day rows are not
+//     written either: for these metrics only whether a day has events
+//     matters, and only up to the first day that has (every reader of the
+//     rows computes the same whether or not the later days' events are
+//     there).
+func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64, pairs bool) (func(epoch int64), error) {
+	m := d.metric
+	_, _, events := window(m)
+	var maxDay pgtype.Date // may be -infinity: a definition with no day yet
+	var epoch int64
+	if err := tx.QueryRow(ctx, `SELECT max_day, epoch FROM agg_defs WHERE experiment = $1 AND metric = $2`,
+		d.exp.Key, m.Key).Scan(&maxDay, &epoch); err != nil {
+		return nil, err
+	}
+	sql := stagedForDef
+	if !pairs {
+		sql = stagedForDefAll
+	}
+	rows, err := tx.Query(ctx, sql, d.exp.Key, events, d.exp.UnitType, folded)
+	if err != nil {
+		return nil, err
+	}
+	byOwner := map[string][]foldEvent{}
+	var (
+		owner, event string
+		ts           time.Time
+		value        *float64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&owner, &ts, &value, &event}, func() error {
+		e := foldEvent{ts: ts, event: event}
+		if value != nil {
+			e.value, e.hasValue = *value, true
+		}
+		byOwner[owner] = append(byOwner[owner], e)
+		return nil
+	})
+	key := [2]string{d.exp.Key, m.Key}
+	if err != nil {
+		return nil, err
+	}
+	if len(byOwner) == 0 { // nothing to add: the copy stays as it is
+		return func(next int64) { db.units.advance(key, epoch, next) }, nil
+	}
+	known := db.units.take(key, epoch)
+	units := make(map[string]*foldUnit, len(byOwner))
+	var order []*foldUnit
+	var missing []string
+	for id, evs := range byOwner {
+		c, ok := known[id]
+		if !ok {
+			missing = append(missing, id)
+			continue
+		}
+		u := &foldUnit{tid: c.tid, id: id, variant: c.variant, state: c.state, y: c.y, x: c.x, num: c.num, den: c.den,
+			first: c.first, events: evs}
+		units[id] = u
+		order = append(order, u)
+	}
+	if len(missing) > 0 {
+		slices.Sort(missing)
+		rows, err := tx.Query(ctx, unitRows, d.exp.Key, m.Key, missing)
+		if err != nil {
+			return nil, err
+		}
+		var u foldUnit
+		_, err = pgx.ForEachRow(rows, []any{&u.tid, &u.id, &u.variant, &u.state, &u.y, &u.x, &u.num, &u.den, &u.first}, func() error {
+			nu := u
+			nu.events = byOwner[u.id]
+			units[u.id] = &nu
+			order = append(order, &nu)
+			return nil
+		})
+		if err != nil {
+			return nil, err
+		}
+	}
+	if len(order) == 0 { // no owner is in the experiment
+		return func(next int64) { db.units.put(key, next, known) }, nil
+	}
+	spec := specOf(d)
+	// A unit whose first new day is on or after the definition's latest
+	// has no later day; the others are probed. Unknown (NULL): all are.
+	maxDayN := int32(math.MaxInt32)
+	switch {
+	case !maxDay.Valid || maxDay.InfinityModifier == pgtype.Infinity:
+	case maxDay.InfinityModifier == pgtype.NegativeInfinity:
+		maxDayN = math.MinInt32
+	default:
+		maxDayN = dayNumber(maxDay.Time)
+	}
+	var probe []*foldUnit
+	for _, u := range order {
+		spec.unitSums(u)
+		if u.state == 0 && len(u.days) > 0 && u.days[0].day < maxDayN {
+			probe = append(probe, u)
+		}
+	}
+	if len(probe) > 0 {
+		if err := readLateDays(ctx, tx, d, probe, units); err != nil {
+			return nil, err
+		}
+	}
+	for _, u := range order {
+		u.settled = u.state == 0 && len(u.days) > 0 && !u.late &&
+			(spec.typ == flywheel.MetricConversion || spec.typ == flywheel.MetricRetention) && u.y > 0
+	}
+	args, changed := spec.writeArgs(d, order)
+	rows, err = tx.Query(ctx, writeFold, args...)
+	if err != nil {
+		return nil, err
+	}
+	var tid pgtype.TID
+	var id string
+	written := 0
+	_, err = pgx.ForEachRow(rows, []any{&id, &tid}, func() error {
+		if u := units[id]; u != nil {
+			u.tid = tid
+			written++
+		}
+		return nil
+	})
+	if err == nil && written != changed {
+		err = fmt.Errorf("wrote %d of %d unit rows: they changed since they were read", written, changed)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return func(epoch int64) {
+		for _, u := range order {
+			known[u.id] = cachedUnit{tid: u.tid, variant: u.variant, state: u.state, y: u.newY, x: u.newX, num: u.nn, den: u.nd, first: u.first}
+		}
+		db.units.put(key, epoch, known)
+	}, nil
+}
+
+// readLateDays marks the units of probe that have a day after their first
+// new one as late, with all of their stored days.
+func readLateDays(ctx context.Context, tx pgx.Tx, d aggDef, probe []*foldUnit, units map[string]*foldUnit) error {
+	slices.SortFunc(probe, func(a, b *foldUnit) int { return cmp.Compare(a.id, b.id) })
+	ids, since := make([]string, len(probe)), make([]time.Time, len(probe))
+	for i, u := range probe {
+		ids[i], since[i] = u.id, dayTime(u.days[0].day)
+	}
+	rows, err := tx.Query(ctx, lateDays, d.exp.Key, d.metric.Key, ids, since)
+	if err != nil {
+		return err
+	}
+	var (
+		id           string
+		day          time.Time
+		n, v, nm, dn float64
+	)
+	_, err = pgx.ForEachRow(rows, []any{&id, &day, &n, &v, &nm, &dn}, func() error {
+		u := units[id]
+		u.late = true
+		u.old = append(u.old, foldDay{day: dayNumber(day), n: n, v: v, nm: nm, dn: dn})
+		return nil
+	})
+	for _, u := range probe {
+		slices.SortFunc(u.old, func(a, b foldDay) int { return cmp.Compare(a.day, b.day) })
+	}
+	return err
+}
+
+// unitSums computes the unit's new value from its stored one and the sums
+// of its new events (windowSums), and its new days (daySums over the events
+// inWindow), as the SQL of those names does.
+func (s foldSpec) unitSums(u *foldUnit) {
+	inFrom, inTo, pre := u.first.Add(s.from), u.first.Add(s.to), u.first.Add(-s.cuped)
+	var nIn, nPre, vIn, vPre, num, den float64
+	for _, e := range u.events {
+		beforeEnd := s.to == 0 || e.ts.Before(inTo)
+		if !e.ts.Before(inFrom) && beforeEnd {
+			nIn++
+			u.addDay(e, s)
+		}
+		if !e.ts.Before(u.first) && beforeEnd {
+			vIn += e.valueOr(0, e.hasValue)
+			if e.event == s.numerator {
+				num += e.valueOr(1, true)
+			}
+			if e.event == s.denom {
+				den += e.valueOr(1, true)
+			}
+		}
+		if !e.ts.Before(pre) && e.ts.Before(u.first) {
+			nPre++
+			vPre += e.valueOr(0, e.hasValue)
+		}
+	}
+	switch s.typ {
+	case flywheel.MetricConversion:
+		u.newY, u.newX = max(u.y, indicator(nIn)), max(u.x, indicator(nPre))
+	case flywheel.MetricRetention:
+		u.newY, u.newX = max(u.y, indicator(nIn)), 0
+	case flywheel.MetricCount:
+		u.newY, u.newX = u.y+nIn, u.x+nPre
+	case flywheel.MetricRatio:
+		u.newY, u.newX = u.y+vIn, 0
+	default:
+		u.newY, u.newX = u.y+vIn, u.x+vPre
+	}
+	u.nn, u.nd = u.num+num, u.den+den
+	slices.SortFunc(u.days, func(a, b foldDay) int { return cmp.Compare(a.day, b.day) })
+}
+
+// valueOr is the event's value, or def when it has none; add says whether
+// it counts at all (sum skips NULL values, COALESCE(value, 1) does not).
+func (e foldEvent) valueOr(def float64, add bool) float64 {
+	switch {
+	case !add:
+		return 0
+	case e.hasValue:
+		return e.value
+	}
+	return def
+}
+
+func (u *foldUnit) addDay(e foldEvent, s foldSpec) {
+	day := dayNumber(e.ts)
+	i := slices.IndexFunc(u.days, func(d foldDay) bool { return d.day == day })
+	if i < 0 {
+		u.days = append(u.days, foldDay{day: day})
+		i = len(u.days) - 1
+	}
+	d := &u.days[i]
+	d.n++
+	d.v += e.valueOr(0, e.hasValue)
+	if e.event == s.numerator {
+		d.nm += e.valueOr(1, true)
+	}
+	if e.event == s.denom {
+		d.dn += e.valueOr(1, true)
+	}
+}
+
+func (u *foldUnit) changed() bool {
+	return u.newY != u.y || u.newX != u.x || u.nn != u.num || u.nd != u.den
+}
+
+func indicator(n float64) float64 {
+	if n > 0 {
+		return 1
+	}
+	return 0
+}
+
+// capped is the SQL function capped: a unit's value from its running count
+// n and sum v, capped.
+func (s foldSpec) capped(n, v float64) float64 {
+	var y float64
+	switch s.typ {
+	case flywheel.MetricConversion, flywheel.MetricRetention:
+		y = indicator(n)
+	case flywheel.MetricCount:
+		y = n
+	default:
+		y = v
+	}
+	return s.capTo(y)
+}
+
+func (s foldSpec) capTo(y float64) float64 {
+	if s.cap != nil {
+		return min(y, *s.cap)
+	}
+	return y
+}
+
+// side is a unit's value on one day, after the day (y, num, den) and
+// before it (y0, num0, den0), as dayDeltas computes them.
+type side struct{ y, y0, num, num0, den, den0 float64 }
+
+// dayKey is a variant's day.
+type dayKey struct {
+	variant string
+	day     int32
+}
+
+// dayChangeSums are the seven numeric sums of agg_variant_days.
+type dayChangeSums [7]decSum
+
+func (ds *dayChangeSums) add(after, before side) {
+	ds[0].addDiff(after.y-after.y0, before.y-before.y0)
+	ds[1].addDiff(float64(after.y*after.y)-float64(after.y0*after.y0), float64(before.y*before.y)-float64(before.y0*before.y0))
+	ds[2].addDiff(after.num-after.num0, before.num-before.num0)
+	ds[3].addDiff(after.den-after.den0, before.den-before.den0)
+	ds[4].addDiff(float64(after.num*after.num)-float64(after.num0*after.num0), float64(before.num*before.num)-float64(before.num0*before.num0))
+	ds[5].addDiff(float64(after.den*after.den)-float64(after.den0*after.den0), float64(before.den*before.den)-float64(before.den0*before.den0))
+	ds[6].addDiff(float64(after.num*after.den)-float64(after.num0*after.den0), float64(before.num*before.den)-float64(before.num0*before.den0))
+}
+
+// dayChanges adds the unit's changes of agg_variant_days to out, each the
+// change after the new events minus the change before them:
+//
+//   - for a late unit, from running sums over all of its days before and
+//     after the new events; a day before its first new one is the same
+//     before and after, and is left out;
+//   - for one whose new days are on or after its last, from its value and
+//     the new days alone: its days up to them add up to its value in
+//     agg_units, and only the new days change. On a day it already has
+//     (its last), the change stored for the day was capped(p) minus its
+//     value before the day; the new change is capped(p + the new events)
+//     minus the same value before, so the difference to add is capped(p +
+//     new) - capped(p), as for a new day. (That sum is the unit's, not its
+//     days' running sum, so a later change may subtract a value that
+//     differs from this one in the last bits of a non-integer value: what
+//     agg_variant_days keeps is exact to rounding there, not to the bit.)
+func (s foldSpec) dayChanges(u *foldUnit, out map[dayKey]*dayChangeSums) {
+	at := func(day int32) *dayChangeSums {
+		k := dayKey{u.variant, day}
+		if out[k] == nil {
+			out[k] = &dayChangeSums{}
+		}
+		return out[k]
+	}
+	if !u.late {
+		var cn, cv, cnum, cden float64
+		for _, d := range u.days {
+			cn, cv, cnum, cden = cn+d.n, cv+d.v, cnum+d.nm, cden+d.dn
+			m := side{
+				y: s.capped(u.y+cn, u.y+cv), y0: s.capped(u.y+cn-d.n, u.y+cv-d.v),
+				num: s.capTo(u.num + cnum), num0: s.capTo(u.num + cnum - d.nm),
+				den: u.den + cden, den0: u.den + cden - d.dn,
+			}
+			// least(x, NULL) is x: a missing cap caps nothing, as capTo.
+			at(d.day).add(m, side{})
+		}
+		return
+	}
+	// Merge the stored days (o) and the new ones (a) in day order.
+	var co, cm foldDay // running sums before and after
+	since := false
+	i, j := 0, 0
+	for i < len(u.old) || j < len(u.days) {
+		var o, a foldDay
+		added := false
+		switch {
+		case j == len(u.days) || (i < len(u.old) && u.old[i].day < u.days[j].day):
+			o = u.old[i]
+			a.day = o.day
+			i++
+		case i == len(u.old) || u.days[j].day < u.old[i].day:
+			a = u.days[j]
+			o.day = a.day
+			added = true
+			j++
+		default:
+			o, a = u.old[i], u.days[j]
+			added = true
+			i, j = i+1, j+1
+		}
+		mn, mv, mnum, mden := o.n+a.n, o.v+a.v, o.nm+a.nm, o.dn+a.dn
+		co = foldDay{n: co.n + o.n, v: co.v + o.v, nm: co.nm + o.nm, dn: co.dn + o.dn}
+		cm = foldDay{n: cm.n + mn, v: cm.v + mv, nm: cm.nm + mnum, dn: cm.dn + mden}
+		since = since || added
+		if !since {
+			continue
+		}
+		before := side{
+			y: s.capped(co.n, co.v), y0: s.capped(co.n-o.n, co.v-o.v),
+			num: s.capTo(co.nm), num0: s.capTo(co.nm - o.nm), den: co.dn, den0: co.dn - o.dn,
+		}
+		after := side{
+			y: s.capped(cm.n, cm.v), y0: s.capped(cm.n-mn, cm.v-mv),
+			num: s.capTo(cm.nm), num0: s.capTo(cm.nm - mnum), den: cm.dn, den0: cm.dn - mden,
+		}
+		at(o.day).add(after, before)
+	}
+}
+
+// variantSums are the ten numeric sums of agg_variants that a fold
+// changes (its units' counts do not change).
+type variantSums [10]decSum
+
+// add adds sign times the contribution of a unit row (variantDelta).
+func (vs *variantSums) add(s foldSpec, sign float64, y, x, num, den float64) {
+	cy, cx, cnum := s.capTo(y), s.capTo(x), s.capTo(num)
+	for i, v := range [10]float64{cy, float64(cy * cy), cx, float64(cx * cx), float64(cx * cy), cnum, den,
+		float64(cnum * cnum), float64(den * den), float64(cnum * den)} {
+		vs[i].addSigned(sign, v)
+	}
+}
+
+// writeArgs are writeFold's parameters for the fold of units.
+func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) ([]any, int) {
+	slices.SortFunc(units, func(a, b *foldUnit) int { return cmp.Compare(a.id, b.id) })
+	var (
+		tids               []pgtype.TID
+		ys, xs, nums, dens []float64
+		dUnits             []string
+		dDays              []time.Time
+		dn, dv, dnum, dden []float64
+		latest             *time.Time
+		latestN            int32 = math.MinInt32
+		vdays                    = map[dayKey]*dayChangeSums{}
+		vsums                    = map[string]*variantSums{}
+		changedTIDs        []*foldUnit
+		vdVariants         []string
+		vdDays             []time.Time
+		vdCols             [7][]string
+		vVariants          []string
+		vCols              [10][]string
+	)
+	for _, u := range units {
+		if u.changed() {
+			changedTIDs = append(changedTIDs, u)
+			if u.state == 0 {
+				vs := vsums[u.variant]
+				if vs == nil {
+					vs = &variantSums{}
+					vsums[u.variant] = vs
+				}
+				vs.add(s, 1, u.newY, u.newX, u.nn, u.nd)
+				vs.add(s, -1, u.y, u.x, u.num, u.den)
+			}
+		}
+		for _, day := range u.days {
+			latestN = max(latestN, day.day)
+			if u.settled {
+				continue
+			}
+			dUnits, dDays = append(dUnits, u.id), append(dDays, dayTime(day.day))
+			dn, dv, dnum, dden = append(dn, day.n), append(dv, day.v), append(dnum, day.nm), append(dden, day.dn)
+		}
+		if u.state == 0 && len(u.days) > 0 && !u.settled {
+			s.dayChanges(u, vdays)
+		}
+	}
+	slices.SortFunc(changedTIDs, func(a, b *foldUnit) int {
+		return cmp.Or(cmp.Compare(a.tid.BlockNumber, b.tid.BlockNumber), cmp.Compare(a.tid.OffsetNumber, b.tid.OffsetNumber))
+	})
+	var ids []string
+	var oys, oxs, onums, odens []float64
+	for _, u := range changedTIDs {
+		tids, ids = append(tids, u.tid), append(ids, u.id)
+		ys, xs, nums, dens = append(ys, u.newY), append(xs, u.newX), append(nums, u.nn), append(dens, u.nd)
+		oys, oxs, onums, odens = append(oys, u.y), append(oxs, u.x), append(onums, u.num), append(odens, u.den)
+	}
+	if latestN != math.MinInt32 {
+		t := dayTime(latestN)
+		latest = &t
+	}
+	keys := make([]dayKey, 0, len(vdays))
+	for k, ds := range vdays {
+		if !ds.zero() {
+			keys = append(keys, k)
+		}
+	}
+	slices.SortFunc(keys, func(a, b dayKey) int { return cmp.Or(cmp.Compare(a.variant, b.variant), cmp.Compare(a.day, b.day)) })
+	for _, k := range keys {
+		vdVariants, vdDays = append(vdVariants, k.variant), append(vdDays, dayTime(k.day))
+		for i := range vdCols {
+			vdCols[i] = append(vdCols[i], vdays[k][i].String())
+		}
+	}
+	variants := make([]string, 0, len(vsums))
+	for v, vs := range vsums {
+		if !vs.zero() {
+			variants = append(variants, v)
+		}
+	}
+	slices.Sort(variants)
+	for _, v := range variants {
+		vVariants = append(vVariants, v)
+		for i := range vCols {
+			vCols[i] = append(vCols[i], vsums[v][i].String())
+		}
+	}
+	args := []any{d.exp.Key, d.metric.Key, tids, ys, xs, nums, dens, dUnits, dDays, dn, dv, dnum, dden, latest, vdVariants, vdDays}
+	for _, c := range vdCols {
+		args = append(args, c)
+	}
+	args = append(args, vVariants)
+	for _, c := range vCols {
+		args = append(args, c)
+	}
+	return append(args, ids, oys, oxs, onums, odens), len(changedTIDs)
+}
+
+func (ds *dayChangeSums) zero() bool {
+	for i := range ds {
+		if !ds[i].isZero() {
+			return false
+		}
+	}
+	return true
+}
+
+func (vs *variantSums) zero() bool {
+	for i := range vs {
+		if !vs[i].isZero() {
+			return false
+		}
+	}
+	return true
+}
+
+// dayNumber is the UTC day of t, in days since 1970-01-01.
+func dayNumber(t time.Time) int32 {
+	s := t.Unix()
+	if s < 0 && s%86400 != 0 {
+		return int32(s/86400) - 1
+	}
+	return int32(s / 86400)
+}
+
+func dayTime(day int32) time.Time {
+	return time.Unix(int64(day)*86400, 0).UTC()
+}
+
+// decSum is an exact sum of decimals, each the value of a float8 as
+// PostgreSQL's float8::numeric gives it: the float's shortest-or-15-digit
+// rounding, "%.15g" (exactNumeric in SQL computes the same value). Terms
+// are kept by decimal exponent, as int64 sums of their mantissas (at most
+// 15 digits), spilling into big integers before they could overflow.
+type decSum struct {
+	terms map[int]int64
+	big   map[int]*big.Int
+}
+
+// addDiff adds float8::numeric of after minus that of before (sidesSum).
+func (s *decSum) addDiff(after, before float64) {
+	s.addSigned(1, after)
+	s.addSigned(-1, before)
+}
+
+// addSigned adds sign (1 or -1) times float8::numeric of x.
+func (s *decSum) addSigned(sign, x float64) {
+	m, e := float8Numeric(x)
+	if m == 0 {
+		return
+	}
+	if sign < 0 {
+		m = -m
+	}
+	if s.terms == nil {
+		s.terms = map[int]int64{}
+	}
+	old := s.terms[e]
+	if old > 1<<62 || old < -(1<<62) {
+		if s.big == nil {
+			s.big = map[int]*big.Int{}
+		}
+		if s.big[e] == nil {
+			s.big[e] = new(big.Int)
+		}
+		s.big[e].Add(s.big[e], big.NewInt(old))
+		old = 0
+	}
+	s.terms[e] = old + m
+}
+
+func (s *decSum) isZero() bool {
+	return s.total().Sign() == 0
+}
+
+// total is the sum as a big integer times 10^exp, exp the least exponent
+// of a term (0 when none).
+func (s *decSum) totalExp() (*big.Int, int) {
+	exp, first := 0, true
+	for e, v := range s.terms {
+		if v != 0 && (first || e < exp) {
+			exp, first = e, false
+		}
+	}
+	for e, v := range s.big {
+		if v.Sign() != 0 && (first || e < exp) {
+			exp, first = e, false
+		}
+	}
+	sum := new(big.Int)
+	ten := big.NewInt(10)
+	addAt := func(e int, v *big.Int) {
+		if v.Sign() == 0 {
+			return
+		}
+		t := new(big.Int).Exp(ten, big.NewInt(int64(e-exp)), nil)
+		sum.Add(sum, t.Mul(t, v))
+	}
+	for e, v := range s.terms {
+		addAt(e, big.NewInt(v))
+	}
+	for e, v := range s.big {
+		addAt(e, v)
+	}
+	return sum, exp
+}
+
+func (s *decSum) total() *big.Int {
+	t, _ := s.totalExp()
+	return t
+}
+
+// String is the sum as numeric input ("0", "-12345e-4").
+func (s *decSum) String() string {
+	t, e := s.totalExp()
+	if t.Sign() == 0 {
+		return "0"
+	}
+	return t.String() + "e" + strconv.Itoa(e)
+}
+
+// float8Numeric is x::numeric as m × 10^e: the cheap cases of exactNumeric
+// first (zero; below 1e11, whole, or whole in hundredths or ten-
+// thousandths: exactly the decimal the cast gives, see exactNumeric), else
+// the float's 15 significant digits, rounded half to even as C's printf
+// "%.15g" (and Go's strconv) round.
+func float8Numeric(x float64) (m int64, e int) {
+	if x == 0 {
+		return 0, 0
+	}
+	if math.Abs(x) < 1e11 {
+		if x == math.Trunc(x) {
+			return int64(x), 0
+		}
+		if k := math.RoundToEven(x * 100); k/100 == x {
+			return int64(k), -2
+		}
+		if k := math.RoundToEven(x * 10000); k/10000 == x {
+			return int64(k), -4
+		}
+	}
+	var buf [32]byte
+	b := strconv.AppendFloat(buf[:0], x, 'e', 14, 64) // d.dddddddddddddde±XX
+	neg := b[0] == '-'
+	if neg {
+		b = b[1:]
+	}
+	for _, c := range b[:1] {
+		m = int64(c - '0')
+	}
+	for _, c := range b[2:16] {
+		m = m*10 + int64(c-'0')
+	}
+	exp, _ := strconv.Atoi(string(b[17:]))
+	if neg {
+		m = -m
+	}
+	return m, exp - 14
+}
+
+// unitCache keeps, per definition, the unit rows that its folds of staged
+// track events read and wrote, so that the next fold reads from the table
+// only the units it has not seen: a fold's lookups of its owners' rows
+// were about half of its time (BENCHMARKS.md, "The tracks fold in Go").
+// A definition's copy is used only at the epoch it was recorded at
+// (agg_defs.epoch, which every other change of its unit rows moves on,
+// see migration 0021), and each row is written back only if it still
+// holds what the copy says (writeFold).
+type unitCache struct {
+	mu   sync.Mutex
+	defs map[[2]string]*cachedDef
+}
+
+type cachedDef struct {
+	epoch int64
+	units map[string]cachedUnit
+}
+
+// cachedUnit is a unit row of agg_units, with its ctid.
+type cachedUnit struct {
+	tid            pgtype.TID
+	variant        string
+	state          int16
+	y, x, num, den float64
+	first          time.Time
+}
+
+// maxCachedUnits bounds the unit rows the copies of all definitions hold
+// together (about 150 bytes each, so some 600 MB): a copy that would
+// take the total past it is not kept, and its definition's folds read
+// their units from the table.
+const maxCachedUnits = 4_000_000
+
+// take returns the definition's copy if it was recorded at epoch, else an
+// empty one, and removes it until put: a fold that fails leaves nothing.
+func (c *unitCache) take(key [2]string, epoch int64) map[string]cachedUnit {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	d := c.defs[key]
+	delete(c.defs, key)
+	if d == nil || d.epoch != epoch {
+		return map[string]cachedUnit{}
+	}
+	return d.units
+}
+
+// held is the units all copies hold (c.mu held).
+func (c *unitCache) held() int {
+	n := 0
+	for _, d := range c.defs {
+		n += len(d.units)
+	}
+	return n
+}
+
+// put records the definition's copy at epoch, if there is room for it.
+func (c *unitCache) put(key [2]string, epoch int64, units map[string]cachedUnit) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.defs == nil {
+		c.defs = map[[2]string]*cachedDef{}
+	}
+	if c.held()+len(units) <= maxCachedUnits {
+		c.defs[key] = &cachedDef{epoch: epoch, units: units}
+	}
+}
+
+// advance moves the definition's copy from epoch old to next, if it is at
+// old (a fold that changed none of its rows).
+func (c *unitCache) advance(key [2]string, old, next int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d := c.defs[key]; d != nil && d.epoch == old {
+		d.epoch = next
+	}
+}
+
+// recomputed updates the copies after a cycle that recomputed the units of
+// pairs (experiment → unit ids) whole and moved the epochs of their
+// definitions from old to new: a copy at the old epoch forgets those units
+// and moves to the new one; any other is dropped.
+func (c *unitCache) recomputed(pairs map[string][]string, moved []epochMove) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, mv := range moved {
+		d := c.defs[mv.key]
+		if d == nil {
+			continue
+		}
+		if d.epoch != mv.old {
+			delete(c.defs, mv.key)
+			continue
+		}
+		for _, id := range pairs[mv.key[0]] {
+			delete(d.units, id)
+		}
+		d.epoch = mv.new
+	}
+}
+
+// epochMove is a definition's epoch moved by a cycle.
+type epochMove struct {
+	key      [2]string
+	old, new int64
+}
+
+// moveEpochs moves on, in the cycle's transaction, the epochs of the
+// definitions of the experiments whose units the cycle recomputed, and
+// returns what to tell the unit cache once the transaction commits.
+func moveEpochs(ctx context.Context, tx pgx.Tx) (func(*unitCache), error) {
+	rows, err := tx.Query(ctx, `SELECT experiment, unit_id FROM a_pairs`)
+	if err != nil {
+		return nil, err
+	}
+	pairs := map[string][]string{}
+	var exp, id string
+	if _, err := pgx.ForEachRow(rows, []any{&exp, &id}, func() error {
+		pairs[exp] = append(pairs[exp], id)
+		return nil
+	}); err != nil || len(pairs) == 0 {
+		return nil, err
+	}
+	exps := make([]string, 0, len(pairs))
+	for e := range pairs {
+		exps = append(exps, e)
+	}
+	rows, err = tx.Query(ctx, `UPDATE agg_defs d SET epoch = nextval('agg_epoch')
+		FROM (SELECT experiment, metric, epoch FROM agg_defs WHERE experiment = ANY($1) AND metric <> '') o
+		WHERE d.experiment = o.experiment AND d.metric = o.metric
+		RETURNING d.experiment, d.metric, o.epoch, d.epoch`, exps)
+	if err != nil {
+		return nil, err
+	}
+	var moved []epochMove
+	var mv epochMove
+	if _, err := pgx.ForEachRow(rows, []any{&mv.key[0], &mv.key[1], &mv.old, &mv.new}, func() error {
+		moved = append(moved, mv)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	return func(c *unitCache) { c.recomputed(pairs, moved) }, nil
+}

@@ -1,0 +1,178 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/flywheel-oss/flywheel"
+
+	"github.com/flywheel-oss/flywheel/internal/pgtest"
+	"github.com/flywheel-oss/flywheel/store"
+)
+
+// TestAggregateUnitCacheProcesses runs the cycles of one database from two
+// processes (two store.DB, each with its own copy of unit rows in memory),
+// switching between them at random, with links and erasures from either:
+// each fold must notice when the other process (or an erasure) changed the
+// rows its copy holds, and the aggregates must equal a recomputation after
+// every round.
+func TestAggregateUnitCacheProcesses(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	var dbs [2]*store.DB
+	for i := range dbs {
+		db, err := store.Open(ctx, url, store.Options{MaxConns: 10})
+		if err != nil {
+			t.Fatalf("store.Open: %v", err)
+		}
+		t.Cleanup(db.Close)
+		dbs[i] = db
+	}
+	createAggMetrics(t, dbs[0])
+	createAggExperiments(t, dbs[0], "")
+	g := newAggGen(21, "", "", 40, 40)
+	switched, erased := 0, 0
+	last := 0
+	for round := range 12 {
+		for range 3 {
+			mustWrite(t, dbs[g.r.IntN(2)], g.batch(60)...)
+			// Several cycles in a row on one process fill its copy; the
+			// other's cycles then change rows behind it.
+			p := g.r.IntN(2)
+			if p != last {
+				switched++
+				last = p
+			}
+			aggregateAll(t, dbs[p])
+		}
+		if round%3 == 1 {
+			mustWrite(t, dbs[g.r.IntN(2)], g.collect(6, g.link)...)
+			aggregateAll(t, dbs[g.r.IntN(2)])
+		}
+		if round%4 == 2 {
+			if ids := g.erase(t, dbs[g.r.IntN(2)]); len(ids) > 0 {
+				erased++
+			}
+			mustWrite(t, dbs[0], g.batch(40)...)
+			aggregateAll(t, dbs[g.r.IntN(2)])
+		}
+		verifyAggregates(t, dbs[0], g.r, fmt.Sprintf("round %d", round), g.cust, g.dev)
+	}
+	if switched < 4 || erased == 0 {
+		t.Errorf("the rounds switched processes %d times and erased %d clusters: want both", switched, erased)
+	}
+}
+
+// TestFloat8Numeric compares float8Numeric, the value Go gives a float8's
+// numeric cast, with PostgreSQL's own cast, for random values of every
+// magnitude, whole numbers, cents and the cases where rounding to 15
+// digits ties or carries.
+func TestFloat8Numeric(t *testing.T) {
+	db := newDB(t)
+	r := rand.New(rand.NewPCG(5, 8))
+	xs := []float64{0, 1, -1, 0.1, 0.5, 1.5, 2.675, 1e11, 1e11 - 1, 99999999999.99, 123456789012345, 1234567890123455,
+		9007199254740993, 1e-300, 5e-324, math.MaxFloat64, -math.MaxFloat64, 0.30000000000000004, 1.0000000000000002,
+		999999999999999.9, 9.999999999999999e22, 4.35, 0.0001, -0.0001, 12.3456, 12.34565}
+	for range 3000 {
+		var x float64
+		switch r.IntN(5) {
+		case 0:
+			x = math.Round(r.NormFloat64()*1e6) / 100 // cents
+		case 1:
+			x = math.Round(r.NormFloat64() * 1e9) // whole
+		case 2:
+			x = r.NormFloat64() * math.Pow(10, float64(r.IntN(40)-20))
+		case 3:
+			x = math.Float64frombits(r.Uint64())
+			if math.IsNaN(x) || math.IsInf(x, 0) {
+				x = 1
+			}
+		default:
+			x = float64(r.Int64N(1<<53)) / math.Pow(10, float64(r.IntN(18)))
+		}
+		xs = append(xs, x)
+	}
+	var want []string
+	rows, err := db.Pool().Query(context.Background(), `SELECT x::numeric::text FROM unnest($1::float8[]) WITH ORDINALITY AS t(x, i) ORDER BY i`, xs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var s string
+		if err := rows.Scan(&s); err != nil {
+			t.Fatal(err)
+		}
+		want = append(want, s)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]string, len(xs))
+	for i, x := range xs {
+		got[i] = store.Float8NumericForTest(x)
+	}
+	// Compare as numerics: the same value, whatever the scale written.
+	rows, err = db.Pool().Query(context.Background(),
+		`SELECT i, a, b FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS t(a, b, i) WHERE a::numeric <> b::numeric`, got, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var i int
+		var a, b string
+		if err := rows.Scan(&i, &a, &b); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("float8Numeric(%v) = %s, PostgreSQL's cast %s", xs[i-1], a, b)
+	}
+}
+
+// TestAggregateUnitCacheErasure: an erasure changes unit rows that a
+// process's copy holds (store/aggregate_fold.go), and a later track event
+// under an erased id (not exposed again) must find no unit to add to,
+// whatever the copy says.
+func TestAggregateUnitCacheErasure(t *testing.T) {
+	ctx := context.Background()
+	db := newAggDB(t)
+	now := time.Now().UTC().Truncate(time.Hour)
+	var events []flywheel.Event
+	for i := range 6 {
+		id := fmt.Sprintf("c-%d", i)
+		events = append(events, exposure("customer", id, "agg-cust", []string{"control", "treatment"}[i%2], now.Add(-3*time.Hour), ""))
+	}
+	mustWrite(t, db, events...)
+	aggregateAll(t, db) // builds the definitions
+	purchase := func(id string, at time.Time) flywheel.Event {
+		e := track(id, "purchase", at)
+		e.Value = aggF(10)
+		return e
+	}
+	for round := range 2 { // staged folds: the copy now holds the units
+		for i := range 6 {
+			mustWrite(t, db, purchase(fmt.Sprintf("c-%d", i), now.Add(time.Duration(round-2)*time.Hour)))
+		}
+		aggregateAll(t, db)
+	}
+	if _, err := db.EraseUnit(ctx, flywheel.UnitRef{UnitType: "customer", UnitID: "c-0"}, "test"); err != nil {
+		t.Fatalf("EraseUnit: %v", err)
+	}
+	mustWrite(t, db, purchase("c-0", now.Add(-30*time.Minute)), purchase("c-1", now.Add(-30*time.Minute)))
+	aggregateAll(t, db)
+	// The new event itself is data that arrived after the erasure (it is
+	// stored, and staged until the next cycle); what must not come back
+	// is a unit row or day rows for the id, which is in no experiment.
+	for _, q := range []string{
+		`SELECT count(*) FROM agg_units WHERE unit_id = 'c-0'`,
+		`SELECT count(*) FROM agg_unit_days WHERE unit_id = 'c-0'`,
+	} {
+		if n := queryInt(t, db, q); n != 0 {
+			t.Errorf("after a track event under the erased id: %d rows: %s", n, q)
+		}
+	}
+	verifyAggregates(t, db, rand.New(rand.NewPCG(1, 2)), "after the erasure", "agg-cust")
+}
