@@ -6,7 +6,8 @@
 -- that keeps a definition's unit rows in memory between cycles
 -- (store/aggregate_fold.go) uses its copy only while the epoch is the one it
 -- last wrote or saw, so that another process's cycles, or an erasure, can
--- never leave it folding into stale values.
+-- never leave it folding into stale values. Servers from before this
+-- migration do not move it: stop them before starting newer ones.
 CREATE SEQUENCE agg_epoch;
 ALTER TABLE agg_defs ADD COLUMN epoch bigint NOT NULL DEFAULT nextval('agg_epoch');
 

@@ -228,6 +228,7 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	var rep AggregateReport
 	var folds stagedFolds
 	var recomputed func(*unitCache) // the units this cycle recomputed, for the unit cache
+	var dropped [][2]string         // the definitions it dropped, whose copies go too
 	exps, metrics, err := db.aggregatedExperiments(ctx)
 	if err != nil {
 		return rep, err
@@ -288,11 +289,13 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 				}
 			}
 		}
+		dropped = dropped[:0]
 		for k := range built {
 			if !wanted[k] {
 				if err := dropDef(ctx, tx, k[0], k[1]); err != nil {
 					return err
 				}
+				dropped = append(dropped, k)
 			}
 		}
 		leftovers, err := collectStaged(ctx, tx)
@@ -324,6 +327,7 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	if recomputed != nil {
 		recomputed(db.units)
 	}
+	db.units.forget(dropped)
 	if len(folds.defs) == 0 {
 		return rep, nil
 	}

@@ -192,15 +192,16 @@ func (db *DB) foldStaged(ctx context.Context, f stagedFold, latest int64, pairs 
 		if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
 			return err
 		}
+		var read int64 // the epoch the fold read: no other transaction may have moved it since
 		var err error
-		if record, err = db.foldTracks(ctx, tx, d, f.folded, pairs); err != nil {
+		if record, read, err = db.foldTracks(ctx, tx, d, f.folded, pairs); err != nil {
 			return fmt.Errorf("%s/%s: %w", d.exp.Key, m.Key, err)
 		}
 		err = tx.QueryRow(ctx, `UPDATE agg_defs SET folded_cycle = $3, epoch = nextval('agg_epoch')
-			WHERE experiment = $1 AND metric = $2 AND folded_cycle = $4 RETURNING epoch`,
-			d.exp.Key, m.Key, latest, f.folded).Scan(&epoch)
+			WHERE experiment = $1 AND metric = $2 AND folded_cycle = $4 AND epoch = $5
+			RETURNING epoch`, d.exp.Key, m.Key, latest, f.folded, read).Scan(&epoch)
 		if errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("%s/%s: folded cycle changed during its fold", d.exp.Key, m.Key)
+			return fmt.Errorf("%s/%s: folded cycle or epoch changed during its fold", d.exp.Key, m.Key)
 		}
 		return err
 	})

@@ -160,7 +160,8 @@ func specOf(d aggDef) foldSpec {
 // be read again. The owners' unit rows come from the copy db keeps in
 // memory where it is current (unitCache), else from the table. It returns
 // what to record in that copy once the transaction commits, with the
-// definition's new epoch.
+// definition's new epoch, and the epoch it read: the fold's update of
+// agg_defs (foldStaged) checks that no other transaction moved it since.
 //
 // The day rows: a unit's new days are added to agg_unit_days, and the
 // per-variant day changes (agg_variant_days, see aggregate_days.go) are
@@ -177,14 +178,13 @@ func specOf(d aggDef) foldSpec {
 //     matters, and only up to the first day that has (every reader of the
 //     rows computes the same whether or not the later days' events are
 //     there).
-func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64, pairs bool) (func(epoch int64), error) {
+func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64, pairs bool) (record func(epoch int64), epoch int64, err error) {
 	m := d.metric
 	_, _, events := window(m)
 	var maxDay pgtype.Date // may be -infinity: a definition with no day yet
-	var epoch int64
 	if err := tx.QueryRow(ctx, `SELECT max_day, epoch FROM agg_defs WHERE experiment = $1 AND metric = $2`,
 		d.exp.Key, m.Key).Scan(&maxDay, &epoch); err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	sql := stagedForDef
 	if !pairs {
@@ -192,7 +192,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 	}
 	rows, err := tx.Query(ctx, sql, d.exp.Key, events, d.exp.UnitType, folded)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	byOwner := map[string][]foldEvent{}
 	var (
@@ -210,10 +210,10 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 	})
 	key := [2]string{d.exp.Key, m.Key}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	if len(byOwner) == 0 { // nothing to add: the copy stays as it is
-		return func(next int64) { db.units.advance(key, epoch, next) }, nil
+		return func(next int64) { db.units.advance(key, epoch, next) }, epoch, nil
 	}
 	known := db.units.take(key, epoch)
 	units := make(map[string]*foldUnit, len(byOwner))
@@ -234,7 +234,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		slices.Sort(missing)
 		rows, err := tx.Query(ctx, unitRows, d.exp.Key, m.Key, missing)
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 		var u foldUnit
 		_, err = pgx.ForEachRow(rows, []any{&u.tid, &u.id, &u.variant, &u.state, &u.y, &u.x, &u.num, &u.den, &u.first}, func() error {
@@ -245,11 +245,11 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 			return nil
 		})
 		if err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	if len(order) == 0 { // no owner is in the experiment
-		return func(next int64) { db.units.put(key, next, known) }, nil
+		return func(next int64) { db.units.put(key, next, known) }, epoch, nil
 	}
 	spec := specOf(d)
 	// A unit whose first new day is on or after the definition's latest
@@ -271,7 +271,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 	}
 	if len(probe) > 0 {
 		if err := readLateDays(ctx, tx, d, probe, units); err != nil {
-			return nil, err
+			return nil, 0, err
 		}
 	}
 	for _, u := range order {
@@ -281,7 +281,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 	args, changed := spec.writeArgs(d, order)
 	rows, err = tx.Query(ctx, writeFold, args...)
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
 	var tid pgtype.TID
 	var id string
@@ -297,14 +297,14 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		err = fmt.Errorf("wrote %d of %d unit rows: they changed since they were read", written, changed)
 	}
 	if err != nil {
-		return nil, err
+		return nil, 0, err
 	}
-	return func(epoch int64) {
+	return func(next int64) {
 		for _, u := range order {
 			known[u.id] = cachedUnit{tid: u.tid, variant: u.variant, state: u.state, y: u.newY, x: u.newX, num: u.nn, den: u.nd, first: u.first}
 		}
-		db.units.put(key, epoch, known)
-	}, nil
+		db.units.put(key, next, known)
+	}, epoch, nil
 }
 
 // readLateDays marks the units of probe that have a day after their first
@@ -691,6 +691,10 @@ func dayTime(day int32) time.Time {
 type decSum struct {
 	terms map[int]int64
 	big   map[int]*big.Int
+	// special is the sum when a term is not finite, as numeric sums them:
+	// "NaN", "Infinity" or "-Infinity" (no stored or ingested value is,
+	// but a fold must not fail where the SQL it replaced did not).
+	special string
 }
 
 // addDiff adds float8::numeric of after minus that of before (sidesSum).
@@ -701,6 +705,10 @@ func (s *decSum) addDiff(after, before float64) {
 
 // addSigned adds sign (1 or -1) times float8::numeric of x.
 func (s *decSum) addSigned(sign, x float64) {
+	if math.IsNaN(x) || math.IsInf(x, 0) {
+		s.addSpecial(sign * x)
+		return
+	}
 	m, e := float8Numeric(x)
 	if m == 0 {
 		return
@@ -725,8 +733,24 @@ func (s *decSum) addSigned(sign, x float64) {
 	s.terms[e] = old + m
 }
 
+// addSpecial adds a term that is NaN or infinite.
+func (s *decSum) addSpecial(x float64) {
+	t := "NaN"
+	switch {
+	case math.IsInf(x, 1):
+		t = "Infinity"
+	case math.IsInf(x, -1):
+		t = "-Infinity"
+	}
+	if s.special == "" || s.special == t {
+		s.special = t
+	} else {
+		s.special = "NaN" // NaN with anything, and Infinity with -Infinity
+	}
+}
+
 func (s *decSum) isZero() bool {
-	return s.total().Sign() == 0
+	return s.special == "" && s.total().Sign() == 0
 }
 
 // total is the sum as a big integer times 10^exp, exp the least exponent
@@ -768,6 +792,9 @@ func (s *decSum) total() *big.Int {
 
 // String is the sum as numeric input ("0", "-12345e-4").
 func (s *decSum) String() string {
+	if s.special != "" {
+		return s.special
+	}
 	t, e := s.totalExp()
 	if t.Sign() == 0 {
 		return "0"
@@ -878,6 +905,15 @@ func (c *unitCache) put(key [2]string, epoch int64, units map[string]cachedUnit)
 	}
 	if c.held()+len(units) <= maxCachedUnits {
 		c.defs[key] = &cachedDef{epoch: epoch, units: units}
+	}
+}
+
+// forget drops the copies of definitions that no longer exist.
+func (c *unitCache) forget(keys [][2]string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, k := range keys {
+		delete(c.defs, k)
 	}
 }
 

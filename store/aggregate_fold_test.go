@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"math/big"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -69,14 +70,15 @@ func TestAggregateUnitCacheProcesses(t *testing.T) {
 
 // TestFloat8Numeric compares float8Numeric, the value Go gives a float8's
 // numeric cast, with PostgreSQL's own cast, for random values of every
-// magnitude, whole numbers, cents and the cases where rounding to 15
-// digits ties or carries.
+// magnitude, whole numbers, cents, the cases where rounding to 15 digits
+// ties or carries, and NaN and the infinities.
 func TestFloat8Numeric(t *testing.T) {
 	db := newDB(t)
 	r := rand.New(rand.NewPCG(5, 8))
 	xs := []float64{0, 1, -1, 0.1, 0.5, 1.5, 2.675, 1e11, 1e11 - 1, 99999999999.99, 123456789012345, 1234567890123455,
 		9007199254740993, 1e-300, 5e-324, math.MaxFloat64, -math.MaxFloat64, 0.30000000000000004, 1.0000000000000002,
-		999999999999999.9, 9.999999999999999e22, 4.35, 0.0001, -0.0001, 12.3456, 12.34565}
+		999999999999999.9, 9.999999999999999e22, 4.35, 0.0001, -0.0001, 12.3456, 12.34565,
+		math.NaN(), math.Inf(1), math.Inf(-1)}
 	for range 3000 {
 		var x float64
 		switch r.IntN(5) {
@@ -175,4 +177,31 @@ func TestAggregateUnitCacheErasure(t *testing.T) {
 		}
 	}
 	verifyAggregates(t, db, rand.New(rand.NewPCG(1, 2)), "after the erasure", "agg-cust")
+}
+
+// TestDecSum: sums of numeric terms are exact, and non-finite terms sum as
+// PostgreSQL's numeric sums them.
+func TestDecSum(t *testing.T) {
+	for _, c := range []struct {
+		terms []float64
+		want  string
+	}{
+		{nil, "0"},
+		{[]float64{1.5, -1.5}, "0"},
+		{[]float64{0.1, 0.2}, "3e-1"}, // 0.1 + 0.2 as numerics, not as floats
+		{[]float64{1e20, 1, -1e20}, "1e0"},
+		{[]float64{0.30000000000000004, -0.3}, "0"}, // float8::numeric keeps 15 digits: both are 0.3
+		{[]float64{math.Inf(1), 1}, "Infinity"},
+		{[]float64{math.Inf(-1), math.Inf(-1)}, "-Infinity"},
+		{[]float64{math.Inf(1), math.Inf(-1)}, "NaN"},
+		{[]float64{math.NaN(), math.Inf(1)}, "NaN"},
+	} {
+		got := store.DecSumForTest(c.terms...)
+		g, gok := new(big.Rat).SetString(got)
+		w, wok := new(big.Rat).SetString(c.want)
+		if gok && wok && g.Cmp(w) == 0 || !wok && got == c.want {
+			continue
+		}
+		t.Errorf("sum of %v = %s, want %s", c.terms, got, c.want)
+	}
 }

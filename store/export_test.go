@@ -48,8 +48,13 @@ func UpliftFoldsForTest(ctx context.Context, db *DB, ids []string) ([]int, error
 }
 
 // Float8NumericForTest is float8Numeric's value as numeric input.
-func Float8NumericForTest(x float64) string {
+func Float8NumericForTest(x float64) string { return DecSumForTest(x) }
+
+// DecSumForTest is the exact sum of the terms' numeric values (decSum).
+func DecSumForTest(terms ...float64) string {
 	var s decSum
-	s.addSigned(1, x)
+	for _, x := range terms {
+		s.addSigned(1, x)
+	}
 	return s.String()
 }
