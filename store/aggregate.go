@@ -32,8 +32,9 @@ import (
 //     is a recomputation of whole units, so folding a unit in twice, or in
 //     an order different from its events, cannot double-count.
 //   - The new track events of units a cycle does not recompute are added
-//     as deltas. The cycle's transaction stages them (agg_staged, each with
-//     the unit whose value it adds to) under a cycle number; then each
+//     as deltas. The cycle's transaction stages them (agg_staged_tracks,
+//     each with the unit whose value it adds to, resolved in Go and written
+//     as a few rows of arrays) under a cycle number; then each
 //     definition adds them in a transaction of its own, on a connection of
 //     its own, in parallel with the others (they write disjoint rows), and
 //     records the cycle as folded (agg_defs.folded_cycle), so each staged
@@ -227,6 +228,7 @@ func (db *DB) aggregatedExperiments(ctx context.Context) ([]flywheel.Experiment,
 func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	var rep AggregateReport
 	var folds stagedFolds
+	var staged *stagedCycle         // what the cycle staged, for its folds
 	var recomputed func(*unitCache) // the units this cycle recomputed, for the unit cache
 	var dropped [][2]string         // the definitions it dropped, whose copies go too
 	exps, metrics, err := db.aggregatedExperiments(ctx)
@@ -302,7 +304,7 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 		if err != nil {
 			return err
 		}
-		if err := db.foldQueue(ctx, tx, ready, leftovers, &rep); err != nil {
+		if staged, err = db.foldQueue(ctx, tx, ready, leftovers, &rep); err != nil {
 			return err
 		}
 		if rep.Pairs > 0 {
@@ -338,7 +340,7 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(int(db.agg.Config().MaxConns) - 1)
 	for _, f := range folds.defs {
-		g.Go(func() error { return db.foldStaged(gctx, f, folds.latest, folds.pairs) })
+		g.Go(func() error { return db.foldStaged(gctx, f, folds.latest, folds.pairs, staged) })
 	}
 	err = g.Wait()
 	rep.lap("tracks", &last)
@@ -481,10 +483,10 @@ func readEvents(defs []aggDef) []string {
 
 // foldQueue takes the visible queue rows and recomputes the units they
 // name for every ready definition, and the crossover of their customers.
-func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftovers bool, rep *AggregateReport) (err error) {
+func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftovers bool, rep *AggregateReport) (staged *stagedCycle, err error) {
 	var queued bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agg_queue)`).Scan(&queued); err != nil || !queued {
-		return err
+		return nil, err
 	}
 	last := time.Now()
 	var oldest time.Time // the receipt of the oldest queue row taken
@@ -494,37 +496,77 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 	// about a quarter (a few milliseconds a table at 10,000 rows, tens at
 	// 200,000), several times a cycle. A build (rebuild) keeps the default.
 	if _, err := tx.Exec(ctx, `SET LOCAL default_statistics_target = 10`); err != nil {
-		return err
+		return nil, err
 	}
 	defer func() {
 		if err == nil {
 			_, err = tx.Exec(ctx, `SET LOCAL default_statistics_target TO DEFAULT`)
 		}
 	}()
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_dirty (unit_type text, unit_id text) ON COMMIT DROP;
-		CREATE TEMP TABLE a_new_tracks (unit_type text, unit_id text, ts timestamptz, event text, value float8) ON COMMIT DROP`); err != nil {
-		return err
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_dirty (unit_type text, unit_id text) ON COMMIT DROP`); err != nil {
+		return nil, err
 	}
-	// When no ready definition reads track events, the track arrays are
-	// only deleted, never read nor decompressed (t then selects nothing;
-	// it still names $2 so that the parameter has a type).
+	// The queue rows come back here with their track events, as arrays:
+	// the events are resolved to their owners in Go (stageTracks). When no
+	// ready definition reads track events, the track arrays are only
+	// deleted, never read nor decompressed.
+	trackCols := "q.track_types, q.track_ids, q.track_ts, q.track_events, q.track_values"
+	returning := "*"
 	read := readEvents(ready)
-	returning, tracks := "*", `INSERT INTO a_new_tracks SELECT k.* FROM q,
-		    unnest(q.track_types, q.track_ids, q.track_ts, q.track_events, q.track_values) AS k(t, i, ts, event, v)
-		WHERE k.event = ANY($2) RETURNING 1`
 	if len(read) == 0 {
-		returning, tracks = "at, unit_types, unit_ids", "SELECT WHERE $2::text[] IS NULL"
+		trackCols = "NULL::text[], NULL::text[], NULL::timestamptz[], NULL::text[], NULL::float8[]"
+		returning = "at, unit_types, unit_ids"
 	}
-	err = tx.QueryRow(ctx, fmt.Sprintf(`WITH q AS (
+	rows, err := tx.Query(ctx, fmt.Sprintf(`WITH q AS (
 		DELETE FROM agg_queue WHERE ctid = ANY(ARRAY(SELECT ctid FROM agg_queue ORDER BY at LIMIT $1))
 		RETURNING %s
 	), d AS (
 		INSERT INTO a_dirty SELECT DISTINCT u.t, u.i FROM q, unnest(q.unit_types, q.unit_ids) AS u(t, i) RETURNING 1
-	), t AS (
-		%s
-	) SELECT (SELECT count(*) FROM q), (SELECT count(*) FROM d), (SELECT count(*) FROM t), (SELECT min(at) FROM q)`, returning, tracks), MaxQueueRows+1, read).Scan(&rep.Queued, &rep.Units, &rep.Tracks, &oldest)
+	) SELECT (SELECT count(*) FROM d), q.at, q.unit_types, q.unit_ids, %s FROM q`, returning, trackCols), MaxQueueRows+1)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	reads := make(map[string]bool, len(read))
+	for _, e := range read {
+		reads[e] = true
+	}
+	dirty := map[unitKey]struct{}{}
+	var tracks []queueTracks
+	var (
+		units        int64
+		at           time.Time
+		uTypes, uIDs []string
+		q            queueTracks
+	)
+	_, err = pgx.ForEachRow(rows, []any{&units, &at, &uTypes, &uIDs, &q.types, &q.ids, &q.ts, &q.events, &q.vals}, func() error {
+		rep.Queued++
+		rep.Units = int(units)
+		if oldest.IsZero() || at.Before(oldest) {
+			oldest = at
+		}
+		for i := range uIDs {
+			dirty[unitKey{uTypes[i], uIDs[i]}] = struct{}{}
+		}
+		if len(q.ids) != len(q.types) || len(q.ts) != len(q.ids) || len(q.events) != len(q.ids) || len(q.vals) != len(q.ids) {
+			return fmt.Errorf("a queue row's track arrays differ in length")
+		}
+		// Only the events that a ready definition reads count.
+		n := 0
+		for i, e := range q.events {
+			if reads[e] {
+				q.types[n], q.ids[n], q.ts[n], q.events[n], q.vals[n] = q.types[i], q.ids[i], q.ts[i], e, q.vals[i]
+				n++
+			}
+		}
+		if n > 0 {
+			tracks = append(tracks, queueTracks{types: q.types[:n], ids: q.ids[:n], ts: q.ts[:n], events: q.events[:n], vals: q.vals[:n]})
+			rep.Tracks += n
+		}
+		q = queueTracks{} // the next row's arrays are new ones
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	if rep.Queued > MaxQueueRows {
 		rep.Queued, rep.More = MaxQueueRows, true // the extra row is folded in too; More asks for another cycle
@@ -535,22 +577,22 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 		// that stored its events (store/events.go), so those events are
 		// known by their xmin: this cycle leaves them out.
 		if _, err := tx.Exec(ctx, `INSERT INTO a_later SELECT DISTINCT xmin FROM agg_queue; ANALYZE a_later`); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	rep.lap("queue", &last)
 	if rep.Units == 0 && rep.Tracks == 0 {
-		return nil
+		return nil, nil
 	}
 	if _, err := tx.Exec(ctx, `ANALYZE a_dirty`); err != nil {
-		return err
+		return nil, err
 	}
 	// The customers whose aggregates the dirty ids can change: their roots,
 	// and dirty customers themselves (a customer merged into another loses
 	// its own events to the root).
 	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_roots ON COMMIT DROP AS `+fmt.Sprintf(upWalkByProbe, "a_dirty")+`
 		UNION SELECT unit_id FROM a_dirty WHERE unit_type = 'customer'`); err != nil {
-		return err
+		return nil, err
 	}
 	rep.lap("roots", &last)
 	// Every lookup by index, one unit at a time (see membersByProbe): the
@@ -568,15 +610,15 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 		        WHERE a.unit_id = d.unit_id AND a.unit_type = d.unit_type AND a.metric = '' OFFSET 0) a
 		) p ORDER BY experiment, unit_id; -- the later steps' lookups in key order
 		ANALYZE a_pairs; ANALYZE a_roots`); err != nil {
-		return err
+		return nil, err
 	}
 	if err := tx.QueryRow(ctx, `SELECT count(*) FROM a_pairs`).Scan(&rep.Pairs); err != nil {
-		return err
+		return nil, err
 	}
 	rep.lap("pairs", &last)
 	if rep.Pairs > 0 {
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_owned (experiment text, owner text, ts timestamptz, value float8, event text) ON COMMIT DROP`); err != nil {
-			return err
+			return nil, err
 		}
 		byExp := map[string][]aggDef{}
 		var order []string
@@ -589,28 +631,28 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 		for _, key := range order {
 			defs := byExp[key]
 			if err := collectOwned(ctx, tx, defs); err != nil {
-				return err
+				return nil, err
 			}
 			rep.lap("history", &last)
 			for _, d := range defs {
 				if err := foldUnits(ctx, tx, d, "a_pairs", "a_owned"); err != nil {
-					return fmt.Errorf("%s/%s: %w", d.exp.Key, d.key(), err)
+					return nil, fmt.Errorf("%s/%s: %w", d.exp.Key, d.key(), err)
 				}
 			}
 			rep.lap("units", &last)
 		}
 	}
-	if err := stageTracks(ctx, tx, rep, oldest, leftovers, &last); err != nil {
-		return err
+	if staged, err = stageTracks(ctx, tx, rep, oldest, leftovers, &last, tracks, dirty); err != nil {
+		return nil, err
 	}
 	// Crossover is kept for experiments on devices (any unit type but
 	// customer); with none aggregated there is nothing to keep.
 	if !slices.ContainsFunc(ready, func(d aggDef) bool { return d.exp.UnitType != "customer" }) {
-		return nil
+		return staged, nil
 	}
 	err = foldCrossover(ctx, tx, "a_roots", nil)
 	rep.lap("crossover", &last)
-	return err
+	return staged, err
 }
 
 // notLater is the condition, on events e, that leaves out the events of

@@ -169,11 +169,16 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error 
 	// (kept where an id of another unit type, the same string, still owns
 	// staged events: there the record may still be needed).
 	if _, err := tx.Exec(ctx, u+`
-	DELETE FROM agg_staged s USING u WHERE s.owner_type = u.unit_type AND s.owner = u.unit_id`, types, ids); err != nil {
+	UPDATE agg_staged_tracks s SET (owners, ts, vals) = (
+		SELECT COALESCE(array_agg(k.o ORDER BY k.n), '{}'), COALESCE(array_agg(k.ts ORDER BY k.n), '{}'),
+		    COALESCE(array_agg(k.v ORDER BY k.n), '{}')
+		FROM unnest(s.owners, s.ts, s.vals) WITH ORDINALITY AS k(o, ts, v, n)
+		WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.unit_type = s.owner_type AND u.unit_id = k.o))
+	WHERE s.owners && $2::text[]`, types, ids); err != nil {
 		return err
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM agg_staged_pairs p WHERE p.unit_id = ANY($1)
-		AND NOT EXISTS (SELECT 1 FROM agg_staged s WHERE s.owner = p.unit_id)`, ids); err != nil {
+		AND NOT EXISTS (SELECT 1 FROM agg_staged_tracks s WHERE s.owners @> ARRAY[p.unit_id])`, ids); err != nil {
 		return err
 	}
 	// Their track events still queued go from the queue rows too.

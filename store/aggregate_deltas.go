@@ -1,104 +1,285 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // New track events applied as deltas to the values of the units that own
 // them (store/aggregate.go describes the whole).
 
-// stageTracks writes the cycle's new track events to agg_staged under a
-// new cycle number, each with the units that own it: the unit itself (for
+// queueTracks are the track events of one queue row, as its columns.
+type queueTracks struct {
+	types, ids, events []string
+	ts                 []time.Time
+	vals               []pgtype.Float8
+}
+
+// unitKey is a unit: its type and id.
+type unitKey struct{ typ, id string }
+
+// stagedGroup is the staged events of one owner type and event name, as
+// columns (a row of agg_staged_tracks holds a chunk of them).
+type stagedGroup struct {
+	owners []string
+	ts     []time.Time
+	vals   []pgtype.Float8
+}
+
+func (g *stagedGroup) add(owner string, ts time.Time, v pgtype.Float8) {
+	g.owners, g.ts, g.vals = append(g.owners, owner), append(g.ts, ts), append(g.vals, v)
+}
+
+// stagedCycle is what a cycle staged, kept in memory for the folds that
+// follow it in the same process (they need not read it back), by owner
+// type and event name.
+type stagedCycle struct {
+	cycle  int64
+	groups map[[2]string]*stagedGroup
+}
+
+// stagedChunk is the most events one row of agg_staged_tracks holds: a
+// chunk of a few megabytes, however many events a cycle stages.
+const stagedChunk = 50_000
+
+// stageTracks writes the cycle's new track events (tracks: of the queue
+// rows, those that a metric reads) to agg_staged_tracks under a new cycle
+// number, each with the units that own it: the unit itself (for
 // experiments on its unit type) and its identity root (for customer
-// experiments), for units not recomputed whole in this cycle (a unit's
-// window sums only grow by the event's contribution, and a conversion only
-// turns on, so its history need not be read again). Each definition adds
-// them later, on a connection of its own (foldStaged). leftovers says that
-// staged events of earlier cycles are still to be added by some
-// definition: then every unit this cycle recomputed is recorded, since its
-// recomputation counted them.
-func stageTracks(ctx context.Context, tx pgx.Tx, rep *AggregateReport, oldest time.Time, leftovers bool, last *time.Time) error {
+// experiments), for units not recomputed whole in this cycle (dirty: a
+// unit's window sums only grow by the event's contribution, and a
+// conversion only turns on, so its history need not be read again). Each
+// definition adds them later, on a connection of its own (foldStaged).
+// leftovers says that staged events of earlier cycles are still to be
+// added by some definition: then every unit this cycle recomputed is
+// recorded, since its recomputation counted them.
+//
+// The owners are resolved here, in Go, and the events written as a few
+// rows of arrays: the statements look up only what the events cannot say
+// (each distinct unit's identity link, by index) and write no row per
+// event. It returns what it staged, or nil.
+func stageTracks(ctx context.Context, tx pgx.Tx, rep *AggregateReport, oldest time.Time, leftovers bool, last *time.Time,
+	tracks []queueTracks, dirty map[unitKey]struct{}) (*stagedCycle, error) {
 	if rep.Tracks == 0 && !(leftovers && rep.Pairs > 0) {
-		return nil
+		return nil, nil
+	}
+	// The distinct units of the events (each looked up once), and each
+	// event's unit: its index in units, or -1 for a unit recomputed whole.
+	n := 0
+	for _, q := range tracks {
+		n += len(q.ids)
+	}
+	index := make(map[unitKey]int32, n/2)
+	units := make([]trackUnit, 0, n/2)
+	at := make([][]int32, len(tracks))
+	for r, q := range tracks {
+		at[r] = make([]int32, len(q.ids))
+		for i := range q.ids {
+			k := unitKey{q.types[i], q.ids[i]}
+			j, ok := index[k]
+			if !ok {
+				j = int32(len(units))
+				if _, recomputed := dirty[k]; recomputed {
+					j = -1
+				} else {
+					units = append(units, trackUnit{key: k})
+				}
+				index[k] = j
+			}
+			at[r][i] = j
+		}
 	}
 	var cycle int64
 	if err := tx.QueryRow(ctx, `SELECT nextval('agg_cycle')`).Scan(&cycle); err != nil {
-		return err
+		return nil, err
 	}
-	staged := int64(0)
-	if rep.Tracks > 0 {
-		// Each id's own link is looked up once (customer_id NULL: none): a
-		// customer with none is its own root, and only linked ids walk on.
-		if _, err := tx.Exec(ctx, `
-		DELETE FROM a_new_tracks t USING a_dirty d WHERE d.unit_type = t.unit_type AND d.unit_id = t.unit_id;
-		CREATE TEMP TABLE a_track_units ON COMMIT DROP AS
-		SELECT t.unit_type, t.unit_id, a.customer_id FROM (SELECT DISTINCT unit_type, unit_id FROM a_new_tracks ORDER BY unit_type, unit_id) t
-		LEFT JOIN LATERAL (
-		    SELECT a.customer_id FROM aliases a WHERE a.unit_type = t.unit_type AND a.unit_id = t.unit_id OFFSET 0) a ON true;
-		ANALYZE a_track_units`); err != nil {
-			return err
+	staged := &stagedCycle{cycle: cycle, groups: map[[2]string]*stagedGroup{}}
+	count := int64(0)
+	if len(units) > 0 {
+		if err := resolveRoots(ctx, tx, units, index); err != nil {
+			return nil, err
 		}
-		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_track_roots ON COMMIT DROP AS
-		`+walkFromLinks+`, ends AS (
-		    SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, root FROM walk ORDER BY unit_type, unit_id, depth DESC
-		)
-		SELECT unit_type, unit_id, root FROM ends e
-		WHERE NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = e.root AND a.customer_id <> e.root OFFSET 0)
-		UNION ALL
-		SELECT unit_type, unit_id, unit_id FROM a_track_units WHERE unit_type = 'customer' AND customer_id IS NULL`); err != nil {
-			return err
+		// A cycle's events have a few names and owner types: the groups
+		// are found by a scan of the few, not a map lookup an event.
+		var groups []*stagedGroup
+		var groupKeys [][2]string
+		group := func(ownerType, event string) *stagedGroup {
+			for i, k := range groupKeys {
+				if k[1] == event && k[0] == ownerType {
+					return groups[i]
+				}
+			}
+			g := &stagedGroup{}
+			groups, groupKeys = append(groups, g), append(groupKeys, [2]string{ownerType, event})
+			staged.groups[[2]string{ownerType, event}] = g
+			return g
 		}
-		// Whether an owner is in an experiment is left to each definition's
-		// lookup of its unit rows (by primary key): a lookup of the owners'
-		// experiments first would read every unit row twice.
-		if _, err := tx.Exec(ctx, `ANALYZE a_track_roots`); err != nil {
-			return err
+		for r, q := range tracks {
+			for i, e := range q.events {
+				j := at[r][i]
+				if j < 0 {
+					continue
+				}
+				u := &units[j]
+				if u.key.typ != "customer" {
+					group(u.key.typ, e).add(u.key.id, q.ts[i], q.vals[i])
+					count++
+				}
+				if u.root != "" {
+					group("customer", e).add(u.root, q.ts[i], q.vals[i])
+					count++
+				}
+			}
 		}
-		tag, err := tx.Exec(ctx, `INSERT INTO agg_staged (cycle, owner_type, owner, ts, event, value)
-		SELECT $1::int8, t.unit_type, t.unit_id, t.ts, t.event, t.value
-		FROM a_new_tracks t WHERE t.unit_type <> 'customer'
-		UNION ALL
-		SELECT $1::int8, 'customer', r.root, t.ts, t.event, t.value
-		FROM a_new_tracks t JOIN a_track_roots r ON r.unit_type = t.unit_type AND r.unit_id = t.unit_id`, cycle)
-		if err != nil {
-			return err
-		}
-		staged = tag.RowsAffected()
-		if _, err := tx.Exec(ctx, `ANALYZE agg_staged`); err != nil {
-			return err
+		if err := writeStaged(ctx, tx, staged); err != nil {
+			return nil, err
 		}
 	}
 	// The units recomputed whole: those that own a staged event (of this
 	// cycle, or of any with leftovers).
 	pairs := int64(0)
-	if rep.Pairs > 0 && (staged > 0 || leftovers) {
-		sql := `INSERT INTO agg_staged_pairs (experiment, unit_id, cycle)
-			SELECT p.experiment, p.unit_id, $1 FROM a_pairs p
-			WHERE EXISTS (SELECT 1 FROM agg_staged s WHERE s.cycle = $1 AND s.owner = p.unit_id)`
-		if leftovers {
-			sql = `INSERT INTO agg_staged_pairs (experiment, unit_id, cycle) SELECT experiment, unit_id, $1 FROM a_pairs`
+	if rep.Pairs > 0 && (count > 0 || leftovers) {
+		sql := `INSERT INTO agg_staged_pairs (experiment, unit_id, cycle) SELECT experiment, unit_id, $1 FROM a_pairs`
+		args := []any{cycle}
+		if !leftovers {
+			// Every unit with a staged event owns it, or its root does.
+			owners := make(map[string]bool, len(units))
+			for _, u := range units {
+				if u.key.typ != "customer" {
+					owners[u.key.id] = true
+				}
+				if u.root != "" {
+					owners[u.root] = true
+				}
+			}
+			var exps, ids []string
+			rows, err := tx.Query(ctx, `SELECT experiment, unit_id FROM a_pairs`)
+			if err != nil {
+				return nil, err
+			}
+			var exp, id string
+			if _, err := pgx.ForEachRow(rows, []any{&exp, &id}, func() error {
+				if owners[id] {
+					exps, ids = append(exps, exp), append(ids, id)
+				}
+				return nil
+			}); err != nil {
+				return nil, err
+			}
+			sql = `INSERT INTO agg_staged_pairs (experiment, unit_id, cycle) SELECT e, u, $1 FROM unnest($2::text[], $3::text[]) AS k(e, u)`
+			args = append(args, exps, ids)
 		}
-		tag, err := tx.Exec(ctx, sql, cycle)
+		tag, err := tx.Exec(ctx, sql, args...)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		pairs = tag.RowsAffected()
 	}
 	// A cycle that staged nothing (every track event's unit recomputed
 	// whole) leaves the definitions nothing to fold.
-	if staged > 0 || pairs > 0 {
-		if _, err := tx.Exec(ctx, `INSERT INTO agg_staged_cycles (cycle, at, events) VALUES ($1, $2, $3)`, cycle, oldest, staged); err != nil {
-			return err
-		}
+	if count == 0 && pairs == 0 {
+		rep.lap("track owners", last)
+		return nil, nil
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO agg_staged_cycles (cycle, at, events) VALUES ($1, $2, $3)`, cycle, oldest, count); err != nil {
+		return nil, err
 	}
 	rep.lap("track owners", last)
-	return nil
+	return staged, nil
+}
+
+// trackRoots resolves the ids $1, $2 (unit types and ids, in key order) to
+// their identity roots: each id's own link looked up by index, and only
+// the linked ones walk on. It returns the linked ids, with their root
+// (NULL where the end of the chain is itself merged away: a cycle of
+// links, or one deeper than the walk goes).
+const trackRoots = `
+WITH RECURSIVE walk(unit_type, unit_id, root, depth) AS (
+    SELECT d.unit_type, d.unit_id, a.customer_id, 1
+    FROM unnest($1::text[], $2::text[]) AS d(unit_type, unit_id) CROSS JOIN LATERAL (
+        SELECT a.customer_id FROM aliases a WHERE a.unit_type = d.unit_type AND a.unit_id = d.unit_id OFFSET 0) a` + walkOn + `,
+ends AS (
+    SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, root FROM walk ORDER BY unit_type, unit_id, depth DESC
+)
+SELECT unit_type, unit_id,
+    CASE WHEN NOT EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = e.root AND a.customer_id <> e.root OFFSET 0)
+         THEN root END
+FROM ends e`
+
+// trackUnit is a unit with staged events, and its identity root.
+type trackUnit struct {
+	key  unitKey
+	root string // "" none
+}
+
+// resolveRoots sets the identity root of each of units (index: each
+// one's place): a customer without a link is its own; a linked id has the
+// root its chain of links ends at; other ids have none.
+func resolveRoots(ctx context.Context, tx pgx.Tx, units []trackUnit, index map[unitKey]int32) error {
+	// The ids in key order (type, then id), for the index lookups.
+	byType := map[string][]string{}
+	for i := range units {
+		k := units[i].key
+		byType[k.typ] = append(byType[k.typ], k.id)
+		if k.typ == "customer" {
+			units[i].root = k.id
+		}
+	}
+	typeOrder := slices.Sorted(maps.Keys(byType))
+	types, ids := make([]string, 0, len(units)), make([]string, 0, len(units))
+	for _, t := range typeOrder {
+		slices.Sort(byType[t])
+		for _, id := range byType[t] {
+			types, ids = append(types, t), append(ids, id)
+		}
+	}
+	rows, err := tx.Query(ctx, trackRoots, types, ids)
+	if err != nil {
+		return err
+	}
+	var typ, id string
+	var root *string
+	_, err = pgx.ForEachRow(rows, []any{&typ, &id, &root}, func() error {
+		j, ok := index[unitKey{typ, id}]
+		if !ok || j < 0 {
+			return fmt.Errorf("track owners: the walk returned %s %q, which it was not given", typ, id)
+		}
+		units[j].root = ""
+		if root != nil {
+			units[j].root = *root
+		}
+		return nil
+	})
+	return err
+}
+
+// writeStaged writes a cycle's staged events to agg_staged_tracks, in
+// chunks of at most stagedChunk events, in one round trip.
+func writeStaged(ctx context.Context, tx pgx.Tx, s *stagedCycle) error {
+	b := &pgx.Batch{}
+	keys := slices.Collect(maps.Keys(s.groups))
+	slices.SortFunc(keys, func(a, b [2]string) int { return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1])) })
+	for _, k := range keys {
+		g := s.groups[k]
+		for i := 0; i < len(g.owners); i += stagedChunk {
+			j := min(i+stagedChunk, len(g.owners))
+			b.Queue(`INSERT INTO agg_staged_tracks (cycle, owner_type, event, owners, ts, vals) VALUES ($1, $2, $3, $4, $5, $6)`,
+				s.cycle, k[0], k[1], g.owners[i:j], g.ts[i:j], g.vals[i:j])
+		}
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	return tx.SendBatch(ctx, b).Close()
 }
 
 // collectStaged removes what every definition has folded from the staging
@@ -116,10 +297,10 @@ func collectStaged(ctx context.Context, tx pgx.Tx) (leftovers bool, err error) {
 	case latest == nil:
 		return false, nil
 	case folded == nil || *folded >= *latest:
-		_, err = tx.Exec(ctx, `TRUNCATE agg_staged, agg_staged_pairs; DELETE FROM agg_staged_cycles`)
+		_, err = tx.Exec(ctx, `TRUNCATE agg_staged_tracks, agg_staged_pairs; DELETE FROM agg_staged_cycles`)
 		return false, err
 	}
-	for _, table := range []string{"agg_staged", "agg_staged_pairs", "agg_staged_cycles"} {
+	for _, table := range []string{"agg_staged_tracks", "agg_staged_pairs", "agg_staged_cycles"} {
 		if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE cycle <= $1`, *folded); err != nil {
 			return false, err
 		}
@@ -180,7 +361,7 @@ func pendingFolds(ctx context.Context, tx pgx.Tx, ready []aggDef) (stagedFolds, 
 // foldStaged adds the staged events after the definition's folded cycle
 // to its units' values, in one transaction on a connection of its own, and
 // records the latest cycle as folded.
-func (db *DB) foldStaged(ctx context.Context, f stagedFold, latest int64, pairs bool) error {
+func (db *DB) foldStaged(ctx context.Context, f stagedFold, latest int64, pairs bool, mem *stagedCycle) error {
 	d, m := f.def, f.def.metric
 	// What the fold read and wrote goes into the unit cache only once its
 	// transaction has committed; until then the cache has no copy of the
@@ -194,7 +375,7 @@ func (db *DB) foldStaged(ctx context.Context, f stagedFold, latest int64, pairs 
 		}
 		var read int64 // the epoch the fold read: no other transaction may have moved it since
 		var err error
-		if record, read, err = db.foldTracks(ctx, tx, d, f.folded, pairs); err != nil {
+		if record, read, err = db.foldTracks(ctx, tx, d, f.folded, pairs, mem); err != nil {
 			return fmt.Errorf("%s/%s: %w", d.exp.Key, m.Key, err)
 		}
 		err = tx.QueryRow(ctx, `UPDATE agg_defs SET folded_cycle = $3, epoch = nextval('agg_epoch')
@@ -210,9 +391,3 @@ func (db *DB) foldStaged(ctx context.Context, f stagedFold, latest int64, pairs 
 	}
 	return err
 }
-
-// notRecomputed is the condition on staged events k that leaves out those
-// of units recomputed whole in their cycle or a later one ($1 the
-// experiment).
-const notRecomputed = `
-      AND NOT EXISTS (SELECT 1 FROM agg_staged_pairs p WHERE p.experiment = $1 AND p.unit_id = k.owner AND p.cycle >= k.cycle)`

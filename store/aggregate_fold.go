@@ -8,7 +8,6 @@ import (
 	"math/big"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -31,15 +30,17 @@ import (
 // may not fuse), and the numeric sums from each term's float8::numeric
 // value (decSum).
 
-// stagedForDef reads the staged events after cycle $4 that definition
-// ($1) reads ($2 its events, $3 the experiment's unit type).
-var stagedForDef = `
-SELECT owner, ts, value, event FROM agg_staged k
-WHERE k.cycle > $4 AND owner_type = $3 AND event = ANY($2) AND $1::text IS NOT NULL` + notRecomputed
+// stagedForDef reads the chunks of staged events after cycle $1 of owner
+// type $2 and the events $3.
+const stagedForDef = `
+SELECT cycle, owners, ts, vals, event FROM agg_staged_tracks
+WHERE cycle > $1 AND owner_type = $2 AND event = ANY($3)`
 
-// stagedForDefAll is stagedForDef when no unit was recomputed whole:
-// nothing to leave out, and the check would cost an index probe per event.
-var stagedForDefAll = strings.Replace(stagedForDef, notRecomputed, "", 1)
+// recomputedSince reads the units of experiment $1 recomputed whole in a
+// cycle after $2, each with the latest such cycle: their staged events of
+// that cycle or before are counted already.
+const recomputedSince = `
+SELECT unit_id, max(cycle) FROM agg_staged_pairs WHERE experiment = $1 AND cycle > $2 GROUP BY unit_id`
 
 // unitRows reads the unit rows of definition ($1, $2) of the owners $3
 // (sorted), each by primary key, in key order (BENCHMARKS.md, "Lookups in
@@ -178,7 +179,7 @@ func specOf(d aggDef) foldSpec {
 //     matters, and only up to the first day that has (every reader of the
 //     rows computes the same whether or not the later days' events are
 //     there).
-func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64, pairs bool) (record func(epoch int64), epoch int64, err error) {
+func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64, pairs bool, mem *stagedCycle) (record func(epoch int64), epoch int64, err error) {
 	m := d.metric
 	_, _, events := window(m)
 	var maxDay pgtype.Date // may be -infinity: a definition with no day yet
@@ -186,28 +187,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		d.exp.Key, m.Key).Scan(&maxDay, &epoch); err != nil {
 		return nil, 0, err
 	}
-	sql := stagedForDef
-	if !pairs {
-		sql = stagedForDefAll
-	}
-	rows, err := tx.Query(ctx, sql, d.exp.Key, events, d.exp.UnitType, folded)
-	if err != nil {
-		return nil, 0, err
-	}
-	byOwner := map[string][]foldEvent{}
-	var (
-		owner, event string
-		ts           time.Time
-		value        *float64
-	)
-	_, err = pgx.ForEachRow(rows, []any{&owner, &ts, &value, &event}, func() error {
-		e := foldEvent{ts: ts, event: event}
-		if value != nil {
-			e.value, e.hasValue = *value, true
-		}
-		byOwner[owner] = append(byOwner[owner], e)
-		return nil
-	})
+	byOwner, err := stagedEvents(ctx, tx, d, events, folded, pairs, mem)
 	key := [2]string{d.exp.Key, m.Key}
 	if err != nil {
 		return nil, 0, err
@@ -279,7 +259,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 			(spec.typ == flywheel.MetricConversion || spec.typ == flywheel.MetricRetention) && u.y > 0
 	}
 	args, changed := spec.writeArgs(d, order)
-	rows, err = tx.Query(ctx, writeFold, args...)
+	rows, err := tx.Query(ctx, writeFold, args...)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -305,6 +285,71 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		}
 		db.units.put(key, next, known)
 	}, epoch, nil
+}
+
+// stagedEvents returns the staged events after cycle folded that
+// definition d reads (events), by owner, leaving out those of units
+// recomputed whole in their cycle or a later one (pairs says that some
+// unit was). The events of the cycle mem, when it is the only one to add,
+// are taken from memory; other cycles' are read.
+func stagedEvents(ctx context.Context, tx pgx.Tx, d aggDef, events []string, folded int64, pairs bool, mem *stagedCycle) (map[string][]foldEvent, error) {
+	var recomputed map[string]int64
+	if pairs {
+		rows, err := tx.Query(ctx, recomputedSince, d.exp.Key, folded)
+		if err != nil {
+			return nil, err
+		}
+		recomputed = map[string]int64{}
+		var id string
+		var cycle int64
+		if _, err := pgx.ForEachRow(rows, []any{&id, &cycle}, func() error {
+			recomputed[id] = cycle
+			return nil
+		}); err != nil {
+			return nil, err
+		}
+	}
+	var byOwner map[string][]foldEvent
+	add := func(cycle int64, event string, g *stagedGroup) {
+		for i, owner := range g.owners {
+			if c, ok := recomputed[owner]; ok && c >= cycle {
+				continue
+			}
+			e := foldEvent{ts: g.ts[i], event: event, value: g.vals[i].Float64, hasValue: g.vals[i].Valid}
+			byOwner[owner] = append(byOwner[owner], e)
+		}
+	}
+	if mem != nil && mem.cycle == folded+1 {
+		n := 0
+		for _, e := range events {
+			if g := mem.groups[[2]string{d.exp.UnitType, e}]; g != nil {
+				n += len(g.owners)
+			}
+		}
+		byOwner = make(map[string][]foldEvent, n/2) // owners have a few events each
+		for _, e := range events {
+			if g := mem.groups[[2]string{d.exp.UnitType, e}]; g != nil {
+				add(mem.cycle, e, g)
+			}
+		}
+		return byOwner, nil
+	}
+	byOwner = map[string][]foldEvent{}
+	rows, err := tx.Query(ctx, stagedForDef, folded, d.exp.UnitType, events)
+	if err != nil {
+		return nil, err
+	}
+	var cycle int64
+	var event string
+	var g stagedGroup
+	_, err = pgx.ForEachRow(rows, []any{&cycle, &g.owners, &g.ts, &g.vals, &event}, func() error {
+		if len(g.ts) != len(g.owners) || len(g.vals) != len(g.owners) {
+			return fmt.Errorf("staged events of cycle %d: arrays of %d owners, %d times and %d values", cycle, len(g.owners), len(g.ts), len(g.vals))
+		}
+		add(cycle, event, &g)
+		return nil
+	})
+	return byOwner, err
 }
 
 // readLateDays marks the units of probe that have a day after their first

@@ -363,7 +363,7 @@ func checkErased(tb testing.TB, db *store.DB, label string, ids []string) {
 		`SELECT count(*) FROM agg_queue WHERE unit_ids && $1::text[] OR track_ids && $1::text[]`,
 		`SELECT count(*) FROM agg_crossover WHERE root = ANY($1)`,
 		`SELECT count(*) FROM agg_unit_days WHERE unit_id = ANY($1)`,
-		`SELECT count(*) FROM agg_staged WHERE owner = ANY($1)`,
+		`SELECT count(*) FROM agg_staged_tracks WHERE owners && $1::text[]`,
 		`SELECT count(*) FROM agg_staged_pairs WHERE unit_id = ANY($1)`,
 	} {
 		if n := queryInt(tb, db, q, ids); n != 0 {
@@ -537,7 +537,7 @@ func TestAggregateFoldFails(t *testing.T) {
 	// The next cycle removes the rows every definition has folded.
 	mustWrite(t, db, g.batch(20)...)
 	aggregateAll(t, db)
-	if n := queryInt(t, db, `SELECT (SELECT count(*) FROM agg_staged WHERE cycle < (SELECT max(cycle) FROM agg_staged_cycles))
+	if n := queryInt(t, db, `SELECT (SELECT count(*) FROM agg_staged_tracks WHERE cycle < (SELECT max(cycle) FROM agg_staged_cycles))
 		+ (SELECT count(*) FROM agg_staged_cycles) - 1`); n > 0 {
 		t.Errorf("%d staged rows of earlier cycles left after every definition folded them", n)
 	}

@@ -49,7 +49,7 @@ const (
 const benchFreshnessUsage = `usage: flywheel bench freshness [--scenario all|fresh300k|burst|burst1m|sustained[,...]]
                                 [--units 300000] [--events 1.5 x units] [--burst-units 63000] [--burst-events 130/63 x burst units]
                                 [--base-units 1000000] [--base-events 10 x base units] [--rate 20000,50000] [--duration 60s]
-                                [--timeout 30m] [--verify=true] [--server-log FILE] [--json]`
+                                [--timeout 30m] [--verify=true] [--server-log FILE] [--cpuprofile PREFIX] [--json]`
 
 // freshnessScenarios are the scenarios in the order they run: the first
 // two share a database, the last two another.
@@ -69,6 +69,7 @@ type freshnessOptions struct {
 	Timeout     time.Duration `json:"timeout_ns"`
 	Verify      bool          `json:"verify"`
 	ServerLog   string        `json:"server_log,omitempty"`
+	CPUProfile  string        `json:"-"`
 	JSON        bool          `json:"-"`
 }
 
@@ -205,6 +206,7 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 	fs.DurationVar(&o.Timeout, "timeout", 30*time.Minute, "how long to wait for complete results after the last acknowledged event")
 	fs.BoolVar(&o.Verify, "verify", true, "after each database's scenarios, check the aggregates against a recomputation from raw events")
 	fs.StringVar(&o.ServerLog, "server-log", "", "write flywheel's log to FILE at debug level, as JSON lines (each aggregation cycle's steps), with the bench's progress, instead of its warnings to stderr")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of this process (flywheel and the clients) over each sustained run, load and wait, to PREFIX-sustained-r<rate>.pprof")
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON document instead of the report")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
@@ -339,7 +341,13 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 					}
 					sc := &freshnessScenario{Name: "sustained", Rate: rate, Target: target,
 						What: fmt.Sprintf("%d events/s for %v, mixed exposures of new units and tracks of the %d stored ones", rate, o.Duration, f.units)}
-					if err := f.sustained(ctx, sc, rate, o.Duration, o.Timeout); err != nil {
+					stopProfile, err := startProfile(o.CPUProfile, "sustained", rate)
+					if err != nil {
+						return err
+					}
+					err = f.sustained(ctx, sc, rate, o.Duration, o.Timeout)
+					stopProfile()
+					if err != nil {
 						return err
 					}
 					rep.add(out, sc)
