@@ -20,6 +20,20 @@ import (
 func TestAggregateStagedOwners(t *testing.T) {
 	ctx := context.Background()
 	db := newAggDB(t)
+	// A ratio of an event to itself reads the event once per side: its
+	// staged events must not be added twice.
+	self := flywheel.Metric{Key: "self", Type: flywheel.MetricRatio, Numerator: "purchase", Denominator: "purchase", WindowHours: 72}
+	self.Normalize()
+	if _, err := db.CreateMetric(ctx, &self); err != nil {
+		t.Fatal(err)
+	}
+	e := &flywheel.Experiment{Key: "agg-self", UnitType: "customer", Traffic: 1, Status: flywheel.StatusRunning,
+		Variants: []flywheel.Variant{{Key: "control", Weight: 0.5}, {Key: "treatment", Weight: 0.5}},
+		Metrics:  flywheel.MetricRefs{Primary: []string{"self"}}}
+	e.Normalize()
+	if _, err := db.CreateExperiment(ctx, e, 0, "test"); err != nil {
+		t.Fatal(err)
+	}
 	at := aggBase.Add(time.Hour)
 	ev := func(unitType, unit, name string) flywheel.Event {
 		return flywheel.Event{ID: newID(), Type: flywheel.EventTrack, UnitType: unitType, UnitID: unit,
@@ -30,6 +44,7 @@ func TestAggregateStagedOwners(t *testing.T) {
 		identify("customer", "c1", "c2", aggBase.Add(-time.Hour)), // c1 merged into c2
 		exposure("customer", "c2", "agg-cust", "control", aggBase, ""),
 		exposure("customer", "c3", "agg-cust", "treatment", aggBase, ""),
+		exposure("customer", "c3", "agg-self", "treatment", aggBase, ""),
 		exposure("device", "d1", "agg-dev", "a", aggBase, ""),
 		exposure("device", "d2", "agg-dev", "b", aggBase, ""),
 	)
@@ -89,7 +104,7 @@ func TestAggregateStagedOwners(t *testing.T) {
 	if n := queryInt(t, db, `SELECT count(*) FROM agg_defs WHERE metric <> '' AND folded_cycle <> (SELECT max(cycle) FROM agg_staged_cycles)`); n != 0 {
 		t.Errorf("%d definitions have not folded the cycle", n)
 	}
-	for _, key := range []string{"agg-cust", "agg-dev"} {
+	for _, key := range []string{"agg-cust", "agg-dev", "agg-self"} {
 		e, ms := aggExperiment(t, db, key)
 		if err := db.VerifyAggregates(ctx, e, ms, analysis.Query{Now: aggNow}); err != nil {
 			t.Errorf("%s: %v", key, err)

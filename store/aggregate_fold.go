@@ -309,6 +309,8 @@ func stagedEvents(ctx context.Context, tx pgx.Tx, d aggDef, events []string, fol
 			return nil, err
 		}
 	}
+	// Each event name once (a ratio may read one event on both sides).
+	events = slices.Compact(slices.Sorted(slices.Values(events)))
 	var byOwner map[string][]foldEvent
 	add := func(cycle int64, event string, g *stagedGroup) {
 		for i, owner := range g.owners {
