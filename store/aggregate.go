@@ -452,7 +452,7 @@ WITH RECURSIVE walk(unit_type, unit_id, root, depth) AS (
     FROM %[1]s d CROSS JOIN LATERAL (
         SELECT a.customer_id FROM aliases a WHERE a.unit_type = d.unit_type AND a.unit_id = d.unit_id OFFSET 0) a` + walkOn
 
-// walkOn is the recursive step of walkByProbe and walkFromLinks: from each
+// walkOn is the recursive step of walkByProbe: from each
 // customer reached, its own link, one index lookup (a cycle ends the walk).
 const walkOn = `
     UNION ALL
@@ -461,13 +461,6 @@ const walkOn = `
         SELECT a.customer_id FROM aliases a WHERE a.unit_type = 'customer' AND a.unit_id = w.root OFFSET 0) a
     WHERE w.depth < 16 AND a.customer_id <> w.unit_id
 )`
-
-// walkFromLinks is walkByProbe for the table a_track_units (unit_type,
-// unit_id, customer_id), whose ids' own links are already looked up
-// (customer_id, NULL when none): the walk starts from them.
-const walkFromLinks = `
-WITH RECURSIVE walk(unit_type, unit_id, root, depth) AS (
-    SELECT unit_type, unit_id, customer_id, 1 FROM a_track_units WHERE customer_id IS NOT NULL` + walkOn
 
 // readEvents returns the track events that the metrics of defs read: the
 // only ones whose deltas matter. (Definitions built from scratch in the

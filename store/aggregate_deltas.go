@@ -198,15 +198,11 @@ func stageTracks(ctx context.Context, tx pgx.Tx, rep *AggregateReport, oldest ti
 }
 
 // trackRoots resolves the ids $1, $2 (unit types and ids, in key order) to
-// their identity roots: each id's own link looked up by index, and only
-// the linked ones walk on. It returns the linked ids, with their root
+// their identity roots (walkByProbe): each id's own link looked up by
+// index, and only the linked ones walk on. It returns the linked ids, with their root
 // (NULL where the end of the chain is itself merged away: a cycle of
 // links, or one deeper than the walk goes).
-const trackRoots = `
-WITH RECURSIVE walk(unit_type, unit_id, root, depth) AS (
-    SELECT d.unit_type, d.unit_id, a.customer_id, 1
-    FROM unnest($1::text[], $2::text[]) AS d(unit_type, unit_id) CROSS JOIN LATERAL (
-        SELECT a.customer_id FROM aliases a WHERE a.unit_type = d.unit_type AND a.unit_id = d.unit_id OFFSET 0) a` + walkOn + `,
+var trackRoots = fmt.Sprintf(walkByProbe, `(SELECT * FROM unnest($1::text[], $2::text[]) AS k(unit_type, unit_id))`) + `,
 ends AS (
     SELECT DISTINCT ON (unit_type, unit_id) unit_type, unit_id, root FROM walk ORDER BY unit_type, unit_id, depth DESC
 )
