@@ -544,6 +544,55 @@ func TestAggregateFoldFails(t *testing.T) {
 	verifyAggregates(t, db, g.r, "at the end", g.cust, g.dev)
 }
 
+// TestAggregateFoldEpochMoved moves a definition's epoch while its fold
+// runs (a trigger on agg_units does, for each unit row the fold writes, as
+// another writer of the definition's rows would): the fold must fail
+// instead of recording its result, and its units' copy in memory must go
+// with it, so that the next folds, once nothing moves the epoch, still
+// give what a recomputation gives.
+func TestAggregateFoldEpochMoved(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	createAggMetrics(t, db)
+	createAggExperiments(t, db, "-em")
+	g := newAggGen(11, "em-", "-em", 60, 60)
+	for _, sql := range []string{
+		`CREATE TABLE epoch_faults (metric text PRIMARY KEY)`,
+		`CREATE FUNCTION epoch_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+		    IF EXISTS (SELECT 1 FROM epoch_faults WHERE metric = NEW.metric) THEN
+		        UPDATE agg_defs SET epoch = nextval('agg_epoch') WHERE experiment = NEW.experiment AND metric = NEW.metric;
+		    END IF;
+		    RETURN NEW;
+		END $$`,
+		`CREATE TRIGGER epoch_fault AFTER UPDATE ON agg_units FOR EACH ROW EXECUTE FUNCTION epoch_fault()`,
+	} {
+		if _, err := db.Pool().Exec(ctx, sql); err != nil {
+			t.Fatalf("%s: %v", sql, err)
+		}
+	}
+	mustWrite(t, db, g.batch(80)...)
+	aggregateAll(t, db)
+	metric := aggMetricDefs()[1].Key // revenue: most purchases change a unit row
+	if _, err := db.Pool().Exec(ctx, `INSERT INTO epoch_faults VALUES ($1)`, metric); err != nil {
+		t.Fatal(err)
+	}
+	var failed error
+	for round := 0; round < 10 && failed == nil; round++ {
+		mustWrite(t, db, g.batch(60)...)
+		_, failed = db.Aggregate(ctx)
+	}
+	if failed == nil || !strings.Contains(failed.Error(), "epoch changed during its fold") {
+		t.Fatalf("Aggregate with %s's epoch moved during its folds: %v, want its fold to fail", metric, failed)
+	}
+	if _, err := db.Pool().Exec(ctx, `DELETE FROM epoch_faults`); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, db, g.batch(60)...)
+	aggregateAll(t, db)
+	verifyAggregates(t, db, g.r, "after a fold whose epoch moved", g.cust, g.dev)
+}
+
 // aggDefNames returns the names of the definitions of the experiments, as
 // AggregateReport.Rebuilt gives them.
 func aggDefNames(exps ...string) []string {
