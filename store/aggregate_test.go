@@ -547,9 +547,8 @@ func TestAggregateFoldFails(t *testing.T) {
 // TestAggregateFoldEpochMoved moves a definition's epoch while its fold
 // runs (a trigger on agg_units does, for each unit row the fold writes, as
 // another writer of the definition's rows would): the fold must fail
-// instead of recording its result, and its units' copy in memory must go
-// with it, so that the next folds, once nothing moves the epoch, still
-// give what a recomputation gives.
+// instead of recording its result, and once nothing moves the epoch the
+// next folds must still give what a recomputation gives.
 func TestAggregateFoldEpochMoved(t *testing.T) {
 	ctx := context.Background()
 	db := newDB(t)
