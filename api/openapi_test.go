@@ -1185,6 +1185,11 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 	do(call{method: "GET", path: exp + "/uplift?metric=aov", key: admin, want: 400})
 	do(call{method: "GET", path: "/v1/experiments/nope/uplift", key: admin, want: 404})
 	do(call{method: "GET", path: exp + "/uplift", key: sdk, want: 403, rejected: true})
+	if r := do(call{method: "GET", path: exp + "/attributes", key: a.viewer, want: 200}); !strings.Contains(string(r.Body), `{"name":"country","units":1}`) {
+		t.Errorf("GET %s/attributes = %s, want country among them", exp, r.Body)
+	}
+	do(call{method: "GET", path: "/v1/experiments/nope/attributes", key: admin, want: 404})
+	do(call{method: "GET", path: exp + "/attributes", key: sdk, want: 403, rejected: true})
 	do(call{method: "POST", path: "/v1/power", key: admin, body: map[string]any{"type": "conversion", "baseline_rate": 0.05, "relative_mde": 0.1}, want: 200})
 	do(call{method: "POST", path: "/v1/power", key: admin, body: map[string]any{"type": "mean", "baseline_mean": 10, "sd": 30, "units_per_arm": 5000}, want: 200})
 	do(call{method: "POST", path: "/v1/power", key: admin, body: map[string]any{"type": "conversion", "baseline_rate": 1.5, "relative_mde": 0.1}, want: 400})

@@ -18,9 +18,46 @@ type Results interface {
 	SaveSequential(ctx context.Context, experiment string, states []analysis.SequentialState) error
 	TimeseriesInput(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, q analysis.Query) ([]analysis.Day, analysis.Freshness, error)
 	UpliftInput(ctx context.Context, e *flywheel.Experiment, m flywheel.Metric, by []string, q analysis.Query) (analysis.UpliftInput, error)
+	ExposureAttributes(ctx context.Context, experiment string, sample int) ([]flywheel.ExposureAttribute, int64, error)
 }
 
 var segmentPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// attributesSample is how many units' first exposures GET
+// /v1/experiments/{key}/attributes reads.
+const attributesSample = 10_000
+
+// exposureAttributes is the answer of GET /v1/experiments/{key}/attributes.
+type exposureAttributes struct {
+	Experiment   string                       `json:"experiment"`
+	SampledUnits int64                        `json:"sampled_units"`
+	Attributes   []flywheel.ExposureAttribute `json:"attributes"`
+}
+
+// handleAttributes lists the attributes an experiment's exposures carry,
+// most common first, from a sample of its units: what ?segment= (and
+// uplift's by=) can break its results down by. Names that ?segment= cannot
+// take are left out.
+func (s *Server) handleAttributes(c *gin.Context) {
+	ctx := c.Request.Context()
+	e, err := s.deps.Store.FindExperimentByKey(ctx, c.Param("key"))
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	attrs, read, err := s.deps.Results.ExposureAttributes(ctx, e.Key, attributesSample)
+	if err != nil {
+		s.writeError(c, err)
+		return
+	}
+	out := exposureAttributes{Experiment: e.Key, SampledUnits: read, Attributes: []flywheel.ExposureAttribute{}}
+	for _, a := range attrs {
+		if segmentPattern.MatchString(a.Name) {
+			out.Attributes = append(out.Attributes, a)
+		}
+	}
+	c.JSON(http.StatusOK, out)
+}
 
 // handleResults computes the results document of an experiment: sufficient
 // statistics from the database, then analysis (pure).

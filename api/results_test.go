@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -442,5 +443,52 @@ func TestResultsFreshness(t *testing.T) {
 	}
 	if f := read(results); f.Units != 5 {
 		t.Errorf("units after the cycle = %d, want 5", f.Units)
+	}
+}
+
+// TestExposureAttributesEndpoint lists what an experiment's results can be
+// broken down by: the attributes of its units' first exposures, most
+// common first, without the names ?segment= cannot take, and the answer
+// can be given to ?segment= as is.
+func TestExposureAttributesEndpoint(t *testing.T) {
+	a := newTestAPI(t)
+	a.createMetric("purchase", "conversion")
+	a.must(201, "POST", "/v1/experiments", experimentBody("attrs"))
+	a.must(200, "POST", "/v1/experiments/attrs/start", nil)
+	ts := time.Now().UTC().Add(-time.Hour).Format(time.RFC3339)
+	var events []map[string]any
+	for i := range 10 {
+		attrs := map[string]any{"plan": "free", "age": 30}
+		switch {
+		case i >= 5 && i < 8:
+			attrs = map[string]any{"plan": "pro"}
+		case i == 8:
+			attrs = map[string]any{"plan": "pro", "bad key": 1}
+		case i == 9:
+			attrs = nil
+		}
+		e := map[string]any{"id": newID(t), "type": "exposure", "experiment": "attrs", "variant": "control",
+			"unit_type": "customer", "unit_id": fmt.Sprintf("c-%d", i), "timestamp": ts}
+		if attrs != nil {
+			e["attributes"] = attrs
+		}
+		events = append(events, e)
+	}
+	if ans := a.postEvents(a.sdk, map[string]any{"events": events}); ans.Accepted != len(events) {
+		t.Fatalf("accepted %d of %d exposures: %+v", ans.Accepted, len(events), ans)
+	}
+	r := a.do("GET", "/v1/experiments/attrs/attributes", a.viewer, nil)
+	if r.Status != 200 {
+		t.Fatalf("GET attributes = %d: %s", r.Status, r.Body)
+	}
+	want := `{"experiment":"attrs","sampled_units":10,"attributes":[{"name":"plan","units":9},{"name":"age","units":5}]}`
+	if string(r.Body) != want {
+		t.Errorf("GET attributes = %s, want %s", r.Body, want)
+	}
+	if r := a.do("GET", "/v1/experiments/attrs/results?segment=plan", a.viewer, nil); r.Status != 200 || !strings.Contains(string(r.Body), `"pro"`) {
+		t.Errorf("GET results?segment=plan = %d: %.300s, want a pro segment", r.Status, r.Body)
+	}
+	if r := a.do("GET", "/v1/experiments/none/attributes", a.viewer, nil); r.Status != 404 {
+		t.Errorf("GET attributes of an unknown experiment = %d, want 404", r.Status)
 	}
 }

@@ -198,6 +198,7 @@ func (s *Server) routes() {
 	viewer.GET("/experiments/:key/results", s.handleResults)
 	viewer.GET("/experiments/:key/results/timeseries", s.handleTimeseries)
 	viewer.GET("/experiments/:key/uplift", s.handleUplift)
+	viewer.GET("/experiments/:key/attributes", s.handleAttributes)
 	viewer.POST("/power", s.handlePower)
 	viewer.GET("/audiences", s.handleListAudiences)
 	viewer.GET("/audiences/:key", s.handleGetAudience)

@@ -23,6 +23,7 @@ var viewerMay = map[string]bool{
 	"GET /v1/experiments/{key}/results":            true,
 	"GET /v1/experiments/{key}/results/timeseries": true,
 	"GET /v1/experiments/{key}/uplift":             true,
+	"GET /v1/experiments/{key}/attributes":         true, // what ?segment= can take
 	"GET /v1/audiences":                            true,
 	"GET /v1/audiences/{key}":                      true,
 	"GET /v1/audiences/{key}/history":              true,
