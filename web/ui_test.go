@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 
@@ -132,6 +133,15 @@ func TestUI(t *testing.T) {
 		// The forest plot draws green's interval, entirely right of zero.
 		if n := eval[int](b, `document.querySelectorAll('svg[aria-label="purchase: lift by variant"] line[stroke="#0072B2"]').length`); n != 3 {
 			t.Errorf("the forest plot has %d blue interval lines, want 3 (the interval and its two ends)", n)
+		}
+		// The segment field offers the attributes the exposures carry,
+		// and its hint names them.
+		b.waitFor("the segment suggestions", `document.querySelectorAll('#segment-attributes option').length > 0`)
+		if opts := eval[[]string](b, `[...document.querySelectorAll('#segment-attributes option')].map((o) => o.value)`); !slices.Contains(opts, "device") {
+			t.Errorf("the segment field suggests %q, want device among them", opts)
+		}
+		if hint := eval[string](b, `document.getElementById(document.querySelector('input[name=segment]').getAttribute('aria-describedby')).textContent`); !strings.Contains(hint, "Its exposures carry") || !strings.Contains(hint, "device") {
+			t.Errorf("the segment field's hint is %q, want it to name the attributes", hint)
 		}
 		// Segments are exploratory and say so.
 		b.fill("Break down by exposure attribute", "device")

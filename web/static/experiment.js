@@ -241,16 +241,30 @@ export function notesList(health) {
   return h('div', {class: 'notes'}, h('h3', {}, 'Notes'), h('ul', {}, n.map((w) => h('li', {}, w))));
 }
 
+const segmentCaveat = 'Segment results are exploratory: their p-values are not corrected for the number of segments.';
+
+// segmentSwitcher is the form that breaks the results down by an exposure
+// attribute. It offers the attributes the experiment's exposures carry
+// (GET .../attributes) as suggestions and names them in its hint; any
+// other name can still be typed.
 function segmentSwitcher(e, ctx, segment) {
-  const input = h('input', {type: 'text', name: 'segment', value: segment, autocomplete: 'off', spellcheck: 'false'});
-  const form = h('form', {class: 'inline'},
-    field('Break down by exposure attribute', input, {hint: 'An attribute sent with exposures, e.g. device. Segment results are exploratory: their p-values are not corrected for the number of segments.'}),
+  const list = h('datalist', {id: 'segment-attributes'});
+  const input = h('input', {type: 'text', name: 'segment', value: segment, autocomplete: 'off', spellcheck: 'false', list: list.id});
+  const row = field('Break down by exposure attribute', input, {hint: 'An attribute sent with exposures, e.g. device. ' + segmentCaveat});
+  const form = h('form', {class: 'inline'}, row, list,
     h('button', {type: 'submit'}, 'Show segments'),
     segment ? h('a', {class: 'button', href: '#/experiments/' + encodeURIComponent(e.key)}, 'All units') : null);
   form.addEventListener('submit', (ev) => {
     ev.preventDefault();
     ctx.go('#/experiments/' + encodeURIComponent(e.key) + query({segment: input.value.trim()}));
   });
+  api('GET', path('experiments', e.key, 'attributes')).then((r) => {
+    const attrs = r.attributes || [];
+    replace(list, attrs.map((a) => h('option', {value: a.name}, `${a.name}: ${int(a.units)} of ${int(r.sampled_units)} units`)));
+    const hint = row.querySelector('.hint');
+    if (hint && attrs.length) hint.textContent = `Its exposures carry ${attrs.map((a) => a.name).join(', ')}. ` + segmentCaveat;
+    else if (hint && r.sampled_units > 0) hint.textContent = 'Its exposures carry no attributes, so there is nothing to break down by yet.';
+  }).catch(() => {}); // without suggestions the field still works
   return form;
 }
 
