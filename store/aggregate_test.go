@@ -466,21 +466,7 @@ func TestAggregateFoldFails(t *testing.T) {
 	createAggMetrics(t, db)
 	createAggExperiments(t, db, "-ff")
 	g := newAggGen(7, "ff-", "-ff", 60, 60)
-	for _, sql := range []string{
-		`CREATE TABLE fold_faults (metric text PRIMARY KEY)`,
-		`CREATE FUNCTION fold_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN
-		    IF EXISTS (SELECT 1 FROM fold_faults WHERE metric = NEW.metric) THEN
-		        RAISE EXCEPTION 'fold of % fails', NEW.metric;
-		    END IF;
-		    RETURN NEW;
-		END $$`,
-		`CREATE TRIGGER fold_fault BEFORE UPDATE OF folded_cycle ON agg_defs FOR EACH ROW EXECUTE FUNCTION fold_fault()`,
-	} {
-		if _, err := db.Pool().Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	metricFault(t, db, "fold_fault", "BEFORE UPDATE OF folded_cycle ON agg_defs", `RAISE EXCEPTION 'fold of % fails', NEW.metric`)
 	mustWrite(t, db, g.batch(80)...)
 	aggregateAll(t, db)
 	failed, staleRounds := 0, 0
@@ -544,6 +530,29 @@ func TestAggregateFoldFails(t *testing.T) {
 	verifyAggregates(t, db, g.r, "at the end", g.cust, g.dev)
 }
 
+// metricFault installs trigger name, FOR EACH ROW on event (such as
+// "AFTER UPDATE ON agg_units"), which runs action (PL/pgSQL) for the rows
+// whose metric is listed in the table name+"s", created empty here: a test
+// inserts a metric there to turn the fault on for it.
+func metricFault(tb testing.TB, db *store.DB, name, event, action string) {
+	tb.Helper()
+	for _, sql := range []string{
+		`CREATE TABLE ` + name + `s (metric text PRIMARY KEY)`,
+		`CREATE FUNCTION ` + name + `() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+		    IF EXISTS (SELECT 1 FROM ` + name + `s WHERE metric = NEW.metric) THEN
+		        ` + action + `;
+		    END IF;
+		    RETURN NEW;
+		END $$`,
+		`CREATE TRIGGER ` + name + ` ` + event + ` FOR EACH ROW EXECUTE FUNCTION ` + name + `()`,
+	} {
+		if _, err := db.Pool().Exec(context.Background(), sql); err != nil {
+			tb.Fatalf("%s: %v", sql, err)
+		}
+	}
+}
+
 // TestAggregateFoldEpochMoved moves a definition's epoch while its fold
 // runs (a trigger on agg_units does, for each unit row the fold writes, as
 // another writer of the definition's rows would): the fold must fail
@@ -555,21 +564,8 @@ func TestAggregateFoldEpochMoved(t *testing.T) {
 	createAggMetrics(t, db)
 	createAggExperiments(t, db, "-em")
 	g := newAggGen(11, "em-", "-em", 60, 60)
-	for _, sql := range []string{
-		`CREATE TABLE epoch_faults (metric text PRIMARY KEY)`,
-		`CREATE FUNCTION epoch_fault() RETURNS trigger LANGUAGE plpgsql AS $$
-		BEGIN
-		    IF EXISTS (SELECT 1 FROM epoch_faults WHERE metric = NEW.metric) THEN
-		        UPDATE agg_defs SET epoch = nextval('agg_epoch') WHERE experiment = NEW.experiment AND metric = NEW.metric;
-		    END IF;
-		    RETURN NEW;
-		END $$`,
-		`CREATE TRIGGER epoch_fault AFTER UPDATE ON agg_units FOR EACH ROW EXECUTE FUNCTION epoch_fault()`,
-	} {
-		if _, err := db.Pool().Exec(ctx, sql); err != nil {
-			t.Fatalf("%s: %v", sql, err)
-		}
-	}
+	metricFault(t, db, "epoch_fault", "AFTER UPDATE ON agg_units",
+		`UPDATE agg_defs SET epoch = nextval('agg_epoch') WHERE experiment = NEW.experiment AND metric = NEW.metric`)
 	mustWrite(t, db, g.batch(80)...)
 	aggregateAll(t, db)
 	metric := aggMetricDefs()[1].Key // revenue: most purchases change a unit row
