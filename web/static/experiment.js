@@ -262,7 +262,8 @@ function segmentSwitcher(e, ctx, segment) {
     const attrs = r.attributes || [];
     replace(list, attrs.map((a) => h('option', {value: a.name}, `${a.name}: ${int(a.units)} of ${int(r.sampled_units)} units`)));
     const hint = row.querySelector('.hint');
-    if (hint && attrs.length) hint.textContent = `Its exposures carry ${attrs.map((a) => a.name).join(', ')}. ` + segmentCaveat;
+    const named = attrs.slice(0, 8).map((a) => a.name).join(', ') + (attrs.length > 8 ? `, and ${attrs.length - 8} more` : '');
+    if (hint && attrs.length) hint.textContent = `Its exposures carry ${named}. ` + segmentCaveat;
     else if (hint && r.sampled_units > 0) hint.textContent = 'Its exposures carry no attributes, so there is nothing to break down by yet.';
   }).catch(() => {}); // without suggestions the field still works
   return form;
