@@ -3,6 +3,7 @@ package store
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -109,37 +111,46 @@ func stageTracks(ctx context.Context, tx pgx.Tx, rep *AggregateReport, oldest ti
 			return nil, err
 		}
 		// A cycle's events have a few names and owner types: the groups
-		// are found by a scan of the few, not a map lookup an event.
+		// are found by a scan of the few, not a map lookup an event. A
+		// first pass counts each group's events, so that the second
+		// fills columns of the right size.
 		var groups []*stagedGroup
 		var groupKeys [][2]string
-		group := func(ownerType, event string) *stagedGroup {
+		var sizes []int
+		group := func(ownerType, event string) int {
 			for i, k := range groupKeys {
 				if k[1] == event && k[0] == ownerType {
-					return groups[i]
+					return i
 				}
 			}
-			g := &stagedGroup{}
-			groups, groupKeys = append(groups, g), append(groupKeys, [2]string{ownerType, event})
-			staged.groups[[2]string{ownerType, event}] = g
-			return g
+			groups, groupKeys, sizes = append(groups, &stagedGroup{}), append(groupKeys, [2]string{ownerType, event}), append(sizes, 0)
+			return len(groups) - 1
 		}
-		for r, q := range tracks {
-			for i, e := range q.events {
-				j := at[r][i]
-				if j < 0 {
-					continue
-				}
-				u := &units[j]
-				if u.key.typ != "customer" {
-					group(u.key.typ, e).add(u.key.id, q.ts[i], q.vals[i])
-					count++
-				}
-				if u.root != "" {
-					group("customer", e).add(u.root, q.ts[i], q.vals[i])
-					count++
+		each := func(f func(g int, owner string, q *queueTracks, i int)) {
+			for r := range tracks {
+				q := &tracks[r]
+				for i, e := range q.events {
+					j := at[r][i]
+					if j < 0 {
+						continue
+					}
+					u := &units[j]
+					if u.key.typ != "customer" {
+						f(group(u.key.typ, e), u.key.id, q, i)
+					}
+					if u.root != "" {
+						f(group("customer", e), u.root, q, i)
+					}
 				}
 			}
 		}
+		each(func(g int, _ string, _ *queueTracks, _ int) { sizes[g]++ })
+		for i, g := range groups {
+			g.owners, g.ts, g.vals = make([]string, 0, sizes[i]), make([]time.Time, 0, sizes[i]), make([]pgtype.Float8, 0, sizes[i])
+			staged.groups[groupKeys[i]] = g
+			count += int64(sizes[i])
+		}
+		each(func(g int, owner string, q *queueTracks, i int) { groups[g].add(owner, q.ts[i], q.vals[i]) })
 		if err := writeStaged(ctx, tx, staged); err != nil {
 			return nil, err
 		}
@@ -238,44 +249,67 @@ func resolveRoots(ctx context.Context, tx pgx.Tx, units []trackUnit, index map[u
 			types, ids = append(types, t), append(ids, id)
 		}
 	}
-	rows, err := tx.Query(ctx, trackRoots, types, ids)
-	if err != nil {
-		return err
+	typesArr, idsArr := newBinArray(oidText, len(types)*14), newBinArray(oidText, len(ids)*16)
+	for i := range types {
+		typesArr.text(types[i])
+		idsArr.text(ids[i])
 	}
-	var typ, id string
-	var root *string
-	_, err = pgx.ForEachRow(rows, []any{&typ, &id, &root}, func() error {
+	p := &wireParams{}
+	p.array(typesArr)
+	p.array(idsArr)
+	return queryPrepared(ctx, tx, "flywheel_track_roots", trackRoots, p, func(vals [][]byte) error {
+		typ, id := string(vals[0]), string(vals[1])
 		j, ok := index[unitKey{typ, id}]
 		if !ok || j < 0 {
 			return fmt.Errorf("track owners: the walk returned %s %q, which it was not given", typ, id)
 		}
 		units[j].root = ""
-		if root != nil {
-			units[j].root = *root
+		if vals[2] != nil {
+			units[j].root = string(vals[2])
 		}
 		return nil
 	})
-	return err
 }
 
 // writeStaged writes a cycle's staged events to agg_staged_tracks, in
-// chunks of at most stagedChunk events, in one round trip.
+// chunks of at most stagedChunk events, in one round trip, their arrays in
+// binary (binArray).
 func writeStaged(ctx context.Context, tx pgx.Tx, s *stagedCycle) error {
-	b := &pgx.Batch{}
+	const insert = `INSERT INTO agg_staged_tracks (cycle, owner_type, event, owners, ts, vals) VALUES ($1, $2, $3, $4, $5, $6)`
+	const name = "flywheel_write_staged"
+	sd, err := tx.Conn().Prepare(ctx, name, insert)
+	if err != nil {
+		return err
+	}
+	b := &pgconn.Batch{}
 	keys := slices.Collect(maps.Keys(s.groups))
 	slices.SortFunc(keys, func(a, b [2]string) int { return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1])) })
+	cycle := binary.BigEndian.AppendUint64(nil, uint64(s.cycle))
+	formats := []int16{1}
+	chunks := 0
 	for _, k := range keys {
 		g := s.groups[k]
 		for i := 0; i < len(g.owners); i += stagedChunk {
 			j := min(i+stagedChunk, len(g.owners))
-			b.Queue(`INSERT INTO agg_staged_tracks (cycle, owner_type, event, owners, ts, vals) VALUES ($1, $2, $3, $4, $5, $6)`,
-				s.cycle, k[0], k[1], g.owners[i:j], g.ts[i:j], g.vals[i:j])
+			owners, ts, vals := newBinArray(oidText, (j-i)*16), newBinArray(oidTimestamptz, (j-i)*12), newBinArray(oidFloat8, (j-i)*12)
+			for k := i; k < j; k++ {
+				owners.text(g.owners[k])
+				ts.timestamptz(g.ts[k])
+				if g.vals[k].Valid {
+					vals.float8(g.vals[k].Float64)
+				} else {
+					vals.null()
+				}
+			}
+			b.ExecPrepared(sd.Name, [][]byte{cycle, []byte(k[0]), []byte(k[1]), owners.bytes(), ts.bytes(), vals.bytes()}, formats, nil)
+			chunks++
 		}
 	}
-	if b.Len() == 0 {
+	if chunks == 0 {
 		return nil
 	}
-	return tx.SendBatch(ctx, b).Close()
+	_, err = tx.Conn().PgConn().ExecBatch(ctx, b).ReadAll()
+	return err
 }
 
 // collectStaged removes what every definition has folded from the staging

@@ -3,11 +3,13 @@ package store
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"math"
 	"math/big"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -112,6 +114,35 @@ ON CONFLICT (experiment, metric, variant) DO UPDATE SET
 )
 SELECT unit_id, ctid FROM up`
 
+// decodeUnitRow decodes a row of unitRows (binary format), with its
+// variant's string from variants (filled as they come).
+func decodeUnitRow(vals [][]byte, variants map[string]string) (*foldUnit, error) {
+	if len(vals) != 9 {
+		return nil, fmt.Errorf("%d columns, want 9", len(vals))
+	}
+	u := &foldUnit{id: string(vals[1])}
+	var err error
+	if u.tid, err = wireTID(vals[0]); err != nil {
+		return nil, err
+	}
+	v, ok := variants[string(vals[2])]
+	if !ok {
+		v = string(vals[2])
+		variants[v] = v
+	}
+	u.variant = v
+	if u.state, err = wireInt2(vals[3]); err != nil {
+		return nil, err
+	}
+	for i, f := range []*float64{&u.y, &u.x, &u.num, &u.den} {
+		if *f, err = wireFloat8(vals[4+i]); err != nil {
+			return nil, err
+		}
+	}
+	u.first, err = wireTimestamptz(vals[8])
+	return u, err
+}
+
 // foldUnit is one unit of a fold: its row as stored and its staged events.
 type foldUnit struct {
 	tid                pgtype.TID
@@ -212,16 +243,23 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
-		rows, err := tx.Query(ctx, unitRows, d.exp.Key, m.Key, missing)
-		if err != nil {
-			return nil, 0, err
+		ids := newBinArray(oidText, len(missing)*16)
+		for _, id := range missing {
+			ids.text(id)
 		}
-		var u foldUnit
-		_, err = pgx.ForEachRow(rows, []any{&u.tid, &u.id, &u.variant, &u.state, &u.y, &u.x, &u.num, &u.den, &u.first}, func() error {
-			nu := u
-			nu.events = byOwner[u.id]
-			units[u.id] = &nu
-			order = append(order, &nu)
+		p := &wireParams{}
+		p.text(d.exp.Key)
+		p.text(m.Key)
+		p.array(ids)
+		variants := map[string]string{} // a definition has a few: each string once
+		err := queryPrepared(ctx, tx, "flywheel_unit_rows", unitRows, p, func(vals [][]byte) error {
+			u, err := decodeUnitRow(vals, variants)
+			if err != nil {
+				return fmt.Errorf("unit rows: %w", err)
+			}
+			u.events = byOwner[u.id]
+			units[u.id] = u
+			order = append(order, u)
 			return nil
 		})
 		if err != nil {
@@ -258,16 +296,14 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		u.settled = u.state == 0 && len(u.days) > 0 && !u.late &&
 			(spec.typ == flywheel.MetricConversion || spec.typ == flywheel.MetricRetention) && u.y > 0
 	}
-	args, changed := spec.writeArgs(d, order)
-	rows, err := tx.Query(ctx, writeFold, args...)
-	if err != nil {
-		return nil, 0, err
-	}
-	var tid pgtype.TID
-	var id string
+	params, changed := spec.writeArgs(d, order)
 	written := 0
-	_, err = pgx.ForEachRow(rows, []any{&id, &tid}, func() error {
-		if u := units[id]; u != nil {
+	err = queryPrepared(ctx, tx, "flywheel_write_fold", writeFold, params, func(vals [][]byte) error {
+		tid, err := wireTID(vals[1])
+		if err != nil {
+			return err
+		}
+		if u := units[string(vals[0])]; u != nil {
 			u.tid = tid
 			written++
 		}
@@ -603,65 +639,74 @@ func (vs *variantSums) add(s foldSpec, sign float64, y, x, num, den float64) {
 	}
 }
 
-// writeArgs are writeFold's parameters for the fold of units.
-func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) ([]any, int) {
+// writeArgs are writeFold's parameters for the fold of units, in wire
+// format (queryPrepared), and the number of unit rows it changes.
+func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (*wireParams, int) {
 	slices.SortFunc(units, func(a, b *foldUnit) int { return cmp.Compare(a.id, b.id) })
 	var (
-		tids               []pgtype.TID
-		ys, xs, nums, dens []float64
-		dUnits             []string
-		dDays              []time.Time
-		dn, dv, dnum, dden []float64
-		latest             *time.Time
-		latestN            int32 = math.MinInt32
-		vdays                    = map[dayKey]*dayChangeSums{}
-		vsums                    = map[string]*variantSums{}
-		changedTIDs        []*foldUnit
-		vdVariants         []string
-		vdDays             []time.Time
-		vdCols             [7][]string
-		vVariants          []string
-		vCols              [10][]string
+		latestN     int32 = math.MinInt32
+		vdays             = map[dayKey]*dayChangeSums{}
+		vsums             = map[string]*variantSums{}
+		changedTIDs []*foldUnit
+		nDays       int
 	)
 	for _, u := range units {
 		if u.changed() {
 			changedTIDs = append(changedTIDs, u)
-			if u.state == 0 {
-				vs := vsums[u.variant]
-				if vs == nil {
-					vs = &variantSums{}
-					vsums[u.variant] = vs
-				}
-				vs.add(s, 1, u.newY, u.newX, u.nn, u.nd)
-				vs.add(s, -1, u.y, u.x, u.num, u.den)
+		}
+		if !u.settled {
+			nDays += len(u.days)
+		}
+	}
+	// The day rows added to, in key order ($8-$13).
+	dUnits, dDays := newBinArray(oidText, nDays*16), newBinArray(oidDate, nDays*8)
+	dn, dv, dnum, dden := newBinArray(oidFloat8, nDays*12), newBinArray(oidFloat8, nDays*12), newBinArray(oidFloat8, nDays*12), newBinArray(oidFloat8, nDays*12)
+	for _, u := range units {
+		if u.changed() && u.state == 0 {
+			vs := vsums[u.variant]
+			if vs == nil {
+				vs = &variantSums{}
+				vsums[u.variant] = vs
 			}
+			vs.add(s, 1, u.newY, u.newX, u.nn, u.nd)
+			vs.add(s, -1, u.y, u.x, u.num, u.den)
 		}
 		for _, day := range u.days {
 			latestN = max(latestN, day.day)
 			if u.settled {
 				continue
 			}
-			dUnits, dDays = append(dUnits, u.id), append(dDays, dayTime(day.day))
-			dn, dv, dnum, dden = append(dn, day.n), append(dv, day.v), append(dnum, day.nm), append(dden, day.dn)
+			dUnits.text(u.id)
+			dDays.date(day.day)
+			dn.float8(day.n)
+			dv.float8(day.v)
+			dnum.float8(day.nm)
+			dden.float8(day.dn)
 		}
 		if u.state == 0 && len(u.days) > 0 && !u.settled {
 			s.dayChanges(u, vdays)
 		}
 	}
+	// The changed unit rows in ctid order, with their new values ($3-$7)
+	// and the values the fold read ($35-$39).
 	slices.SortFunc(changedTIDs, func(a, b *foldUnit) int {
 		return cmp.Or(cmp.Compare(a.tid.BlockNumber, b.tid.BlockNumber), cmp.Compare(a.tid.OffsetNumber, b.tid.OffsetNumber))
 	})
-	var ids []string
-	var oys, oxs, onums, odens []float64
+	n := len(changedTIDs)
+	tids, ids := newBinArray(oidTID, n*10), newBinArray(oidText, n*16)
+	var cols [8]*binArray // ys, xs, nums, dens, then the old ones
+	for i := range cols {
+		cols[i] = newBinArray(oidFloat8, n*12)
+	}
 	for _, u := range changedTIDs {
-		tids, ids = append(tids, u.tid), append(ids, u.id)
-		ys, xs, nums, dens = append(ys, u.newY), append(xs, u.newX), append(nums, u.nn), append(dens, u.nd)
-		oys, oxs, onums, odens = append(oys, u.y), append(oxs, u.x), append(onums, u.num), append(odens, u.den)
+		tids.tid(u.tid)
+		ids.text(u.id)
+		for i, v := range [8]float64{u.newY, u.newX, u.nn, u.nd, u.y, u.x, u.num, u.den} {
+			cols[i].float8(v)
+		}
 	}
-	if latestN != math.MinInt32 {
-		t := dayTime(latestN)
-		latest = &t
-	}
+	// The per-variant day changes ($15-$23) and variant sums ($24-$34):
+	// few rows, their numerics as text.
 	keys := make([]dayKey, 0, len(vdays))
 	for k, ds := range vdays {
 		if !ds.zero() {
@@ -669,8 +714,11 @@ func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) ([]any, int) {
 		}
 	}
 	slices.SortFunc(keys, func(a, b dayKey) int { return cmp.Or(cmp.Compare(a.variant, b.variant), cmp.Compare(a.day, b.day)) })
+	vdVariants, vdDays := newBinArray(oidText, 0), newBinArray(oidDate, 0)
+	var vdCols [7][]string
 	for _, k := range keys {
-		vdVariants, vdDays = append(vdVariants, k.variant), append(vdDays, dayTime(k.day))
+		vdVariants.text(k.variant)
+		vdDays.date(k.day)
 		for i := range vdCols {
 			vdCols[i] = append(vdCols[i], vdays[k][i].String())
 		}
@@ -682,21 +730,60 @@ func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) ([]any, int) {
 		}
 	}
 	slices.Sort(variants)
+	vVariants := newBinArray(oidText, 0)
+	var vCols [10][]string
 	for _, v := range variants {
-		vVariants = append(vVariants, v)
+		vVariants.text(v)
 		for i := range vCols {
 			vCols[i] = append(vCols[i], vsums[v][i].String())
 		}
 	}
-	args := []any{d.exp.Key, d.metric.Key, tids, ys, xs, nums, dens, dUnits, dDays, dn, dv, dnum, dden, latest, vdVariants, vdDays}
+	p := &wireParams{}
+	p.text(d.exp.Key)
+	p.text(d.metric.Key)
+	p.array(tids)
+	for _, c := range cols[:4] {
+		p.array(c)
+	}
+	for _, c := range []*binArray{dUnits, dDays, dn, dv, dnum, dden} {
+		p.array(c)
+	}
+	if latestN != math.MinInt32 {
+		p.add(binary.BigEndian.AppendUint32(nil, uint32(latestN-pgEpochDay)), 1)
+	} else {
+		p.null()
+	}
+	p.array(vdVariants)
+	p.array(vdDays)
 	for _, c := range vdCols {
-		args = append(args, c)
+		p.literal(numericArray(c))
 	}
-	args = append(args, vVariants)
+	p.array(vVariants)
 	for _, c := range vCols {
-		args = append(args, c)
+		p.literal(numericArray(c))
 	}
-	return append(args, ids, oys, oxs, onums, odens), len(changedTIDs)
+	p.array(ids)
+	for _, c := range cols[4:] {
+		p.array(c)
+	}
+	return p, n
+}
+
+// numericArray is a numeric[] in PostgreSQL's text format, of decimals as
+// decSum writes them.
+func numericArray(vals []string) string {
+	var b strings.Builder
+	b.WriteByte('{')
+	for i, v := range vals {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteByte('"')
+		b.WriteString(v)
+		b.WriteByte('"')
+	}
+	b.WriteByte('}')
+	return b.String()
 }
 
 func (ds *dayChangeSums) zero() bool {

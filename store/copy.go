@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"fmt"
 	"math"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // copyRows is a PostgreSQL binary COPY stream (COPY ... FROM STDIN (FORMAT
@@ -102,14 +104,17 @@ func (c *copyRows) copyTo(ctx context.Context, tx pgx.Tx, copySQL string) (int64
 const (
 	oidInt4        = 23
 	oidText        = 25
+	oidTID         = 27
 	oidFloat8      = 701
+	oidDate        = 1082
 	oidTimestamptz = 1184
 )
 
 // binArray is a one-dimensional array in PostgreSQL's binary format, built
-// by hand for foldNew's parameters, as copyRows is for the COPYs: pgx's
-// generic array encoding took 40 % of WriteEvents' own CPU time
-// (BENCHMARKS.md, "Ingestion: where an event's CPU goes"). An element is
+// by hand for foldNew's parameters and the aggregator's (wireParams), as
+// copyRows is for the COPYs: pgx's generic array encoding took 40 % of
+// WriteEvents' own CPU time (BENCHMARKS.md, "Ingestion: where an event's
+// CPU goes"). An element is
 // written as a COPY field is (a length, -1 for NULL, and the value), so
 // the array appends with copyRows' field methods after its own header.
 type binArray struct {
@@ -158,6 +163,31 @@ func (a *binArray) float8OrNull(f *float64) {
 	a.elems++
 }
 
+func (a *binArray) float8(v float64) {
+	a.b = binary.BigEndian.AppendUint32(a.b, 8)
+	a.b = binary.BigEndian.AppendUint64(a.b, math.Float64bits(v))
+	a.elems++
+}
+
+// tid appends a row's ctid: its block, then its offset.
+func (a *binArray) tid(t pgtype.TID) {
+	a.b = binary.BigEndian.AppendUint32(a.b, 6)
+	a.b = binary.BigEndian.AppendUint32(a.b, t.BlockNumber)
+	a.b = binary.BigEndian.AppendUint16(a.b, t.OffsetNumber)
+	a.elems++
+}
+
+// date appends a UTC day, given in days since 1970-01-01 (dayNumber).
+func (a *binArray) date(day int32) {
+	a.b = binary.BigEndian.AppendUint32(a.b, 4)
+	a.b = binary.BigEndian.AppendUint32(a.b, uint32(day-pgEpochDay))
+	a.elems++
+}
+
+// pgEpochDay is 2000-01-01, where PostgreSQL's dates count from, in days
+// since 1970-01-01.
+const pgEpochDay = 10957
+
 // bytes returns the array's binary value; an empty array is '{}' (no
 // dimensions), not NULL.
 func (a *binArray) bytes() []byte {
@@ -171,4 +201,89 @@ func (a *binArray) bytes() []byte {
 	binary.BigEndian.PutUint32(a.b[12:], uint32(a.elems))
 	binary.BigEndian.PutUint32(a.b[16:], 1)
 	return a.b
+}
+
+// wireParams are a statement's parameters, each already in the wire format
+// its format code says (binary, or text for the few that only PostgreSQL
+// parses well, such as numeric arrays), for queryPrepared: the
+// aggregator's statements take arrays of hundreds of thousands of
+// elements, which pgx's generic encoding builds an element at a time
+// through interfaces, and binArray appends directly (BENCHMARKS.md, "The
+// aggregator's parameters in binary").
+type wireParams struct {
+	values  [][]byte
+	formats []int16
+}
+
+func (p *wireParams) add(v []byte, format int16) {
+	p.values, p.formats = append(p.values, v), append(p.formats, format)
+}
+
+// text adds a text value (its binary format is its bytes).
+func (p *wireParams) text(s string) { p.add([]byte(s), 1) }
+
+// array adds a binary array.
+func (p *wireParams) array(a *binArray) { p.add(a.bytes(), 1) }
+
+// literal adds a value in PostgreSQL's text format.
+func (p *wireParams) literal(s string) { p.add([]byte(s), 0) }
+
+// null adds NULL.
+func (p *wireParams) null() { p.add(nil, 1) }
+
+// queryPrepared runs sql with p, prepared once per connection under name,
+// and calls row with the values of each result row, each in binary format
+// (nil for NULL; valid only during the call).
+func queryPrepared(ctx context.Context, tx pgx.Tx, name, sql string, p *wireParams, row func(values [][]byte) error) error {
+	if _, err := tx.Conn().Prepare(ctx, name, sql); err != nil {
+		return err
+	}
+	rr := tx.Conn().PgConn().ExecPrepared(ctx, name, p.values, p.formats, []int16{1})
+	for rr.NextRow() {
+		if row == nil {
+			continue
+		}
+		if err := row(rr.Values()); err != nil {
+			rr.Close()
+			return err
+		}
+	}
+	_, err := rr.Close()
+	return err
+}
+
+// Decoders of binary result values. Each checks the length its type has,
+// so a column of another type is an error, not a misread.
+
+func wireTID(v []byte) (pgtype.TID, error) {
+	if len(v) != 6 {
+		return pgtype.TID{}, fmt.Errorf("tid of %d bytes", len(v))
+	}
+	return pgtype.TID{BlockNumber: binary.BigEndian.Uint32(v), OffsetNumber: binary.BigEndian.Uint16(v[4:]), Valid: true}, nil
+}
+
+func wireFloat8(v []byte) (float64, error) {
+	if len(v) != 8 {
+		return 0, fmt.Errorf("float8 of %d bytes", len(v))
+	}
+	return math.Float64frombits(binary.BigEndian.Uint64(v)), nil
+}
+
+func wireInt2(v []byte) (int16, error) {
+	if len(v) != 2 {
+		return 0, fmt.Errorf("int2 of %d bytes", len(v))
+	}
+	return int16(binary.BigEndian.Uint16(v)), nil
+}
+
+// wireTimestamptz decodes a finite timestamptz into local time, as pgx does.
+func wireTimestamptz(v []byte) (time.Time, error) {
+	if len(v) != 8 {
+		return time.Time{}, fmt.Errorf("timestamptz of %d bytes", len(v))
+	}
+	us := int64(binary.BigEndian.Uint64(v))
+	if us == math.MaxInt64 || us == math.MinInt64 {
+		return time.Time{}, fmt.Errorf("infinite timestamptz")
+	}
+	return time.UnixMicro(us + pgEpoch), nil
 }
