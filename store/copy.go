@@ -114,9 +114,9 @@ const (
 // by hand for foldNew's parameters and the aggregator's (wireParams), as
 // copyRows is for the COPYs: pgx's generic array encoding took 40 % of
 // WriteEvents' own CPU time (BENCHMARKS.md, "Ingestion: where an event's
-// CPU goes"). An element is
-// written as a COPY field is (a length, -1 for NULL, and the value), so
-// the array appends with copyRows' field methods after its own header.
+// CPU goes"). An element is written as a COPY field is (a length, -1 for
+// NULL, and the value), so the array appends with copyRows' field methods
+// after its own header.
 type binArray struct {
 	copyRows // b only: the header, then the elements
 	elems    int
@@ -240,9 +240,6 @@ func queryPrepared(ctx context.Context, tx pgx.Tx, name, sql string, p *wirePara
 	}
 	rr := tx.Conn().PgConn().ExecPrepared(ctx, name, p.values, p.formats, []int16{1})
 	for rr.NextRow() {
-		if row == nil {
-			continue
-		}
 		if err := row(rr.Values()); err != nil {
 			rr.Close()
 			return err
