@@ -134,7 +134,8 @@ func probGreater(x, y Posterior) float64 {
 	// such sums).
 	//
 	// Upwards from the start of the mode's block: past the mode, the terms
-	// after i are at most n−1−i, none larger than t_i.
+	// after i are at most n−1−i, none larger than t_i (when t_i is 0, only
+	// because the block's anchor underflowed: go on to the next anchor).
 	first := math.Floor(mode/anchorEvery) * anchorEvery
 	var t float64
 	for i := first; i < n; i++ {
@@ -144,7 +145,7 @@ func probGreater(x, y Posterior) float64 {
 			t *= ratio(i - 1)
 		}
 		add(t)
-		if i >= mode && (n-1-i)*t <= tail*(sum+comp) {
+		if i >= mode && t > 0 && (n-1-i)*t <= tail*(sum+comp) {
 			break
 		}
 	}
