@@ -73,8 +73,9 @@ func TestBinArrayMatchesPgx(t *testing.T) {
 // wireParams of each kind (text, binary array, text literal, NULL) and
 // decodes its binary result columns with the wire decoders, against the
 // values pgx reads for the same expressions. A row callback's error ends
-// the query with that error and leaves the transaction usable, and a
-// decoder given a value of another type says so.
+// the query with that error, rows with no callback are read and dropped,
+// the transaction stays usable, and a decoder given a value of another
+// type says so.
 func TestQueryPreparedDecodes(t *testing.T) {
 	ctx := context.Background()
 	_, conn := openWithConn(t)
@@ -131,6 +132,9 @@ func TestQueryPreparedDecodes(t *testing.T) {
 	rows := 0
 	if err := queryPrepared(ctx, tx, "test_decodes", sql, p, func([][]byte) error { rows++; return stop }); !errors.Is(err, stop) || rows != 1 {
 		t.Errorf("a callback's error: err = %v after %d rows, want %v after 1", err, rows, stop)
+	}
+	if err := queryPrepared(ctx, tx, "test_decodes", sql, p, nil); err != nil {
+		t.Errorf("rows read with no callback: %v", err)
 	}
 	var one int
 	if err := tx.QueryRow(ctx, `SELECT 1`).Scan(&one); err != nil || one != 1 {

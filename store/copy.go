@@ -232,14 +232,18 @@ func (p *wireParams) literal(s string) { p.add([]byte(s), 0) }
 func (p *wireParams) null() { p.add(nil, 1) }
 
 // queryPrepared runs sql with p, prepared once per connection under name,
-// and calls row with the values of each result row, each in binary format
-// (nil for NULL; valid only during the call).
+// and calls row (when not nil: a statement that returns no rows, such as
+// ingestion's foldNew, passes nil) with the values of each result row, each
+// in binary format (nil for NULL; valid only during the call).
 func queryPrepared(ctx context.Context, tx pgx.Tx, name, sql string, p *wireParams, row func(values [][]byte) error) error {
 	if _, err := tx.Conn().Prepare(ctx, name, sql); err != nil {
 		return err
 	}
 	rr := tx.Conn().PgConn().ExecPrepared(ctx, name, p.values, p.formats, []int16{1})
 	for rr.NextRow() {
+		if row == nil {
+			continue
+		}
 		if err := row(rr.Values()); err != nil {
 			rr.Close()
 			return err

@@ -169,7 +169,7 @@ func (db *DB) WriteEvents(ctx context.Context, events []flywheel.Event) ([]int, 
 		if int(copied) != len(accepted) {
 			return fmt.Errorf("copied %d of %d events", copied, len(accepted))
 		}
-		return execFold(ctx, tx, foldArgs(events, accepted))
+		return queryPrepared(ctx, tx, foldStatement, foldNew, foldArgs(events, accepted), nil)
 	})
 	if err != nil {
 		return nil, translate("write events", err)
@@ -227,8 +227,8 @@ func recordIDs(ctx context.Context, tx pgx.Tx, seqs []int32, ids []pgtype.UUID, 
 }
 
 // foldArgs returns the parameters of foldNew for the accepted events, each
-// in PostgreSQL's binary format (binArray), for execFold.
-func foldArgs(events []flywheel.Event, accepted []int) [][]byte {
+// in PostgreSQL's binary format (binArray), for queryPrepared.
+func foldArgs(events []flywheel.Event, accepted []int) *wireParams {
 	n := len(accepted)
 	xSeq, xExp, xUnit, xType := newBinArray(oidInt4, 0), newBinArray(oidText, 0), newBinArray(oidText, 0), newBinArray(oidText, 0)
 	xVariant, xTS, xAttrs := newBinArray(oidText, 0), newBinArray(oidTimestamptz, 0), newBinArray(oidText, 0)
@@ -269,27 +269,19 @@ func foldArgs(events []flywheel.Event, accepted []int) [][]byte {
 			iTS.timestamptz(e.Timestamp)
 		}
 	}
-	at := binary.BigEndian.AppendUint64(nil, uint64(oldest.UnixMicro()-pgEpoch))
-	return [][]byte{xSeq.bytes(), xExp.bytes(), xUnit.bytes(), xType.bytes(), xVariant.bytes(), xTS.bytes(), xAttrs.bytes(),
-		iSeq.bytes(), iType.bytes(), iUnit.bytes(), iCustomer.bytes(), iTS.bytes(),
-		at, tTypes.bytes(), tIDs.bytes(), tTS.bytes(), tEvents.bytes(), tValues.bytes()}
+	p := &wireParams{}
+	for _, a := range []*binArray{xSeq, xExp, xUnit, xType, xVariant, xTS, xAttrs, iSeq, iType, iUnit, iCustomer, iTS} {
+		p.array(a)
+	}
+	p.add(binary.BigEndian.AppendUint64(nil, uint64(oldest.UnixMicro()-pgEpoch)), 1)
+	for _, a := range []*binArray{tTypes, tIDs, tTS, tEvents, tValues} {
+		p.array(a)
+	}
+	return p
 }
 
 // foldStatement is the name foldNew is prepared under on each connection.
 const foldStatement = "flywheel_fold_new"
-
-// binaryFormats has a binary format code for each parameter of foldNew.
-var binaryFormats = []int16{1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}
-
-// execFold runs foldNew with parameters from foldArgs on tx's connection,
-// prepared once per connection.
-func execFold(ctx context.Context, tx pgx.Tx, params [][]byte) error {
-	if _, err := tx.Conn().Prepare(ctx, foldStatement, foldNew); err != nil {
-		return err
-	}
-	_, err := tx.Conn().PgConn().ExecPrepared(ctx, foldStatement, params, binaryFormats, nil).Close()
-	return err
-}
 
 func nullJSON(b []byte) []byte {
 	if len(b) == 0 || string(b) == "null" {

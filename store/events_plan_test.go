@@ -64,7 +64,8 @@ func TestFoldProbesByIndex(t *testing.T) {
 		accepted[i] = i
 	}
 	var plan []byte
-	rr := conn.Conn().PgConn().ExecParams(ctx, "EXPLAIN (FORMAT JSON) "+foldNew, foldArgs(events, accepted), nil, binaryFormats, nil)
+	args := foldArgs(events, accepted)
+	rr := conn.Conn().PgConn().ExecParams(ctx, "EXPLAIN (FORMAT JSON) "+foldNew, args.values, nil, args.formats, nil)
 	for rr.NextRow() {
 		plan = append(plan, rr.Values()[0]...)
 	}
