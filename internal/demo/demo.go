@@ -283,23 +283,19 @@ func derefTallies(in map[string]*ArmTally) map[string]ArmTally {
 func (s *seeder) ensureMetric(ctx context.Context, key string) error {
 	def := metricDefs[key]
 	var have flywheel.Metric
-	found, err := s.find(ctx, "/v1/metrics/"+url.PathEscape(key), &have)
-	if err != nil {
-		return fmt.Errorf("metric %s: %w", key, err)
+	// Created first, read only when the key is taken: on a new server the
+	// demo asks nothing that the server answers with an error (and logs).
+	_, err := s.c.do(ctx, http.MethodPost, "/v1/metrics", def, &have)
+	switch {
+	case err == nil:
+		s.p.printf("metric %s: created", key)
+		s.created = true
+		return nil
+	case !isConflict(err):
+		return fmt.Errorf("create metric %s: %w", key, err)
 	}
-	if !found {
-		_, err := s.c.do(ctx, http.MethodPost, "/v1/metrics", def, &have)
-		switch {
-		case err == nil:
-			s.p.printf("metric %s: created", key)
-			s.created = true
-			return nil
-		case !isConflict(err): // a conflict: created meanwhile by someone else
-			return fmt.Errorf("create metric %s: %w", key, err)
-		}
-		if _, err := s.c.do(ctx, http.MethodGet, "/v1/metrics/"+url.PathEscape(key), nil, &have); err != nil {
-			return fmt.Errorf("metric %s: %w", key, err)
-		}
+	if _, err := s.c.do(ctx, http.MethodGet, "/v1/metrics/"+url.PathEscape(key), nil, &have); err != nil {
+		return fmt.Errorf("metric %s: %w", key, err)
 	}
 	var diffs []string
 	if string(have.Type) != def["type"] {
@@ -338,22 +334,18 @@ func (s *seeder) ensureExperiments(ctx context.Context, sc scenario) (exps []rea
 		def := experimentDefs[key]
 		var e flywheel.Experiment
 		path := "/v1/experiments/" + url.PathEscape(key)
-		existed, err := s.find(ctx, path, &e)
+		// Created first, read when that is a conflict (as ensureMetric).
+		existed := false
+		_, err := s.c.do(ctx, http.MethodPost, "/v1/experiments", def, &e)
+		if isConflict(err) { // the key is taken? (else a limit, which the error says)
+			if found, ferr := s.find(ctx, path, &e); ferr == nil && found {
+				existed, err = true, nil
+			}
+		}
 		if err != nil {
-			return nil, false, fmt.Errorf("experiment %s: %w", key, err)
+			return nil, false, fmt.Errorf("create experiment %s: %w", key, err)
 		}
-		if !existed {
-			_, err := s.c.do(ctx, http.MethodPost, "/v1/experiments", def, &e)
-			if isConflict(err) { // created meanwhile? (else a limit, which the error says)
-				if found, ferr := s.find(ctx, path, &e); ferr == nil && found {
-					existed, err = true, nil
-				}
-			}
-			if err != nil {
-				return nil, false, fmt.Errorf("create experiment %s: %w", key, err)
-			}
-			s.created = s.created || !existed
-		}
+		s.created = s.created || !existed
 		if why := incompatible(&e, def); why != "" {
 			s.p.printf("experiment %s: already exists, but %s; scenario %s left alone", key, why, sc.name)
 			return nil, false, nil
