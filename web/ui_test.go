@@ -247,6 +247,18 @@ func TestUI(t *testing.T) {
 			}
 		}
 		b.shot("holdout")
+		// Stop asks first, in the holdout's own words; Cancel leaves it running.
+		b.press("Stop")
+		b.waitFor("the confirmation", `document.querySelector('[role="group"][aria-label="Confirm stop"]') !== null`)
+		if q := eval[string](b, `document.querySelector('[aria-label="Confirm stop"] p').textContent`); !strings.HasPrefix(q, "Stop this holdout?") {
+			t.Errorf("the confirmation asks %q, want the holdout's question", q)
+		}
+		b.press("Cancel")
+		b.waitFor("the confirmation gone", `document.querySelector('[aria-label="Confirm stop"]') === null`)
+		decode(t, srv.Admin(t, 200, "GET", "/v1/holdouts/q1-program", nil), &api)
+		if api["status"] != "running" {
+			t.Errorf("after Cancel the holdout is %v, want running", api["status"])
+		}
 	}) {
 		return
 	}

@@ -84,34 +84,42 @@ export async function experimentPage(page, ctx, key) {
   }
 }
 
-// actions are the admin's controls; a viewer gets none.
+// actions are the admin's controls of an experiment; a viewer gets none.
 function actions(e, ctx) {
+  const edit = e.status === 'archived' ? null : h('a', {class: 'button', href: '#/experiments/' + encodeURIComponent(e.key) + '/edit'}, 'Edit');
+  return lifecycleActions('experiments', e, ctx, {
+    stop: 'Stop this experiment? Units stop being enrolled, and a stopped experiment cannot run again.',
+    archive: 'Archive this experiment? It leaves the default list and frees its layer range.',
+  }, edit);
+}
+
+// lifecycleActions are an admin's controls of an experiment or a holdout x
+// (collection: 'experiments' or 'holdouts'): first extra (an Edit link)
+// when given, then start for a draft, and stop (running) and archive
+// (draft, stopped), each after asking questions[verb]. A viewer gets none.
+export function lifecycleActions(collection, x, ctx, questions, extra) {
   if (!canWrite()) return h('p', {class: 'muted'}, 'Read-only (viewer key)');
   const status = h('div', {class: 'action-status', 'aria-live': 'polite'});
   const box = h('div', {class: 'actions'});
   const run = async (verb) => {
     status.replaceChildren();
     try {
-      await api('POST', path('experiments', e.key, verb));
+      await api('POST', path(collection, x.key, verb));
       ctx.go(location.hash);
     } catch (err) {
       status.replaceChildren(errorAlert(err, 'Could not ' + verb));
     }
   };
-  const confirmThen = (verb, question) => {
+  const confirmThen = (verb) => {
     const yes = h('button', {type: 'button', class: 'danger', on: {click: () => run(verb)}}, 'Yes, ' + verb + ' it');
     const no = h('button', {type: 'button', on: {click: () => status.replaceChildren()}}, 'Cancel');
-    status.replaceChildren(h('div', {class: 'confirm', role: 'group', 'aria-label': 'Confirm ' + verb}, h('p', {}, question), yes, ' ', no));
+    status.replaceChildren(h('div', {class: 'confirm', role: 'group', 'aria-label': 'Confirm ' + verb}, h('p', {}, questions[verb]), yes, ' ', no));
     yes.focus();
   };
-  if (e.status !== 'archived') box.append(h('a', {class: 'button', href: '#/experiments/' + encodeURIComponent(e.key) + '/edit'}, 'Edit'));
-  if (e.status === 'draft') box.append(h('button', {type: 'button', class: 'primary', on: {click: () => run('start')}}, 'Start'));
-  if (e.status === 'running') {
-    box.append(h('button', {type: 'button', class: 'danger', on: {click: () => confirmThen('stop', 'Stop this experiment? Units stop being enrolled, and a stopped experiment cannot run again.')}}, 'Stop'));
-  }
-  if (e.status === 'draft' || e.status === 'stopped') {
-    box.append(h('button', {type: 'button', on: {click: () => confirmThen('archive', 'Archive this experiment? It leaves the default list and frees its layer range.')}}, 'Archive'));
-  }
+  if (extra) box.append(extra);
+  if (x.status === 'draft') box.append(h('button', {type: 'button', class: 'primary', on: {click: () => run('start')}}, 'Start'));
+  if (x.status === 'running') box.append(h('button', {type: 'button', class: 'danger', on: {click: () => confirmThen('stop')}}, 'Stop'));
+  if (x.status === 'draft' || x.status === 'stopped') box.append(h('button', {type: 'button', on: {click: () => confirmThen('archive')}}, 'Archive'));
   return h('div', {class: 'action-box'}, box, status);
 }
 

@@ -5,8 +5,8 @@
 import {allPages, api, path} from './api.js';
 import {h, replace} from './dom.js';
 import {pct, when} from './format.js';
-import {canWrite, errorAlert, loading, setTitle, statusBadge} from './ui.js';
-import {chartWidth, freshness, metricBlock, notesList, overview, showBanner} from './experiment.js';
+import {errorAlert, loading, setTitle, statusBadge} from './ui.js';
+import {chartWidth, freshness, lifecycleActions, metricBlock, notesList, overview, showBanner} from './experiment.js';
 
 export async function holdoutsPage(page, ctx) {
   setTitle('Holdouts');
@@ -77,32 +77,10 @@ export async function holdoutPage(page, ctx, key) {
 }
 
 function actions(x, ctx) {
-  if (!canWrite()) return h('p', {class: 'muted'}, 'Read-only (viewer key)');
-  const status = h('div', {class: 'action-status', 'aria-live': 'polite'});
-  const box = h('div', {class: 'actions'});
-  const run = async (verb) => {
-    status.replaceChildren();
-    try {
-      await api('POST', path('holdouts', x.key, verb));
-      ctx.go(location.hash);
-    } catch (err) {
-      status.replaceChildren(errorAlert(err, 'Could not ' + verb));
-    }
-  };
-  const confirmThen = (verb, question) => {
-    const yes = h('button', {type: 'button', class: 'danger', on: {click: () => run(verb)}}, 'Yes, ' + verb + ' it');
-    const no = h('button', {type: 'button', on: {click: () => status.replaceChildren()}}, 'Cancel');
-    status.replaceChildren(h('div', {class: 'confirm', role: 'group', 'aria-label': 'Confirm ' + verb}, h('p', {}, question), yes, ' ', no));
-    yes.focus();
-  };
-  if (x.status === 'draft') box.append(h('button', {type: 'button', class: 'primary', on: {click: () => run('start')}}, 'Start'));
-  if (x.status === 'running') {
-    box.append(h('button', {type: 'button', class: 'danger', on: {click: () => confirmThen('stop', 'Stop this holdout? Its units join the program’s experiments, and a stopped holdout cannot run again.')}}, 'Stop'));
-  }
-  if (x.status === 'draft' || x.status === 'stopped') {
-    box.append(h('button', {type: 'button', on: {click: () => confirmThen('archive', 'Archive this holdout? It leaves the default list.')}}, 'Archive'));
-  }
-  return h('div', {class: 'action-box'}, box, status);
+  return lifecycleActions('holdouts', x, ctx, {
+    stop: 'Stop this holdout? Its units join the program’s experiments, and a stopped holdout cannot run again.',
+    archive: 'Archive this holdout? It leaves the default list.',
+  });
 }
 
 function definition(x) {
