@@ -294,8 +294,9 @@ func (s *seeder) ensureMetric(ctx context.Context, key string) error {
 	case !isConflict(err):
 		return fmt.Errorf("create metric %s: %w", key, err)
 	}
-	if _, err := s.c.do(ctx, http.MethodGet, "/v1/metrics/"+url.PathEscape(key), nil, &have); err != nil {
-		return fmt.Errorf("metric %s: %w", key, err)
+	// The key is taken? (Else the conflict, which the error says.)
+	if found, ferr := s.find(ctx, "/v1/metrics/"+url.PathEscape(key), &have); ferr != nil || !found {
+		return fmt.Errorf("create metric %s: %w", key, err)
 	}
 	var diffs []string
 	if string(have.Type) != def["type"] {
