@@ -255,9 +255,10 @@ func TestUI(t *testing.T) {
 		}
 		b.press("Cancel")
 		b.waitFor("the confirmation gone", `document.querySelector('[aria-label="Confirm stop"]') === null`)
-		decode(t, srv.Admin(t, 200, "GET", "/v1/holdouts/q1-program", nil), &api)
-		if api["status"] != "running" {
-			t.Errorf("after Cancel the holdout is %v, want running", api["status"])
+		var after map[string]any
+		decode(t, srv.Admin(t, 200, "GET", "/v1/holdouts/q1-program", nil), &after)
+		if after["status"] != "running" {
+			t.Errorf("after Cancel the holdout is %v, want running", after["status"])
 		}
 	}) {
 		return
