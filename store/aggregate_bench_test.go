@@ -25,9 +25,12 @@ import (
 // fixed seed), so two builds compare with -benchtime=Nx.
 //
 // FLYWHEEL_BENCH_TRACKS sets the events an operation ingests (default
-// 10,000), and FLYWHEEL_BENCH_CHECKPOINT=1 runs a CHECKPOINT before each
-// operation's cycles, so that each page they change first writes its whole
-// image to the WAL, as pages do after every checkpoint in production.
+// 10,000); FLYWHEEL_BENCH_OUTSIDERS the share of track events (0 to 1,
+// default 0) from 100,000 other customers, never exposed, as when an
+// experiment runs on part of the traffic; and FLYWHEEL_BENCH_CHECKPOINT=1
+// runs a CHECKPOINT before each operation's cycles, so that each page they
+// change first writes its whole image to the WAL, as pages do after every
+// checkpoint in production.
 //
 // The test clusters have 32 MB of shared buffers, less than these tables:
 // there the cycles also evict and read back pages that the embedded
@@ -44,6 +47,14 @@ func BenchmarkAggregateTracks(b *testing.B) {
 			b.Fatalf("FLYWHEEL_BENCH_TRACKS=%q: want a number of events", s)
 		}
 		batch = n
+	}
+	outside := 0.0
+	if s := os.Getenv("FLYWHEEL_BENCH_OUTSIDERS"); s != "" {
+		f, err := strconv.ParseFloat(s, 64)
+		if err != nil || f < 0 || f > 1 {
+			b.Fatalf("FLYWHEEL_BENCH_OUTSIDERS=%q: want a share from 0 to 1", s)
+		}
+		outside = f
 	}
 	checkpoint := os.Getenv("FLYWHEEL_BENCH_CHECKPOINT") == "1"
 	ctx := context.Background()
@@ -67,7 +78,12 @@ func BenchmarkAggregateTracks(b *testing.B) {
 	now := time.Now().UTC().Truncate(time.Hour)
 	r := rand.New(rand.NewPCG(13, 17))
 	unit := func(i int) string { return fmt.Sprintf("c-%d", i) }
-	skewed := func() string { return unit(int(units * math.Pow(r.Float64(), 1.5))) }
+	skewed := func() string {
+		if outside > 0 && r.Float64() < outside {
+			return unit(units + r.IntN(units)) // never exposed
+		}
+		return unit(int(units * math.Pow(r.Float64(), 1.5)))
+	}
 	tracks := func(n int, at func() time.Time) []flywheel.Event {
 		out := make([]flywheel.Event, 0, n)
 		for range n {

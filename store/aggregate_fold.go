@@ -117,13 +117,23 @@ SELECT unit_id, ctid FROM up`
 // decodeUnitRow decodes a row of unitRows (binary format), with its
 // variant's string from variants (filled as they come).
 func decodeUnitRow(vals [][]byte, variants map[string]string) (*foldUnit, error) {
-	if len(vals) != 9 {
-		return nil, fmt.Errorf("%d columns, want 9", len(vals))
+	u := &foldUnit{}
+	if err := u.decode(vals, variants); err != nil {
+		return nil, err
 	}
-	u := &foldUnit{id: string(vals[1])}
+	return u, nil
+}
+
+// decode sets the row fields of u (id, tid, variant, state, values and
+// first exposure) from a row of unitRows.
+func (u *foldUnit) decode(vals [][]byte, variants map[string]string) error {
+	if len(vals) != 9 {
+		return fmt.Errorf("%d columns, want 9", len(vals))
+	}
+	u.id = string(vals[1])
 	var err error
 	if u.tid, err = wireTID(vals[0]); err != nil {
-		return nil, err
+		return err
 	}
 	v, ok := variants[string(vals[2])]
 	if !ok {
@@ -132,15 +142,15 @@ func decodeUnitRow(vals [][]byte, variants map[string]string) (*foldUnit, error)
 	}
 	u.variant = v
 	if u.state, err = wireInt2(vals[3]); err != nil {
-		return nil, err
+		return err
 	}
 	for i, f := range []*float64{&u.y, &u.x, &u.num, &u.den} {
 		if *f, err = wireFloat8(vals[4+i]); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	u.first, err = wireTimestamptz(vals[8])
-	return u, err
+	return err
 }
 
 // foldUnit is one unit of a fold: its row as stored and its staged events.
@@ -190,10 +200,12 @@ func specOf(d aggDef) foldSpec {
 // and days. A unit's window sums only grow by its new events'
 // contributions, and a conversion only turns on, so its history need not
 // be read again. The owners' unit rows come from the copy db keeps in
-// memory where it is current (unitCache), else from the table. It returns
-// what to record in that copy once the transaction commits, with the
-// definition's new epoch, and the epoch it read: the fold's update of
-// agg_defs (foldStaged) checks that no other transaction moved it since.
+// memory where it is current (unitCache), else from the table; an owner
+// that a complete copy lacks is not in the experiment and is not looked
+// up. It returns what to record in that copy once the transaction
+// commits, with the definition's new epoch, and the epoch it read: the
+// fold's update of agg_defs (foldStaged) checks that no other transaction
+// moved it since.
 //
 // The day rows: a unit's new days are added to agg_unit_days, and the
 // per-variant day changes (agg_variant_days, see aggregate_days.go) are
@@ -226,20 +238,43 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 	if len(byOwner) == 0 { // nothing to add: the copy stays as it is
 		return func(next int64) { db.units.advance(key, epoch, next) }, epoch, nil
 	}
-	known := db.units.take(key, epoch)
+	c := db.units.take(key, epoch)
+	if !c.complete {
+		lookups := 0 // the owners the copy lacks: the fill reads more the more there are
+		for id := range byOwner {
+			if _, ok := c.units[id]; !ok {
+				lookups++
+			}
+		}
+		if err := db.fillUnits(ctx, tx, d, c, lookups); err != nil {
+			return nil, 0, fmt.Errorf("fill the unit copy: %w", err)
+		}
+	}
+	known := c.units // after the fill, which may have made a bigger map
 	units := make(map[string]*foldUnit, len(byOwner))
 	var order []*foldUnit
 	var missing []string
 	for id, evs := range byOwner {
-		c, ok := known[id]
+		cu, ok := known[id]
 		if !ok {
-			missing = append(missing, id)
+			// A complete copy lacks only the units not in the experiment,
+			// and those recomputed since (unknown, all looked up below).
+			if _, recomputed := c.unknown[id]; !c.complete || recomputed {
+				missing = append(missing, id)
+			}
 			continue
 		}
-		u := &foldUnit{tid: c.tid, id: id, variant: c.variant, state: c.state, y: c.y, x: c.x, num: c.num, den: c.den,
-			first: c.first, events: evs}
+		u := &foldUnit{tid: cu.tid, id: id, variant: cu.variant, state: cu.state, y: cu.y, x: cu.x, num: cu.num, den: cu.den,
+			first: cu.first, events: evs}
 		units[id] = u
 		order = append(order, u)
+	}
+	// The units recomputed since the fill read them are looked up too,
+	// owners or not, so that the copy knows them all again.
+	for id := range c.unknown {
+		if _, owner := byOwner[id]; !owner {
+			missing = append(missing, id)
+		}
 	}
 	if len(missing) > 0 {
 		slices.Sort(missing)
@@ -258,6 +293,10 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 				return fmt.Errorf("unit rows: %w", err)
 			}
 			u.events = byOwner[u.id]
+			if len(u.events) == 0 { // an unknown unit without events: into the copy as it is
+				known[u.id] = u.cached()
+				return nil
+			}
 			units[u.id] = u
 			order = append(order, u)
 			return nil
@@ -266,8 +305,9 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 			return nil, 0, err
 		}
 	}
+	c.unknown = nil      // each one looked up: in the copy now, or without a row
 	if len(order) == 0 { // no owner is in the experiment
-		return func(next int64) { db.units.put(key, next, known) }, epoch, nil
+		return func(next int64) { db.units.put(key, next, c) }, epoch, nil
 	}
 	spec := specOf(d)
 	// A unit whose first new day is on or after the definition's latest
@@ -319,8 +359,90 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		for _, u := range order {
 			known[u.id] = cachedUnit{tid: u.tid, variant: u.variant, state: u.state, y: u.newY, x: u.newX, num: u.nn, den: u.nd, first: u.first}
 		}
-		db.units.put(key, next, known)
+		db.units.put(key, next, c)
 	}, epoch, nil
+}
+
+// cached is the unit's row as read, for the unit copy.
+func (u *foldUnit) cached() cachedUnit {
+	return cachedUnit{tid: u.tid, variant: u.variant, state: u.state, y: u.y, x: u.x, num: u.num, den: u.den, first: u.first}
+}
+
+// fillFirst and fillNext read a chunk of definition ($1, $2)'s unit rows
+// for its copy, in key order: the first $3 rows, and the first $4 after
+// unit $3. The table's order decides which rows come next (Go never
+// compares ids with where the fill is); the copy only keeps where the last
+// chunk ended.
+const (
+	fillFirst = `
+SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
+WHERE a.experiment = $1 AND a.metric = $2 ORDER BY a.unit_id LIMIT $3`
+	fillNext = `
+SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
+WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id > $3 ORDER BY a.unit_id LIMIT $4`
+)
+
+// fillUnits reads the next chunk of definition d's unit rows into its
+// copy c, at the epoch the fold read, unless the copy is complete or the
+// definition's units would not fit beside the other copies (then its folds
+// look their owners up, as without a fill). The chunk is four rows for
+// each of the fold's lookups (owners the copy lacks), at least 1,000 and
+// at most the cache's fillChunk: a busy definition is filled in a few
+// cycles, and a quiet one, whose few lookups cost little, is not read
+// whole after every erasure. A row the copy holds already is the same row
+// at the same epoch, and stays.
+func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, lookups int) error {
+	if c.complete {
+		return nil
+	}
+	if !c.filling {
+		var n int64 // the definition's unit rows, every state
+		if err := tx.QueryRow(ctx, `SELECT COALESCE(sum(units + multiple + opted_out), 0)::int8 FROM agg_variants
+			WHERE experiment = $1 AND metric = $2`, d.exp.Key, d.metric.Key).Scan(&n); err != nil {
+			return err
+		}
+		if !db.units.room(int(n) + int(n)/8) { // and room for the units it gains meanwhile
+			return nil
+		}
+		c.filling, c.expect = true, int(n)
+	}
+	most := db.units.fillChunk
+	if most <= 0 {
+		most = defaultFillChunk
+	}
+	chunk := min(max(4*lookups, 1000), most)
+	p := &wireParams{}
+	p.text(d.exp.Key)
+	p.text(d.metric.Key)
+	name, sql := "flywheel_fill_first", fillFirst
+	if c.after != "" {
+		name, sql = "flywheel_fill_next", fillNext
+		p.text(c.after)
+	}
+	p.add(binary.BigEndian.AppendUint64(nil, uint64(chunk)), 1)
+	if len(c.units) == 0 && c.after == "" { // the first chunk: room for the rest
+		c.units = make(map[string]cachedUnit, c.expect)
+	}
+	variants := map[string]string{} // each variant's string once a chunk
+	read := 0
+	var u foldUnit // decoded into, row after row
+	err := queryPrepared(ctx, tx, name, sql, p, func(vals [][]byte) error {
+		if err := u.decode(vals, variants); err != nil {
+			return fmt.Errorf("unit rows: %w", err)
+		}
+		read++
+		c.after = u.id
+		if _, ok := c.units[u.id]; !ok {
+			c.units[u.id] = u.cached()
+		}
+		delete(c.unknown, u.id)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.complete = read < chunk
+	return nil
 }
 
 // stagedEvents returns the staged events after cycle folded that
@@ -983,14 +1105,38 @@ func float8Numeric(x float64) (m int64, e int) {
 // (agg_defs.epoch, which every other change of its unit rows moves on,
 // see migration 0021), and each row is written back only if it still
 // holds what the copy says (writeFold).
+//
+// A copy is also filled from the table, a chunk of rows in key order by
+// each fold (fillUnits), so that after a start or a build the folds stop
+// looking their owners up one by one (BENCHMARKS.md, "The unit copy
+// filled in chunks"). Once every row has been read the copy is complete:
+// an owner it lacks has no row, so is not in the experiment, and is not
+// looked up at all, unless the cycle recomputed it since (unknown).
 type unitCache struct {
 	mu   sync.Mutex
 	defs map[[2]string]*cachedDef
+	// fillChunk is the most rows a fold reads into an incomplete copy: 0
+	// is defaultFillChunk (tests set fewer, to fill over many folds).
+	fillChunk int
 }
+
+// defaultFillChunk is the most rows a fold reads into an incomplete copy
+// (fillUnits): about a fifth of a second of one connection, so that a
+// fill spreads over several cycles instead of stalling one (a definition
+// of 1,000,000 units is complete after 20 busy folds).
+const defaultFillChunk = 50_000
 
 type cachedDef struct {
 	epoch int64
 	units map[string]cachedUnit
+	// filling: the copy also holds every unit row up to after (the last
+	// unit_id the fill read, in the table's order); complete: every row,
+	// except those of unknown, the units recomputed since the fill read
+	// them (a cycle may have added, changed or removed their rows).
+	filling, complete bool
+	after             string
+	unknown           map[string]struct{}
+	expect            int // the rows the fill expects to read, when it began
 }
 
 // cachedUnit is a unit row of agg_units, with its ctid.
@@ -1010,35 +1156,45 @@ const maxCachedUnits = 4_000_000
 
 // take returns the definition's copy if it was recorded at epoch, else an
 // empty one, and removes it until put: a fold that fails leaves nothing.
-func (c *unitCache) take(key [2]string, epoch int64) map[string]cachedUnit {
+func (c *unitCache) take(key [2]string, epoch int64) *cachedDef {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	d := c.defs[key]
 	delete(c.defs, key)
 	if d == nil || d.epoch != epoch {
-		return map[string]cachedUnit{}
+		return &cachedDef{epoch: epoch, units: map[string]cachedUnit{}}
 	}
-	return d.units
+	return d
 }
 
 // held is the units all copies hold (c.mu held).
 func (c *unitCache) held() int {
 	n := 0
 	for _, d := range c.defs {
-		n += len(d.units)
+		n += d.size()
 	}
 	return n
 }
 
+// room says whether copies could hold n more units.
+func (c *unitCache) room(n int) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.held()+n <= maxCachedUnits
+}
+
+func (d *cachedDef) size() int { return len(d.units) + len(d.unknown) }
+
 // put records the definition's copy at epoch, if there is room for it.
-func (c *unitCache) put(key [2]string, epoch int64, units map[string]cachedUnit) {
+func (c *unitCache) put(key [2]string, epoch int64, d *cachedDef) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.defs == nil {
 		c.defs = map[[2]string]*cachedDef{}
 	}
-	if c.held()+len(units) <= maxCachedUnits {
-		c.defs[key] = &cachedDef{epoch: epoch, units: units}
+	if c.held()+d.size() <= maxCachedUnits {
+		d.epoch = epoch
+		c.defs[key] = d
 	}
 }
 
@@ -1064,7 +1220,8 @@ func (c *unitCache) advance(key [2]string, old, next int64) {
 // recomputed updates the copies after a cycle that recomputed the units of
 // pairs (experiment → unit ids) whole and moved the epochs of their
 // definitions from old to new: a copy at the old epoch forgets those units
-// and moves to the new one; any other is dropped.
+// (a filled one marks them unknown) and moves to the new one; any other is
+// dropped.
 func (c *unitCache) recomputed(pairs map[string][]string, moved []epochMove) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -1079,6 +1236,12 @@ func (c *unitCache) recomputed(pairs map[string][]string, moved []epochMove) {
 		}
 		for _, id := range pairs[mv.key[0]] {
 			delete(d.units, id)
+			if d.filling {
+				if d.unknown == nil {
+					d.unknown = map[string]struct{}{}
+				}
+				d.unknown[id] = struct{}{}
+			}
 		}
 		d.epoch = mv.new
 	}

@@ -20,7 +20,9 @@ import (
 // switching between them at random, with links and erasures from either:
 // each fold must notice when the other process (or an erasure) changed the
 // rows its copy holds, and the aggregates must equal a recomputation after
-// every round.
+// every round. The second process fills its copies a few rows a fold, so
+// that folds meet copies partly filled, with units recomputed both before
+// and after where the fill has reached.
 func TestAggregateUnitCacheProcesses(t *testing.T) {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(t)
@@ -33,6 +35,7 @@ func TestAggregateUnitCacheProcesses(t *testing.T) {
 		t.Cleanup(db.Close)
 		dbs[i] = db
 	}
+	store.SetUnitFillChunkForTest(dbs[1], 3)
 	createAggMetrics(t, dbs[0])
 	createAggExperiments(t, dbs[0], "")
 	g := newAggGen(21, "", "", 40, 40)
@@ -203,5 +206,65 @@ func TestDecSum(t *testing.T) {
 			continue
 		}
 		t.Errorf("sum of %v = %s, want %s", c.terms, got, c.want)
+	}
+}
+
+// TestAggregateUnitCopyComplete fills the copies a few rows a fold until
+// they are complete, then sends track events of a unit not in the
+// experiment (a complete copy skips it without a lookup), exposes that unit
+// (the cycle recomputes it: the copy must look it up again), and tracks it
+// again: the aggregates must equal a recomputation at every step.
+func TestAggregateUnitCopyComplete(t *testing.T) {
+	db := newAggDB(t)
+	store.SetUnitFillChunkForTest(db, 2)
+	r := rand.New(rand.NewPCG(3, 4))
+	buy := func(unit string, hours float64, value float64) flywheel.Event {
+		e := track(unit, "purchase", aggBase.Add(time.Duration(hours*float64(time.Hour))))
+		e.Value = aggF(value)
+		return e
+	}
+	var events []flywheel.Event
+	for i := range 5 {
+		events = append(events, exposure("customer", fmt.Sprintf("uc%d", i), "agg-cust", []string{"control", "treatment"}[i%2],
+			aggBase.Add(time.Duration(i+1)*time.Hour), ""))
+	}
+	mustWrite(t, db, events...)
+	aggregateAll(t, db)
+	copyOf := func(label string) (int, bool, int) {
+		t.Helper()
+		n, complete, unknown, ok := store.UnitCopyForTest(db, "agg-cust", "revenue")
+		if !ok {
+			t.Fatalf("%s: no copy of agg-cust/revenue", label)
+		}
+		return n, complete, unknown
+	}
+	for round := range 4 { // each fold reads 2 more of the 5 rows
+		mustWrite(t, db, buy(fmt.Sprintf("uc%d", round), 10+float64(round), 20))
+		aggregateAll(t, db)
+		verifyAggregates(t, db, r, fmt.Sprintf("filling, round %d", round), "agg-cust")
+		if n, complete, _ := copyOf("filling"); complete != (round >= 2) || n < min(5, 2*(round+1)) {
+			t.Errorf("round %d: copy of %d units, complete %v; want at least %d, complete from round 2", round, n, complete, min(5, 2*(round+1)))
+		}
+	}
+	// Not in the experiment: skipped by the complete copy.
+	mustWrite(t, db, buy("ucx", 12, 30), buy("uc1", 13, 5))
+	aggregateAll(t, db)
+	verifyAggregates(t, db, r, "a unit not in the experiment", "agg-cust")
+	if n, complete, _ := copyOf("not in the experiment"); n != 5 || !complete {
+		t.Errorf("copy of %d units, complete %v; want the 5 exposed, complete", n, complete)
+	}
+	// Exposed now: recomputed with its purchase, and unknown to the copy
+	// until a fold looks it up.
+	mustWrite(t, db, exposure("customer", "ucx", "agg-cust", "treatment", aggBase.Add(11*time.Hour), ""))
+	aggregateAll(t, db)
+	verifyAggregates(t, db, r, "the unit exposed", "agg-cust")
+	if _, _, unknown := copyOf("exposed"); unknown != 1 {
+		t.Errorf("copy has %d units to look up after the exposure, want 1", unknown)
+	}
+	mustWrite(t, db, buy("ucx", 14, 40), buy("uc2", 15, 1))
+	aggregateAll(t, db)
+	verifyAggregates(t, db, r, "the unit tracked again", "agg-cust")
+	if n, complete, unknown := copyOf("tracked again"); n != 6 || !complete || unknown != 0 {
+		t.Errorf("copy of %d units, complete %v, %d to look up; want 6, complete, none", n, complete, unknown)
 	}
 }

@@ -58,3 +58,21 @@ func DecSumForTest(terms ...float64) string {
 	}
 	return s.String()
 }
+
+// SetUnitFillChunkForTest sets the unit rows each fold reads into an
+// incomplete copy (0: the default), so that tests fill copies over many
+// folds.
+func SetUnitFillChunkForTest(db *DB, rows int) { db.units.fillChunk = rows }
+
+// UnitCopyForTest says what the aggregator's copy of definition (exp,
+// metric) holds: its unit rows, whether it is complete, and the units to
+// look up again; ok false when there is none.
+func UnitCopyForTest(db *DB, exp, metric string) (units int, complete bool, unknown int, ok bool) {
+	db.units.mu.Lock()
+	defer db.units.mu.Unlock()
+	d := db.units.defs[[2]string{exp, metric}]
+	if d == nil {
+		return 0, false, 0, false
+	}
+	return len(d.units), d.complete, len(d.unknown), true
+}
