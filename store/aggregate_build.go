@@ -114,7 +114,12 @@ func foldCrossover(ctx context.Context, tx pgx.Tx, roots string, exp *string) er
 // their staged track events, and their names in other links' replaced. The
 // identity cluster is erased whole, so no other unit's value depended on
 // their events.
-func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error {
+//
+// It returns what to tell this process's unit copies once the transaction
+// commits: the erased units' rows are gone from every definition, and
+// nothing else changed (erasure holds the aggregation lock, so no fold
+// runs meanwhile).
+func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) (func(*unitCache), error) {
 	const u = `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(unit_type, unit_id)) `
 	// Their changes to the timeseries go first, read from the rows the
 	// next statements delete (the metric's type from its definition: a
@@ -131,7 +136,7 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error 
 	), uchange AS (
 		SELECT experiment, metric, -1 AS sign, variant, (first_ts AT TIME ZONE 'UTC')::date AS day FROM a
 	), `+dayChanges+` SELECT 1`, types, ids); err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := tx.Exec(ctx, u+`, gone AS (
 		DELETE FROM agg_units a USING u WHERE a.unit_type = u.unit_type AND a.unit_id = u.unit_id
@@ -140,7 +145,7 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error 
 		SELECT g.experiment, g.metric, g.variant, g.state, -1 AS sign, g.y, g.x, g.num, g.den, d.cap, g.first_ts
 		FROM gone g LEFT JOIN agg_defs d ON d.experiment = g.experiment AND d.metric = g.metric
 	), `+hoursUpsert+`, `+variantUpsert, types, ids); err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := tx.Exec(ctx, u+`, gone AS (
 		DELETE FROM agg_crossover c USING u WHERE u.unit_type = 'customer' AND c.root = u.unit_id
@@ -149,20 +154,37 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error 
 	UPDATE agg_crossover_totals t SET customers = t.customers - g.n, mixed = t.mixed - g.m
 	FROM (SELECT experiment, count(*) AS n, count(*) FILTER (WHERE variants > 1) AS m FROM gone GROUP BY 1) g
 	WHERE t.experiment = g.experiment`, types, ids); err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := tx.Exec(ctx, u+`
 	DELETE FROM agg_unit_days d USING u, experiments x
 	WHERE d.unit_id = u.unit_id AND x.key = d.experiment AND x.unit_type = u.unit_type`, types, ids); err != nil {
-		return err
+		return nil, err
 	}
-	// Every definition's unit rows may have changed: no process's copy of
-	// them (store/aggregate_fold.go) is current any more.
-	if _, err := tx.Exec(ctx, `UPDATE agg_defs SET epoch = nextval('agg_epoch')`); err != nil {
-		return err
+	// Every definition's epoch moves on: no other process's copy of its
+	// unit rows (store/aggregate_fold.go) is current any more, and this
+	// process's forget the erased units.
+	rows, err := tx.Query(ctx, `UPDATE agg_defs d SET epoch = nextval('agg_epoch')
+		FROM (SELECT experiment, metric, epoch FROM agg_defs) o
+		WHERE d.experiment = o.experiment AND d.metric = o.metric
+		RETURNING d.experiment, d.metric, o.epoch, d.epoch`)
+	if err != nil {
+		return nil, err
+	}
+	var moved []epochMove
+	var mv epochMove
+	if _, err := pgx.ForEachRow(rows, []any{&mv.key[0], &mv.key[1], &mv.old, &mv.new}, func() error {
+		moved = append(moved, mv)
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	pairs := map[string][]string{} // every experiment's: an id not in it is only looked up once more
+	for _, mv := range moved {
+		pairs[mv.key[0]] = ids
 	}
 	if _, err := tx.Exec(ctx, `UPDATE aliases SET replaced = NULL WHERE replaced = ANY($1)`, ids); err != nil {
-		return err
+		return nil, err
 	}
 	// Staged events of theirs would add to no unit row now, but they are
 	// theirs: gone too, and with them the records of their recomputation
@@ -175,11 +197,11 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error 
 		FROM unnest(s.owners, s.ts, s.vals) WITH ORDINALITY AS k(o, ts, v, n)
 		WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.unit_type = s.owner_type AND u.unit_id = k.o))
 	WHERE s.owners && $2::text[]`, types, ids); err != nil {
-		return err
+		return nil, err
 	}
 	if _, err := tx.Exec(ctx, `DELETE FROM agg_staged_pairs p WHERE p.unit_id = ANY($1)
 		AND NOT EXISTS (SELECT 1 FROM agg_staged_tracks s WHERE s.owners @> ARRAY[p.unit_id])`, ids); err != nil {
-		return err
+		return nil, err
 	}
 	// Their track events still queued go from the queue rows too.
 	if _, err := tx.Exec(ctx, u+`
@@ -193,13 +215,15 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) error 
 		FROM (SELECT k.*, EXISTS (SELECT 1 FROM u WHERE u.unit_type = k.t AND u.unit_id = k.i) AS gone
 		      FROM unnest(q.track_types, q.track_ids, q.track_ts, q.track_events, q.track_values) WITH ORDINALITY AS k(t, i, ts, e, v, n)) k)
 	WHERE q.track_ids && $2::text[]`, types, ids); err != nil {
-		return err
+		return nil, err
 	}
-	_, err := tx.Exec(ctx, u+`
+	if _, err := tx.Exec(ctx, u+`
 	UPDATE agg_queue q SET (unit_types, unit_ids) = (
 		SELECT COALESCE(array_agg(k.t), '{}'), COALESCE(array_agg(k.i), '{}')
 		FROM unnest(q.unit_types, q.unit_ids) AS k(t, i)
 		WHERE NOT EXISTS (SELECT 1 FROM u WHERE u.unit_type = k.t AND u.unit_id = k.i))
-	WHERE q.unit_ids && $2::text[]`, types, ids)
-	return err
+	WHERE q.unit_ids && $2::text[]`, types, ids); err != nil {
+		return nil, err
+	}
+	return func(c *unitCache) { c.recomputed(pairs, moved) }, nil
 }

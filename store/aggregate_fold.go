@@ -389,8 +389,9 @@ WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id > $3 ORDER BY a.unit_id 
 // each of the fold's lookups (owners the copy lacks), at least 1,000 and
 // at most the cache's fillChunk: a busy definition is filled in a few
 // cycles, and a quiet one, whose few lookups cost little, is not read
-// whole after every erasure. A row the copy holds already is the same row
-// at the same epoch, and stays.
+// whole each time its copy is dropped (another server's cycle or
+// erasure). A row the copy holds already is the same row at the same
+// epoch, and stays.
 func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, lookups int) error {
 	if c.complete {
 		return nil

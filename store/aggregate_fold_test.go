@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/big"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -138,9 +139,10 @@ func TestFloat8Numeric(t *testing.T) {
 }
 
 // TestAggregateUnitCacheErasure: an erasure changes unit rows that a
-// process's copy holds (store/aggregate_fold.go), and a later track event
-// under an erased id (not exposed again) must find no unit to add to,
-// whatever the copy says.
+// process's copy holds (store/aggregate_fold.go): the erasing process's
+// copy keeps the rest and looks the erased unit up again, and a later
+// track event under an erased id (not exposed again) must find no unit to
+// add to, whatever the copy says.
 func TestAggregateUnitCacheErasure(t *testing.T) {
 	ctx := context.Background()
 	db := newAggDB(t)
@@ -166,8 +168,17 @@ func TestAggregateUnitCacheErasure(t *testing.T) {
 	if _, err := db.EraseUnit(ctx, flywheel.UnitRef{UnitType: "customer", UnitID: "c-0"}, "test"); err != nil {
 		t.Fatalf("EraseUnit: %v", err)
 	}
+	// The erasure moved every definition's epoch; this process's copy
+	// moved with it, without the erased unit, which it looks up again.
+	epoch := int64(queryInt(t, db, `SELECT epoch FROM agg_defs WHERE experiment = 'agg-cust' AND metric = 'revenue'`))
+	if c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue"); !ok || c.Epoch != epoch || c.Units != 5 || !c.Complete || !slices.Equal(c.Unknown, []string{"c-0"}) {
+		t.Errorf("after the erasure, copy %+v (ok %v), want epoch %d, 5 units, complete, c-0 to look up", c, ok, epoch)
+	}
 	mustWrite(t, db, purchase("c-0", now.Add(-30*time.Minute)), purchase("c-1", now.Add(-30*time.Minute)))
 	aggregateAll(t, db)
+	if c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue"); !ok || c.Units != 5 || !c.Complete || len(c.Unknown) != 0 {
+		t.Errorf("after the next fold, copy %+v (ok %v), want 5 units, complete, none to look up", c, ok)
+	}
 	// The new event itself is data that arrived after the erasure (it is
 	// stored, and staged until the next cycle); what must not come back
 	// is a unit row or day rows for the id, which is in no experiment.
@@ -232,11 +243,11 @@ func TestAggregateUnitCopyComplete(t *testing.T) {
 	aggregateAll(t, db)
 	copyOf := func(label string) (int, bool, int) {
 		t.Helper()
-		n, complete, unknown, ok := store.UnitCopyForTest(db, "agg-cust", "revenue")
+		c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue")
 		if !ok {
 			t.Fatalf("%s: no copy of agg-cust/revenue", label)
 		}
-		return n, complete, unknown
+		return c.Units, c.Complete, len(c.Unknown)
 	}
 	for round := range 4 { // each fold reads 2 more of the 5 rows
 		mustWrite(t, db, buy(fmt.Sprintf("uc%d", round), 10+float64(round), 20))

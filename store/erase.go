@@ -98,6 +98,7 @@ func (db *DB) RunPendingErasures(ctx context.Context) (int, error) {
 // had in time.
 func (db *DB) runErasure(ctx context.Context, id uuid.UUID, wait time.Duration, skipLocked bool) (bool, error) {
 	done := false
+	var forget func(*unitCache) // the erased units, for this process's unit copies
 	err := pgx.BeginFunc(ctx, db.pool, func(tx pgx.Tx) error {
 		if wait > 0 {
 			if _, err := tx.Exec(ctx, `SELECT set_config('lock_timeout', $1, true)`, fmt.Sprintf("%dms", max(wait.Milliseconds(), 1))); err != nil {
@@ -125,10 +126,11 @@ func (db *DB) runErasure(ctx context.Context, id uuid.UUID, wait time.Duration, 
 				return err
 			}
 		}
-		n, err := db.erase(ctx, tx, u)
+		n, f, err := db.erase(ctx, tx, u)
 		if err != nil {
 			return err
 		}
+		forget = f
 		if err := audit(ctx, tx, actor, "erase_unit", map[string]any{"unit_type": u.UnitType, "erased": n}); err != nil {
 			return err
 		}
@@ -149,6 +151,9 @@ func (db *DB) runErasure(ctx context.Context, id uuid.UUID, wait time.Duration, 
 	}
 	if err != nil {
 		return false, translate("erase unit", err)
+	}
+	if forget != nil {
+		forget(db.units)
 	}
 	return done, nil
 }
@@ -181,12 +186,12 @@ func (db *DB) FindErasure(ctx context.Context, id string) (flywheel.ErasureStatu
 }
 
 // erase deletes everything held about u and every id linked to it, keeping
-// a tombstone of each opt-out; the caller holds the aggregation lock.
-func (db *DB) erase(ctx context.Context, tx pgx.Tx, u flywheel.UnitRef) (flywheel.Erasure, error) {
-	var n flywheel.Erasure
+// a tombstone of each opt-out; the caller holds the aggregation lock, and
+// calls forget on the unit copies once the transaction has committed.
+func (db *DB) erase(ctx context.Context, tx pgx.Tx, u flywheel.UnitRef) (n flywheel.Erasure, forget func(*unitCache), err error) {
 	units, err := db.cluster(ctx, tx, u)
 	if err != nil {
-		return n, err
+		return n, nil, err
 	}
 	n = flywheel.Erasure{Units: int64(len(units))}
 	types := make([]string, len(units))
@@ -223,10 +228,10 @@ func (db *DB) erase(ctx context.Context, tx pgx.Tx, u flywheel.UnitRef) (flywhee
 		       (SELECT count(*) FROM al), (SELECT count(*) FROM co), (SELECT count(*) FROM tb)`, types, ids, db.now()).
 		Scan(&n.Events, &n.EventIDs, &n.Exposures, &n.Aliases, &n.Consent, &n.OptOutsKept)
 	if err != nil {
-		return n, err
+		return n, nil, err
 	}
-	if err := eraseAggregates(ctx, tx, types, ids); err != nil {
-		return n, err
+	if forget, err = eraseAggregates(ctx, tx, types, ids); err != nil {
+		return n, nil, err
 	}
-	return n, nil
+	return n, forget, nil
 }

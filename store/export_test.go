@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -64,15 +66,22 @@ func DecSumForTest(terms ...float64) string {
 // folds.
 func SetUnitFillChunkForTest(db *DB, rows int) { db.units.fillChunk = rows }
 
-// UnitCopyForTest says what the aggregator's copy of definition (exp,
-// metric) holds: its unit rows, whether it is complete, and the units to
-// look up again; ok false when there is none.
-func UnitCopyForTest(db *DB, exp, metric string) (units int, complete bool, unknown int, ok bool) {
+// UnitCopy is what the aggregator's copy of a definition holds.
+type UnitCopy struct {
+	Epoch    int64 // the agg_defs.epoch it is current at
+	Units    int   // unit rows
+	Complete bool
+	Unknown  []string // units to look up again, sorted
+}
+
+// UnitCopyForTest returns the aggregator's copy of definition (exp,
+// metric); ok false when there is none.
+func UnitCopyForTest(db *DB, exp, metric string) (c UnitCopy, ok bool) {
 	db.units.mu.Lock()
 	defer db.units.mu.Unlock()
 	d := db.units.defs[[2]string{exp, metric}]
 	if d == nil {
-		return 0, false, 0, false
+		return c, false
 	}
-	return len(d.units), d.complete, len(d.unknown), true
+	return UnitCopy{Epoch: d.epoch, Units: len(d.units), Complete: d.complete, Unknown: slices.Sorted(maps.Keys(d.unknown))}, true
 }
