@@ -164,19 +164,8 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) (func(
 	// Every definition's epoch moves on: no other process's copy of its
 	// unit rows (store/aggregate_fold.go) is current any more, and this
 	// process's forget the erased units.
-	rows, err := tx.Query(ctx, `UPDATE agg_defs d SET epoch = nextval('agg_epoch')
-		FROM (SELECT experiment, metric, epoch FROM agg_defs) o
-		WHERE d.experiment = o.experiment AND d.metric = o.metric
-		RETURNING d.experiment, d.metric, o.epoch, d.epoch`)
+	moved, err := moveEpochsWhere(ctx, tx, `true`)
 	if err != nil {
-		return nil, err
-	}
-	var moved []epochMove
-	var mv epochMove
-	if _, err := pgx.ForEachRow(rows, []any{&mv.key[0], &mv.key[1], &mv.old, &mv.new}, func() error {
-		moved = append(moved, mv)
-		return nil
-	}); err != nil {
 		return nil, err
 	}
 	pairs := map[string][]string{} // every experiment's: an id not in it is only looked up once more

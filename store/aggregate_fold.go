@@ -1274,20 +1274,28 @@ func moveEpochs(ctx context.Context, tx pgx.Tx) (func(*unitCache), error) {
 	for e := range pairs {
 		exps = append(exps, e)
 	}
-	rows, err = tx.Query(ctx, `UPDATE agg_defs d SET epoch = nextval('agg_epoch')
-		FROM (SELECT experiment, metric, epoch FROM agg_defs WHERE experiment = ANY($1) AND metric <> '') o
+	moved, err := moveEpochsWhere(ctx, tx, `experiment = ANY($1) AND metric <> ''`, exps)
+	if err != nil {
+		return nil, err
+	}
+	return func(c *unitCache) { c.recomputed(pairs, moved) }, nil
+}
+
+// moveEpochsWhere moves on the epochs of the definitions in agg_defs that
+// match where (with args) and returns each one's old and new epoch.
+func moveEpochsWhere(ctx context.Context, tx pgx.Tx, where string, args ...any) ([]epochMove, error) {
+	rows, err := tx.Query(ctx, `UPDATE agg_defs d SET epoch = nextval('agg_epoch')
+		FROM (SELECT experiment, metric, epoch FROM agg_defs WHERE `+where+`) o
 		WHERE d.experiment = o.experiment AND d.metric = o.metric
-		RETURNING d.experiment, d.metric, o.epoch, d.epoch`, exps)
+		RETURNING d.experiment, d.metric, o.epoch, d.epoch`, args...)
 	if err != nil {
 		return nil, err
 	}
 	var moved []epochMove
 	var mv epochMove
-	if _, err := pgx.ForEachRow(rows, []any{&mv.key[0], &mv.key[1], &mv.old, &mv.new}, func() error {
+	_, err = pgx.ForEachRow(rows, []any{&mv.key[0], &mv.key[1], &mv.old, &mv.new}, func() error {
 		moved = append(moved, mv)
 		return nil
-	}); err != nil {
-		return nil, err
-	}
-	return func(c *unitCache) { c.recomputed(pairs, moved) }, nil
+	})
+	return moved, err
 }
