@@ -44,12 +44,16 @@ WHERE cycle > $1 AND owner_type = $2 AND event = ANY($3)`
 const recomputedSince = `
 SELECT unit_id, max(cycle) FROM agg_staged_pairs WHERE experiment = $1 AND cycle > $2 GROUP BY unit_id`
 
+// unitColumns are the columns of agg_units a that foldUnit.decode reads,
+// in its order.
+const unitColumns = `a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts`
+
 // unitRows reads the unit rows of definition ($1, $2) of the owners $3
 // (sorted), each by primary key, in key order (BENCHMARKS.md, "Lookups in
 // key order"); an owner without one is not in the experiment.
 const unitRows = `
 SELECT a.* FROM unnest($3::text[]) AS k(owner) CROSS JOIN LATERAL (
-    SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
+    SELECT ` + unitColumns + ` FROM agg_units a
     WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = k.owner OFFSET 0) a`
 
 // lateDays reads all the day rows of the units ($3) that have a day after
@@ -125,7 +129,7 @@ func decodeUnitRow(vals [][]byte, variants map[string]string) (*foldUnit, error)
 }
 
 // decode sets the row fields of u (id, tid, variant, state, values and
-// first exposure) from a row of unitRows.
+// first exposure) from a row of unitColumns.
 func (u *foldUnit) decode(vals [][]byte, variants map[string]string) error {
 	if len(vals) != 9 {
 		return fmt.Errorf("%d columns, want 9", len(vals))
@@ -374,11 +378,9 @@ func (u *foldUnit) cached() cachedUnit {
 // compares ids with where the fill is); the copy only keeps where the last
 // chunk ended.
 const (
-	fillFirst = `
-SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
+	fillFirst = `SELECT ` + unitColumns + ` FROM agg_units a
 WHERE a.experiment = $1 AND a.metric = $2 ORDER BY a.unit_id LIMIT $3`
-	fillNext = `
-SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
+	fillNext = `SELECT ` + unitColumns + ` FROM agg_units a
 WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id > $3 ORDER BY a.unit_id LIMIT $4`
 )
 
@@ -405,7 +407,10 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 		if !db.units.room(int(n) + int(n)/8) { // and room for the units it gains meanwhile
 			return nil
 		}
-		c.filling, c.expect = true, int(n)
+		c.filling = true
+		if len(c.units) == 0 { // room for the rows to come
+			c.units = make(map[string]cachedUnit, n)
+		}
 	}
 	most := db.units.fillChunk
 	if most <= 0 {
@@ -421,9 +426,6 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 		p.text(c.after)
 	}
 	p.add(binary.BigEndian.AppendUint64(nil, uint64(chunk)), 1)
-	if len(c.units) == 0 && c.after == "" { // the first chunk: room for the rest
-		c.units = make(map[string]cachedUnit, c.expect)
-	}
 	variants := map[string]string{} // each variant's string once a chunk
 	read := 0
 	var u foldUnit // decoded into, row after row
@@ -1137,7 +1139,6 @@ type cachedDef struct {
 	filling, complete bool
 	after             string
 	unknown           map[string]struct{}
-	expect            int // the rows the fill expects to read, when it began
 }
 
 // cachedUnit is a unit row of agg_units, with its ctid.
