@@ -376,23 +376,42 @@ func (u *foldUnit) cached() cachedUnit {
 // for its copy, in key order: the first $3 rows, and the first $4 after
 // unit $3. The table's order decides which rows come next (Go never
 // compares ids with where the fill is); the copy only keeps where the last
-// chunk ended.
+// chunk ended. Key order visits a random heap page for each row.
+//
+// fillAll and fillRest read all of the definition's rows, or those after
+// unit $3, in no order: by a bitmap scan of the key range (or a sequential
+// scan), which visits each heap page once, at several times less a row
+// (BENCHMARKS.md, "The rest of a copy in the table's order").
 const (
 	fillFirst = `SELECT ` + unitColumns + ` FROM agg_units a
 WHERE a.experiment = $1 AND a.metric = $2 ORDER BY a.unit_id LIMIT $3`
 	fillNext = `SELECT ` + unitColumns + ` FROM agg_units a
 WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id > $3 ORDER BY a.unit_id LIMIT $4`
+	fillAll = `SELECT ` + unitColumns + ` FROM agg_units a
+WHERE a.experiment = $1 AND a.metric = $2`
+	fillRest = `SELECT ` + unitColumns + ` FROM agg_units a
+WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id > $3`
 )
+
+// restPerLookup decides when a fill reads all the rows it has not read
+// (fillRest) instead of a chunk: when they are at most this many for each
+// of the fold's lookups. A lookup costs about as much as five to ten rows
+// read in the table's order, and each later fold would look up as many
+// again (a fold's lookups shrink with the rows left), so the whole read
+// pays for itself within a few folds; a quiet definition, with few
+// lookups a fold, is still filled a chunk at a time.
+const restPerLookup = 16
 
 // fillUnits reads the next chunk of definition d's unit rows into its
 // copy c, at the epoch the fold read, unless the copy is complete or the
 // definition's units would not fit beside the other copies (then its folds
 // look their owners up, as without a fill). The chunk is four rows for
 // each of the fold's lookups (owners the copy lacks), at least 1,000 and
-// at most the cache's fillChunk: a busy definition is filled in a few
-// cycles, and a quiet one, whose few lookups cost little, is not read
-// whole each time its copy is dropped (another server's cycle or
-// erasure). A row the copy holds already is the same row at the same
+// at most the cache's fillChunk: a quiet definition, whose few lookups
+// cost little, is not read whole each time its copy is dropped (another
+// server's cycle or erasure). A busy one, whose fold would look up at
+// least a restPerLookup-th of the rows left, reads them all at once in the
+// table's order. A row the copy holds already is the same row at the same
 // epoch, and stays.
 func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, lookups int) error {
 	if c.complete {
@@ -407,7 +426,7 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 		if !db.units.room(int(n) + int(n)/8) { // and room for the units it gains meanwhile
 			return nil
 		}
-		c.filling = true
+		c.filling, c.total = true, int(n)
 		if len(c.units) == 0 { // room for the rows to come
 			c.units = make(map[string]cachedUnit, n)
 		}
@@ -417,15 +436,32 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 		most = defaultFillChunk
 	}
 	chunk := min(max(4*lookups, 1000), most)
+	perLookup := db.units.fillRest
+	if perLookup == 0 {
+		perLookup = restPerLookup
+	}
+	rest := perLookup > 0 && lookups*perLookup >= c.total-c.read
 	p := &wireParams{}
 	p.text(d.exp.Key)
 	p.text(d.metric.Key)
-	name, sql := "flywheel_fill_first", fillFirst
-	if c.after != "" {
+	var name, sql string
+	switch {
+	case rest && c.after == "":
+		name, sql = "flywheel_fill_all", fillAll
+	case rest:
+		name, sql = "flywheel_fill_rest", fillRest
+		p.text(c.after)
+	case c.after == "":
+		name, sql = "flywheel_fill_first", fillFirst
+	default:
 		name, sql = "flywheel_fill_next", fillNext
 		p.text(c.after)
 	}
-	p.add(binary.BigEndian.AppendUint64(nil, uint64(chunk)), 1)
+	if !rest {
+		p.add(binary.BigEndian.AppendUint64(nil, uint64(chunk)), 1)
+	} else if _, err := tx.Exec(ctx, `SET LOCAL enable_indexscan = off`); err != nil {
+		return err // the table's order, even where statistics lag behind the definition's growth
+	}
 	variants := map[string]string{} // each variant's string once a chunk
 	read := 0
 	var u foldUnit // decoded into, row after row
@@ -442,6 +478,12 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 		return nil
 	})
 	if err != nil {
+		return err
+	}
+	c.read += read
+	if rest {
+		c.complete = true
+		_, err = tx.Exec(ctx, `SET LOCAL enable_indexscan TO DEFAULT`)
 		return err
 	}
 	c.complete = read < chunk
@@ -1119,8 +1161,10 @@ type unitCache struct {
 	mu   sync.Mutex
 	defs map[[2]string]*cachedDef
 	// fillChunk is the most rows a fold reads into an incomplete copy: 0
-	// is defaultFillChunk (tests set fewer, to fill over many folds).
-	fillChunk int
+	// is defaultFillChunk (tests set fewer, to fill over many folds);
+	// fillRest the rows left a lookup reads all of them for: 0 is
+	// restPerLookup, -1 never.
+	fillChunk, fillRest int
 }
 
 // defaultFillChunk is the most rows a fold reads into an incomplete copy
@@ -1138,7 +1182,10 @@ type cachedDef struct {
 	// them (a cycle may have added, changed or removed their rows).
 	filling, complete bool
 	after             string
-	unknown           map[string]struct{}
+	// total is the definition's rows when the fill began, read the rows
+	// the fill has read since.
+	total, read int
+	unknown     map[string]struct{}
 }
 
 // cachedUnit is a unit row of agg_units, with its ctid.

@@ -36,7 +36,10 @@ func TestAggregateUnitCacheProcesses(t *testing.T) {
 		t.Cleanup(db.Close)
 		dbs[i] = db
 	}
-	store.SetUnitFillChunkForTest(dbs[1], 3)
+	// One copy fills three rows a fold; the other by chunks of three
+	// until a fold's lookups are half of the rows left, then all of them.
+	store.SetUnitFillForTest(dbs[1], 3, -1)
+	store.SetUnitFillForTest(dbs[0], 3, 2)
 	createAggMetrics(t, dbs[0])
 	createAggExperiments(t, dbs[0], "")
 	g := newAggGen(21, "", "", 40, 40)
@@ -227,7 +230,7 @@ func TestDecSum(t *testing.T) {
 // again: the aggregates must equal a recomputation at every step.
 func TestAggregateUnitCopyComplete(t *testing.T) {
 	db := newAggDB(t)
-	store.SetUnitFillChunkForTest(db, 2)
+	store.SetUnitFillForTest(db, 2, -1)
 	r := rand.New(rand.NewPCG(3, 4))
 	buy := func(unit string, hours float64, value float64) flywheel.Event {
 		e := track(unit, "purchase", aggBase.Add(time.Duration(hours*float64(time.Hour))))
@@ -277,5 +280,54 @@ func TestAggregateUnitCopyComplete(t *testing.T) {
 	verifyAggregates(t, db, r, "the unit tracked again", "agg-cust")
 	if n, complete, unknown := copyOf("tracked again"); n != 6 || !complete || unknown != 0 {
 		t.Errorf("copy of %d units, complete %v, %d to look up; want 6, complete, none", n, complete, unknown)
+	}
+}
+
+// TestAggregateUnitCopyRest follows a copy that a busy fold fills with all
+// the rows left at once, in the table's order: after a chunk in key order
+// (fillRest), and from the start (fillAll).
+func TestAggregateUnitCopyRest(t *testing.T) {
+	for _, tc := range []struct {
+		name          string
+		perLookup     int
+		partly, whole int // the rows copied after the first fold, and the fold after which all are
+	}{
+		{"after a chunk", 3, 2, 1}, // first fold: 1 lookup of 5 left, a chunk of 2; second: 1 of 3, all
+		{"at once", 5, 5, 0},       // first fold: 1 lookup of 5 left, all
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			db := newAggDB(t)
+			store.SetUnitFillForTest(db, 2, tc.perLookup)
+			r := rand.New(rand.NewPCG(5, 6))
+			var events []flywheel.Event
+			for i := range 5 {
+				events = append(events, exposure("customer", fmt.Sprintf("uc%d", i), "agg-cust", []string{"control", "treatment"}[i%2],
+					aggBase.Add(time.Duration(i+1)*time.Hour), ""))
+			}
+			mustWrite(t, db, events...)
+			aggregateAll(t, db)
+			// uc0 first (in the first chunk, were it read by chunks), then
+			// uc4 (the last in key order, never in a chunk of 2 before the
+			// rest), then a unit outside the experiment.
+			for fold, unit := range []string{"uc0", "uc4", "ucx"} {
+				e := track(unit, "purchase", aggBase.Add(time.Duration(10+fold)*time.Hour))
+				e.Value = aggF(float64(10 * (fold + 1)))
+				mustWrite(t, db, e)
+				aggregateAll(t, db)
+				verifyAggregates(t, db, r, fmt.Sprintf("fold %d", fold), "agg-cust")
+				c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue")
+				if !ok {
+					t.Fatalf("fold %d: no copy of agg-cust/revenue", fold)
+				}
+				wantUnits, wantComplete := tc.partly, false
+				if fold >= tc.whole {
+					wantUnits, wantComplete = 5, true
+				}
+				if c.Units != wantUnits || c.Complete != wantComplete || len(c.Unknown) != 0 {
+					t.Errorf("fold %d: copy of %d units, complete %v, %d unknown; want %d, %v, none",
+						fold, c.Units, c.Complete, len(c.Unknown), wantUnits, wantComplete)
+				}
+			}
+		})
 	}
 }

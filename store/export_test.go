@@ -61,10 +61,13 @@ func DecSumForTest(terms ...float64) string {
 	return s.String()
 }
 
-// SetUnitFillChunkForTest sets the unit rows each fold reads into an
-// incomplete copy (0: the default), so that tests fill copies over many
-// folds.
-func SetUnitFillChunkForTest(db *DB, rows int) { db.units.fillChunk = rows }
+// SetUnitFillForTest sets the unit rows each fold reads into an incomplete
+// copy (0: the default), so that tests fill copies over many folds, and
+// for how many rows left a lookup has a fold read them all (0: the
+// default, -1: never).
+func SetUnitFillForTest(db *DB, chunk, restPerLookup int) {
+	db.units.fillChunk, db.units.fillRest = chunk, restPerLookup
+}
 
 // UnitCopy is what the aggregator's copy of a definition holds.
 type UnitCopy struct {
