@@ -395,11 +395,12 @@ WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id > $3`
 
 // restPerLookup decides when a fill reads all the rows it has not read
 // (fillRest) instead of a chunk: when they are at most this many for each
-// of the fold's lookups. A lookup costs about as much as five to ten rows
-// read in the table's order, and each later fold would look up as many
-// again (a fold's lookups shrink with the rows left), so the whole read
-// pays for itself within a few folds; a quiet definition, with few
-// lookups a fold, is still filled a chunk at a time.
+// of the fold's lookups. A lookup costs about as much as two to seven
+// rows read in the table's order (idle and loaded machines), and each
+// later fold would look up as many again (a fold's lookups shrink with the
+// rows left), so the whole read pays for itself within two to seven folds;
+// a quiet definition, with few lookups a fold, is still filled a chunk at
+// a time.
 const restPerLookup = 16
 
 // fillUnits reads the next chunk of definition d's unit rows into its
