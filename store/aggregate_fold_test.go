@@ -229,21 +229,13 @@ func TestDecSum(t *testing.T) {
 // (the cycle recomputes it: the copy must look it up again), and tracks it
 // again: the aggregates must equal a recomputation at every step.
 func TestAggregateUnitCopyComplete(t *testing.T) {
-	db := newAggDB(t)
-	store.SetUnitFillForTest(db, 2, -1)
+	db := newCopyDB(t, 2, -1)
 	r := rand.New(rand.NewPCG(3, 4))
 	buy := func(unit string, hours float64, value float64) flywheel.Event {
 		e := track(unit, "purchase", aggBase.Add(time.Duration(hours*float64(time.Hour))))
 		e.Value = aggF(value)
 		return e
 	}
-	var events []flywheel.Event
-	for i := range 5 {
-		events = append(events, exposure("customer", fmt.Sprintf("uc%d", i), "agg-cust", []string{"control", "treatment"}[i%2],
-			aggBase.Add(time.Duration(i+1)*time.Hour), ""))
-	}
-	mustWrite(t, db, events...)
-	aggregateAll(t, db)
 	copyOf := func(label string) (int, bool, int) {
 		t.Helper()
 		c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue")
@@ -283,6 +275,23 @@ func TestAggregateUnitCopyComplete(t *testing.T) {
 	}
 }
 
+// newCopyDB returns an aggregated database whose copies fill as
+// SetUnitFillForTest(chunk, restPerLookup) says, with five customers uc0
+// to uc4 exposed to agg-cust.
+func newCopyDB(t *testing.T, chunk, restPerLookup int) *store.DB {
+	t.Helper()
+	db := newAggDB(t)
+	store.SetUnitFillForTest(db, chunk, restPerLookup)
+	var events []flywheel.Event
+	for i := range 5 {
+		events = append(events, exposure("customer", fmt.Sprintf("uc%d", i), "agg-cust", []string{"control", "treatment"}[i%2],
+			aggBase.Add(time.Duration(i+1)*time.Hour), ""))
+	}
+	mustWrite(t, db, events...)
+	aggregateAll(t, db)
+	return db
+}
+
 // TestAggregateUnitCopyRest follows a copy that a busy fold fills with all
 // the rows left at once, in the table's order: after a chunk in key order
 // (fillRest), and from the start (fillAll).
@@ -296,16 +305,8 @@ func TestAggregateUnitCopyRest(t *testing.T) {
 		{"at once", 5, 5, 0},       // first fold: 1 lookup of 5 left, all
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := newAggDB(t)
-			store.SetUnitFillForTest(db, 2, tc.perLookup)
+			db := newCopyDB(t, 2, tc.perLookup)
 			r := rand.New(rand.NewPCG(5, 6))
-			var events []flywheel.Event
-			for i := range 5 {
-				events = append(events, exposure("customer", fmt.Sprintf("uc%d", i), "agg-cust", []string{"control", "treatment"}[i%2],
-					aggBase.Add(time.Duration(i+1)*time.Hour), ""))
-			}
-			mustWrite(t, db, events...)
-			aggregateAll(t, db)
 			// uc0 first (in the first chunk, were it read by chunks), then
 			// uc4 (the last in key order, never in a chunk of 2 before the
 			// rest), then a unit outside the experiment.
