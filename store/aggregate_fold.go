@@ -1152,8 +1152,9 @@ func float8Numeric(x float64) (m int64, e int) {
 // see migration 0021), and each row is written back only if it still
 // holds what the copy says (writeFold).
 //
-// A copy is also filled from the table, a chunk of rows in key order by
-// each fold (fillUnits), so that after a start or a build the folds stop
+// A copy is also filled from the table by each fold (fillUnits): a chunk
+// of rows in key order, or, for a busy definition, all the rows left in
+// the table's order, so that after a start or a build the folds stop
 // looking their owners up one by one (BENCHMARKS.md, "The unit copy
 // filled in chunks"). Once every row has been read the copy is complete:
 // an owner it lacks has no row, so is not in the experiment, and is not
@@ -1171,7 +1172,9 @@ type unitCache struct {
 // defaultFillChunk is the most rows a fold reads into an incomplete copy
 // (fillUnits): about a fifth of a second of one connection, so that a
 // fill spreads over several cycles instead of stalling one (a definition
-// of 1,000,000 units is complete after 20 busy folds).
+// of 1,000,000 units whose folds have too few owners to read the rest at
+// once, restPerLookup, is complete after 20 folds that each look up
+// 12,500 owners or more).
 const defaultFillChunk = 50_000
 
 type cachedDef struct {
