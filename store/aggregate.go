@@ -74,6 +74,25 @@ type AggregateReport struct {
 	Rebuilt []string // definitions built from scratch, "experiment/metric"
 	More    bool     // the queue had more rows than one cycle takes
 	Steps   []Step   // the time each step of the cycle took, in order
+	Folds   []Fold   // the definitions' folds of the staged events (the "tracks" step), in no order
+}
+
+// Fold says what one definition's fold of staged track events did (its
+// part of the "tracks" step; the folds run in parallel): the owners of its
+// events, the rows it read, the unit and day rows it wrote, and the time
+// each of its steps took: "staged" (its events, by owner), "fill" (the
+// unit copy's fill), "lookups" (owners the copy lacks, by index), "late"
+// (the stored days of units with new events before their latest),
+// "compute" (the new values and sums, in Go), "write" (writeFold).
+type Fold struct {
+	Definition string // "experiment/metric"
+	Owners     int    // units owning staged events of the definition
+	Filled     int    // unit rows the fill read
+	Lookups    int    // unit rows looked up by index
+	Late       int    // units whose stored days were read
+	Units      int    // unit rows written
+	Days       int    // day rows written (added to or inserted)
+	Steps      []Step
 }
 
 // Step is the time one step of an aggregation cycle took: "statistics"
@@ -97,6 +116,13 @@ var StepNames = []string{"statistics", "queue", "roots", "pairs", "history", "un
 func (r *AggregateReport) lap(name string, last *time.Time) {
 	now := time.Now()
 	r.Steps = append(r.Steps, Step{Name: name, Took: now.Sub(*last)})
+	*last = now
+}
+
+// lap records the time since *last as a step of the fold.
+func (f *Fold) lap(name string, last *time.Time) {
+	now := time.Now()
+	f.Steps = append(f.Steps, Step{Name: name, Took: now.Sub(*last)})
 	*last = now
 }
 
@@ -339,11 +365,14 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	last := time.Now()
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(int(db.agg.Config().MaxConns) - 1)
-	for _, f := range folds.defs {
-		g.Go(func() error { return db.foldStaged(gctx, f, folds.latest, folds.pairs, staged) })
+	reports := make([]Fold, len(folds.defs))
+	for i, f := range folds.defs {
+		reports[i].Definition = f.def.exp.Key + "/" + f.def.key()
+		g.Go(func() error { return db.foldStaged(gctx, f, folds.latest, folds.pairs, staged, &reports[i]) })
 	}
 	err = g.Wait()
 	rep.lap("tracks", &last)
+	rep.Folds = reports
 	if err != nil {
 		return rep, translate("aggregate", err)
 	}

@@ -390,8 +390,8 @@ func pendingFolds(ctx context.Context, tx pgx.Tx, ready []aggDef) (stagedFolds, 
 
 // foldStaged adds the staged events after the definition's folded cycle
 // to its units' values, in one transaction on a connection of its own, and
-// records the latest cycle as folded.
-func (db *DB) foldStaged(ctx context.Context, f stagedFold, latest int64, pairs bool, mem *stagedCycle) error {
+// records the latest cycle as folded, reporting what it did in rep.
+func (db *DB) foldStaged(ctx context.Context, f stagedFold, latest int64, pairs bool, mem *stagedCycle, rep *Fold) error {
 	d, m := f.def, f.def.metric
 	// What the fold read and wrote goes into the unit cache only once its
 	// transaction has committed; until then the cache has no copy of the
@@ -405,7 +405,7 @@ func (db *DB) foldStaged(ctx context.Context, f stagedFold, latest int64, pairs 
 		}
 		var read int64 // the epoch the fold read: no other transaction may have moved it since
 		var err error
-		if record, read, err = db.foldTracks(ctx, tx, d, f.folded, pairs, mem); err != nil {
+		if record, read, err = db.foldTracks(ctx, tx, d, f.folded, pairs, mem, rep); err != nil {
 			return fmt.Errorf("%s/%s: %w", d.exp.Key, m.Key, err)
 		}
 		err = tx.QueryRow(ctx, `UPDATE agg_defs SET folded_cycle = $3, epoch = nextval('agg_epoch')

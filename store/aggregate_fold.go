@@ -209,7 +209,7 @@ func specOf(d aggDef) foldSpec {
 // up. It returns what to record in that copy once the transaction
 // commits, with the definition's new epoch, and the epoch it read: the
 // fold's update of agg_defs (foldStaged) checks that no other transaction
-// moved it since.
+// moved it since. What it did goes into rep.
 //
 // The day rows: a unit's new days are added to agg_unit_days, and the
 // per-variant day changes (agg_variant_days, see aggregate_days.go) are
@@ -226,8 +226,10 @@ func specOf(d aggDef) foldSpec {
 //     matters, and only up to the first day that has (every reader of the
 //     rows computes the same whether or not the later days' events are
 //     there).
-func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64, pairs bool, mem *stagedCycle) (record func(epoch int64), epoch int64, err error) {
+func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64, pairs bool, mem *stagedCycle, rep *Fold) (record func(epoch int64), epoch int64, err error) {
 	m := d.metric
+	*rep = Fold{Definition: rep.Definition}
+	last := time.Now()
 	_, _, events := window(m)
 	var maxDay pgtype.Date // may be -infinity: a definition with no day yet
 	if err := tx.QueryRow(ctx, `SELECT max_day, epoch FROM agg_defs WHERE experiment = $1 AND metric = $2`,
@@ -239,6 +241,8 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 	if err != nil {
 		return nil, 0, err
 	}
+	rep.Owners = len(byOwner)
+	rep.lap("staged", &last)
 	if len(byOwner) == 0 { // nothing to add: the copy stays as it is
 		return func(next int64) { db.units.advance(key, epoch, next) }, epoch, nil
 	}
@@ -250,9 +254,12 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 				lookups++
 			}
 		}
+		read := c.read
 		if err := db.fillUnits(ctx, tx, d, c, lookups); err != nil {
 			return nil, 0, fmt.Errorf("fill the unit copy: %w", err)
 		}
+		rep.Filled = c.read - read
+		rep.lap("fill", &last)
 	}
 	known := c.units // after the fill, which may have made a bigger map
 	units := make(map[string]*foldUnit, len(byOwner))
@@ -296,6 +303,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 			if err != nil {
 				return fmt.Errorf("unit rows: %w", err)
 			}
+			rep.Lookups++
 			u.events = byOwner[u.id]
 			if len(u.events) == 0 { // an unknown unit without events: into the copy as it is
 				known[u.id] = u.cached()
@@ -308,6 +316,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		if err != nil {
 			return nil, 0, err
 		}
+		rep.lap("lookups", &last)
 	}
 	c.unknown = nil      // each one looked up: in the copy now, or without a row
 	if len(order) == 0 { // no owner is in the experiment
@@ -335,12 +344,20 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		if err := readLateDays(ctx, tx, d, probe, units); err != nil {
 			return nil, 0, err
 		}
+		for _, u := range probe {
+			if u.late {
+				rep.Late++
+			}
+		}
+		rep.lap("late", &last)
 	}
 	for _, u := range order {
 		u.settled = u.state == 0 && len(u.days) > 0 && !u.late &&
 			(spec.typ == flywheel.MetricConversion || spec.typ == flywheel.MetricRetention) && u.y > 0
 	}
-	params, changed := spec.writeArgs(d, order)
+	params, changed, days := spec.writeArgs(d, order)
+	rep.Units, rep.Days = changed, days
+	rep.lap("compute", &last)
 	written := 0
 	err = queryPrepared(ctx, tx, "flywheel_write_fold", writeFold, params, func(vals [][]byte) error {
 		tid, err := wireTID(vals[1])
@@ -359,6 +376,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 	if err != nil {
 		return nil, 0, err
 	}
+	rep.lap("write", &last)
 	return func(next int64) {
 		for _, u := range order {
 			known[u.id] = cachedUnit{tid: u.tid, variant: u.variant, state: u.state, y: u.newY, x: u.newX, num: u.nn, den: u.nd, first: u.first}
@@ -808,8 +826,9 @@ func (vs *variantSums) add(s foldSpec, sign float64, y, x, num, den float64) {
 }
 
 // writeArgs are writeFold's parameters for the fold of units, in wire
-// format (queryPrepared), and the number of unit rows it changes.
-func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (*wireParams, int) {
+// format (queryPrepared), the number of unit rows it changes and the
+// number of day rows it adds to.
+func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (p *wireParams, changed, days int) {
 	slices.SortFunc(units, func(a, b *foldUnit) int { return cmp.Compare(a.id, b.id) })
 	var (
 		latestN     int32 = math.MinInt32
@@ -906,7 +925,7 @@ func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (*wireParams, int) {
 			vCols[i] = append(vCols[i], vsums[v][i].String())
 		}
 	}
-	p := &wireParams{}
+	p = &wireParams{}
 	p.text(d.exp.Key)
 	p.text(d.metric.Key)
 	p.array(tids)
@@ -934,7 +953,7 @@ func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (*wireParams, int) {
 	for _, c := range cols[4:] {
 		p.array(c)
 	}
-	return p, n
+	return p, n, nDays
 }
 
 // numericArray is a numeric[] in PostgreSQL's text format, of decimals as

@@ -268,8 +268,12 @@ func TestAggregateUnitCopyComplete(t *testing.T) {
 		t.Errorf("copy has %d units to look up after the exposure, want 1", unknown)
 	}
 	mustWrite(t, db, buy("ucx", 14, 40), buy("uc2", 15, 1))
-	aggregateAll(t, db)
+	rep := aggregateAll(t, db)
 	verifyAggregates(t, db, r, "the unit tracked again", "agg-cust")
+	f := foldOf(t, rep, "agg-cust/revenue")
+	if f.Owners != 2 || f.Filled != 0 || f.Lookups != 1 || f.Units != 2 || f.Days != 2 {
+		t.Errorf("fold of the unit tracked again: %+v; want 2 owners, none filled, 1 looked up, 2 unit and 2 day rows written", f)
+	}
 	if n, complete, unknown := copyOf("tracked again"); n != 6 || !complete || unknown != 0 {
 		t.Errorf("copy of %d units, complete %v, %d to look up; want 6, complete, none", n, complete, unknown)
 	}
@@ -299,10 +303,11 @@ func TestAggregateUnitCopyRest(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
 		perLookup     int
-		partly, whole int // the rows copied after the first fold, and the fold after which all are
+		partly, whole int    // the rows copied after the first fold, and the fold after which all are
+		filled        [3]int // the rows each fold's fill read
 	}{
-		{"after a chunk", 3, 2, 1}, // first fold: 1 lookup of 5 left, a chunk of 2; second: 1 of 3, all
-		{"at once", 5, 5, 0},       // first fold: 1 lookup of 5 left, all
+		{"after a chunk", 3, 2, 1, [3]int{2, 3, 0}}, // first fold: 1 lookup of 5 left, a chunk of 2; second: 1 of 3, all
+		{"at once", 5, 5, 0, [3]int{5, 0, 0}},       // first fold: 1 lookup of 5 left, all
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			db := newCopyDB(t, 2, tc.perLookup)
@@ -314,8 +319,19 @@ func TestAggregateUnitCopyRest(t *testing.T) {
 				e := track(unit, "purchase", aggBase.Add(time.Duration(10+fold)*time.Hour))
 				e.Value = aggF(float64(10 * (fold + 1)))
 				mustWrite(t, db, e)
-				aggregateAll(t, db)
+				rep := aggregateAll(t, db)
 				verifyAggregates(t, db, r, fmt.Sprintf("fold %d", fold), "agg-cust")
+				// The fold's report: ucx is not in the experiment, and
+				// the copy (complete by then) says so without a lookup.
+				written := 1
+				if unit == "ucx" {
+					written = 0
+				}
+				f := foldOf(t, rep, "agg-cust/revenue")
+				if f.Owners != 1 || f.Filled != tc.filled[fold] || f.Lookups != 0 || f.Units != written || f.Days != written {
+					t.Errorf("fold %d: %+v; want 1 owner, %d rows filled, no lookup, %d unit and day rows written",
+						fold, f, tc.filled[fold], written)
+				}
 				c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue")
 				if !ok {
 					t.Fatalf("fold %d: no copy of agg-cust/revenue", fold)
@@ -331,4 +347,29 @@ func TestAggregateUnitCopyRest(t *testing.T) {
 			}
 		})
 	}
+}
+
+// foldOf returns the one fold of definition (experiment/metric) that rep
+// reports, with its steps checked: each fold reads its staged events and
+// computes, and one that wrote rows reports its write.
+func foldOf(t *testing.T, rep store.AggregateReport, definition string) store.Fold {
+	t.Helper()
+	var found []store.Fold
+	for _, f := range rep.Folds {
+		if f.Definition == definition {
+			found = append(found, f)
+		}
+	}
+	if len(found) != 1 {
+		t.Fatalf("%d folds of %s reported, want 1: %+v", len(found), definition, rep.Folds)
+	}
+	f := found[0]
+	steps := map[string]bool{}
+	for _, s := range f.Steps {
+		steps[s.Name] = true
+	}
+	if !steps["staged"] || (f.Units > 0 && !(steps["compute"] && steps["write"])) || (f.Filled > 0 && !steps["fill"]) {
+		t.Errorf("fold of %s reports the steps %+v", definition, f.Steps)
+	}
+	return f
 }

@@ -101,7 +101,9 @@ func aggregateAll(tb testing.TB, db *store.DB) store.AggregateReport {
 			continue
 		}
 		all.Queued, all.Units, all.Pairs = all.Queued+rep.Queued, all.Units+rep.Units, all.Pairs+rep.Pairs
+		all.Tracks += rep.Tracks
 		all.Rebuilt = append(all.Rebuilt, rep.Rebuilt...)
+		all.Folds = append(all.Folds, rep.Folds...)
 		all.More = all.More || rep.More
 		if !rep.More {
 			sort.Strings(all.Rebuilt)

@@ -71,6 +71,14 @@ func (g *aggregator) cycle(ctx context.Context) (more bool, err error) {
 			g.app.log.Debug("aggregation cycle", "queued", rep.Queued, "units", rep.Units, "tracks", rep.Tracks,
 				"pairs", rep.Pairs, "more", rep.More, slog.Group("steps", steps...))
 		}
+		for _, f := range rep.Folds {
+			steps := make([]any, 0, 2*len(f.Steps))
+			for _, s := range f.Steps {
+				steps = append(steps, s.Name, s.Took.Round(time.Millisecond))
+			}
+			g.app.log.Debug("aggregation fold", "definition", f.Definition, "owners", f.Owners, "filled", f.Filled,
+				"lookups", f.Lookups, "late", f.Late, "unit_rows", f.Units, "day_rows", f.Days, slog.Group("steps", steps...))
+		}
 		if len(rep.Rebuilt) > 0 {
 			g.app.log.Info("aggregates built", "definitions", rep.Rebuilt, "seconds", time.Since(start).Seconds())
 		}
