@@ -652,9 +652,13 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 			}
 			byExp[d.exp.Key] = append(byExp[d.exp.Key], d)
 		}
+		end, err := visibleEventsEnd(ctx, tx)
+		if err != nil {
+			return nil, err
+		}
 		for _, key := range order {
 			defs := byExp[key]
-			if err := collectOwned(ctx, tx, defs); err != nil {
+			if err := collectOwned(ctx, tx, defs, end); err != nil {
 				return nil, err
 			}
 			rep.lap("history", &last)

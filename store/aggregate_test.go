@@ -456,6 +456,39 @@ func TestAggregateRandomised(t *testing.T) {
 	}
 }
 
+// TestAggregatePartitioned runs rounds of random events into daily
+// partitions of events that reach weeks past the last event, as a server's
+// do: a cycle looks a unit's events up only in the partitions up to the
+// latest one holding an event (visibleEventsEnd), and the aggregates must
+// still equal a recomputation, the events of that last day included.
+func TestAggregatePartitioned(t *testing.T) {
+	ctx := context.Background()
+	db := newDB(t)
+	if _, err := db.EnsurePartitions(ctx, aggBase, 15, 30); err != nil {
+		t.Fatal(err)
+	}
+	createAggMetrics(t, db)
+	createAggExperiments(t, db, "")
+	g := newAggGen(31, "", "", 40, 40)
+	for round := range 4 {
+		for range 3 {
+			mustWrite(t, db, g.batch(50)...)
+		}
+		aggregateAll(t, db)
+		mustWrite(t, db, g.collect(6, g.link)...)
+		aggregateAll(t, db)
+		verifyAggregates(t, db, g.r, fmt.Sprintf("round %d", round), g.cust, g.dev)
+	}
+	// The scenario: every event in a daily partition, the latest of them
+	// days before the last partition.
+	if n := queryInt(t, db, `SELECT count(*) FROM events_default`); n != 0 {
+		t.Errorf("%d events in the default partition, want all in daily ones", n)
+	}
+	if n := queryInt(t, db, `SELECT count(*) FROM events WHERE ts >= $1`, aggBase.AddDate(0, 0, 20)); n != 0 {
+		t.Errorf("%d events in the last ten partitions, want them empty", n)
+	}
+}
+
 // TestAggregateFoldFails makes the folds of some definitions fail (their
 // transactions roll back, as when a process stops after a cycle staged its
 // track events): the events stay staged and pending, later cycles recompute
@@ -945,7 +978,9 @@ func TestAggregateIdempotent(t *testing.T) {
 // TestAggregateExposureGone: a unit queued again after its exposure row
 // disappeared (only erasure deletes exposures, and it clears the unit's
 // aggregates itself; this covers a cycle meeting such a unit anyway) leaves
-// the aggregates: its rows go, the variant sums lose it.
+// the aggregates: its rows go, the variant sums lose it, and so does the
+// unit copy that the folds before filled (a later event of the unit is
+// then one of a unit outside the experiment).
 func TestAggregateExposureGone(t *testing.T) {
 	ctx := context.Background()
 	db := newAggDB(t)
@@ -956,10 +991,20 @@ func TestAggregateExposureGone(t *testing.T) {
 	mustWrite(t, db, exposure("device", "d1", "agg-dev", "a", aggBase, ""), exposure("device", "d2", "agg-dev", "a", aggBase, ""),
 		buy("d1"), buy("d2"))
 	aggregateAll(t, db)
+	mustWrite(t, db, buy("d1"), buy("d2")) // folded: the copy holds both
+	aggregateAll(t, db)
+	if c, ok := store.UnitCopyForTest(db, "agg-dev", "revenue"); !ok || c.Units != 2 || !c.Complete {
+		t.Fatalf("copy of agg-dev/revenue after a fold: %+v (held %v), want both units, complete", c, ok)
+	}
 	if _, err := db.Pool().Exec(ctx, `DELETE FROM exposures WHERE unit_id = 'd1';
 		INSERT INTO agg_queue (at, unit_types, unit_ids) VALUES (now(), '{device}', '{d1}')`); err != nil {
 		t.Fatal(err)
 	}
+	aggregateAll(t, db)
+	if c, ok := store.UnitCopyForTest(db, "agg-dev", "revenue"); !ok || c.Units != 1 || len(c.Unknown) != 0 {
+		t.Errorf("copy of agg-dev/revenue after d1's exposure went: %+v (held %v), want d2 alone", c, ok)
+	}
+	mustWrite(t, db, buy("d1"), buy("d2"))
 	aggregateAll(t, db)
 	if n := queryInt(t, db, `SELECT count(*) FROM agg_units WHERE unit_id = 'd1'`); n != 0 {
 		t.Errorf("%d unit rows of d1 left, want 0", n)

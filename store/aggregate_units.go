@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // Units recomputed whole from their events, and the variant sums their
@@ -39,8 +40,9 @@ const membersByProbe = `members(owner, unit_type, unit_id, depth) AS (
 
 // collectOwned reads once, for the affected units of one experiment, the
 // track events that any of its metrics reads: the units' own, and for a
-// customer experiment those of every id linked to them.
-func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef) error {
+// customer experiment those of every id linked to them. No event the
+// cycle sees is at or after end (visibleEventsEnd).
+func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef, end pgtype.Timestamptz) error {
 	e := defs[0].exp
 	var events []string
 	lower, upper := 0, 0 // hours before and after first exposure; upper 0 = no end
@@ -72,8 +74,9 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef) error {
 	// every event, or a plan made while a partition still looked empty,
 	// costs minutes per cycle. The window's bounds are the unit's own, so
 	// each lookup reads only the partitions of its window (run-time
-	// pruning). $1 experiment, $2 unit type, $3 events, $4 hours before, $5
-	// hours after.
+	// pruning), and none after the end of the latest partition with an
+	// event ($6). $1 experiment, $2 unit type, $3 events, $4 hours before,
+	// $5 hours after.
 	upperBound := ""
 	if upper > 0 {
 		upperBound = ` AND e.ts < x.first_ts + make_interval(hours => $5)`
@@ -83,7 +86,7 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef) error {
 		CROSS JOIN LATERAL (
 		    SELECT e.ts, e.value, e.event FROM events e
 		    WHERE e.unit_type = %[2]s AND e.unit_id = %[3]s AND e.type = 'track' AND e.event = ANY($3)
-		      AND e.ts >= x.first_ts - make_interval(hours => $4)` + upperBound + notLater + ` OFFSET 0) e`
+		      AND e.ts >= x.first_ts - make_interval(hours => $4) AND e.ts < $6` + upperBound + notLater + ` OFFSET 0) e`
 	sql := `INSERT INTO a_owned
 		SELECT $1, p.unit_id, e.ts, e.value, e.event
 		FROM a_pairs p ` + fmt.Sprintf(unitEvents, "p.unit_id", "$2", "p.unit_id") + `
@@ -95,7 +98,7 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef) error {
 		FROM members m ` + fmt.Sprintf(unitEvents, "m.owner", "m.unit_type", "m.unit_id") + `
 		WHERE $2 = 'customer' AND $5 >= 0`
 	}
-	if _, err := tx.Exec(ctx, sql, e.Key, e.UnitType, events, lower, upper); err != nil {
+	if _, err := tx.Exec(ctx, sql, e.Key, e.UnitType, events, lower, upper, end); err != nil {
 		return err
 	}
 	_, err := tx.Exec(ctx, `ANALYZE a_owned`)

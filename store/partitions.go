@@ -1,12 +1,15 @@
 package store
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // partitionPrefix names the daily partitions of events: events_p20261123.
@@ -78,4 +81,68 @@ func (db *DB) DropPartitionsBefore(ctx context.Context, cutoff time.Time) ([]str
 		return dropped, translate("retention", err)
 	}
 	return dropped, nil
+}
+
+// visibleEventsEnd returns a time that every event the transaction's
+// snapshot sees is before: the end of the latest partition of events that
+// holds a visible row, or +infinity when the default partition holds one
+// (it takes any time), or -infinity when none does. The daily partitions
+// are created days ahead (EnsurePartitions), so a unit's events up to the
+// end of its metric windows would otherwise be looked up in each of the
+// empty ones (a cycle's history, collectOwned).
+func visibleEventsEnd(ctx context.Context, tx pgx.Tx) (pgtype.Timestamptz, error) {
+	rows, err := tx.Query(ctx, `SELECT c.oid::regclass::text, pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT',
+		    (regexp_match(pg_get_expr(c.relpartbound, c.oid), '\) TO \(''([^'']+)''\)$'))[1]::timestamptz
+		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		WHERE i.inhparent = 'events'::regclass`)
+	if err != nil {
+		return pgtype.Timestamptz{}, err
+	}
+	type part struct {
+		name      string
+		isDefault bool
+		end       pgtype.Timestamptz
+	}
+	parts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (p part, err error) {
+		err = r.Scan(&p.name, &p.isDefault, &p.end)
+		return p, err
+	})
+	if err != nil {
+		return pgtype.Timestamptz{}, err
+	}
+	// The default partition first, then the latest ends first: the first
+	// with a visible row decides.
+	slices.SortFunc(parts, func(a, b part) int {
+		switch {
+		case a.isDefault != b.isDefault:
+			if a.isDefault {
+				return -1
+			}
+			return 1
+		case !a.end.Valid || !b.end.Valid: // an end that did not parse: checked first, and it decides
+			return cmp.Compare(boolInt(a.end.Valid), boolInt(b.end.Valid))
+		}
+		return b.end.Time.Compare(a.end.Time)
+	})
+	for _, p := range parts {
+		var found bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ONLY `+p.name+`)`).Scan(&found); err != nil {
+			return pgtype.Timestamptz{}, err
+		}
+		if !found {
+			continue
+		}
+		if p.isDefault || !p.end.Valid {
+			return pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}, nil
+		}
+		return p.end, nil
+	}
+	return pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}, nil
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
