@@ -373,3 +373,50 @@ func foldOf(t *testing.T, rep store.AggregateReport, definition string) store.Fo
 	}
 	return f
 }
+
+// TestAggregateFoldsPruneUnitPages folds a track event of the same unit in
+// cycle after cycle. Each fold writes a new version of the unit's rows (one
+// a definition, all on one page of agg_units here); the old versions are
+// dead once the fold commits, and the next fold's write must find them
+// pruned, so that the new version fits on the same page (a HOT update, no
+// index entry). A write that reaches the rows without pruning their page
+// (a fetch by ctid) fills the page within a few dozen folds, and the rows
+// move to other pages. Nothing else reads the page meanwhile: the test
+// follows it in the copy.
+func TestAggregateFoldsPruneUnitPages(t *testing.T) {
+	db := newCopyDB(t, 0, 0)
+	// Other units on the table's pages: without them, this test passed
+	// with writes by ctid too.
+	var others []flywheel.Event
+	for i := range 3000 {
+		others = append(others, exposure("customer", fmt.Sprintf("uo%04d", i), "agg-cust", "control", aggBase.Add(time.Hour), ""))
+	}
+	mustWrite(t, db, others...)
+	aggregateAll(t, db)
+	// The page of uc0's row, from the copy: a query would read (and
+	// prune) it.
+	page := func() uint32 {
+		t.Helper()
+		p, ok := store.UnitPageForTest(db, "agg-cust", "revenue", "uc0")
+		if !ok {
+			t.Fatalf("the copy of agg-cust/revenue lacks uc0")
+		}
+		return p
+	}
+	var first uint32
+	for fold := range 80 {
+		e := track("uc0", "purchase", aggBase.Add(time.Duration(10+fold)*time.Minute))
+		e.Value = aggF(1)
+		mustWrite(t, db, e)
+		rep := aggregateAll(t, db)
+		if f := foldOf(t, rep, "agg-cust/revenue"); f.Units != 1 {
+			t.Fatalf("fold %d wrote %d unit rows of agg-cust/revenue, want 1", fold, f.Units)
+		}
+		if fold == 0 {
+			first = page()
+		} else if now := page(); now != first {
+			t.Fatalf("after %d folds, uc0's unit row moved from page %d to %d: its page was not pruned", fold+1, first, now)
+		}
+	}
+	verifyAggregates(t, db, rand.New(rand.NewPCG(7, 8)), "after the folds", "agg-cust")
+}
