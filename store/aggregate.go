@@ -113,17 +113,18 @@ type Step struct {
 var StepNames = []string{"statistics", "queue", "roots", "pairs", "history", "units", "track owners", "crossover", "build", "tracks"}
 
 // lap records the time since the previous lap (or since *last) as a step.
-func (r *AggregateReport) lap(name string, last *time.Time) {
-	now := time.Now()
-	r.Steps = append(r.Steps, Step{Name: name, Took: now.Sub(*last)})
-	*last = now
-}
+func (r *AggregateReport) lap(name string, last *time.Time) { r.Steps = lap(r.Steps, name, last) }
 
 // lap records the time since *last as a step of the fold.
-func (f *Fold) lap(name string, last *time.Time) {
+func (f *Fold) lap(name string, last *time.Time) { f.Steps = lap(f.Steps, name, last) }
+
+// lap appends the time since *last to steps as the step name, and moves
+// *last on to now.
+func lap(steps []Step, name string, last *time.Time) []Step {
 	now := time.Now()
-	f.Steps = append(f.Steps, Step{Name: name, Took: now.Sub(*last)})
+	steps = append(steps, Step{Name: name, Took: now.Sub(*last)})
 	*last = now
+	return steps
 }
 
 // aggDef is one aggregated definition: the units of an experiment (metric
