@@ -1,10 +1,8 @@
 package store
 
 import (
-	"cmp"
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -91,39 +89,29 @@ func (db *DB) DropPartitionsBefore(ctx context.Context, cutoff time.Time) ([]str
 // end of its metric windows would otherwise be looked up in each of the
 // empty ones (a cycle's history, collectOwned).
 func visibleEventsEnd(ctx context.Context, tx pgx.Tx) (pgtype.Timestamptz, error) {
-	rows, err := tx.Query(ctx, `SELECT c.oid::regclass::text, pg_get_expr(c.relpartbound, c.oid) = 'DEFAULT',
-		    (regexp_match(pg_get_expr(c.relpartbound, c.oid), '\) TO \(''([^'']+)''\)$'))[1]::timestamptz
-		FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
-		WHERE i.inhparent = 'events'::regclass`)
+	// The partitions without an end (the default one, or a bound that is
+	// not a time) first, then the latest ends first: the first with a
+	// visible row decides.
+	rows, err := tx.Query(ctx, `SELECT name, end_ts FROM (
+		    SELECT c.oid::regclass::text AS name,
+		        (regexp_match(pg_get_expr(c.relpartbound, c.oid), '\) TO \(''([^'']+)''\)$'))[1]::timestamptz AS end_ts
+		    FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+		    WHERE i.inhparent = 'events'::regclass) p
+		ORDER BY end_ts IS NOT NULL, end_ts DESC`)
 	if err != nil {
 		return pgtype.Timestamptz{}, err
 	}
 	type part struct {
-		name      string
-		isDefault bool
-		end       pgtype.Timestamptz
+		name string
+		end  pgtype.Timestamptz
 	}
 	parts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (p part, err error) {
-		err = r.Scan(&p.name, &p.isDefault, &p.end)
+		err = r.Scan(&p.name, &p.end)
 		return p, err
 	})
 	if err != nil {
 		return pgtype.Timestamptz{}, err
 	}
-	// The default partition first, then the latest ends first: the first
-	// with a visible row decides.
-	slices.SortFunc(parts, func(a, b part) int {
-		switch {
-		case a.isDefault != b.isDefault:
-			if a.isDefault {
-				return -1
-			}
-			return 1
-		case !a.end.Valid || !b.end.Valid: // an end that did not parse: checked first, and it decides
-			return cmp.Compare(boolInt(a.end.Valid), boolInt(b.end.Valid))
-		}
-		return b.end.Time.Compare(a.end.Time)
-	})
 	for _, p := range parts {
 		var found bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM ONLY `+p.name+`)`).Scan(&found); err != nil {
@@ -132,17 +120,10 @@ func visibleEventsEnd(ctx context.Context, tx pgx.Tx) (pgtype.Timestamptz, error
 		if !found {
 			continue
 		}
-		if p.isDefault || !p.end.Valid {
+		if !p.end.Valid {
 			return pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}, nil
 		}
 		return p.end, nil
 	}
 	return pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}, nil
-}
-
-func boolInt(b bool) int {
-	if b {
-		return 1
-	}
-	return 0
 }
