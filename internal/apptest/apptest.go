@@ -8,10 +8,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync"
 	"testing"
 
 	"github.com/flywheel-oss/flywheel"
@@ -45,11 +49,24 @@ func Start(tb testing.TB, cfg app.Config) *Server {
 
 // StartAt is Start listening on addr ("127.0.0.1:0" when empty): a test
 // that kills a server starts the next one on the same address.
+//
+// Without cfg.Logger, the server's warnings and errors are kept (the
+// latest logTail lines) and printed if the test fails: a failure that
+// happens only under CI's load then says what the server saw.
 func StartAt(tb testing.TB, cfg app.Config, addr string) *Server {
 	tb.Helper()
 	ctx := context.Background()
 	if cfg.DatabaseURL == "" {
 		cfg.DatabaseURL = pgtest.NewDatabase(tb)
+	}
+	if cfg.Logger == nil {
+		tail := &tailWriter{}
+		cfg.Logger = slog.New(slog.NewTextHandler(tail, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		tb.Cleanup(func() { // after the app's Close (cleanups run last first)
+			if tb.Failed() {
+				tb.Logf("the server's last warnings and errors:\n%s", tail.String())
+			}
+		})
 	}
 	a, err := app.New(ctx, cfg)
 	if err != nil {
@@ -122,4 +139,39 @@ func (s *Server) Admin(tb testing.TB, want int, method, path string, body any) [
 		tb.Fatalf("%s %s = %d, want %d: %s", method, path, res.StatusCode, want, raw)
 	}
 	return raw
+}
+
+// logTail is the most log lines a test server keeps for a failing test.
+const logTail = 200
+
+// tailWriter keeps the latest logTail lines written to it (slog writes a
+// whole line per call).
+type tailWriter struct {
+	mu      sync.Mutex
+	lines   []string
+	dropped int
+}
+
+func (w *tailWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.lines = append(w.lines, strings.TrimRight(string(p), "\n"))
+	if len(w.lines) > logTail {
+		w.dropped += len(w.lines) - logTail
+		w.lines = append(w.lines[:0], w.lines[len(w.lines)-logTail:]...)
+	}
+	return len(p), nil
+}
+
+func (w *tailWriter) String() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if len(w.lines) == 0 {
+		return "(none)"
+	}
+	s := strings.Join(w.lines, "\n")
+	if w.dropped > 0 {
+		s = fmt.Sprintf("(%d earlier lines left out)\n%s", w.dropped, s)
+	}
+	return s
 }
