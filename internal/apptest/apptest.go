@@ -50,9 +50,10 @@ func Start(tb testing.TB, cfg app.Config) *Server {
 // StartAt is Start listening on addr ("127.0.0.1:0" when empty): a test
 // that kills a server starts the next one on the same address.
 //
-// Without cfg.Logger, the server's warnings and errors are kept (the
-// latest logTail lines) and printed if the test fails: a failure that
-// happens only under CI's load then says what the server saw.
+// Without cfg.Logger, the server's log is kept from debug level (each
+// aggregation cycle's steps and folds, each request) and its latest
+// logTail lines are printed if the test fails: a failure that happens
+// only under CI's load then says what the server was doing.
 func StartAt(tb testing.TB, cfg app.Config, addr string) *Server {
 	tb.Helper()
 	ctx := context.Background()
@@ -61,10 +62,10 @@ func StartAt(tb testing.TB, cfg app.Config, addr string) *Server {
 	}
 	if cfg.Logger == nil {
 		tail := &tailWriter{}
-		cfg.Logger = slog.New(slog.NewTextHandler(tail, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		cfg.Logger = slog.New(slog.NewTextHandler(tail, &slog.HandlerOptions{Level: slog.LevelDebug}))
 		tb.Cleanup(func() { // after the app's Close (cleanups run last first)
 			if tb.Failed() {
-				tb.Logf("the server's last warnings and errors:\n%s", tail.String())
+				tb.Logf("the server's log, last lines:\n%s", tail.String())
 			}
 		})
 	}
@@ -142,7 +143,7 @@ func (s *Server) Admin(tb testing.TB, want int, method, path string, body any) [
 }
 
 // logTail is the most log lines a test server keeps for a failing test.
-const logTail = 200
+const logTail = 2000
 
 // tailWriter keeps the latest logTail lines written to it (slog writes a
 // whole line per call).
@@ -156,11 +157,18 @@ func (w *tailWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.lines = append(w.lines, strings.TrimRight(string(p), "\n"))
-	if len(w.lines) > logTail {
-		w.dropped += len(w.lines) - logTail
-		w.lines = append(w.lines[:0], w.lines[len(w.lines)-logTail:]...)
+	if len(w.lines) >= 2*logTail { // trimmed now and then, not at every line
+		w.trim()
 	}
 	return len(p), nil
+}
+
+// trim keeps the latest logTail lines (w.mu held).
+func (w *tailWriter) trim() {
+	if n := len(w.lines) - logTail; n > 0 {
+		w.dropped += n
+		w.lines = append(w.lines[:0], w.lines[n:]...)
+	}
 }
 
 func (w *tailWriter) String() string {
@@ -169,6 +177,7 @@ func (w *tailWriter) String() string {
 	if len(w.lines) == 0 {
 		return "(none)"
 	}
+	w.trim()
 	s := strings.Join(w.lines, "\n")
 	if w.dropped > 0 {
 		s = fmt.Sprintf("(%d earlier lines left out)\n%s", w.dropped, s)

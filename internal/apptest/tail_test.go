@@ -17,6 +17,7 @@ func TestTailWriter(t *testing.T) {
 		{3, "line 0", 3, ""},
 		{logTail, "line 0", logTail, ""},
 		{logTail + 50, "line 50", logTail + 1, "(50 earlier lines left out)"},
+		{5*logTail + 7, fmt.Sprintf("line %d", 4*logTail+7), logTail + 1, fmt.Sprintf("(%d earlier lines left out)", 4*logTail+7)},
 	} {
 		w := &tailWriter{}
 		for i := range c.lines {

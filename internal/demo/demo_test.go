@@ -3,6 +3,7 @@ package demo_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math"
 	"net"
 	"net/http"
@@ -10,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/flywheel-oss/flywheel/internal/app"
 	"github.com/flywheel-oss/flywheel/internal/apptest"
@@ -59,6 +62,9 @@ func TestShopAndSRM(t *testing.T) {
 	t.Logf("demo output:\n%s", out.String())
 	if err != nil {
 		t.Fatalf("Run: %v", err)
+	}
+	if rep.Pending != 0 {
+		logAggregation(t, srv.DatabaseURL)
 	}
 	if rep.Pending != 0 || rep.Accepted != rep.Events || rep.Duplicates != 0 {
 		t.Fatalf("first run: pending %d, events %d, accepted %d, duplicates %d; want 0 pending, every event accepted",
@@ -217,5 +223,55 @@ func TestRunErrors(t *testing.T) {
 	getJSON(t, srv, "/v1/experiments?status=all", &list)
 	if list.Items == nil || len(list.Items) != 0 {
 		t.Errorf("experiments after failed runs = %v, want an empty list", list.Items)
+	}
+}
+
+// logAggregation logs what the server's database shows of an aggregation
+// that has not caught up: its sessions and the locks they wait for, the
+// queue, each definition's folded cycle, the staged cycles, and the units
+// stored against those exposed. TestShopAndSRM has failed under CI's load
+// with results stuck and no warning in the server's log; this is what the
+// next such failure should say.
+func logAggregation(t *testing.T, url string) {
+	t.Helper()
+	ctx := context.Background()
+	c, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Logf("aggregation state: %v", err)
+		return
+	}
+	defer c.Close(ctx)
+	for _, q := range []string{
+		`SELECT pid, state, wait_event_type, wait_event, now() - xact_start AS in_transaction, left(query, 300)
+		 FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()`,
+		`SELECT pid, locktype, relation::regclass::text, mode FROM pg_locks WHERE NOT granted`,
+		`SELECT count(*) AS rows, sum(events) AS events, now() - min(at) AS oldest FROM agg_queue`,
+		`SELECT experiment, metric, folded_cycle, epoch FROM agg_defs ORDER BY 1, 2`,
+		`SELECT cycle, events, at FROM agg_staged_cycles ORDER BY cycle`,
+		`SELECT experiment, count(*) AS units FROM agg_units WHERE metric = '' GROUP BY 1 ORDER BY 1`,
+		`SELECT experiment, count(*) AS exposed FROM exposures GROUP BY 1 ORDER BY 1`,
+	} {
+		rows, err := c.Query(ctx, q)
+		if err != nil {
+			t.Logf("%s: %v", q, err)
+			continue
+		}
+		var lines []string
+		for rows.Next() {
+			vals, err := rows.Values()
+			if err != nil {
+				break
+			}
+			lines = append(lines, fmt.Sprint(vals))
+		}
+		if err := rows.Err(); err != nil {
+			lines = append(lines, err.Error())
+		}
+		rows.Close()
+		names := make([]string, 0, len(rows.FieldDescriptions()))
+		for _, f := range rows.FieldDescriptions() {
+			names = append(names, f.Name)
+		}
+		t.Logf("%s:\n  %s", strings.Join(names, " "), strings.Join(lines, "\n  "))
 	}
 }
