@@ -22,7 +22,6 @@ import (
 
 	"github.com/flywheel-oss/flywheel/analysis"
 	"github.com/flywheel-oss/flywheel/internal/app"
-	"github.com/flywheel-oss/flywheel/store"
 )
 
 // The sizes and targets of issue 13: how soon results count what was
@@ -615,14 +614,9 @@ func (f *freshnessDB) finish(ctx context.Context, sc *freshnessScenario, load *l
 		sc.ResultsUnits = p.samples[n-1].Units
 	}
 	// The cycle that completed the results may still be running (its
-	// definitions' folds come after the results count everything): wait
-	// for the aggregation lock, so that its figures are in.
-	if conn, err := f.a.DB.Pool().Acquire(ctx); err == nil {
-		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, store.AggregationLock); err == nil {
-			_, _ = conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, store.AggregationLock)
-		}
-		conn.Release()
-	}
+	// definitions' folds come after the results count everything), or
+	// not have recorded its figures yet: wait until it has.
+	f.a.CycleRecorded()
 	sc.Aggregator = aggSnapshot(f.reg).since(before)
 	if sc.Complete {
 		f.units = sc.ResultsUnits

@@ -66,6 +66,7 @@ type App struct {
 	// API is Handler as the API server, for CloseStreams on shutdown.
 	API      *api.Server
 	log      *slog.Logger
+	agg      *aggregator
 	migrated atomic.Bool // every migration was seen applied
 	stop     context.CancelFunc
 	wg       sync.WaitGroup
@@ -147,12 +148,12 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 			a.log.Info("pending erasures done", "erasures", n)
 		}
 	})
-	agg := newAggregator(a, cfg.Registry)
+	a.agg = newAggregator(a, cfg.Registry)
 	if cfg.AggregateEvery == 0 {
 		cfg.AggregateEvery = time.Second
 	}
 	if cfg.AggregateEvery > 0 {
-		a.loop(bg, cfg.AggregateEvery, agg.run)
+		a.loop(bg, cfg.AggregateEvery, a.agg.run)
 	}
 
 	if cfg.BanditEvery == 0 {
