@@ -68,26 +68,15 @@ CROSS JOIN LATERAL (
     WHERE d.unit_id = k.u AND d.experiment = $1 AND d.metric = $2 OFFSET 0) d`
 
 // writeFold writes what foldTracks computed for definition ($1, $2): the
-// changed unit values ($3-$7, in key order), the day rows added to ($8-$13,
-// in key order), the definition's latest day ($14), the per-variant day
+// changed unit values by ctid ($3-$7), the day rows added to ($8-$13, in
+// key order), the definition's latest day ($14), the per-variant day
 // changes ($15-$23) and the variant sums' changes ($24-$34), and returns
 // the changed units' new ctids. The cycle is the only writer of these rows
 // (the aggregation lock), and each definition writes only its own. A unit
-// row is written only if it is still the one the fold read, at the ctid
-// and with the values it read ($35-$39): a copy kept in memory (unitCache)
-// that is not, for whatever reason, makes the fold fail (and the copy be
-// dropped) instead of writing a wrong value.
-//
-// The unit rows are reached by index, one probe each, never by their
-// ctid (writeUnitsPlan): a fetch by index prunes the page of the versions
-// earlier folds left dead, a fetch by ctid does not, and with no reader in
-// between, a busy definition's pages filled up within a few folds, its
-// updates stopped being HOT (each then writing every index of agg_units,
-// on a new page), and the table and its indexes bloated until autovacuum
-// came (BENCHMARKS.md, "Unit rows written by ctid are never pruned").
-// Nor by a join: for a large fold, the planner would rather hash the
-// definition's rows, and every other definition's, from a scan of the
-// whole table.
+// row is written only if it is still the one the fold read, with the values
+// it read ($35-$39): a copy kept in memory (unitCache) that is not, for
+// whatever reason, makes the fold fail (and the copy be dropped) instead
+// of writing a wrong value.
 const writeFold = `
 WITH up AS (
     UPDATE agg_units a SET y = n.y, x = n.x, num = n.num, den = n.den
@@ -128,13 +117,6 @@ ON CONFLICT (experiment, metric, variant) DO UPDATE SET
     sumdensq = v.sumdensq + EXCLUDED.sumdensq, sumnumden = v.sumnumden + EXCLUDED.sumnumden
 )
 SELECT unit_id, ctid FROM up`
-
-// writeUnitsPlan makes writeFold reach each unit row by index
-// (a nested loop of index probes), and defaultPlans undoes it.
-const (
-	writeUnitsPlan = `SET LOCAL enable_tidscan = off; SET LOCAL enable_hashjoin = off; SET LOCAL enable_mergejoin = off`
-	defaultPlans   = `SET LOCAL enable_tidscan TO DEFAULT; SET LOCAL enable_hashjoin TO DEFAULT; SET LOCAL enable_mergejoin TO DEFAULT`
-)
 
 // decodeUnitRow decodes a row of unitRows (binary format), with its
 // variant's string from variants (filled as they come).
@@ -376,9 +358,6 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 	params, changed, days := spec.writeArgs(d, order)
 	rep.Units, rep.Days = changed, days
 	rep.lap("compute", &last)
-	if _, err := tx.Exec(ctx, writeUnitsPlan); err != nil {
-		return nil, 0, err
-	}
 	written := 0
 	err = queryPrepared(ctx, tx, "flywheel_write_fold", writeFold, params, func(vals [][]byte) error {
 		tid, err := wireTID(vals[1])
@@ -395,9 +374,6 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		err = fmt.Errorf("wrote %d of %d unit rows: they changed since they were read", written, changed)
 	}
 	if err != nil {
-		return nil, 0, err
-	}
-	if _, err := tx.Exec(ctx, defaultPlans); err != nil {
 		return nil, 0, err
 	}
 	rep.lap("write", &last)
@@ -898,8 +874,11 @@ func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (p *wireParams, changed
 			s.dayChanges(u, vdays)
 		}
 	}
-	// The changed unit rows in key order (units is), with their ctids and
-	// new values ($3-$7) and the values the fold read ($35-$39).
+	// The changed unit rows in ctid order, with their new values ($3-$7)
+	// and the values the fold read ($35-$39).
+	slices.SortFunc(changedTIDs, func(a, b *foldUnit) int {
+		return cmp.Or(cmp.Compare(a.tid.BlockNumber, b.tid.BlockNumber), cmp.Compare(a.tid.OffsetNumber, b.tid.OffsetNumber))
+	})
 	n := len(changedTIDs)
 	tids, ids := newBinArray(oidTID, n*10), newBinArray(oidText, n*16)
 	var cols [8]*binArray // ys, xs, nums, dens, then the old ones

@@ -88,17 +88,3 @@ func UnitCopyForTest(db *DB, exp, metric string) (c UnitCopy, ok bool) {
 	}
 	return UnitCopy{Epoch: d.epoch, Units: len(d.units), Complete: d.complete, Unknown: slices.Sorted(maps.Keys(d.unknown))}, true
 }
-
-// UnitPageForTest returns the heap page of the unit's row that the
-// definition's copy holds (its ctid's block), read without touching the
-// table (a read of the page may prune it).
-func UnitPageForTest(db *DB, exp, metric, unit string) (page uint32, ok bool) {
-	db.units.mu.Lock()
-	defer db.units.mu.Unlock()
-	d := db.units.defs[[2]string{exp, metric}]
-	if d == nil {
-		return 0, false
-	}
-	u, ok := d.units[unit]
-	return u.tid.BlockNumber, ok
-}
