@@ -331,12 +331,11 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 		if err != nil {
 			return err
 		}
-		changed := map[[2]string]*changedRows{} // by definition, the unit rows the cycle wrote
-		if staged, err = db.foldQueue(ctx, tx, ready, leftovers, &rep, changed); err != nil {
+		if staged, err = db.foldQueue(ctx, tx, ready, leftovers, &rep); err != nil {
 			return err
 		}
 		if rep.Pairs > 0 {
-			if recomputed, err = moveEpochs(ctx, tx, changed); err != nil {
+			if recomputed, err = moveEpochs(ctx, tx); err != nil {
 				return err
 			}
 		}
@@ -507,8 +506,7 @@ func readEvents(defs []aggDef) []string {
 
 // foldQueue takes the visible queue rows and recomputes the units they
 // name for every ready definition, and the crossover of their customers.
-func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftovers bool, rep *AggregateReport,
-	changed map[[2]string]*changedRows) (staged *stagedCycle, err error) {
+func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftovers bool, rep *AggregateReport) (staged *stagedCycle, err error) {
 	var queued bool
 	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agg_queue)`).Scan(&queued); err != nil || !queued {
 		return nil, err
@@ -664,15 +662,7 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 			}
 			rep.lap("history", &last)
 			for _, d := range defs {
-				// The rows written go to the definition's copy, if this
-				// process holds one (moveEpochs): its folds need not look
-				// them up.
-				var rows *changedRows
-				if key := [2]string{d.exp.Key, d.key()}; d.metric != nil && db.units.has(key) {
-					rows = &changedRows{}
-					changed[key] = rows
-				}
-				if err := foldUnits(ctx, tx, d, "a_pairs", "a_owned", rows); err != nil {
+				if err := foldUnits(ctx, tx, d, "a_pairs", "a_owned"); err != nil {
 					return nil, fmt.Errorf("%s/%s: %w", d.exp.Key, d.key(), err)
 				}
 			}

@@ -48,7 +48,7 @@ func (db *DB) rebuild(ctx context.Context, tx pgx.Tx, d aggDef) error {
 			return err
 		}
 	}
-	if err := foldUnits(ctx, tx, d, "b_pairs", owned, nil); err != nil {
+	if err := foldUnits(ctx, tx, d, "b_pairs", owned); err != nil {
 		return err
 	}
 	if d.metric == nil && d.exp.UnitType != "customer" {
@@ -214,5 +214,5 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) (func(
 	WHERE q.unit_ids && $2::text[]`, types, ids); err != nil {
 		return nil, err
 	}
-	return func(c *unitCache) { c.recomputed(pairs, moved, nil) }, nil
+	return func(c *unitCache) { c.recomputed(pairs, moved) }, nil
 }

@@ -1270,13 +1270,6 @@ func (c *unitCache) put(key [2]string, epoch int64, d *cachedDef) {
 	}
 }
 
-// has says whether a copy of the definition is held (at any epoch).
-func (c *unitCache) has(key [2]string) bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.defs[key] != nil
-}
-
 // forget drops the copies of definitions that no longer exist.
 func (c *unitCache) forget(keys [][2]string) {
 	c.mu.Lock()
@@ -1298,14 +1291,10 @@ func (c *unitCache) advance(key [2]string, old, next int64) {
 
 // recomputed updates the copies after a cycle that recomputed the units of
 // pairs (experiment → unit ids) whole and moved the epochs of their
-// definitions from old to new: a copy at the old epoch moves to the new
-// one, and any other is dropped. Where the cycle returned the rows it
-// wrote for the definition (changed), the copy takes them: the rows it
-// inserted or changed, and the removal of those it removed (a unit
-// recomputed without a change keeps its row, ctid and all). Otherwise the
-// copy forgets those units (a filled one marks them unknown, for its next
-// fold to look up).
-func (c *unitCache) recomputed(pairs map[string][]string, moved []epochMove, changed map[[2]string]*changedRows) {
+// definitions from old to new: a copy at the old epoch forgets those units
+// (a filled one marks them unknown) and moves to the new one; any other is
+// dropped.
+func (c *unitCache) recomputed(pairs map[string][]string, moved []epochMove) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for _, mv := range moved {
@@ -1317,19 +1306,6 @@ func (c *unitCache) recomputed(pairs map[string][]string, moved []epochMove, cha
 			delete(c.defs, mv.key)
 			continue
 		}
-		d.epoch = mv.new
-		if ch := changed[mv.key]; ch != nil {
-			for i := range ch.rows {
-				u := &ch.rows[i]
-				d.units[u.id] = u.cached()
-				delete(d.unknown, u.id)
-			}
-			for _, id := range ch.gone {
-				delete(d.units, id)
-				delete(d.unknown, id)
-			}
-			continue
-		}
 		for _, id := range pairs[mv.key[0]] {
 			delete(d.units, id)
 			if d.filling {
@@ -1339,6 +1315,7 @@ func (c *unitCache) recomputed(pairs map[string][]string, moved []epochMove, cha
 				d.unknown[id] = struct{}{}
 			}
 		}
+		d.epoch = mv.new
 	}
 }
 
@@ -1350,9 +1327,8 @@ type epochMove struct {
 
 // moveEpochs moves on, in the cycle's transaction, the epochs of the
 // definitions of the experiments whose units the cycle recomputed, and
-// returns what to tell the unit cache once the transaction commits: those
-// units, and the rows the cycle wrote for the definitions in changed.
-func moveEpochs(ctx context.Context, tx pgx.Tx, changed map[[2]string]*changedRows) (func(*unitCache), error) {
+// returns what to tell the unit cache once the transaction commits.
+func moveEpochs(ctx context.Context, tx pgx.Tx) (func(*unitCache), error) {
 	rows, err := tx.Query(ctx, `SELECT experiment, unit_id FROM a_pairs`)
 	if err != nil {
 		return nil, err
@@ -1373,7 +1349,7 @@ func moveEpochs(ctx context.Context, tx pgx.Tx, changed map[[2]string]*changedRo
 	if err != nil {
 		return nil, err
 	}
-	return func(c *unitCache) { c.recomputed(pairs, moved, changed) }, nil
+	return func(c *unitCache) { c.recomputed(pairs, moved) }, nil
 }
 
 // moveEpochsWhere moves on the epochs of the definitions in agg_defs that

@@ -157,10 +157,8 @@ WITH u AS (
         first_ts = EXCLUDED.first_ts, state = EXCLUDED.state, y = EXCLUDED.y, x = EXCLUDED.x, num = EXCLUDED.num, den = EXCLUDED.den
     WHERE (a.variant, a.first_ts, a.state, a.y, a.x, a.num, a.den)
           IS DISTINCT FROM (EXCLUDED.variant, EXCLUDED.first_ts, EXCLUDED.state, EXCLUDED.y, EXCLUDED.x, EXCLUDED.num, EXCLUDED.den)
-    RETURNING ` + unitColumns + `
 ), gone AS (
     DELETE FROM agg_units WHERE ctid = ANY(ARRAY(SELECT tid FROM old WHERE now_state = -1))
-    RETURNING unit_id
 ), od AS (
     -- The units' day rows as they were (od, with the unit's variant and
     -- state then) and as they are now (nd, with them now), matched by a
@@ -202,16 +200,7 @@ WITH u AS (
     SELECT $1::text AS experiment, $2::text AS metric, variant, state, 1 AS sign, y, x, num, den, $9::float8 AS cap, first_ts FROM new
     UNION ALL
     SELECT $1, $2, variant, state, -1, y, x, num, den, $9, first_ts FROM old
-), ` + hoursUpsert + `, ` + variantDelta + `, vars AS (` + variantInsert + `
-)
-%[3]s`
-
-// changedUnits is foldUnitsSQL's last statement when the unit rows it
-// wrote are wanted (for the unit copy, unitCache.recomputed): those it
-// inserted or changed (unitColumns), and the ids of those it removed
-// (with a NULL tid). Otherwise it returns nothing.
-const changedUnits = `SELECT * FROM up UNION ALL
-SELECT NULL, unit_id, NULL, NULL, NULL, NULL, NULL, NULL, NULL FROM gone`
+), ` + hoursUpsert + `, ` + variantUpsert
 
 // raiseMaxDay is the SQL that raises the latest day of definition ($1,
 // $2) in agg_defs to the latest of the CTE days (day) that the statement
@@ -267,10 +256,8 @@ func signedSum(expr, name string) string {
 }
 
 // variantUpsert adds the sums of variantDelta to agg_variants.
-var variantUpsert = variantDelta + "\n" + variantInsert
-
-// variantInsert adds the sums of the CTE delta to agg_variants.
-const variantInsert = `INSERT INTO agg_variants AS v (experiment, metric, variant, units, multiple, opted_out,
+var variantUpsert = variantDelta + `
+INSERT INTO agg_variants AS v (experiment, metric, variant, units, multiple, opted_out,
     sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden)
 SELECT experiment, metric, variant, units, multiple, opted_out,
     sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden
@@ -282,9 +269,8 @@ ON CONFLICT (experiment, metric, variant) DO UPDATE SET
     sumnum = v.sumnum + EXCLUDED.sumnum, sumden = v.sumden + EXCLUDED.sumden, sumnumsq = v.sumnumsq + EXCLUDED.sumnumsq,
     sumdensq = v.sumdensq + EXCLUDED.sumdensq, sumnumden = v.sumnumden + EXCLUDED.sumnumden`
 
-// foldUnits runs foldUnitsSQL for one definition. With changed, it adds
-// the unit rows the statement inserted, changed or removed to it.
-func foldUnits(ctx context.Context, tx pgx.Tx, d aggDef, pairs, owned string, changed *changedRows) error {
+// foldUnits runs foldUnitsSQL for one definition.
+func foldUnits(ctx context.Context, tx pgx.Tx, d aggDef, pairs, owned string) error {
 	from, to, events := window(d.metric)
 	var typ, num, den string
 	cuped := 0
@@ -295,35 +281,7 @@ func foldUnits(ctx context.Context, tx pgx.Tx, d aggDef, pairs, owned string, ch
 	if d.metric == nil {
 		src = `(SELECT NULL::text AS owner, NULL::timestamptz AS ts, NULL::float8 AS value, NULL::text AS event WHERE false)`
 	}
-	args := []any{d.exp.Key, d.key(), typ, events, from, to, cuped, num, d.fixedCap(), den}
-	if changed == nil {
-		_, err := tx.Exec(ctx, fmt.Sprintf(foldUnitsSQL, pairs, src, `SELECT WHERE false`), args...)
-		return err
-	}
-	rows, err := tx.Query(ctx, fmt.Sprintf(foldUnitsSQL, pairs, src, changedUnits), append([]any{pgx.QueryResultFormats{pgx.BinaryFormatCode}}, args...)...)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	variants := map[string]string{}
-	for rows.Next() {
-		vals := rows.RawValues()
-		if len(vals) == 9 && vals[0] == nil {
-			changed.gone = append(changed.gone, string(vals[1]))
-			continue
-		}
-		var u foldUnit
-		if err := u.decode(vals, variants); err != nil {
-			return fmt.Errorf("changed unit rows: %w", err)
-		}
-		changed.rows = append(changed.rows, u)
-	}
-	return rows.Err()
-}
-
-// changedRows are the unit rows of one definition that a cycle's
-// recomputation wrote: inserted or changed (rows) and removed (gone).
-type changedRows struct {
-	rows []foldUnit
-	gone []string
+	_, err := tx.Exec(ctx, fmt.Sprintf(foldUnitsSQL, pairs, src),
+		d.exp.Key, d.key(), typ, events, from, to, cuped, num, d.fixedCap(), den)
+	return err
 }
