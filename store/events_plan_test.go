@@ -37,7 +37,11 @@ func openWithConn(t *testing.T) (*DB, *pgxpool.Conn) {
 // links against tables of 20,000 rows each, with fresh statistics: each
 // NOT EXISTS must stay one index probe per row of the group, never a scan
 // of the table (as a join, PostgreSQL hashes the whole table at this
-// size, so that a group's cost grows with what is stored).
+// size, so that a group's cost grows with what is stored). Both plans are
+// checked: the one made for the group's arguments, and the generic one
+// that a connection keeps once it has run the prepared statement five
+// times (made without them: the planner cannot see how many rows the
+// arrays hold).
 func TestFoldProbesByIndex(t *testing.T) {
 	ctx := context.Background()
 	db, conn := openWithConn(t)
@@ -63,20 +67,46 @@ func TestFoldProbesByIndex(t *testing.T) {
 	for i := range accepted {
 		accepted[i] = i
 	}
-	var plan []byte
-	args := foldArgs(events, accepted)
-	rr := conn.Conn().PgConn().ExecParams(ctx, "EXPLAIN (FORMAT JSON) "+foldNew, args.values, nil, args.formats, nil)
-	for rr.NextRow() {
-		plan = append(plan, rr.Values()[0]...)
+	explain := func(sql string, args *wireParams) []byte {
+		t.Helper()
+		var plan []byte
+		var values [][]byte
+		var formats []int16
+		if args != nil {
+			values, formats = args.values, args.formats
+		}
+		rr := conn.Conn().PgConn().ExecParams(ctx, sql, values, nil, formats, nil)
+		for rr.NextRow() {
+			plan = append(plan, rr.Values()[0]...)
+		}
+		if _, err := rr.Close(); err != nil {
+			t.Fatal(err)
+		}
+		return plan
 	}
-	if _, err := rr.Close(); err != nil {
+	checkProbes(t, "custom plan", explain("EXPLAIN (FORMAT JSON) "+foldNew, foldArgs(events, accepted)))
+
+	// The generic plan: the arguments play no part in it.
+	if _, err := conn.Exec(ctx, "PREPARE fold_generic AS "+foldNew); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := conn.Exec(ctx, "SET plan_cache_mode = force_generic_plan"); err != nil {
+		t.Fatal(err)
+	}
+	nulls := strings.Repeat("NULL, ", 17) + "NULL"
+	checkProbes(t, "generic plan", explain("EXPLAIN (FORMAT JSON) EXECUTE fold_generic("+nulls+")", nil))
+}
+
+// checkProbes fails the test unless the JSON plan reads exposures and
+// aliases by index probes only.
+func checkProbes(t *testing.T, label string, plan []byte) {
+	t.Helper()
 	var tree []map[string]any
 	if err := json.Unmarshal(plan, &tree); err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", label, err)
 	}
 	probes := map[string]int{}
+	failed := false
 	var walk func(n map[string]any)
 	walk = func(n map[string]any) {
 		if rel, _ := n["Relation Name"].(string); rel == "exposures" || rel == "aliases" {
@@ -85,7 +115,8 @@ func TestFoldProbesByIndex(t *testing.T) {
 				probes[rel]++
 			case "ModifyTable":
 			default:
-				t.Errorf("%s read by %s, want index probes", rel, typ)
+				t.Errorf("%s: %s read by %s, want index probes", label, rel, typ)
+				failed = true
 			}
 		}
 		sub, _ := n["Plans"].([]any)
@@ -97,9 +128,10 @@ func TestFoldProbesByIndex(t *testing.T) {
 	}
 	walk(tree[0]["Plan"].(map[string]any))
 	if probes["exposures"] == 0 || probes["aliases"] == 0 {
-		t.Errorf("index probes %v, want exposures and aliases probed", probes)
+		t.Errorf("%s: index probes %v, want exposures and aliases probed", label, probes)
+		failed = true
 	}
-	if t.Failed() {
-		t.Logf("plan:\n%s", strings.TrimSpace(string(plan)))
+	if failed {
+		t.Logf("%s:\n%s", label, strings.TrimSpace(string(plan)))
 	}
 }
