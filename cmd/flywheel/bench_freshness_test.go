@@ -88,6 +88,11 @@ func TestBenchFreshness(t *testing.T) {
 		for _, st := range a.Steps {
 			steps[st.Name] = st.Count
 		}
+		// Cycles can fill at most the scenario's time (a cycle that began
+		// just before it counts whole, hence the margin).
+		if a.Busy <= 0 || a.Busy > 1.2 {
+			t.Errorf("%s: aggregator in cycles %.3f of the time, want a share in (0, 1.2]", name, a.Busy)
+		}
 		if a.Cycles < 1 || a.CycleMeanMs <= 0 || a.PairsPerCycle <= 0 || steps["queue"] == 0 || steps["units"] == 0 || steps["track owners"] == 0 {
 			t.Errorf("%s: aggregator = %+v, want this scenario's cycles with their queue, units and track owners steps", name, a)
 		}
@@ -157,6 +162,28 @@ func TestBenchFreshness(t *testing.T) {
 		if !strings.Contains(text.String(), want) {
 			t.Errorf("report lacks %q:\n%s", want, text.String())
 		}
+	}
+
+	// A sustained run whose aggregator never rested is flagged, whatever
+	// its trend; one with gaps between cycles is not.
+	flagged := 0
+	for _, sc := range rep.Scenarios {
+		if sc.Rate == 0 {
+			continue
+		}
+		flagged++
+		for _, busy := range []float64{0.5, 0.99} {
+			c := *sc
+			c.Aggregator.Busy = busy
+			var out bytes.Buffer
+			c.print(&out)
+			if got := strings.Contains(out.String(), "CAUTION      the aggregator ran back to back"); got != (busy >= busyLimit) {
+				t.Errorf("sustained run with the aggregator in cycles %.0f%% of the time: caution %v, want %v:\n%s", 100*busy, got, !got, out.String())
+			}
+		}
+	}
+	if flagged == 0 {
+		t.Error("no sustained run in the report to check the caution on")
 	}
 
 	wantUsageErrors(t, env(),

@@ -58,7 +58,7 @@ Usage:
                                            results from aggregates vs a recomputation, and
                                            aggregation keeping up with ingestion
   flywheel bench freshness [--scenario all|fresh300k|burst|burst1m|sustained] [--units 300000]
-                           [--burst-units 63000] [--rate 20000,50000] [--duration 60s] [--json]
+                           [--burst-units 63000] [--rate 20000,50000] [--duration 3m] [--json]
                                            how soon results count acknowledged events (issue 13)
   flywheel bench stream [--streams 1000] [--compare 100] [--changes 10] [--json]
                                            how soon a config change reaches open SDK streams,
