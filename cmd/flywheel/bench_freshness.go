@@ -77,9 +77,9 @@ func (o freshnessOptions) wants(s string) bool { return slices.Contains(o.Scenar
 // sustainedLength is the default length of a sustained run. Near its
 // limit the aggregator's cycles grow to 10-20 s, and whether the lag grows
 // is judged by the run's thirds: a minute holds too few cycles to tell a
-// start-up backlog from a lag that keeps growing (on one host a 1-minute
-// run at 50,000 events/s on 200,000 units held while 3 minutes on
-// 1,000,000 fell behind from the first third on; BENCHMARKS.md).
+// start-up backlog from a lag that keeps growing (on one host, at 50,000
+// events/s on 1,000,000 units, a 1-minute run was judged bounded and a
+// 3-minute one growing; BENCHMARKS.md, "One minute is too short").
 const sustainedLength = 3 * time.Minute
 
 // busyLimit is the aggregator's share of time in cycles from which a
