@@ -248,14 +248,8 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 	}
 	c := db.units.take(key, epoch)
 	if !c.complete {
-		lookups := 0 // the owners the copy lacks: the fill reads more the more there are
-		for id := range byOwner {
-			if _, ok := c.units[id]; !ok {
-				lookups++
-			}
-		}
 		read := c.read
-		if err := db.fillUnits(ctx, tx, d, c, lookups); err != nil {
+		if err := db.fillUnits(ctx, tx, d, c, len(byOwner)); err != nil {
 			return nil, 0, fmt.Errorf("fill the unit copy: %w", err)
 		}
 		rep.Filled = c.read - read
@@ -411,28 +405,57 @@ WHERE a.experiment = $1 AND a.metric = $2`
 WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id > $3`
 )
 
-// restPerLookup decides when a fill reads all the rows it has not read
+// restPerOwner decides when a fill reads all the rows it has not read
 // (fillRest) instead of a chunk: when they are at most this many for each
-// of the fold's lookups. A lookup costs about as much as two to seven
-// rows read in the table's order (idle and loaded machines), and each
-// later fold would look up as many again (a fold's lookups shrink with the
-// rows left), so the whole read pays for itself within two to seven folds;
-// a quiet definition, with few lookups a fold, is still filled a chunk at
-// a time.
-const restPerLookup = 16
+// of the fold's owners. A fold that fills by a chunk pays, for each owner
+// the copy lacks, its lookup (6–14 µs) and four rows read in key order
+// (3–26 µs each): 25–110 µs by the hosts measured, and each later fold
+// pays again for the owners the copy still lacks. Reading the rest in the
+// table's order costs about 1–2 µs a row, so reading all of at most 128
+// rows an owner costs one fold a few times what its chunk would, and the
+// whole fill several times less than the chunks that would follow
+// (BENCHMARKS.md, "The rest of a copy read sooner").
+//
+// The fold's owners, not its lookups, size the chunk and decide: the
+// lookups shrink with the rows left, so a rule on them would never read
+// the rest of a definition whose folds have fewer than a restPerOwner-th
+// of its rows as owners, and its chunks would shrink towards the
+// smallest, leaving the copy incomplete for hundreds of folds.
+//
+// A definition whose copy another process has dropped in this process's
+// lifetime (its cycle, fold or erasure moved the epoch on) is filled with
+// restPerOwnerShared instead: the servers may be taking turns at the
+// aggregation lock, each turn dropping the other's copies again, and a
+// whole read after each drop would cost a busy definition a second or two
+// a turn where chunks cost a fraction of that.
+const (
+	restPerOwner       = 128
+	restPerOwnerShared = 16
+)
+
+// fillStep says how a fold with owners owners fills a copy with left rows
+// not read yet: all of them (rest), or the next chunk of rows in key
+// order, four for each owner, at least 1,000 and at most most.
+// perOwner is restPerOwner or restPerOwnerShared, or what a test sets
+// (-1: never the rest).
+func fillStep(owners, left, most, perOwner int) (chunk int, rest bool) {
+	if perOwner > 0 && owners*perOwner >= left {
+		return 0, true
+	}
+	return min(max(4*owners, 1000), most), false
+}
 
 // fillUnits reads the next chunk of definition d's unit rows into its
 // copy c, at the epoch the fold read, unless the copy is complete or the
 // definition's units would not fit beside the other copies (then its folds
 // look their owners up, as without a fill). The chunk is four rows for
-// each of the fold's lookups (owners the copy lacks), at least 1,000 and
-// at most the cache's fillChunk: a quiet definition, whose few lookups
-// cost little, is not read whole each time its copy is dropped (another
-// server's cycle or erasure). A busy one, whose fold would look up at
-// least a restPerLookup-th of the rows left, reads them all at once in the
-// table's order. A row the copy holds already is the same row at the same
-// epoch, and stays.
-func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, lookups int) error {
+// each of the fold's owners, at least 1,000 and at most the cache's
+// fillChunk: a quiet definition, whose few lookups cost little, is not
+// read whole each time its copy is dropped (another server's cycle or
+// erasure). A fold with at least a restPerOwner-th of the rows left as
+// owners reads them all at once in the table's order (fillStep). A row
+// the copy holds already is the same row at the same epoch, and stays.
+func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, owners int) error {
 	if c.complete {
 		return nil
 	}
@@ -454,12 +477,15 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 	if most <= 0 {
 		most = defaultFillChunk
 	}
-	chunk := min(max(4*lookups, 1000), most)
-	perLookup := db.units.fillRest
-	if perLookup == 0 {
-		perLookup = restPerLookup
+	perOwner := db.units.fillRest
+	switch {
+	case perOwner != 0:
+	case c.shared:
+		perOwner = restPerOwnerShared
+	default:
+		perOwner = restPerOwner
 	}
-	rest := perLookup > 0 && lookups*perLookup >= c.total-c.read
+	chunk, rest := fillStep(owners, c.total-c.read, most, perOwner)
 	p := &wireParams{}
 	p.text(d.exp.Key)
 	p.text(d.metric.Key)
@@ -1183,17 +1209,20 @@ type unitCache struct {
 	defs map[[2]string]*cachedDef
 	// fillChunk is the most rows a fold reads into an incomplete copy: 0
 	// is defaultFillChunk (tests set fewer, to fill over many folds);
-	// fillRest the rows left a lookup reads all of them for: 0 is
-	// restPerLookup, -1 never.
+	// fillRest the rows left an owner reads all of them for: 0 is
+	// restPerOwner (or restPerOwnerShared), -1 never.
 	fillChunk, fillRest int
+	// shared holds the definitions whose copies another process has
+	// dropped (moved their epochs on) since this one started.
+	shared map[[2]string]bool
 }
 
 // defaultFillChunk is the most rows a fold reads into an incomplete copy
 // (fillUnits): 0.2–1.3 s of one connection by the hosts measured, so that a
-// fill spreads over several cycles instead of stalling one (a definition
-// of 1,000,000 units whose folds have too few owners to read the rest at
-// once, restPerLookup, is complete after 20 folds that each look up
-// 12,500 owners or more).
+// fill spreads over several cycles instead of stalling one. With
+// restPerOwner it bounds only the folds of large definitions: one whose
+// folds look up 12,500 owners or more reads the rest at once from
+// 1,600,000 rows left, and 50,000 rows a fold before.
 const defaultFillChunk = 50_000
 
 type cachedDef struct {
@@ -1209,6 +1238,9 @@ type cachedDef struct {
 	// the fill has read since.
 	total, read int
 	unknown     map[string]struct{}
+	// shared: another process has dropped a copy of this definition
+	// before (unitCache.shared).
+	shared bool
 }
 
 // cachedUnit is a unit row of agg_units, with its ctid.
@@ -1233,10 +1265,22 @@ func (c *unitCache) take(key [2]string, epoch int64) *cachedDef {
 	defer c.mu.Unlock()
 	d := c.defs[key]
 	delete(c.defs, key)
+	if d != nil && d.epoch != epoch {
+		c.dropped(key)
+	}
 	if d == nil || d.epoch != epoch {
-		return &cachedDef{epoch: epoch, units: map[string]cachedUnit{}}
+		return &cachedDef{epoch: epoch, units: map[string]cachedUnit{}, shared: c.shared[key]}
 	}
 	return d
+}
+
+// dropped records that another process moved definition key's epoch on
+// past this one's copy (c.mu held).
+func (c *unitCache) dropped(key [2]string) {
+	if c.shared == nil {
+		c.shared = map[[2]string]bool{}
+	}
+	c.shared[key] = true
 }
 
 // held is the units all copies hold (c.mu held).
@@ -1304,6 +1348,7 @@ func (c *unitCache) recomputed(pairs map[string][]string, moved []epochMove) {
 		}
 		if d.epoch != mv.old {
 			delete(c.defs, mv.key)
+			c.dropped(mv.key)
 			continue
 		}
 		for _, id := range pairs[mv.key[0]] {

@@ -37,7 +37,7 @@ func TestAggregateUnitCacheProcesses(t *testing.T) {
 		dbs[i] = db
 	}
 	// One copy fills three rows a fold; the other by chunks of three
-	// until a fold's lookups are half of the rows left, then all of them.
+	// until a fold's owners are half of the rows left, then all of them.
 	store.SetUnitFillForTest(dbs[1], 3, -1)
 	store.SetUnitFillForTest(dbs[0], 3, 2)
 	createAggMetrics(t, dbs[0])
@@ -280,12 +280,12 @@ func TestAggregateUnitCopyComplete(t *testing.T) {
 }
 
 // newCopyDB returns an aggregated database whose copies fill as
-// SetUnitFillForTest(chunk, restPerLookup) says, with five customers uc0
+// SetUnitFillForTest(chunk, restPerOwner) says, with five customers uc0
 // to uc4 exposed to agg-cust.
-func newCopyDB(t *testing.T, chunk, restPerLookup int) *store.DB {
+func newCopyDB(t *testing.T, chunk, restPerOwner int) *store.DB {
 	t.Helper()
 	db := newAggDB(t)
-	store.SetUnitFillForTest(db, chunk, restPerLookup)
+	store.SetUnitFillForTest(db, chunk, restPerOwner)
 	var events []flywheel.Event
 	for i := range 5 {
 		events = append(events, exposure("customer", fmt.Sprintf("uc%d", i), "agg-cust", []string{"control", "treatment"}[i%2],
@@ -302,15 +302,15 @@ func newCopyDB(t *testing.T, chunk, restPerLookup int) *store.DB {
 func TestAggregateUnitCopyRest(t *testing.T) {
 	for _, tc := range []struct {
 		name          string
-		perLookup     int
+		perOwner      int
 		partly, whole int    // the rows copied after the first fold, and the fold after which all are
 		filled        [3]int // the rows each fold's fill read
 	}{
-		{"after a chunk", 3, 2, 1, [3]int{2, 3, 0}}, // first fold: 1 lookup of 5 left, a chunk of 2; second: 1 of 3, all
-		{"at once", 5, 5, 0, [3]int{5, 0, 0}},       // first fold: 1 lookup of 5 left, all
+		{"after a chunk", 3, 2, 1, [3]int{2, 3, 0}}, // first fold: 1 owner, 5 rows left, a chunk of 2; second: 1 owner, 3 left, all
+		{"at once", 5, 5, 0, [3]int{5, 0, 0}},       // first fold: 1 owner, 5 left, all
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			db := newCopyDB(t, 2, tc.perLookup)
+			db := newCopyDB(t, 2, tc.perOwner)
 			r := rand.New(rand.NewPCG(5, 6))
 			// uc0 first (in the first chunk, were it read by chunks), then
 			// uc4 (the last in key order, never in a chunk of 2 before the
@@ -372,4 +372,73 @@ func foldOf(t *testing.T, rep store.AggregateReport, definition string) store.Fo
 		t.Errorf("fold of %s reports the steps %+v", definition, f.Steps)
 	}
 	return f
+}
+
+// TestAggregateUnitCopyShared checks the fill of a copy that another
+// process dropped: with the default rule, a fold with a 128th of the rows
+// as owners reads them all at once, but once another process has moved
+// the definition's epoch on (here by folding events of its own), this
+// process fills that definition's copy by chunks until its folds have a
+// sixteenth of the rows left as owners: servers taking turns would
+// otherwise read every row after each turn.
+func TestAggregateUnitCopyShared(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	var dbs [2]*store.DB
+	for i := range dbs {
+		db, err := store.Open(ctx, url, store.Options{MaxConns: 10})
+		if err != nil {
+			t.Fatalf("store.Open: %v", err)
+		}
+		t.Cleanup(db.Close)
+		dbs[i] = db
+		store.SetUnitFillForTest(db, 5, 0) // chunks of at most 5, the default rules
+	}
+	createAggMetrics(t, dbs[0])
+	createAggExperiments(t, dbs[0], "")
+	var events []flywheel.Event
+	for i := range 40 {
+		events = append(events, exposure("customer", fmt.Sprintf("us%02d", i), "agg-cust", []string{"control", "treatment"}[i%2],
+			aggBase.Add(time.Duration(i+1)*time.Minute), ""))
+	}
+	mustWrite(t, dbs[0], events...)
+	aggregateAll(t, dbs[0])
+	r := rand.New(rand.NewPCG(7, 8))
+	buy := func(db *store.DB, unit string, hours int) store.Fold {
+		t.Helper()
+		e := track(unit, "purchase", aggBase.Add(time.Duration(hours)*time.Hour))
+		e.Value = aggF(float64(hours))
+		mustWrite(t, db, e)
+		rep := aggregateAll(t, db)
+		verifyAggregates(t, db, r, fmt.Sprintf("%s at %d h", unit, hours), "agg-cust")
+		return foldOf(t, rep, "agg-cust/revenue")
+	}
+	copied := func(label string) (int, bool) {
+		t.Helper()
+		c, ok := store.UnitCopyForTest(dbs[0], "agg-cust", "revenue")
+		if !ok {
+			t.Fatalf("%s: no copy of agg-cust/revenue", label)
+		}
+		return c.Units, c.Complete
+	}
+	// One owner, 40 rows: at most 128 an owner, so all of them at once.
+	if f := buy(dbs[0], "us00", 10); f.Filled != 40 {
+		t.Errorf("first fill: %d rows read, want all 40", f.Filled)
+	}
+	if n, complete := copied("first fill"); n != 40 || !complete {
+		t.Errorf("after the first fill: a copy of %d units, complete %v; want 40, complete", n, complete)
+	}
+	// The other process's fold moves the epoch on past this copy.
+	buy(dbs[1], "us01", 11)
+	// Dropped by another process: 40 rows are more than 16 for one owner,
+	// so chunks of 5 until 16 or fewer are left, then those 15.
+	for fold, want := range []int{5, 5, 5, 5, 5, 15} {
+		f := buy(dbs[0], fmt.Sprintf("us%02d", 2+fold), 12+fold)
+		if f.Filled != want {
+			t.Errorf("fold %d after the drop: %d rows read, want %d", fold, f.Filled, want)
+		}
+	}
+	if n, complete := copied("after the drop"); n != 40 || !complete {
+		t.Errorf("after the drop: a copy of %d units, complete %v; want 40, complete", n, complete)
+	}
 }

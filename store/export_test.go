@@ -63,10 +63,18 @@ func DecSumForTest(terms ...float64) string {
 
 // SetUnitFillForTest sets the unit rows each fold reads into an incomplete
 // copy (0: the default), so that tests fill copies over many folds, and
-// for how many rows left a lookup has a fold read them all (0: the
+// for how many rows left an owner has a fold read them all (0: the
 // default, -1: never).
-func SetUnitFillForTest(db *DB, chunk, restPerLookup int) {
-	db.units.fillChunk, db.units.fillRest = chunk, restPerLookup
+func SetUnitFillForTest(db *DB, chunk, restPerOwner int) {
+	db.units.fillChunk, db.units.fillRest = chunk, restPerOwner
+}
+
+// FillStep is fillStep, with the default restPerOwner for perOwner 0.
+func FillStep(owners, left, most, perOwner int) (chunk int, rest bool) {
+	if perOwner == 0 {
+		perOwner = restPerOwner
+	}
+	return fillStep(owners, left, most, perOwner)
 }
 
 // UnitCopy is what the aggregator's copy of a definition holds.
