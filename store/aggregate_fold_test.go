@@ -25,17 +25,7 @@ import (
 // that folds meet copies partly filled, with units recomputed both before
 // and after where the fill has reached.
 func TestAggregateUnitCacheProcesses(t *testing.T) {
-	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	var dbs [2]*store.DB
-	for i := range dbs {
-		db, err := store.Open(ctx, url, store.Options{MaxConns: 10})
-		if err != nil {
-			t.Fatalf("store.Open: %v", err)
-		}
-		t.Cleanup(db.Close)
-		dbs[i] = db
-	}
+	dbs := twoProcesses(t)
 	// One copy fills three rows a fold; the other by chunks of three
 	// until a fold's owners are half of the rows left, then all of them.
 	store.SetUnitFillForTest(dbs[1], 3, -1)
@@ -382,16 +372,8 @@ func foldOf(t *testing.T, rep store.AggregateReport, definition string) store.Fo
 // sixteenth of the rows left as owners: servers taking turns would
 // otherwise read every row after each turn.
 func TestAggregateUnitCopyShared(t *testing.T) {
-	ctx := context.Background()
-	url := pgtest.NewDatabase(t)
-	var dbs [2]*store.DB
-	for i := range dbs {
-		db, err := store.Open(ctx, url, store.Options{MaxConns: 10})
-		if err != nil {
-			t.Fatalf("store.Open: %v", err)
-		}
-		t.Cleanup(db.Close)
-		dbs[i] = db
+	dbs := twoProcesses(t)
+	for _, db := range dbs {
 		store.SetUnitFillForTest(db, 5, 0) // chunks of at most 5, the default rules
 	}
 	createAggMetrics(t, dbs[0])
@@ -441,4 +423,21 @@ func TestAggregateUnitCopyShared(t *testing.T) {
 	if n, complete := copied("after the drop"); n != 40 || !complete {
 		t.Errorf("after the drop: a copy of %d units, complete %v; want 40, complete", n, complete)
 	}
+}
+
+// twoProcesses opens a fresh database twice, as two server processes
+// would, each store.DB with its own unit copies.
+func twoProcesses(t *testing.T) [2]*store.DB {
+	t.Helper()
+	url := pgtest.NewDatabase(t)
+	var dbs [2]*store.DB
+	for i := range dbs {
+		db, err := store.Open(context.Background(), url, store.Options{MaxConns: 10})
+		if err != nil {
+			t.Fatalf("store.Open: %v", err)
+		}
+		t.Cleanup(db.Close)
+		dbs[i] = db
+	}
+	return dbs
 }
