@@ -257,7 +257,7 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	var folds stagedFolds
 	var staged *stagedCycle         // what the cycle staged, for its folds
 	var recomputed func(*unitCache) // the units this cycle recomputed, for the unit cache
-	var dropped [][2]string         // the definitions it dropped, whose copies go too
+	var dropped [][2]string         // the definitions it dropped or rebuilt, whose copies go too
 	exps, metrics, err := db.aggregatedExperiments(ctx)
 	if err != nil {
 		return rep, err
@@ -345,6 +345,9 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 				return fmt.Errorf("build %s/%s: %w", d.exp.Key, d.key(), err)
 			}
 			rep.Rebuilt = append(rep.Rebuilt, d.exp.Key+"/"+d.key())
+			// Its copy holds the old rows: forgotten, so that the next
+			// fold does not take it for one another process made stale.
+			dropped = append(dropped, [2]string{d.exp.Key, d.key()})
 			rep.lap("build", &last)
 		}
 		folds, err = pendingFolds(ctx, tx, ready)

@@ -410,6 +410,23 @@ func TestAggregateUnitCopyShared(t *testing.T) {
 	if n, complete := copied("first fill"); n != 40 || !complete {
 		t.Errorf("after the first fill: a copy of %d units, complete %v; want 40, complete", n, complete)
 	}
+	// This process's own rebuild (the metric changed) is no drop by
+	// another: the next fold reads all the rows at once again.
+	if _, err := dbs[0].UpdateMetric(context.Background(), "revenue", func(m *flywheel.Metric) error {
+		m.WindowHours = 96
+		return nil
+	}); err != nil {
+		t.Fatalf("UpdateMetric: %v", err)
+	}
+	if rep := aggregateAll(t, dbs[0]); !slices.Contains(rep.Rebuilt, "agg-cust/revenue") {
+		t.Fatalf("rebuilt %q, want agg-cust/revenue among them", rep.Rebuilt)
+	}
+	if _, ok := store.UnitCopyForTest(dbs[0], "agg-cust", "revenue"); ok {
+		t.Error("a copy of agg-cust/revenue kept after its rebuild")
+	}
+	if f := buy(dbs[0], "us39", 10); f.Filled != 40 {
+		t.Errorf("fill after the rebuild: %d rows read, want all 40", f.Filled)
+	}
 	// The other process's fold moves the epoch on past this copy.
 	buy(dbs[1], "us01", 11)
 	// Dropped by another process: 40 rows are more than 16 for one owner,
