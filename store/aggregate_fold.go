@@ -263,7 +263,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		cu, ok := known[id]
 		if !ok {
 			// A complete copy lacks only the units not in the experiment,
-			// and those recomputed since (unknown, all looked up below).
+			// and those recomputed since (unknown).
 			if _, recomputed := c.unknown[id]; !c.complete || recomputed {
 				missing = append(missing, id)
 			}
@@ -274,13 +274,9 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		units[id] = u
 		order = append(order, u)
 	}
-	// The units recomputed since the fill read them are looked up too,
-	// owners or not, so that the copy knows them all again.
-	for id := range c.unknown {
-		if _, owner := byOwner[id]; !owner {
-			missing = append(missing, id)
-		}
-	}
+	// A unit recomputed since the fill read it is looked up once it is an
+	// owner, not before: most units a cycle recomputes are newly exposed,
+	// and most of those have no track event for a while, or ever.
 	if len(missing) > 0 {
 		slices.Sort(missing)
 		ids := newBinArray(oidText, len(missing)*16)
@@ -299,10 +295,6 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 			}
 			rep.Lookups++
 			u.events = byOwner[u.id]
-			if len(u.events) == 0 { // an unknown unit without events: into the copy as it is
-				known[u.id] = u.cached()
-				return nil
-			}
 			units[u.id] = u
 			order = append(order, u)
 			return nil
@@ -312,7 +304,9 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		}
 		rep.lap("lookups", &last)
 	}
-	c.unknown = nil      // each one looked up: in the copy now, or without a row
+	for _, id := range missing { // looked up: in the copy once recorded, or without a row
+		delete(c.unknown, id)
+	}
 	if len(order) == 0 { // no owner is in the experiment
 		return func(next int64) { db.units.put(key, next, c) }, epoch, nil
 	}

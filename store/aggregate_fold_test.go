@@ -216,8 +216,9 @@ func TestDecSum(t *testing.T) {
 // TestAggregateUnitCopyComplete fills the copies a few rows a fold until
 // they are complete, then sends track events of a unit not in the
 // experiment (a complete copy skips it without a lookup), exposes that unit
-// (the cycle recomputes it: the copy must look it up again), and tracks it
-// again: the aggregates must equal a recomputation at every step.
+// (the cycle recomputes it: the copy must look it up again, but only once
+// it has events to fold), and tracks it again: the aggregates must equal a
+// recomputation at every step.
 func TestAggregateUnitCopyComplete(t *testing.T) {
 	db := newCopyDB(t, 2, -1)
 	r := rand.New(rand.NewPCG(3, 4))
@@ -257,8 +258,18 @@ func TestAggregateUnitCopyComplete(t *testing.T) {
 	if _, _, unknown := copyOf("exposed"); unknown != 1 {
 		t.Errorf("copy has %d units to look up after the exposure, want 1", unknown)
 	}
-	mustWrite(t, db, buy("ucx", 14, 40), buy("uc2", 15, 1))
+	// Not an owner yet: not looked up, and still unknown.
+	mustWrite(t, db, buy("uc3", 13.5, 2))
 	rep := aggregateAll(t, db)
+	verifyAggregates(t, db, r, "another unit tracked", "agg-cust")
+	if f := foldOf(t, rep, "agg-cust/revenue"); f.Owners != 1 || f.Lookups != 0 || f.Units != 1 {
+		t.Errorf("fold of another unit: %+v; want 1 owner, no lookup, 1 unit row written", f)
+	}
+	if _, _, unknown := copyOf("another unit tracked"); unknown != 1 {
+		t.Errorf("copy has %d units to look up after another unit's fold, want 1", unknown)
+	}
+	mustWrite(t, db, buy("ucx", 14, 40), buy("uc2", 15, 1))
+	rep = aggregateAll(t, db)
 	verifyAggregates(t, db, r, "the unit tracked again", "agg-cust")
 	f := foldOf(t, rep, "agg-cust/revenue")
 	if f.Owners != 2 || f.Filled != 0 || f.Lookups != 1 || f.Units != 2 || f.Days != 2 {
