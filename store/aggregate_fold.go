@@ -403,12 +403,13 @@ WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id > $3`
 // (fillRest) instead of a chunk: when they are at most this many for each
 // of the fold's owners. A fold that fills by a chunk pays, for each owner
 // the copy lacks, its lookup (6–14 µs) and four rows read in key order
-// (3–26 µs each): 25–110 µs by the hosts measured, and each later fold
-// pays again for the owners the copy still lacks. Reading the rest in the
-// table's order costs about 1–2 µs a row, so reading all of at most 128
-// rows an owner costs one fold a few times what its chunk would, and the
-// whole fill several times less than the chunks that would follow
-// (BENCHMARKS.md, "The rest of a copy read sooner").
+// (3–26 µs each): about 20–120 µs by the hosts measured, and each later
+// fold pays again for the owners the copy still lacks. Reading the rest
+// in the table's order costs about 1–2 µs a row, so reading all of at
+// most 128 rows an owner costs one fold at most 130–260 µs an owner, one
+// to a dozen times what its chunk would, and the whole fill several times
+// less than the chunks that would follow (BENCHMARKS.md, "The rest of a
+// copy read sooner").
 //
 // The fold's owners, not its lookups, size the chunk and decide: the
 // lookups shrink with the rows left, so a rule on them would never read
