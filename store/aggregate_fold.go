@@ -429,11 +429,13 @@ const (
 )
 
 // fillStep says how a fold with owners owners fills a copy with left rows
-// not read yet: all of them (rest), or the next chunk of rows in key
+// not read yet: all of them (rest), once they are at most perOwner rows
+// an owner (0: restPerOwner, -1: never), or the next chunk of rows in key
 // order, four for each owner, at least 1,000 and at most most.
-// perOwner is restPerOwner or restPerOwnerShared, or what a test sets
-// (-1: never the rest).
 func fillStep(owners, left, most, perOwner int) (chunk int, rest bool) {
+	if perOwner == 0 {
+		perOwner = restPerOwner
+	}
 	if perOwner > 0 && owners*perOwner >= left {
 		return 0, true
 	}
@@ -472,13 +474,9 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 	if most <= 0 {
 		most = defaultFillChunk
 	}
-	perOwner := db.units.fillRest
-	switch {
-	case perOwner != 0:
-	case c.shared:
+	perOwner := db.units.fillRest // 0 unless a test set it
+	if perOwner == 0 && db.units.isShared([2]string{d.exp.Key, d.metric.Key}) {
 		perOwner = restPerOwnerShared
-	default:
-		perOwner = restPerOwner
 	}
 	chunk, rest := fillStep(owners, c.total-c.read, most, perOwner)
 	p := &wireParams{}
@@ -1233,9 +1231,6 @@ type cachedDef struct {
 	// the fill has read since.
 	total, read int
 	unknown     map[string]struct{}
-	// shared: another process has dropped a copy of this definition
-	// before (unitCache.shared).
-	shared bool
 }
 
 // cachedUnit is a unit row of agg_units, with its ctid.
@@ -1264,7 +1259,7 @@ func (c *unitCache) take(key [2]string, epoch int64) *cachedDef {
 		c.dropped(key)
 	}
 	if d == nil || d.epoch != epoch {
-		return &cachedDef{epoch: epoch, units: map[string]cachedUnit{}, shared: c.shared[key]}
+		return &cachedDef{epoch: epoch, units: map[string]cachedUnit{}}
 	}
 	return d
 }
@@ -1276,6 +1271,14 @@ func (c *unitCache) dropped(key [2]string) {
 		c.shared = map[[2]string]bool{}
 	}
 	c.shared[key] = true
+}
+
+// isShared says whether another process has dropped a copy of definition
+// key since this one started.
+func (c *unitCache) isShared(key [2]string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.shared[key]
 }
 
 // held is the units all copies hold (c.mu held).

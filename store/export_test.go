@@ -69,13 +69,8 @@ func SetUnitFillForTest(db *DB, chunk, restPerOwner int) {
 	db.units.fillChunk, db.units.fillRest = chunk, restPerOwner
 }
 
-// FillStep is fillStep, with the default restPerOwner for perOwner 0.
-func FillStep(owners, left, most, perOwner int) (chunk int, rest bool) {
-	if perOwner == 0 {
-		perOwner = restPerOwner
-	}
-	return fillStep(owners, left, most, perOwner)
-}
+// FillStep is fillStep.
+var FillStep = fillStep
 
 // UnitCopy is what the aggregator's copy of a definition holds.
 type UnitCopy struct {
