@@ -378,80 +378,91 @@ func (u *foldUnit) cached() cachedUnit {
 	return cachedUnit{tid: u.tid, variant: u.variant, state: u.state, y: u.y, x: u.x, num: u.num, den: u.den, first: u.first}
 }
 
-// fillFirst and fillNext read a chunk of definition ($1, $2)'s unit rows
-// for its copy, in key order: the first $3 rows, and the first $4 after
-// unit $3. The table's order decides which rows come next (Go never
-// compares ids with where the fill is); the copy only keeps where the last
-// chunk ended. Key order visits a random heap page for each row.
-//
-// fillAll and fillRest read all of the definition's rows, or those after
-// unit $3, in no order: by a bitmap scan of the key range (or a sequential
-// scan), which visits each heap page once, at several times less a row
-// (BENCHMARKS.md, "The rest of a copy in the table's order").
+// fillFrom reads the next chunk of definition ($1, $2)'s unit rows for its
+// copy: at most $5 rows after the row at ctid $3 and before ctid $4, in the
+// table's order, by a TID range scan (fillSettings). It visits each heap
+// page once, where reading in key order visits a random page for each row
+// (BENCHMARKS.md, "The rest of a copy in the table's order", "The fill in
+// the table's order, a chunk a fold"); it also reads the other
+// definitions' rows on those pages, at a fraction of the cost of a row
+// sent, and the page bound $4 keeps a chunk from crossing, in one fold,
+// all of a table whose other definitions' rows lie between this one's. A
+// bitmap scan of the definition's key range would read only its rows, but
+// it fetches every row before $3 again before skipping it, and returns a
+// HOT-updated row at its chain's first place, not at its ctid, so that a
+// chunk cut by LIMIT would not be all the rows up to its last ctid.
+// fillUnits checks the order as the rows come.
+const fillFrom = `SELECT ` + unitColumns + ` FROM agg_units a
+WHERE a.experiment = $1 AND a.metric = $2 AND a.ctid > $3 AND a.ctid < $4 LIMIT $5`
+
+// fillSettings leave fillFrom's planner only a TID range scan, in one
+// process, so that its rows come in the table's order, whatever the
+// statistics say; fillSettingsReset restores the transaction's settings
+// for the fold's other statements.
 const (
-	fillFirst = `SELECT ` + unitColumns + ` FROM agg_units a
-WHERE a.experiment = $1 AND a.metric = $2 ORDER BY a.unit_id LIMIT $3`
-	fillNext = `SELECT ` + unitColumns + ` FROM agg_units a
-WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id > $3 ORDER BY a.unit_id LIMIT $4`
-	fillAll = `SELECT ` + unitColumns + ` FROM agg_units a
-WHERE a.experiment = $1 AND a.metric = $2`
-	fillRest = `SELECT ` + unitColumns + ` FROM agg_units a
-WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id > $3`
+	fillSettings = `SET LOCAL enable_indexscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off;
+SET LOCAL max_parallel_workers_per_gather = 0`
+	fillSettingsReset = `SET LOCAL enable_indexscan TO DEFAULT; SET LOCAL enable_bitmapscan TO DEFAULT;
+SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL max_parallel_workers_per_gather TO DEFAULT`
 )
 
-// restPerOwner decides when a fill reads all the rows it has not read
-// (fillRest) instead of a chunk: when they are at most this many for each
-// of the fold's owners. A fold that fills by a chunk pays, for each owner
-// the copy lacks, its lookup (6–14 µs) and four rows read in key order
-// (3–26 µs each): about 20–120 µs by the hosts measured, and each later
-// fold pays again for the owners the copy still lacks. Reading the rest
-// in the table's order costs about 1–2 µs a row, so reading all of at
-// most 128 rows an owner costs one fold at most 130–260 µs an owner, one
-// to a dozen times what its chunk would, and the whole fill several times
-// less than the chunks that would follow (BENCHMARKS.md, "The rest of a
-// copy read sooner").
+// fillRowsPerPage sets how far a chunk may scan: a quarter of a page for
+// each row it may read (about 11 of the table's rows for each; agg_units
+// holds about 45 a page), and at least fillLeastPages pages.
+const (
+	fillRowsPerPage = 4
+	fillLeastPages  = 1_000
+)
+
+// fillPerOwner sizes a fold's chunk of an incomplete copy: this many rows
+// for each of the fold's owners, at least fillLeast and at most the
+// cache's fillChunk (defaultFillChunk). A fold that fills pays, for each
+// owner the copy lacks, its lookup (6–100 µs by the hosts measured), and
+// reads its chunk in the table's order at about 1–5 µs a row, so 128 rows
+// an owner cost one fold one to a few dozen lookups an owner, and make
+// the whole fill several times cheaper than the lookups of the folds it
+// would otherwise take (BENCHMARKS.md, "The rest of a copy read sooner").
+// A quiet definition, whose few lookups cost little, is not read whole
+// each time its copy is dropped.
 //
-// The fold's owners, not its lookups, size the chunk and decide: the
-// lookups shrink with the rows left, so a rule on them would never read
-// the rest of a definition whose folds have fewer than a restPerOwner-th
-// of its rows as owners, and its chunks would shrink towards the
-// smallest, leaving the copy incomplete for hundreds of folds.
+// The fold's owners, not its lookups, size the chunk: the lookups shrink
+// with the rows left, so a rule on them would shrink the chunks towards
+// the smallest and leave the copy incomplete for hundreds of folds.
 //
 // A definition whose copy another process has dropped in this process's
 // lifetime (its cycle, fold or erasure moved the epoch on) is filled with
-// restPerOwnerShared instead: the servers may be taking turns at the
-// aggregation lock, each turn dropping the other's copies again, and a
-// whole read after each drop would cost a busy definition a second or two
-// a turn where chunks cost a fraction of that.
+// fillPerOwnerShared instead: the servers may be taking turns at the
+// aggregation lock, each turn dropping the other's copies again, and
+// large chunks after each drop would cost a busy definition a second or
+// two a turn where small ones cost a fraction of that.
 const (
-	restPerOwner       = 128
-	restPerOwnerShared = 16
+	fillPerOwner       = 128
+	fillPerOwnerShared = 16
+	fillLeast          = 1_000
 )
 
-// fillStep says how a fold with owners owners fills a copy with left rows
-// not read yet: all of them (rest), once they are at most perOwner rows
-// an owner (0: restPerOwner, -1: never), or the next chunk of rows in key
-// order, four for each owner, at least 1,000 and at most most.
-func fillStep(owners, left, most, perOwner int) (chunk int, rest bool) {
-	if perOwner == 0 {
-		perOwner = restPerOwner
+// fillStep returns how many rows a fold with owners owners reads into an
+// incomplete copy: perOwner (0: fillPerOwner) for each owner, at least
+// least and at most most.
+func fillStep(owners, least, most, perOwner int) int {
+	if perOwner <= 0 {
+		perOwner = fillPerOwner
 	}
-	if perOwner > 0 && owners*perOwner >= left {
-		return 0, true
-	}
-	return min(max(4*owners, 1000), most), false
+	return min(max(perOwner*owners, least), most)
 }
 
 // fillUnits reads the next chunk of definition d's unit rows into its
 // copy c, at the epoch the fold read, unless the copy is complete or the
 // definition's units would not fit beside the other copies (then its folds
-// look their owners up, as without a fill). The chunk is four rows for
-// each of the fold's owners, at least 1,000 and at most the cache's
-// fillChunk: a quiet definition, whose few lookups cost little, is not
-// read whole each time its copy is dropped (another server's cycle or
-// erasure). A fold with at least a restPerOwner-th of the rows left as
-// owners reads them all at once in the table's order (fillStep). A row
-// the copy holds already is the same row at the same epoch, and stays.
+// look their owners up, as without a fill). The chunk is fillStep's rows
+// after the last the fill read, in the table's order (fillFrom), on the
+// pages fillRowsPerPage allows it; the copy is complete once a chunk ends
+// short of both bounds at the table's last page. A row the copy holds
+// already is the same row at the same epoch, and stays: a fold or a cycle
+// that moved a unit's row since the fill began has put its new row in the
+// copy, or marked the unit unknown, so rows that move behind the fill's
+// place are not lost, and those that move ahead are read again and kept
+// once.
 func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, owners int) error {
 	if c.complete {
 		return nil
@@ -470,45 +481,53 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 			c.units = make(map[string]cachedUnit, n)
 		}
 	}
-	most := db.units.fillChunk
+	least, most, perOwner := db.units.fillLeast, db.units.fillChunk, db.units.fillPerOwner // 0 unless a test set them
+	if least <= 0 {
+		least = fillLeast
+	}
 	if most <= 0 {
 		most = defaultFillChunk
 	}
-	perOwner := db.units.fillRest // 0 unless a test set it
 	if perOwner == 0 && db.units.isShared([2]string{d.exp.Key, d.metric.Key}) {
-		perOwner = restPerOwnerShared
+		perOwner = fillPerOwnerShared
 	}
-	chunk, rest := fillStep(owners, c.total-c.read, most, perOwner)
+	limit := int64(fillStep(owners, least, most, perOwner))
+	pages := db.units.fillPages // 0 unless a test set it
+	if pages <= 0 {
+		pages = max(int(limit/fillRowsPerPage), fillLeastPages)
+	}
+	if c.whole { // the rows came out of the table's order once: read them all, in any
+		c.from, limit, pages = pgtype.TID{}, math.MaxInt64, math.MaxUint32-1
+	}
+	var end int64 // the table's pages: every row the fold can see is on them
+	if err := tx.QueryRow(ctx, `SELECT pg_relation_size('agg_units') / current_setting('block_size')::int8`).Scan(&end); err != nil {
+		return err
+	}
+	// The rest of from's page, and pages more.
+	upto := pgtype.TID{BlockNumber: uint32(min(int64(c.from.BlockNumber)+1+int64(pages), end, math.MaxUint32)), Valid: true}
 	p := &wireParams{}
 	p.text(d.exp.Key)
 	p.text(d.metric.Key)
-	var name, sql string
-	switch {
-	case rest && c.after == "":
-		name, sql = "flywheel_fill_all", fillAll
-	case rest:
-		name, sql = "flywheel_fill_rest", fillRest
-		p.text(c.after)
-	case c.after == "":
-		name, sql = "flywheel_fill_first", fillFirst
-	default:
-		name, sql = "flywheel_fill_next", fillNext
-		p.text(c.after)
-	}
-	if !rest {
-		p.add(binary.BigEndian.AppendUint64(nil, uint64(chunk)), 1)
-	} else if _, err := tx.Exec(ctx, `SET LOCAL enable_indexscan = off`); err != nil {
-		return err // the table's order, even where statistics lag behind the definition's growth
+	p.add(appendTID(nil, c.from), 1)
+	p.add(appendTID(nil, upto), 1)
+	p.add(binary.BigEndian.AppendUint64(nil, uint64(limit)), 1)
+	if _, err := tx.Exec(ctx, fillSettings); err != nil {
+		return err
 	}
 	variants := map[string]string{} // each variant's string once a chunk
-	read := 0
+	var read int64
+	last, ordered := c.from, true
 	var u foldUnit // decoded into, row after row
-	err := queryPrepared(ctx, tx, name, sql, p, func(vals [][]byte) error {
+	err := queryPrepared(ctx, tx, "flywheel_fill_from", fillFrom, p, func(vals [][]byte) error {
 		if err := u.decode(vals, variants); err != nil {
 			return fmt.Errorf("unit rows: %w", err)
 		}
 		read++
-		c.after = u.id
+		if tidLess(last, u.tid) {
+			last = u.tid
+		} else {
+			ordered = false
+		}
 		if _, ok := c.units[u.id]; !ok {
 			c.units[u.id] = u.cached()
 		}
@@ -518,14 +537,30 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 	if err != nil {
 		return err
 	}
-	c.read += read
-	if rest {
-		c.complete = true
-		_, err = tx.Exec(ctx, `SET LOCAL enable_indexscan TO DEFAULT`)
-		return err
+	c.read += int(read)
+	switch {
+	case read == limit && !ordered: // where the chunk ended is not known
+		c.whole = true
+	case read == limit: // the next chunk starts after its last row
+		c.from = last
+	default: // every row before upto, in any order
+		c.complete = int64(upto.BlockNumber) >= end
+		if upto.BlockNumber > 0 {
+			c.from = pgtype.TID{BlockNumber: upto.BlockNumber - 1, OffsetNumber: math.MaxUint16, Valid: true}
+		}
 	}
-	c.complete = read < chunk
-	return nil
+	_, err = tx.Exec(ctx, fillSettingsReset)
+	return err
+}
+
+// tidLess says whether ctid a comes before b in the table's order.
+func tidLess(a, b pgtype.TID) bool {
+	return a.BlockNumber < b.BlockNumber || a.BlockNumber == b.BlockNumber && a.OffsetNumber < b.OffsetNumber
+}
+
+// appendTID appends ctid t in the binary format.
+func appendTID(b []byte, t pgtype.TID) []byte {
+	return binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint32(b, t.BlockNumber), t.OffsetNumber)
 }
 
 // stagedEvents returns the staged events after cycle folded that
@@ -1200,33 +1235,37 @@ func float8Numeric(x float64) (m int64, e int) {
 type unitCache struct {
 	mu   sync.Mutex
 	defs map[[2]string]*cachedDef
-	// fillChunk is the most rows a fold reads into an incomplete copy: 0
-	// is defaultFillChunk (tests set fewer, to fill over many folds);
-	// fillRest the rows left an owner reads all of them for: 0 is
-	// restPerOwner (or restPerOwnerShared), -1 never.
-	fillChunk, fillRest int
+	// fillLeast, fillChunk and fillPerOwner size a fold's chunk of an
+	// incomplete copy (fillStep): 0 is fillLeast, defaultFillChunk and
+	// fillPerOwner (or fillPerOwnerShared); tests set fewer, to fill over
+	// many folds.
+	fillLeast, fillChunk, fillPerOwner int
+	// fillPages, when set (tests), is the most pages a chunk scans.
+	fillPages int
 	// shared holds the definitions whose copies another process has
 	// dropped (moved their epochs on) since this one started.
 	shared map[[2]string]bool
 }
 
 // defaultFillChunk is the most rows a fold reads into an incomplete copy
-// (fillUnits): 0.2–1.3 s of one connection by the hosts measured, so that a
-// fill spreads over several cycles instead of stalling one. With
-// restPerOwner it bounds only the folds of large definitions: one whose
-// folds look up 12,500 owners or more reads the rest at once from
-// 1,600,000 rows left, and 50,000 rows a fold before.
-const defaultFillChunk = 50_000
+// (fillUnits): 0.3–1 s of one connection by the hosts measured, so that a
+// large definition's fill spreads over a few cycles instead of stalling
+// one (BENCHMARKS.md, "The fill in the table's order, a chunk a fold"):
+// the bench's definitions of 1,060,000 rows, read whole by their first
+// busy fold, stalled a cycle for 5 s on a slow host.
+const defaultFillChunk = 200_000
 
 type cachedDef struct {
 	epoch int64
 	units map[string]cachedUnit
-	// filling: the copy also holds every unit row up to after (the last
-	// unit_id the fill read, in the table's order); complete: every row,
-	// except those of unknown, the units recomputed since the fill read
-	// them (a cycle may have added, changed or removed their rows).
-	filling, complete bool
-	after             string
+	// filling: the copy also holds every unit row up to ctid from (the
+	// last row the fill read, or the end of the last page it scanned),
+	// in the table's order; complete: every row, except those of
+	// unknown, the units recomputed since the fill read them (a cycle may
+	// have added, changed or removed their rows); whole: a chunk's rows
+	// came out of the table's order, so the next chunk reads all the rows.
+	filling, complete, whole bool
+	from                     pgtype.TID
 	// total is the definition's rows when the fill began, read the rows
 	// the fill has read since.
 	total, read int

@@ -26,10 +26,10 @@ import (
 // and after where the fill has reached.
 func TestAggregateUnitCacheProcesses(t *testing.T) {
 	dbs := twoProcesses(t)
-	// One copy fills three rows a fold; the other by chunks of three
-	// until a fold's owners are half of the rows left, then all of them.
-	store.SetUnitFillForTest(dbs[1], 3, -1)
-	store.SetUnitFillForTest(dbs[0], 3, 2)
+	// One copy fills three rows a fold; the other two rows for each of
+	// the fold's owners.
+	store.SetUnitFillForTest(dbs[1], 3, 3, 0)
+	store.SetUnitFillForTest(dbs[0], 1, 1_000, 2)
 	createAggMetrics(t, dbs[0])
 	createAggExperiments(t, dbs[0], "")
 	g := newAggGen(21, "", "", 40, 40)
@@ -46,6 +46,9 @@ func TestAggregateUnitCacheProcesses(t *testing.T) {
 				last = p
 			}
 			aggregateAll(t, dbs[p])
+			if err := store.CheckUnitCopiesForTest(context.Background(), dbs[p]); err != nil {
+				t.Fatalf("round %d, process %d: %v", round, p, err)
+			}
 		}
 		if round%3 == 1 {
 			mustWrite(t, dbs[g.r.IntN(2)], g.collect(6, g.link)...)
@@ -213,14 +216,14 @@ func TestDecSum(t *testing.T) {
 	}
 }
 
-// TestAggregateUnitCopyComplete fills the copies a few rows a fold until
+// TestAggregateUnitCopyComplete fills the copies two rows a fold until
 // they are complete, then sends track events of a unit not in the
 // experiment (a complete copy skips it without a lookup), exposes that unit
 // (the cycle recomputes it: the copy must look it up again, but only once
 // it has events to fold), and tracks it again: the aggregates must equal a
 // recomputation at every step.
 func TestAggregateUnitCopyComplete(t *testing.T) {
-	db := newCopyDB(t, 2, -1)
+	db := newCopyDB(t, 2)
 	r := rand.New(rand.NewPCG(3, 4))
 	buy := func(unit string, hours float64, value float64) flywheel.Event {
 		e := track(unit, "purchase", aggBase.Add(time.Duration(hours*float64(time.Hour))))
@@ -235,12 +238,24 @@ func TestAggregateUnitCopyComplete(t *testing.T) {
 		}
 		return c.Units, c.Complete, len(c.Unknown)
 	}
-	for round := range 4 { // each fold reads 2 more of the 5 rows
-		mustWrite(t, db, buy(fmt.Sprintf("uc%d", round), 10+float64(round), 20))
+	// Each fold reads 2 more rows in the table's order, and reads again
+	// those that earlier folds moved ahead of it.
+	for round := 0; ; round++ {
+		mustWrite(t, db, buy(fmt.Sprintf("uc%d", round%5), 10+float64(round), 20))
 		aggregateAll(t, db)
 		verifyAggregates(t, db, r, fmt.Sprintf("filling, round %d", round), "agg-cust")
-		if n, complete, _ := copyOf("filling"); complete != (round >= 2) || n < min(5, 2*(round+1)) {
-			t.Errorf("round %d: copy of %d units, complete %v; want at least %d, complete from round 2", round, n, complete, min(5, 2*(round+1)))
+		if err := store.CheckUnitCopiesForTest(context.Background(), db); err != nil {
+			t.Fatalf("filling, round %d: %v", round, err)
+		}
+		n, complete, _ := copyOf("filling")
+		if n < min(5, 2*(round+1)) && !complete {
+			t.Errorf("round %d: copy of %d units; want at least %d", round, n, min(5, 2*(round+1)))
+		}
+		if complete {
+			break
+		}
+		if round == 20 {
+			t.Fatalf("copy still incomplete after %d folds", round+1)
 		}
 	}
 	// Not in the experiment: skipped by the complete copy.
@@ -281,12 +296,11 @@ func TestAggregateUnitCopyComplete(t *testing.T) {
 }
 
 // newCopyDB returns an aggregated database whose copies fill as
-// SetUnitFillForTest(chunk, restPerOwner) says, with five customers uc0
-// to uc4 exposed to agg-cust.
-func newCopyDB(t *testing.T, chunk, restPerOwner int) *store.DB {
+// chunk rows a fold, with five customers uc0 to uc4 exposed to agg-cust.
+func newCopyDB(t *testing.T, chunk int) *store.DB {
 	t.Helper()
 	db := newAggDB(t)
-	store.SetUnitFillForTest(db, chunk, restPerOwner)
+	store.SetUnitFillForTest(db, chunk, chunk, 0)
 	var events []flywheel.Event
 	for i := range 5 {
 		events = append(events, exposure("customer", fmt.Sprintf("uc%d", i), "agg-cust", []string{"control", "treatment"}[i%2],
@@ -297,57 +311,154 @@ func newCopyDB(t *testing.T, chunk, restPerOwner int) *store.DB {
 	return db
 }
 
-// TestAggregateUnitCopyRest follows a copy that a busy fold fills with all
-// the rows left at once, in the table's order: after a chunk in key order
-// (fillRest), and from the start (fillAll).
-func TestAggregateUnitCopyRest(t *testing.T) {
-	for _, tc := range []struct {
-		name          string
-		perOwner      int
-		partly, whole int    // the rows copied after the first fold, and the fold after which all are
-		filled        [3]int // the rows each fold's fill read
-	}{
-		{"after a chunk", 3, 2, 1, [3]int{2, 3, 0}}, // first fold: 1 owner, 5 rows left, a chunk of 2; second: 1 owner, 3 left, all
-		{"at once", 5, 5, 0, [3]int{5, 0, 0}},       // first fold: 1 owner, 5 left, all
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			db := newCopyDB(t, 2, tc.perOwner)
-			r := rand.New(rand.NewPCG(5, 6))
-			// uc0 first (in the first chunk, were it read by chunks), then
-			// uc4 (the last in key order, never in a chunk of 2 before the
-			// rest), then a unit outside the experiment.
-			for fold, unit := range []string{"uc0", "uc4", "ucx"} {
-				e := track(unit, "purchase", aggBase.Add(time.Duration(10+fold)*time.Hour))
-				e.Value = aggF(float64(10 * (fold + 1)))
-				mustWrite(t, db, e)
-				rep := aggregateAll(t, db)
-				verifyAggregates(t, db, r, fmt.Sprintf("fold %d", fold), "agg-cust")
-				// The fold's report: ucx is not in the experiment, and
-				// the copy (complete by then) says so without a lookup.
-				written := 1
-				if unit == "ucx" {
-					written = 0
-				}
-				f := foldOf(t, rep, "agg-cust/revenue")
-				if f.Owners != 1 || f.Filled != tc.filled[fold] || f.Lookups != 0 || f.Units != written || f.Days != written {
-					t.Errorf("fold %d: %+v; want 1 owner, %d rows filled, no lookup, %d unit and day rows written",
-						fold, f, tc.filled[fold], written)
-				}
-				c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue")
-				if !ok {
-					t.Fatalf("fold %d: no copy of agg-cust/revenue", fold)
-				}
-				wantUnits, wantComplete := tc.partly, false
-				if fold >= tc.whole {
-					wantUnits, wantComplete = 5, true
-				}
-				if c.Units != wantUnits || c.Complete != wantComplete || len(c.Unknown) != 0 {
-					t.Errorf("fold %d: copy of %d units, complete %v, %d unknown; want %d, %v, none",
-						fold, c.Units, c.Complete, len(c.Unknown), wantUnits, wantComplete)
-				}
-			}
-		})
+// TestAggregateUnitCopyMoves fills copies three rows or one page a fold,
+// in the table's order, while the folds and cycles move rows behind and ahead of
+// where the fill is: folds rewrite the rows of units the fill has read and
+// of units it has not (their new versions take the places VACUUM freed,
+// often behind the fill), and a cycle adds a unit. After every fold each
+// copy must equal the table, and the aggregates a recomputation; a last
+// fold of every unit writes through the complete copy.
+func TestAggregateUnitCopyMoves(t *testing.T) {
+	db := newAggDB(t)
+	store.SetUnitFillForTest(db, 3, 3, 0)
+	store.SetUnitFillPagesForTest(db, 1) // and a page at most
+	ctx := context.Background()
+	unit := func(i int) string { return fmt.Sprintf("um%02d", i) }
+	var events []flywheel.Event
+	for i := range 12 {
+		events = append(events, exposure("customer", unit(i), "agg-cust", []string{"control", "treatment"}[i%2],
+			aggBase.Add(time.Duration(i+1)*time.Minute), ""))
 	}
+	mustWrite(t, db, events...)
+	aggregateAll(t, db)
+	r := rand.New(rand.NewPCG(9, 10))
+	hour := 10
+	buy := func(units ...string) []flywheel.Event {
+		var evs []flywheel.Event
+		for _, u := range units {
+			e := track(u, "purchase", aggBase.Add(time.Duration(hour)*time.Hour))
+			e.Value = aggF(float64(hour))
+			evs = append(evs, e)
+		}
+		hour++
+		return evs
+	}
+	filled := 0 // the rows the revenue folds' fills read
+	for round, units := range [][]string{
+		{unit(11)},          // most likely not read yet: looked up
+		{unit(10), unit(0)}, // one not read yet, one read
+		{unit(9), unit(1), unit(11)},
+		{unit(12)}, // exposed below: the cycle adds its row, and the copy must look it up
+		{unit(8), unit(2), unit(12)},
+		{unit(7), unit(6), unit(5)},
+		{unit(4), unit(3)},
+	} {
+		if _, err := db.Pool().Exec(ctx, `VACUUM agg_units`); err != nil {
+			t.Fatalf("VACUUM: %v", err)
+		}
+		evs := buy(units...)
+		if round == 3 {
+			evs = append(evs, exposure("customer", unit(12), "agg-cust", "treatment", aggBase.Add(time.Hour), ""))
+		}
+		mustWrite(t, db, evs...)
+		for _, f := range aggregateAll(t, db).Folds { // none when the cycle recomputed the unit
+			if f.Definition == "agg-cust/revenue" {
+				filled += f.Filled
+			}
+		}
+		if err := store.CheckUnitCopiesForTest(ctx, db); err != nil {
+			t.Fatalf("round %d: %v", round, err)
+		}
+		verifyAggregates(t, db, r, fmt.Sprintf("round %d", round), "agg-cust")
+	}
+	for fold := 0; ; fold++ { // folds of a unit read, until the copy is complete
+		if c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue"); !ok || c.Complete {
+			break
+		}
+		if fold == 200 {
+			c, _ := store.UnitCopyForTest(db, "agg-cust", "revenue")
+			t.Fatalf("copy still incomplete after %d more folds: %+v, the table has %d pages", fold, c,
+				queryInt(t, db, `SELECT pg_relation_size('agg_units') / 8192`))
+		}
+		mustWrite(t, db, buy(unit(0))...)
+		filled += foldOf(t, aggregateAll(t, db), "agg-cust/revenue").Filled
+		if err := store.CheckUnitCopiesForTest(ctx, db); err != nil {
+			t.Fatalf("fold %d after the rounds: %v", fold, err)
+		}
+	}
+	if c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue"); !ok || !c.Complete || c.Units != 13 {
+		t.Errorf("the copy after the rounds: %+v, %v; want 13 units, complete", c, ok)
+	}
+	if filled <= 13 {
+		t.Errorf("the fills read %d rows: no row moved ahead of the fill, so the test does not test that", filled)
+	}
+	var all []string
+	for i := range 13 {
+		all = append(all, unit(i))
+	}
+	mustWrite(t, db, buy(all...)...)
+	rep := aggregateAll(t, db)
+	if err := store.CheckUnitCopiesForTest(ctx, db); err != nil {
+		t.Fatalf("every unit: %v", err)
+	}
+	verifyAggregates(t, db, r, "every unit", "agg-cust")
+	if f := foldOf(t, rep, "agg-cust/revenue"); f.Owners != 13 || f.Filled != 0 || f.Lookups != 0 || f.Units != 13 {
+		t.Errorf("fold of every unit: %+v; want 13 owners, none filled or looked up, 13 unit rows written", f)
+	}
+}
+
+// TestAggregateUnitCopyPages fills a copy whose rows lie on many pages,
+// a page a fold (the first fold two: the rest of the page the fill is on,
+// and one more), with room for more rows than there are: each fold must
+// end its chunk at the page bound without calling the copy complete,
+// until a chunk reaches the table's end.
+func TestAggregateUnitCopyPages(t *testing.T) {
+	db := newAggDB(t)
+	store.SetUnitFillForTest(db, 1_000, 1_000, 0)
+	store.SetUnitFillPagesForTest(db, 1)
+	ctx := context.Background()
+	var events []flywheel.Event
+	for i := range 60 {
+		events = append(events, exposure("customer", fmt.Sprintf("up%02d", i), "agg-cust", []string{"control", "treatment"}[i%2],
+			aggBase.Add(time.Duration(i+1)*time.Minute), ""))
+	}
+	mustWrite(t, db, events...)
+	aggregateAll(t, db)
+	pages := int(queryInt(t, db, `SELECT pg_relation_size('agg_units') / current_setting('block_size')::int8`))
+	if pages < 6 {
+		t.Fatalf("agg_units has %d pages; the test needs at least 6", pages)
+	}
+	r := rand.New(rand.NewPCG(11, 12))
+	folds := 0
+	for ; ; folds++ {
+		e := track(fmt.Sprintf("up%02d", folds%60), "purchase", aggBase.Add(time.Duration(10+folds)*time.Hour))
+		e.Value = aggF(float64(folds + 1))
+		mustWrite(t, db, e)
+		aggregateAll(t, db)
+		if err := store.CheckUnitCopiesForTest(ctx, db); err != nil {
+			t.Fatalf("fold %d: %v", folds, err)
+		}
+		c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue")
+		if !ok {
+			t.Fatalf("fold %d: no copy of agg-cust/revenue", folds)
+		}
+		if c.Complete {
+			if c.Units != 60 {
+				t.Errorf("fold %d: a complete copy of %d units, want 60", folds, c.Units)
+			}
+			break
+		}
+		if want := uint32(folds + 1); c.From.BlockNumber != want || c.From.OffsetNumber != 65535 {
+			t.Errorf("fold %d: the fill is at %v, want the end of page %d", folds, c.From, want)
+		}
+		if folds > pages {
+			t.Fatalf("copy still incomplete after %d folds of a table of %d pages", folds+1, pages)
+		}
+	}
+	if folds+2 < pages {
+		t.Errorf("the copy was complete after %d folds, of two pages and then one, in a table of %d", folds+1, pages)
+	}
+	verifyAggregates(t, db, r, "after the fill", "agg-cust")
 }
 
 // foldOf returns the one fold of definition (experiment/metric) that rep
@@ -376,16 +487,15 @@ func foldOf(t *testing.T, rep store.AggregateReport, definition string) store.Fo
 }
 
 // TestAggregateUnitCopyShared checks the fill of a copy that another
-// process dropped: with the default rule, a fold with a 128th of the rows
-// as owners reads them all at once, but once another process has moved
-// the definition's epoch on (here by folding events of its own), this
-// process fills that definition's copy by chunks until its folds have a
-// sixteenth of the rows left as owners: servers taking turns would
-// otherwise read every row after each turn.
+// process dropped: with the default rule, a fold reads 128 rows for each
+// of its owners, but once another process has moved the definition's
+// epoch on (here by folding events of its own), this process fills that
+// definition's copy with 16 rows an owner: servers taking turns would
+// otherwise read large chunks after each turn.
 func TestAggregateUnitCopyShared(t *testing.T) {
 	dbs := twoProcesses(t)
 	for _, db := range dbs {
-		store.SetUnitFillForTest(db, 5, 0) // chunks of at most 5, the default rules
+		store.SetUnitFillForTest(db, 1, 1_000, 0) // the default rows an owner, with no floor
 	}
 	createAggMetrics(t, dbs[0])
 	createAggExperiments(t, dbs[0], "")
@@ -414,7 +524,7 @@ func TestAggregateUnitCopyShared(t *testing.T) {
 		}
 		return c.Units, c.Complete
 	}
-	// One owner, 40 rows: at most 128 an owner, so all of them at once.
+	// One owner, 40 rows: 128 rows an owner read all of them at once.
 	if f := buy(dbs[0], "us00", 10); f.Filled != 40 {
 		t.Errorf("first fill: %d rows read, want all 40", f.Filled)
 	}
@@ -440,12 +550,18 @@ func TestAggregateUnitCopyShared(t *testing.T) {
 	}
 	// The other process's fold moves the epoch on past this copy.
 	buy(dbs[1], "us01", 11)
-	// Dropped by another process: 40 rows are more than 16 for one owner,
-	// so chunks of 5 until 16 or fewer are left, then those 15.
-	for fold, want := range []int{5, 5, 5, 5, 5, 15} {
+	// Dropped by another process: 16 rows for the one owner a fold (twice
+	// that while a chunk stays on one page), until a chunk is shorter.
+	for fold := 0; ; fold++ {
 		f := buy(dbs[0], fmt.Sprintf("us%02d", 2+fold), 12+fold)
-		if f.Filled != want {
-			t.Errorf("fold %d after the drop: %d rows read, want %d", fold, f.Filled, want)
+		if fold == 0 && f.Filled != 16 {
+			t.Errorf("first fold after the drop: %d rows read, want 16", f.Filled)
+		}
+		if _, complete := copied("after the drop"); complete {
+			break
+		}
+		if fold == 5 {
+			t.Fatalf("copy still incomplete after %d folds", fold+1)
 		}
 	}
 	if n, complete := copied("after the drop"); n != 40 || !complete {

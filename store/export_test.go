@@ -2,11 +2,13 @@ package store
 
 import (
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 // CopyTestRow is a row of TestCopyRowsMatchPgx's table.
@@ -61,13 +63,19 @@ func DecSumForTest(terms ...float64) string {
 	return s.String()
 }
 
-// SetUnitFillForTest sets the unit rows each fold reads into an incomplete
-// copy (0: the default), so that tests fill copies over many folds, and
-// for how many rows left an owner has a fold read them all (0: the
-// default, -1: never).
-func SetUnitFillForTest(db *DB, chunk, restPerOwner int) {
-	db.units.fillChunk, db.units.fillRest = chunk, restPerOwner
+// SetUnitFillForTest sizes the chunks folds read into an incomplete copy
+// (fillStep: at least least, at most most, perOwner an owner; 0: the
+// defaults), so that tests fill copies over many folds.
+func SetUnitFillForTest(db *DB, least, most, perOwner int) {
+	db.units.fillLeast, db.units.fillChunk, db.units.fillPerOwner = least, most, perOwner
 }
+
+// SetUnitFillPagesForTest sets the most pages a chunk scans (0: the
+// default, a quarter of a page a row).
+func SetUnitFillPagesForTest(db *DB, pages int) { db.units.fillPages = pages }
+
+// TIDLess is tidLess.
+var TIDLess = tidLess
 
 // FillStep is fillStep.
 var FillStep = fillStep
@@ -77,7 +85,8 @@ type UnitCopy struct {
 	Epoch    int64 // the agg_defs.epoch it is current at
 	Units    int   // unit rows
 	Complete bool
-	Unknown  []string // units to look up again, sorted
+	Unknown  []string   // units to look up again, sorted
+	From     pgtype.TID // its fill reads the rows after this ctid next
 }
 
 // UnitCopyForTest returns the aggregator's copy of definition (exp,
@@ -89,5 +98,71 @@ func UnitCopyForTest(db *DB, exp, metric string) (c UnitCopy, ok bool) {
 	if d == nil {
 		return c, false
 	}
-	return UnitCopy{Epoch: d.epoch, Units: len(d.units), Complete: d.complete, Unknown: slices.Sorted(maps.Keys(d.unknown))}, true
+	return UnitCopy{Epoch: d.epoch, Units: len(d.units), Complete: d.complete, Unknown: slices.Sorted(maps.Keys(d.unknown)),
+		From: d.from}, true
+}
+
+// CheckUnitCopiesForTest compares each of the aggregator's copies with
+// agg_units: each unit a copy holds must have that row, at that ctid,
+// with those values, and a complete copy must hold every row of its
+// definition but those of its unknown units. A copy behind its
+// definition's epoch is skipped: the next fold drops it. It returns the
+// first difference.
+func CheckUnitCopiesForTest(ctx context.Context, db *DB) error {
+	db.units.mu.Lock()
+	defer db.units.mu.Unlock()
+	for key, d := range db.units.defs {
+		if err := checkUnitCopy(ctx, db, key, d); err != nil {
+			return fmt.Errorf("copy of %s/%s: %w", key[0], key[1], err)
+		}
+	}
+	return nil
+}
+
+func checkUnitCopy(ctx context.Context, db *DB, key [2]string, d *cachedDef) error {
+	var epoch int64
+	if err := db.pool.QueryRow(ctx, `SELECT epoch FROM agg_defs WHERE experiment = $1 AND metric = $2`, key[0], key[1]).Scan(&epoch); err != nil {
+		return err
+	}
+	if epoch != d.epoch {
+		return nil // another process moved on: the copy is dropped when a fold takes it
+	}
+	rows, err := db.pool.Query(ctx, `SELECT `+unitColumns+` FROM agg_units a WHERE a.experiment = $1 AND a.metric = $2`, key[0], key[1])
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	table := map[string]cachedUnit{}
+	for rows.Next() {
+		var u foldUnit
+		if err := rows.Scan(&u.tid, &u.id, &u.variant, &u.state, &u.y, &u.x, &u.num, &u.den, &u.first); err != nil {
+			return err
+		}
+		table[u.id] = u.cached()
+	}
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for id, cu := range d.units {
+		row, ok := table[id]
+		switch {
+		case !ok:
+			return fmt.Errorf("the copy holds %s, which has no row", id)
+		case row.tid != cu.tid:
+			return fmt.Errorf("the copy holds %s at %v, its row is at %v", id, cu.tid, row.tid)
+		case row.variant != cu.variant || row.state != cu.state || row.y != cu.y || row.x != cu.x || row.num != cu.num ||
+			row.den != cu.den || !row.first.Equal(cu.first):
+			return fmt.Errorf("the copy holds %s as %+v, its row is %+v", id, cu, row)
+		}
+	}
+	if d.complete {
+		for id := range table {
+			_, held := d.units[id]
+			_, unknown := d.unknown[id]
+			if !held && !unknown {
+				return fmt.Errorf("the complete copy lacks %s", id)
+			}
+		}
+	}
+	return nil
 }
