@@ -406,11 +406,17 @@ SET LOCAL max_parallel_workers_per_gather = 0`
 SET LOCAL enable_seqscan TO DEFAULT; SET LOCAL max_parallel_workers_per_gather TO DEFAULT`
 )
 
-// fillRowsPerPage sets how far a chunk may scan: a quarter of a page for
-// each row it may read (about 11 of the table's rows for each; agg_units
-// holds about 45 a page), and at least fillLeastPages pages.
+// fillRowsPerPage sets how far a chunk may scan: a 16th of a page for
+// each row it may read (about 3 of the table's rows for each; agg_units
+// holds about 43 a page), and at least fillLeastPages pages. Crossing
+// other definitions' pages costs about 1–2.5 µs a row under load: with a
+// quarter of a page a row, the bench's definitions, built one after the
+// other, crossed 23,000 and 46,000 pages in their first folds, 2.5–3.1 s
+// on a slow host; with a 16th, a chunk of 200,000 rows crosses at most
+// 12,500, and each fold's fill took 0.25–0.44 s there (BENCHMARKS.md,
+// "The fill in the table's order, a chunk a fold").
 const (
-	fillRowsPerPage = 4
+	fillRowsPerPage = 16
 	fillLeastPages  = 1_000
 )
 
@@ -456,13 +462,13 @@ func fillStep(owners, least, most, perOwner int) int {
 // definition's units would not fit beside the other copies (then its folds
 // look their owners up, as without a fill). The chunk is fillStep's rows
 // after the last the fill read, in the table's order (fillFrom), on the
-// pages fillRowsPerPage allows it; the copy is complete once a chunk ends
-// short of both bounds at the table's last page. A row the copy holds
-// already is the same row at the same epoch, and stays: a fold or a cycle
-// that moved a unit's row since the fill began has put its new row in the
-// copy, or marked the unit unknown, so rows that move behind the fill's
-// place are not lost, and those that move ahead are read again and kept
-// once.
+// pages fillRowsPerPage allows it; the copy is complete once a chunk
+// whose pages reach the table's end reads fewer rows than it may. A row
+// the copy holds already is the same row at the same epoch, and stays: a
+// fold or a cycle that moved a unit's row since the fill began has put its
+// new row in the copy, or marked the unit unknown, so rows that move
+// behind the fill's place are not lost, and those that move ahead are read
+// again and kept once.
 func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, owners int) error {
 	if c.complete {
 		return nil

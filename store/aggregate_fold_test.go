@@ -312,12 +312,13 @@ func newCopyDB(t *testing.T, chunk int) *store.DB {
 }
 
 // TestAggregateUnitCopyMoves fills copies three rows or one page a fold,
-// in the table's order, while the folds and cycles move rows behind and ahead of
-// where the fill is: folds rewrite the rows of units the fill has read and
-// of units it has not (their new versions take the places VACUUM freed,
-// often behind the fill), and a cycle adds a unit. After every fold each
-// copy must equal the table, and the aggregates a recomputation; a last
-// fold of every unit writes through the complete copy.
+// in the table's order, while folds and cycles move rows around where the
+// fill is: folds rewrite the rows of units the fill has read and of units
+// it has not (a VACUUM before each frees places their new versions may
+// take), and a cycle adds a unit. After every fold each copy must equal
+// the table, and the aggregates a recomputation; the fills must have read
+// some row again (one that moved ahead of them), and a last fold of every
+// unit writes through the complete copy.
 func TestAggregateUnitCopyMoves(t *testing.T) {
 	db := newAggDB(t)
 	store.SetUnitFillForTest(db, 3, 3, 0)
