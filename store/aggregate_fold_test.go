@@ -301,14 +301,22 @@ func newCopyDB(t *testing.T, chunk int) *store.DB {
 	t.Helper()
 	db := newAggDB(t)
 	store.SetUnitFillForTest(db, chunk, chunk, 0)
+	exposeCustomers(t, db, "uc%d", 5, time.Hour)
+	return db
+}
+
+// exposeCustomers exposes n customers (named by format from their number)
+// to agg-cust, a step apart, alternating control and treatment, and
+// aggregates them.
+func exposeCustomers(t *testing.T, db *store.DB, format string, n int, step time.Duration) {
+	t.Helper()
 	var events []flywheel.Event
-	for i := range 5 {
-		events = append(events, exposure("customer", fmt.Sprintf("uc%d", i), "agg-cust", []string{"control", "treatment"}[i%2],
-			aggBase.Add(time.Duration(i+1)*time.Hour), ""))
+	for i := range n {
+		events = append(events, exposure("customer", fmt.Sprintf(format, i), "agg-cust", []string{"control", "treatment"}[i%2],
+			aggBase.Add(time.Duration(i+1)*step), ""))
 	}
 	mustWrite(t, db, events...)
 	aggregateAll(t, db)
-	return db
 }
 
 // TestAggregateUnitCopyMoves fills copies three rows or one page a fold,
@@ -325,13 +333,7 @@ func TestAggregateUnitCopyMoves(t *testing.T) {
 	store.SetUnitFillPagesForTest(db, 1) // and a page at most
 	ctx := context.Background()
 	unit := func(i int) string { return fmt.Sprintf("um%02d", i) }
-	var events []flywheel.Event
-	for i := range 12 {
-		events = append(events, exposure("customer", unit(i), "agg-cust", []string{"control", "treatment"}[i%2],
-			aggBase.Add(time.Duration(i+1)*time.Minute), ""))
-	}
-	mustWrite(t, db, events...)
-	aggregateAll(t, db)
+	exposeCustomers(t, db, "um%02d", 12, time.Minute)
 	r := rand.New(rand.NewPCG(9, 10))
 	hour := 10
 	buy := func(units ...string) []flywheel.Event {
@@ -418,13 +420,7 @@ func TestAggregateUnitCopyPages(t *testing.T) {
 	store.SetUnitFillForTest(db, 1_000, 1_000, 0)
 	store.SetUnitFillPagesForTest(db, 1)
 	ctx := context.Background()
-	var events []flywheel.Event
-	for i := range 60 {
-		events = append(events, exposure("customer", fmt.Sprintf("up%02d", i), "agg-cust", []string{"control", "treatment"}[i%2],
-			aggBase.Add(time.Duration(i+1)*time.Minute), ""))
-	}
-	mustWrite(t, db, events...)
-	aggregateAll(t, db)
+	exposeCustomers(t, db, "up%02d", 60, time.Minute)
 	pages := int(queryInt(t, db, `SELECT pg_relation_size('agg_units') / current_setting('block_size')::int8`))
 	if pages < 6 {
 		t.Fatalf("agg_units has %d pages; the test needs at least 6", pages)
@@ -500,13 +496,7 @@ func TestAggregateUnitCopyShared(t *testing.T) {
 	}
 	createAggMetrics(t, dbs[0])
 	createAggExperiments(t, dbs[0], "")
-	var events []flywheel.Event
-	for i := range 40 {
-		events = append(events, exposure("customer", fmt.Sprintf("us%02d", i), "agg-cust", []string{"control", "treatment"}[i%2],
-			aggBase.Add(time.Duration(i+1)*time.Minute), ""))
-	}
-	mustWrite(t, dbs[0], events...)
-	aggregateAll(t, dbs[0])
+	exposeCustomers(t, dbs[0], "us%02d", 40, time.Minute)
 	r := rand.New(rand.NewPCG(7, 8))
 	buy := func(db *store.DB, unit string, hours int) store.Fold {
 		t.Helper()
