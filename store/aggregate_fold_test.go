@@ -541,8 +541,9 @@ func TestAggregateUnitCopyShared(t *testing.T) {
 	}
 	// The other process's fold moves the epoch on past this copy.
 	buy(dbs[1], "us01", 11)
-	// Dropped by another process: 16 rows for the one owner a fold (twice
-	// that while a chunk stays on one page), until a chunk is shorter.
+	// Dropped by another process: 16 rows for the one owner a fold (rows
+	// that folds moved ahead of the fill are read again), until a chunk is
+	// shorter.
 	for fold := 0; ; fold++ {
 		f := buy(dbs[0], fmt.Sprintf("us%02d", 2+fold), 12+fold)
 		if fold == 0 && f.Filled != 16 {
