@@ -10,7 +10,8 @@ import (
 
 // TestFillStep checks how many rows a fold reads into an incomplete unit
 // copy: 128 (the default) or the given rows an owner, at least the least
-// and at most the most, whatever is left to read.
+// and at most the most (1,000 and 200,000 by default), whatever is left
+// to read.
 func TestFillStep(t *testing.T) {
 	for _, tc := range []struct {
 		name                          string
@@ -23,6 +24,9 @@ func TestFillStep(t *testing.T) {
 		{"a shared copy, 16 an owner", 1_000, 1_000, 200_000, 16, 16_000},
 		{"tests: chunks of 2", 100, 2, 2, 0, 2},
 		{"tests: the owners decide between least and most", 2, 1, 1_000, 16, 32},
+		{"the defaults: 128 an owner, 1,000 to 200,000", 10, 0, 0, 0, 1_280},
+		{"the defaults' most", 5_000, 0, 0, 0, 200_000},
+		{"the defaults' least", 1, 0, 0, 0, 1_000},
 	} {
 		if chunk := store.FillStep(tc.owners, tc.least, tc.most, tc.perOwner); chunk != tc.chunk {
 			t.Errorf("%s: FillStep(%d owners, least %d, most %d, %d an owner) = %d; want %d",

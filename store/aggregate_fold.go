@@ -448,11 +448,17 @@ const (
 )
 
 // fillStep returns how many rows a fold with owners owners reads into an
-// incomplete copy: perOwner (0: fillPerOwner) for each owner, at least
-// least and at most most.
+// incomplete copy: perOwner for each owner, at least least and at most
+// most (0: fillPerOwner, fillLeast and defaultFillChunk).
 func fillStep(owners, least, most, perOwner int) int {
 	if perOwner <= 0 {
 		perOwner = fillPerOwner
+	}
+	if least <= 0 {
+		least = fillLeast
+	}
+	if most <= 0 {
+		most = defaultFillChunk
 	}
 	return min(max(perOwner*owners, least), most)
 }
@@ -482,22 +488,16 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 		if !db.units.room(int(n) + int(n)/8) { // and room for the units it gains meanwhile
 			return nil
 		}
-		c.filling, c.total = true, int(n)
+		c.filling = true
 		if len(c.units) == 0 { // room for the rows to come
 			c.units = make(map[string]cachedUnit, n)
 		}
 	}
-	least, most, perOwner := db.units.fillLeast, db.units.fillChunk, db.units.fillPerOwner // 0 unless a test set them
-	if least <= 0 {
-		least = fillLeast
-	}
-	if most <= 0 {
-		most = defaultFillChunk
-	}
+	perOwner := db.units.fillPerOwner // 0 unless a test set it, as the others
 	if perOwner == 0 && db.units.isShared([2]string{d.exp.Key, d.metric.Key}) {
 		perOwner = fillPerOwnerShared
 	}
-	limit := int64(fillStep(owners, least, most, perOwner))
+	limit := int64(fillStep(owners, db.units.fillLeast, db.units.fillChunk, perOwner))
 	pages := db.units.fillPages // 0 unless a test set it
 	if pages <= 0 {
 		pages = max(int(limit/fillRowsPerPage), fillLeastPages)
@@ -562,11 +562,6 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 // tidLess says whether ctid a comes before b in the table's order.
 func tidLess(a, b pgtype.TID) bool {
 	return a.BlockNumber < b.BlockNumber || a.BlockNumber == b.BlockNumber && a.OffsetNumber < b.OffsetNumber
-}
-
-// appendTID appends ctid t in the binary format.
-func appendTID(b []byte, t pgtype.TID) []byte {
-	return binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint32(b, t.BlockNumber), t.OffsetNumber)
 }
 
 // stagedEvents returns the staged events after cycle folded that
@@ -1272,10 +1267,9 @@ type cachedDef struct {
 	// came out of the table's order, so the next chunk reads all the rows.
 	filling, complete, whole bool
 	from                     pgtype.TID
-	// total is the definition's rows when the fill began, read the rows
-	// the fill has read since.
-	total, read int
-	unknown     map[string]struct{}
+	// read: the rows the fill has read, for the folds' reports.
+	read    int
+	unknown map[string]struct{}
 }
 
 // cachedUnit is a unit row of agg_units, with its ctid.

@@ -171,10 +171,13 @@ func (a *binArray) float8(v float64) {
 
 // tid appends a row's ctid: its block, then its offset.
 func (a *binArray) tid(t pgtype.TID) {
-	a.b = binary.BigEndian.AppendUint32(a.b, 6)
-	a.b = binary.BigEndian.AppendUint32(a.b, t.BlockNumber)
-	a.b = binary.BigEndian.AppendUint16(a.b, t.OffsetNumber)
+	a.b = appendTID(binary.BigEndian.AppendUint32(a.b, 6), t)
 	a.elems++
+}
+
+// appendTID appends ctid t in the binary format.
+func appendTID(b []byte, t pgtype.TID) []byte {
+	return binary.BigEndian.AppendUint16(binary.BigEndian.AppendUint32(b, t.BlockNumber), t.OffsetNumber)
 }
 
 // date appends a UTC day, given in days since 1970-01-01 (dayNumber).
