@@ -469,7 +469,8 @@ func fillStep(owners, least, most, perOwner int) int {
 // look their owners up, as without a fill). The chunk is fillStep's rows
 // after the last the fill read, in the table's order (fillFrom), on the
 // pages fillRowsPerPage allows it; the copy is complete once a chunk
-// whose pages reach the table's end reads fewer rows than it may. A row
+// whose pages reach the table's end, as it was at the fill's first chunk,
+// reads fewer rows than it may. A row
 // the copy holds already is the same row at the same epoch, and stays: a
 // fold or a cycle that moved a unit's row since the fill began has put its
 // new row in the copy, or marked the unit unknown, so rows that move
@@ -488,7 +489,7 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 		if !db.units.room(int(n) + int(n)/8) { // and room for the units it gains meanwhile
 			return nil
 		}
-		c.filling = true
+		c.filling, c.pages = true, -1
 		if len(c.units) == 0 { // room for the rows to come
 			c.units = make(map[string]cachedUnit, n)
 		}
@@ -509,6 +510,16 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 	if err := tx.QueryRow(ctx, `SELECT pg_relation_size('agg_units') / current_setting('block_size')::int8`).Scan(&end); err != nil {
 		return err
 	}
+	if c.pages < 0 { // the fill's first chunk
+		c.pages = end
+	}
+	// A row after the table's end at the fill's first chunk was written
+	// since, by this process (in the copy, or unknown) or by another
+	// (which moved the epoch on, and dropped the copy): at 50,000 events/s
+	// the folds move as many rows to the table's end as a chunk reads, and
+	// a fill that followed them would never end (BENCHMARKS.md, "The fill
+	// ends at the table's end when it began").
+	end = min(end, c.pages)
 	// The rest of from's page, and pages more.
 	upto := pgtype.TID{BlockNumber: uint32(min(int64(c.from.BlockNumber)+1+int64(pages), end, math.MaxUint32)), Valid: true}
 	p := &wireParams{}
@@ -1267,6 +1278,9 @@ type cachedDef struct {
 	// came out of the table's order, so the next chunk reads all the rows.
 	filling, complete, whole bool
 	from                     pgtype.TID
+	// pages: the table's pages when the fill read its first chunk (-1
+	// before): every row it lacks is on them.
+	pages int64
 	// read: the rows the fill has read, for the folds' reports.
 	read    int
 	unknown map[string]struct{}

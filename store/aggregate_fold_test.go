@@ -458,6 +458,56 @@ func TestAggregateUnitCopyPages(t *testing.T) {
 	verifyAggregates(t, db, r, "after the fill", "agg-cust")
 }
 
+// TestAggregateUnitCopyEnds fills a copy a page a fold while every fold
+// rewrites every unit row of the definition, more rows than the fill
+// reads, so that the table grows faster than the fill goes: the fill must
+// end at the table's end as it was at its first chunk (the rows after it
+// are the folds' own, in the copy already), not follow the rows the folds
+// move ahead of it.
+func TestAggregateUnitCopyEnds(t *testing.T) {
+	db := newAggDB(t)
+	store.SetUnitFillForTest(db, 1_000, 1_000, 0)
+	store.SetUnitFillPagesForTest(db, 1)
+	ctx := context.Background()
+	exposeCustomers(t, db, "ue%02d", 60, time.Minute)
+	size := func() int {
+		return int(queryInt(t, db, `SELECT pg_relation_size('agg_units') / current_setting('block_size')::int8`))
+	}
+	pages := size()
+	r := rand.New(rand.NewPCG(13, 14))
+	for fold := 0; ; fold++ {
+		var evs []flywheel.Event
+		for i := range 60 {
+			e := track(fmt.Sprintf("ue%02d", i), "purchase", aggBase.Add(time.Duration(10+fold)*time.Hour))
+			e.Value = aggF(float64(fold + i))
+			evs = append(evs, e)
+		}
+		mustWrite(t, db, evs...)
+		aggregateAll(t, db)
+		if err := store.CheckUnitCopiesForTest(ctx, db); err != nil {
+			t.Fatalf("fold %d: %v", fold, err)
+		}
+		c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue")
+		if !ok {
+			t.Fatalf("fold %d: no copy of agg-cust/revenue", fold)
+		}
+		if c.Complete {
+			if c.Units != 60 {
+				t.Errorf("fold %d: a complete copy of %d units, want 60", fold, c.Units)
+			}
+			if now := size(); now <= pages+1 {
+				t.Errorf("the table grew from %d to %d pages while the copy filled: the test does not test that", pages, now)
+			}
+			break
+		}
+		if fold > pages {
+			t.Fatalf("copy still incomplete after %d folds: the table had %d pages when the fill began and has %d now",
+				fold+1, pages, size())
+		}
+	}
+	verifyAggregates(t, db, r, "after the fill", "agg-cust")
+}
+
 // foldOf returns the one fold of definition (experiment/metric) that rep
 // reports, with its steps checked: each fold reads its staged events and
 // computes, and one that wrote rows reports its write.
