@@ -9,6 +9,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -47,6 +48,36 @@ func (g *stagedGroup) add(owner string, ts time.Time, v pgtype.Float8) {
 type stagedCycle struct {
 	cycle  int64
 	groups map[[2]string]*stagedGroup
+
+	mu     sync.Mutex
+	owners map[string]*sharedOwners // byOwner's, by key
+}
+
+// sharedOwners is a cycle's staged events by owner, built once for the
+// folds that read them (stagedCycle.byOwner).
+type sharedOwners struct {
+	once    sync.Once
+	byOwner map[string][]foldEvent
+	err     error
+}
+
+// byOwner returns what build returns, built once for each key: the folds
+// of a cycle run in parallel, and those of an experiment's definitions
+// that read the same events need the same map, which none changes. A
+// fold that finds it building waits for it.
+func (s *stagedCycle) byOwner(key string, build func() (map[string][]foldEvent, error)) (map[string][]foldEvent, error) {
+	s.mu.Lock()
+	if s.owners == nil {
+		s.owners = map[string]*sharedOwners{}
+	}
+	o := s.owners[key]
+	if o == nil {
+		o = &sharedOwners{}
+		s.owners[key] = o
+	}
+	s.mu.Unlock()
+	o.once.Do(func() { o.byOwner, o.err = build() })
+	return o.byOwner, o.err
 }
 
 // stagedChunk is the most events one row of agg_staged_tracks holds: a
@@ -244,7 +275,7 @@ func resolveRoots(ctx context.Context, tx pgx.Tx, units []trackUnit, index map[u
 	typeOrder := slices.Sorted(maps.Keys(byType))
 	types, ids := make([]string, 0, len(units)), make([]string, 0, len(units))
 	for _, t := range typeOrder {
-		slices.Sort(byType[t])
+		sortIDs(byType[t])
 		for _, id := range byType[t] {
 			types, ids = append(types, t), append(ids, id)
 		}

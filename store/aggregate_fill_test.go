@@ -1,6 +1,9 @@
 package store_test
 
 import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/jackc/pgx/v5/pgtype"
@@ -56,6 +59,36 @@ func TestTIDLess(t *testing.T) {
 	} {
 		if got := store.TIDLess(tc.a, tc.b); got != tc.want {
 			t.Errorf("TIDLess(%v, %v) = %v, want %v", tc.a, tc.b, got, tc.want)
+		}
+	}
+}
+
+// TestSortIDs checks that sorting ids by their first 8 bytes first gives
+// the byte order: ids that differ only after the 8th byte, ids shorter
+// than 8 bytes or prefixes of others, and ids with NUL or high bytes,
+// among pseudonyms (64 hex digits) and random ones.
+func TestSortIDs(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	ids := []string{"", "a", "a\x00", "a\x00\x00", "ab", "abcdefgh", "abcdefgh\x00", "abcdefghi", "abcdefgg\xff",
+		"\xff\xff\xff\xff\xff\xff\xff\xff", "\xff\xff\xff\xff\xff\xff\xff\xff\x01", "c-1", "c-10", "c-2", "customer-000001", "customer-000002"}
+	for i := range 2_000 {
+		ids = append(ids, fmt.Sprintf("%016x%016x%016x%016x", r.Uint64(), r.Uint64(), r.Uint64(), r.Uint64()))
+		b := make([]byte, r.IntN(12))
+		for j := range b {
+			b[j] = []byte{0, 'a', 'b', 0xff}[r.IntN(4)]
+		}
+		ids = append(ids, string(b), fmt.Sprintf("user-%06d", i))
+	}
+	r.Shuffle(len(ids), func(i, j int) { ids[i], ids[j] = ids[j], ids[i] })
+	got := slices.Clone(ids)
+	store.SortIDs(got)
+	want := slices.Clone(ids)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("SortIDs: at %d, %q; byte order has %q", i, got[i], want[i])
+			}
 		}
 	}
 }

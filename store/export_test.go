@@ -77,6 +77,9 @@ func SetUnitFillPagesForTest(db *DB, pages int) { db.units.fillPages = pages }
 // TIDLess is tidLess.
 var TIDLess = tidLess
 
+// SortIDs is sortIDs.
+var SortIDs = sortIDs
+
 // FillStep is fillStep.
 var FillStep = fillStep
 
