@@ -96,13 +96,14 @@ type Fold struct {
 }
 
 // Step is the time one step of an aggregation cycle took: "statistics"
-// (analyzing agg_units and exposures, when they have grown), "queue" (taking
-// the queue rows), "roots" (identity roots of the named units), "pairs"
-// (their exposures), "history" (reading their events), "units"
-// (recomputing them), "track owners" (the units, and identity roots, that
-// own the new track events, staged with them), "crossover", "build" (a
-// definition built from scratch), "tracks" (the definitions adding the
-// staged events as deltas, in parallel, after the cycle's transaction).
+// (analyzing agg_units and exposures, when they have grown), "queue"
+// (taking the queue rows), "roots" (identity roots of the named units, and
+// which of them have a link now), "pairs" (their exposures), "history"
+// (reading their events), "units" (recomputing them), "track owners" (the
+// units, and identity roots, that own the new track events, staged with
+// them), "crossover", "build" (a definition built from scratch), "tracks"
+// (the definitions adding the staged events as deltas, in parallel, after
+// the cycle's transaction).
 type Step struct {
 	Name string
 	Took time.Duration
@@ -613,6 +614,15 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 	if _, err := tx.Exec(ctx, `ANALYZE a_dirty`); err != nil {
 		return nil, err
 	}
+	// The ids that gained a link in the queue rows taken are added to the
+	// filter of linked ids before the track owners are resolved.
+	var queueCycle int64
+	if err := tx.QueryRow(ctx, `SELECT nextval('agg_queue_cycle')`).Scan(&queueCycle); err != nil {
+		return nil, err
+	}
+	if err := db.links.sync(ctx, tx, queueCycle); err != nil {
+		return nil, fmt.Errorf("linked ids: %w", err)
+	}
 	// The customers whose aggregates the dirty ids can change: their roots,
 	// and dirty customers themselves (a customer merged into another loses
 	// its own events to the root).
@@ -672,7 +682,7 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 			rep.lap("units", &last)
 		}
 	}
-	if staged, err = stageTracks(ctx, tx, rep, oldest, leftovers, &last, tracks, dirty); err != nil {
+	if staged, err = stageTracks(ctx, tx, rep, oldest, leftovers, &last, tracks, dirty, db.links); err != nil {
 		return nil, err
 	}
 	// Crossover is kept for experiments on devices (any unit type but

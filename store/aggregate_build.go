@@ -192,6 +192,11 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) (func(
 		AND NOT EXISTS (SELECT 1 FROM agg_staged_tracks s WHERE s.owners @> ARRAY[p.unit_id])`, ids); err != nil {
 		return nil, err
 	}
+	// So do the records that they have a link (store/aggregate_links.go).
+	if _, err := tx.Exec(ctx, u+`DELETE FROM agg_linked l USING u WHERE l.unit_id = u.unit_id AND l.unit_type = u.unit_type`,
+		types, ids); err != nil {
+		return nil, err
+	}
 	// Their track events still queued go from the queue rows too.
 	if _, err := tx.Exec(ctx, u+`
 	UPDATE agg_queue q SET (track_types, track_ids, track_ts, track_events, track_values, events) = (

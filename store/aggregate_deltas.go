@@ -101,7 +101,7 @@ const stagedChunk = 50_000
 // (each distinct unit's identity link, by index) and write no row per
 // event. It returns what it staged, or nil.
 func stageTracks(ctx context.Context, tx pgx.Tx, rep *AggregateReport, oldest time.Time, leftovers bool, last *time.Time,
-	tracks []queueTracks, dirty map[unitKey]struct{}) (*stagedCycle, error) {
+	tracks []queueTracks, dirty map[unitKey]struct{}, links *linkFilter) (*stagedCycle, error) {
 	if rep.Tracks == 0 && !(leftovers && rep.Pairs > 0) {
 		return nil, nil
 	}
@@ -138,7 +138,7 @@ func stageTracks(ctx context.Context, tx pgx.Tx, rep *AggregateReport, oldest ti
 	staged := &stagedCycle{cycle: cycle, groups: map[[2]string]*stagedGroup{}}
 	count := int64(0)
 	if len(units) > 0 {
-		if err := resolveRoots(ctx, tx, units, index); err != nil {
+		if err := resolveRoots(ctx, tx, units, index, links); err != nil {
 			return nil, err
 		}
 		// A cycle's events have a few names and owner types: the groups
@@ -261,16 +261,24 @@ type trackUnit struct {
 
 // resolveRoots sets the identity root of each of units (index: each
 // one's place): a customer without a link is its own; a linked id has the
-// root its chain of links ends at; other ids have none.
-func resolveRoots(ctx context.Context, tx pgx.Tx, units []trackUnit, index map[unitKey]int32) error {
+// root its chain of links ends at; other ids have none. Only the ids that
+// links may hold are looked up.
+func resolveRoots(ctx context.Context, tx pgx.Tx, units []trackUnit, index map[unitKey]int32, links *linkFilter) error {
 	// The ids in key order (type, then id), for the index lookups.
 	byType := map[string][]string{}
+	links.mu.Lock()
 	for i := range units {
 		k := units[i].key
-		byType[k.typ] = append(byType[k.typ], k.id)
 		if k.typ == "customer" {
 			units[i].root = k.id
 		}
+		if links.may(k.typ, k.id) {
+			byType[k.typ] = append(byType[k.typ], k.id)
+		}
+	}
+	links.mu.Unlock()
+	if len(byType) == 0 {
+		return nil
 	}
 	typeOrder := slices.Sorted(maps.Keys(byType))
 	types, ids := make([]string, 0, len(units)), make([]string, 0, len(units))

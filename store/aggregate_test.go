@@ -367,6 +367,7 @@ func checkErased(tb testing.TB, db *store.DB, label string, ids []string) {
 		`SELECT count(*) FROM agg_unit_days WHERE unit_id = ANY($1)`,
 		`SELECT count(*) FROM agg_staged_tracks WHERE owners && $1::text[]`,
 		`SELECT count(*) FROM agg_staged_pairs WHERE unit_id = ANY($1)`,
+		`SELECT count(*) FROM agg_linked WHERE unit_id = ANY($1)`,
 	} {
 		if n := queryInt(tb, db, q, ids); n != 0 {
 			tb.Errorf("%s: %d rows name erased ids %v: %s", label, n, ids, q)

@@ -77,6 +77,27 @@ func SetUnitFillPagesForTest(db *DB, pages int) { db.units.fillPages = pages }
 // TIDLess is tidLess.
 var TIDLess = tidLess
 
+// LinkFilter is the filter of linked ids, for tests.
+type LinkFilter struct{ f *linkFilter }
+
+// NewLinkFilterForTest returns an empty filter sized for n ids.
+func NewLinkFilterForTest(n int) LinkFilter {
+	f := newLinkFilter()
+	f.reset(n)
+	return LinkFilter{f}
+}
+
+func (f LinkFilter) Add(typ, id string)      { f.f.add(typ, id) }
+func (f LinkFilter) May(typ, id string) bool { return f.f.may(typ, id) }
+
+// LinkFilterMayForTest says whether db's filter of linked ids may hold
+// the id (true when it has none).
+func LinkFilterMayForTest(db *DB, typ, id string) bool {
+	db.links.mu.Lock()
+	defer db.links.mu.Unlock()
+	return db.links.may(typ, id)
+}
+
 // SortIDs is sortIDs.
 var SortIDs = sortIDs
 

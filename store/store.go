@@ -28,7 +28,8 @@ type DB struct {
 	sql   *sql.DB
 	gorm  *gorm.DB
 	clock flywheel.Clock
-	units *unitCache // the aggregator's copy of unit rows (store/aggregate_fold.go)
+	units *unitCache  // the aggregator's copy of unit rows (store/aggregate_fold.go)
+	links *linkFilter // the unit ids that may have an identity link (store/aggregate_links.go)
 }
 
 // Compile-time checks that DB is every store the centre declares.
@@ -102,7 +103,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if clock == nil {
 		clock = time.Now
 	}
-	return &DB{pool: pool, agg: agg, sql: sqlDB, gorm: g, clock: clock, units: &unitCache{}}, nil
+	return &DB{pool: pool, agg: agg, sql: sqlDB, gorm: g, clock: clock, units: &unitCache{}, links: newLinkFilter()}, nil
 }
 
 // Close releases every connection.

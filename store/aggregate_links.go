@@ -1,0 +1,151 @@
+package store
+
+import (
+	"context"
+	"hash/maphash"
+	"math/bits"
+	"sync"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// The track owners step resolves each distinct unit of a cycle's track
+// events to its identity root (resolveRoots), one index probe of aliases
+// a unit: at 50,000 events/s, some 400,000 probes a cycle, most of them
+// for customers that were never linked or merged. linkFilter says which
+// ids may have an identity link, so that only those are probed.
+//
+// It holds every id that has a row in aliases (and some that do not: a
+// Bloom filter's false positives, and ids whose link an erasure removed),
+// so an id it does not hold has no link, and its root is itself for a
+// customer, none for another type, as the probe would say. An id gains a
+// link only by an ingestion that names it in the queue row it inserts in
+// the same transaction (store/events.go). So each cycle that takes queue
+// rows takes a number of agg_queue_cycle and records in agg_linked the
+// ids of its queue rows that have a link now, and each process's filter
+// adds the ids recorded since its last cycle, whichever process's cycles
+// recorded them (they run one at a time, under the aggregation lock). A
+// filter reads all of aliases when it is new, when its last cycle is
+// older than the records kept (linkedKept cycles), or when it holds more
+// ids than it was sized for.
+type linkFilter struct {
+	mu   sync.Mutex
+	seed maphash.Seed
+	bits []uint64 // nil: not built
+	ids  int      // added since built
+	cap  int      // ids it holds at a low false-positive rate
+	last int64    // the agg_queue_cycle of the last cycle it was brought up to date in
+	off  bool     // aliases had more ids than maxFilterIDs: every id is probed
+}
+
+// linkedKept is how many queue cycles' records agg_linked keeps.
+const linkedKept = 1_000_000
+
+const (
+	// filterBitsPerID and filterHashes give about 0.1 % false positives
+	// at the filter's capacity.
+	filterBitsPerID = 16
+	filterHashes    = 7
+	// minFilterIDs is the least capacity a filter is built with, about
+	// 128 KB.
+	minFilterIDs = 1 << 16
+	// maxFilterIDs is the most linked ids a filter is built for (about
+	// 40 MB): beyond it the cycle probes every id, as without one.
+	maxFilterIDs = 20_000_000
+)
+
+func newLinkFilter() *linkFilter { return &linkFilter{seed: maphash.MakeSeed()} }
+
+// hash is the id's two hashes, for double hashing.
+func (f *linkFilter) hash(typ, id string) (h1, h2 uint64) {
+	h1 = maphash.String(f.seed, id) ^ bits.RotateLeft64(maphash.String(f.seed, typ), 17)
+	return h1, h1>>33 | 1 // odd: every bit of a power-of-two filter can be reached
+}
+
+// reset empties the filter, sized for n ids.
+func (f *linkFilter) reset(n int) {
+	f.cap = max(minFilterIDs, 2*n)
+	words := 1 << bits.Len(uint(f.cap*filterBitsPerID/64-1)) // a power of two
+	f.bits, f.ids = make([]uint64, words), 0
+}
+
+func (f *linkFilter) add(typ, id string) {
+	h1, h2 := f.hash(typ, id)
+	mask := uint64(len(f.bits)*64 - 1)
+	for i := range uint64(filterHashes) {
+		b := (h1 + i*h2) & mask
+		f.bits[b/64] |= 1 << (b % 64)
+	}
+	f.ids++
+}
+
+// may says whether the id may have a link: false only for an id that
+// has none, true for every other.
+func (f *linkFilter) may(typ, id string) bool {
+	if f.bits == nil || f.off {
+		return true
+	}
+	h1, h2 := f.hash(typ, id)
+	mask := uint64(len(f.bits)*64 - 1)
+	for i := range uint64(filterHashes) {
+		b := (h1 + i*h2) & mask
+		if f.bits[b/64]&(1<<(b%64)) == 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// sync records which ids of a_dirty (the ids of the queue rows the cycle
+// took, under queue cycle number cycle) have a link now, and brings the
+// filter up to date with every id recorded since its last cycle, or with
+// all of aliases. It holds f.mu until done.
+func (f *linkFilter) sync(ctx context.Context, tx pgx.Tx, cycle int64) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	since, done := f.last, false
+	f.last = 0 // until it is up to date
+	defer func() {
+		if !done { // built in part, or not at all: read all of aliases next time
+			f.bits = nil
+		}
+	}()
+	if _, err := tx.Exec(ctx, `INSERT INTO agg_linked (cycle, unit_type, unit_id)
+		SELECT $1, d.unit_type, d.unit_id FROM a_dirty d
+		WHERE EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = d.unit_type AND a.unit_id = d.unit_id OFFSET 0)`, cycle); err != nil {
+		return err
+	}
+	if _, err := tx.Exec(ctx, `DELETE FROM agg_linked WHERE cycle <= $1`, cycle-linkedKept); err != nil {
+		return err
+	}
+	if f.off {
+		f.last, done = cycle, true
+		return nil
+	}
+	sql := `SELECT unit_type, unit_id FROM agg_linked WHERE cycle > $1`
+	if f.bits == nil || since < cycle-linkedKept || f.ids > f.cap { // records it needs may be gone
+		var n int64
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM aliases`).Scan(&n); err != nil {
+			return err
+		}
+		if f.off = n > maxFilterIDs; f.off {
+			f.last, done = cycle, true
+			return nil
+		}
+		f.reset(int(n))
+		sql = `SELECT unit_type, unit_id FROM aliases WHERE $1::int8 IS NOT NULL`
+	}
+	rows, err := tx.Query(ctx, sql, since)
+	if err != nil {
+		return err
+	}
+	var typ, id string
+	if _, err := pgx.ForEachRow(rows, []any{&typ, &id}, func() error {
+		f.add(typ, id)
+		return nil
+	}); err != nil {
+		return err
+	}
+	f.last, done = cycle, true
+	return nil
+}
