@@ -470,13 +470,6 @@ SELECT DISTINCT root FROM (
     SELECT DISTINCT ON (unit_type, unit_id) root FROM walk ORDER BY unit_type, unit_id, depth DESC
 ) r`
 
-// upWalkByProbe is upWalk for the units of one cycle, every step an index
-// lookup (see membersByProbe).
-const upWalkByProbe = walkByProbe + `
-SELECT DISTINCT root FROM (
-    SELECT DISTINCT ON (unit_type, unit_id) root FROM walk ORDER BY unit_type, unit_id, depth DESC
-) r`
-
 // walkByProbe follows the identity links of the ids of the table %[1]s
 // (unit_type, unit_id) up their chain, one index lookup a step: walk holds
 // each id with every customer on its way and the depth it was reached at.
@@ -614,21 +607,25 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 	if _, err := tx.Exec(ctx, `ANALYZE a_dirty`); err != nil {
 		return nil, err
 	}
-	// The ids that gained a link in the queue rows taken are added to the
-	// filter of linked ids before the track owners are resolved.
+	// The customers whose aggregates the dirty ids can change: their roots,
+	// and dirty customers themselves (a customer merged into another loses
+	// its own events to the root). The walk's first steps are the dirty
+	// ids that have a link.
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_walk ON COMMIT DROP AS `+fmt.Sprintf(walkByProbe, "a_dirty")+`
+		SELECT unit_type, unit_id, root, depth FROM walk;
+		CREATE TEMP TABLE a_roots ON COMMIT DROP AS SELECT DISTINCT root FROM (
+		    SELECT DISTINCT ON (unit_type, unit_id) root FROM a_walk ORDER BY unit_type, unit_id, depth DESC) r
+		UNION SELECT unit_id FROM a_dirty WHERE unit_type = 'customer'`); err != nil {
+		return nil, err
+	}
+	// They go into the filter of linked ids before the track owners are
+	// resolved.
 	var queueCycle int64
 	if err := tx.QueryRow(ctx, `SELECT nextval('agg_queue_cycle')`).Scan(&queueCycle); err != nil {
 		return nil, err
 	}
 	if err := db.links.sync(ctx, tx, queueCycle); err != nil {
 		return nil, fmt.Errorf("linked ids: %w", err)
-	}
-	// The customers whose aggregates the dirty ids can change: their roots,
-	// and dirty customers themselves (a customer merged into another loses
-	// its own events to the root).
-	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_roots ON COMMIT DROP AS `+fmt.Sprintf(upWalkByProbe, "a_dirty")+`
-		UNION SELECT unit_id FROM a_dirty WHERE unit_type = 'customer'`); err != nil {
-		return nil, err
 	}
 	rep.lap("roots", &last)
 	// Every lookup by index, one unit at a time (see membersByProbe): the

@@ -97,7 +97,8 @@ func (f *linkFilter) may(typ, id string) bool {
 }
 
 // sync records which ids of a_dirty (the ids of the queue rows the cycle
-// took, under queue cycle number cycle) have a link now, and brings the
+// took, under queue cycle number cycle) have a link now (the first steps
+// of their walk, a_walk), and brings the
 // filter up to date with every id recorded since its last cycle, or with
 // all of aliases. It holds f.mu until done.
 func (f *linkFilter) sync(ctx context.Context, tx pgx.Tx, cycle int64) error {
@@ -110,20 +111,31 @@ func (f *linkFilter) sync(ctx context.Context, tx pgx.Tx, cycle int64) error {
 			f.bits = nil
 		}
 	}()
-	if _, err := tx.Exec(ctx, `INSERT INTO agg_linked (cycle, unit_type, unit_id)
-		SELECT $1, d.unit_type, d.unit_id FROM a_dirty d
-		WHERE EXISTS (SELECT 1 FROM aliases a WHERE a.unit_type = d.unit_type AND a.unit_id = d.unit_id OFFSET 0)`, cycle); err != nil {
+	var linked [][2]string // this cycle's records
+	rows, err := tx.Query(ctx, `INSERT INTO agg_linked (cycle, unit_type, unit_id)
+		SELECT $1, unit_type, unit_id FROM a_walk WHERE depth = 1 RETURNING unit_type, unit_id`, cycle)
+	if err != nil {
 		return err
 	}
-	if _, err := tx.Exec(ctx, `DELETE FROM agg_linked WHERE cycle <= $1`, cycle-linkedKept); err != nil {
+	var typ, id string
+	if _, err := pgx.ForEachRow(rows, []any{&typ, &id}, func() error {
+		linked = append(linked, [2]string{typ, id})
+		return nil
+	}); err != nil {
 		return err
+	}
+	if cycle%1024 == 0 { // now and then: the index on cycle finds the old ones
+		if _, err := tx.Exec(ctx, `DELETE FROM agg_linked WHERE cycle <= $1`, cycle-linkedKept); err != nil {
+			return err
+		}
 	}
 	if f.off {
 		f.last, done = cycle, true
 		return nil
 	}
-	sql := `SELECT unit_type, unit_id FROM agg_linked WHERE cycle > $1`
-	if f.bits == nil || since < cycle-linkedKept || f.ids > f.cap { // records it needs may be gone
+	sql, args := `SELECT unit_type, unit_id FROM agg_linked WHERE cycle > $1 AND cycle < $2`, []any{since, cycle} // other processes' records
+	switch {
+	case f.bits == nil || since < cycle-linkedKept || f.ids > f.cap: // records it needs may be gone
 		var n int64
 		if err := tx.QueryRow(ctx, `SELECT count(*) FROM aliases`).Scan(&n); err != nil {
 			return err
@@ -133,18 +145,24 @@ func (f *linkFilter) sync(ctx context.Context, tx pgx.Tx, cycle int64) error {
 			return nil
 		}
 		f.reset(int(n))
-		sql = `SELECT unit_type, unit_id FROM aliases WHERE $1::int8 IS NOT NULL`
+		sql, args = `SELECT unit_type, unit_id FROM aliases`, nil
+	case since == cycle-1: // no other process's cycle since this one's last
+		sql = ""
 	}
-	rows, err := tx.Query(ctx, sql, since)
-	if err != nil {
-		return err
+	if sql != "" {
+		rows, err := tx.Query(ctx, sql, args...)
+		if err != nil {
+			return err
+		}
+		if _, err := pgx.ForEachRow(rows, []any{&typ, &id}, func() error {
+			f.add(typ, id)
+			return nil
+		}); err != nil {
+			return err
+		}
 	}
-	var typ, id string
-	if _, err := pgx.ForEachRow(rows, []any{&typ, &id}, func() error {
-		f.add(typ, id)
-		return nil
-	}); err != nil {
-		return err
+	for _, l := range linked {
+		f.add(l[0], l[1])
 	}
 	f.last, done = cycle, true
 	return nil
