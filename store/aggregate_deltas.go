@@ -98,8 +98,8 @@ const stagedChunk = 50_000
 //
 // The owners are resolved here, in Go, and the events written as a few
 // rows of arrays: the statements look up only what the events cannot say
-// (each distinct unit's identity link, by index) and write no row per
-// event. It returns what it staged, or nil.
+// (the identity link of each distinct unit that links may hold, by index)
+// and write no row per event. It returns what it staged, or nil.
 func stageTracks(ctx context.Context, tx pgx.Tx, rep *AggregateReport, oldest time.Time, leftovers bool, last *time.Time,
 	tracks []queueTracks, dirty map[unitKey]struct{}, links *linkFilter) (*stagedCycle, error) {
 	if rep.Tracks == 0 && !(leftovers && rep.Pairs > 0) {

@@ -49,9 +49,10 @@ const (
 	// minFilterIDs is the least capacity a filter is built with, about
 	// 128 KB.
 	minFilterIDs = 1 << 16
-	// maxFilterIDs is the most linked ids a filter is built for (about
-	// 40 MB): beyond it the cycle probes every id, as without one.
-	maxFilterIDs = 20_000_000
+	// maxFilterIDs is the most linked ids a filter is built for (a
+	// filter of 64 MB, with room for as many again): beyond it the cycle
+	// probes every id, as without one.
+	maxFilterIDs = 10_000_000
 )
 
 func newLinkFilter() *linkFilter { return &linkFilter{seed: maphash.MakeSeed()} }
@@ -62,7 +63,8 @@ func (f *linkFilter) hash(typ, id string) (h1, h2 uint64) {
 	return h1, h1>>33 | 1 // odd: every bit of a power-of-two filter can be reached
 }
 
-// reset empties the filter, sized for n ids.
+// reset empties the filter, sized for twice n ids, in a power of two of
+// bits (16 to 32 bits an id at its capacity).
 func (f *linkFilter) reset(n int) {
 	f.cap = max(minFilterIDs, 2*n)
 	words := 1 << bits.Len(uint(f.cap*filterBitsPerID/64-1)) // a power of two
