@@ -419,7 +419,6 @@ func TestAggregateUnitCopyPages(t *testing.T) {
 	db := newAggDB(t)
 	store.SetUnitFillForTest(db, 1_000, 1_000, 0)
 	store.SetUnitFillPagesForTest(db, 1)
-	ctx := context.Background()
 	exposeCustomers(t, db, "up%02d", 60, time.Minute)
 	pages := int(queryInt(t, db, `SELECT pg_relation_size('agg_units') / current_setting('block_size')::int8`))
 	if pages < 6 {
@@ -430,15 +429,7 @@ func TestAggregateUnitCopyPages(t *testing.T) {
 	for ; ; folds++ {
 		e := track(fmt.Sprintf("up%02d", folds%60), "purchase", aggBase.Add(time.Duration(10+folds)*time.Hour))
 		e.Value = aggF(float64(folds + 1))
-		mustWrite(t, db, e)
-		aggregateAll(t, db)
-		if err := store.CheckUnitCopiesForTest(ctx, db); err != nil {
-			t.Fatalf("fold %d: %v", folds, err)
-		}
-		c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue")
-		if !ok {
-			t.Fatalf("fold %d: no copy of agg-cust/revenue", folds)
-		}
+		c := revenueCopyAfter(t, db, folds, e)
 		if c.Complete {
 			if c.Units != 60 {
 				t.Errorf("fold %d: a complete copy of %d units, want 60", folds, c.Units)
@@ -468,7 +459,6 @@ func TestAggregateUnitCopyEnds(t *testing.T) {
 	db := newAggDB(t)
 	store.SetUnitFillForTest(db, 1_000, 1_000, 0)
 	store.SetUnitFillPagesForTest(db, 1)
-	ctx := context.Background()
 	exposeCustomers(t, db, "ue%02d", 60, time.Minute)
 	size := func() int {
 		return int(queryInt(t, db, `SELECT pg_relation_size('agg_units') / current_setting('block_size')::int8`))
@@ -482,15 +472,7 @@ func TestAggregateUnitCopyEnds(t *testing.T) {
 			e.Value = aggF(float64(fold + i))
 			evs = append(evs, e)
 		}
-		mustWrite(t, db, evs...)
-		aggregateAll(t, db)
-		if err := store.CheckUnitCopiesForTest(ctx, db); err != nil {
-			t.Fatalf("fold %d: %v", fold, err)
-		}
-		c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue")
-		if !ok {
-			t.Fatalf("fold %d: no copy of agg-cust/revenue", fold)
-		}
+		c := revenueCopyAfter(t, db, fold, evs...)
 		if c.Complete {
 			if c.Units != 60 {
 				t.Errorf("fold %d: a complete copy of %d units, want 60", fold, c.Units)
@@ -506,6 +488,23 @@ func TestAggregateUnitCopyEnds(t *testing.T) {
 		}
 	}
 	verifyAggregates(t, db, r, "after the fill", "agg-cust")
+}
+
+// revenueCopyAfter writes events, aggregates them in fold number fold,
+// checks every copy against the table, and returns the copy of
+// agg-cust/revenue.
+func revenueCopyAfter(t *testing.T, db *store.DB, fold int, events ...flywheel.Event) store.UnitCopy {
+	t.Helper()
+	mustWrite(t, db, events...)
+	aggregateAll(t, db)
+	if err := store.CheckUnitCopiesForTest(context.Background(), db); err != nil {
+		t.Fatalf("fold %d: %v", fold, err)
+	}
+	c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue")
+	if !ok {
+		t.Fatalf("fold %d: no copy of agg-cust/revenue", fold)
+	}
+	return c
 }
 
 // foldOf returns the one fold of definition (experiment/metric) that rep
