@@ -1068,14 +1068,18 @@ func idPrefix(id string) uint64 {
 	return binary.BigEndian.Uint64(b[:])
 }
 
+// compareIDs orders ids a and b, with prefixes ka and kb (idPrefix), in
+// byte order, reading the ids only when the prefixes are equal.
+func compareIDs(ka uint64, a string, kb uint64, b string) int {
+	if ka != kb {
+		return cmp.Compare(ka, kb)
+	}
+	return strings.Compare(a, b)
+}
+
 // sortRefs sorts refs keyed by idPrefix in the byte order of their ids.
 func sortRefs(refs []unitRef) {
-	slices.SortFunc(refs, func(a, b unitRef) int {
-		if a.k != b.k {
-			return cmp.Compare(a.k, b.k)
-		}
-		return strings.Compare(a.u.id, b.u.id)
-	})
+	slices.SortFunc(refs, func(a, b unitRef) int { return compareIDs(a.k, a.u.id, b.k, b.u.id) })
 }
 
 // sortIDs sorts ids in byte order, as sortRefs does.
@@ -1088,12 +1092,7 @@ func sortIDs(ids []string) {
 	for i, id := range ids {
 		refs[i] = ref{idPrefix(id), id}
 	}
-	slices.SortFunc(refs, func(a, b ref) int {
-		if a.k != b.k {
-			return cmp.Compare(a.k, b.k)
-		}
-		return strings.Compare(a.id, b.id)
-	})
+	slices.SortFunc(refs, func(a, b ref) int { return compareIDs(a.k, a.id, b.k, b.id) })
 	for i, r := range refs {
 		ids[i] = r.id
 	}
