@@ -668,12 +668,16 @@ func ownersEvents(ctx context.Context, tx pgx.Tx, d aggDef, events []string, fol
 // readLateDays marks the units of probe that have a day after their first
 // new one as late, with all of their stored days.
 func readLateDays(ctx context.Context, tx pgx.Tx, d aggDef, probe []*foldUnit) error {
-	slices.SortFunc(probe, func(a, b *foldUnit) int { return cmp.Compare(a.id, b.id) })
+	refs := make([]unitRef, len(probe)) // in key order, for the index probes
+	for i, u := range probe {
+		refs[i] = unitRef{idPrefix(u.id), u}
+	}
+	sortRefs(refs)
 	ids, since := make([]string, len(probe)), make([]time.Time, len(probe))
 	units := make(map[string]*foldUnit, len(probe))
-	for i, u := range probe {
-		ids[i], since[i] = u.id, dayTime(u.days[0].day)
-		units[u.id] = u
+	for i, r := range refs {
+		ids[i], since[i] = r.u.id, dayTime(r.u.days[0].day)
+		units[r.u.id] = r.u
 	}
 	rows, err := tx.Query(ctx, lateDays, d.exp.Key, d.metric.Key, ids, since)
 	if err != nil {
