@@ -2,8 +2,11 @@ package store_test
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -78,5 +81,102 @@ func TestCopyRowsMatchPgx(t *testing.T) {
 	}
 	if n := queryInt(t, db, `SELECT count(*) FROM copy_hand WHERE t_or_null IS NULL AND doc IS NULL AND v IS NULL`); n != 1 {
 		t.Errorf("rows with NULL text, jsonb and float = %d, want 1 (the second)", n)
+	}
+}
+
+// TestQueryPreparedLarge sends parameters larger than the connection's
+// write buffer, for which queryPrepared makes room before the Bind, and
+// small ones between them: each must reach the server whole, in order.
+func TestQueryPreparedLarge(t *testing.T) {
+	db := newDB(t)
+	ctx := context.Background()
+	tx, err := db.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	for i, sizes := range [][]int{{1 << 20}, {10}, {3 << 20, 70_000, 0, 5}, {64 << 10}, {200_000, 200_000}} {
+		var params [][]byte
+		want := ""
+		for j, n := range sizes {
+			v := make([]byte, n)
+			for k := range v {
+				v[k] = byte(i*7 + j*13 + k*31)
+			}
+			params = append(params, v)
+			want += fmt.Sprintf("%x;", md5.Sum(v))
+		}
+		var md5s []string
+		for j := range sizes {
+			md5s = append(md5s, fmt.Sprintf("md5($%d::bytea) || ';'", j+1))
+		}
+		sql := "SELECT " + strings.Join(md5s, " || ")
+		got, rows := "", 0
+		if err := store.QueryPreparedForTest(ctx, tx, fmt.Sprintf("large_%d", i), sql, params, func(vals [][]byte) error {
+			got, rows = string(vals[0]), rows+1
+			return nil
+		}); err != nil {
+			t.Fatalf("parameters of %v bytes: %v", sizes, err)
+		}
+		if rows != 1 || got != want {
+			t.Errorf("parameters of %v bytes: %d rows, %q; want their md5s %q", sizes, rows, got, want)
+		}
+	}
+}
+
+// BenchmarkQueryPreparedLarge sends 16 MB of parameters, 16 of 1 MB, as a
+// fold's arrays are sent, through queryPrepared (reserved: the write
+// buffer made large enough first) and through pgconn's ExecPrepared alone
+// (pgconn: the buffer grows from 1 KB as the Bind is encoded).
+func BenchmarkQueryPreparedLarge(b *testing.B) {
+	db := newDB(b)
+	ctx := context.Background()
+	var params [][]byte
+	var args []string
+	for i := range 16 {
+		v := make([]byte, 1<<20)
+		for k := range v {
+			v[k] = byte(i + k)
+		}
+		params = append(params, v)
+		args = append(args, fmt.Sprintf("octet_length($%d::bytea)", i+1))
+	}
+	sql := "SELECT " + strings.Join(args, " + ")
+	check := func(vals [][]byte) error {
+		if len(vals[0]) != 4 || binary.BigEndian.Uint32(vals[0]) != 16<<20 {
+			return fmt.Errorf("the server read %x, want the length %d", vals[0], 16<<20)
+		}
+		return nil
+	}
+	formats := slices.Repeat([]int16{1}, len(params))
+	for _, way := range []string{"pgconn", "reserved"} {
+		b.Run(way, func(b *testing.B) {
+			tx, err := db.Pool().Begin(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer tx.Rollback(ctx)
+			if _, err := tx.Conn().Prepare(ctx, "large", sql); err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(16 << 20)
+			b.ReportAllocs()
+			for b.Loop() {
+				if way == "reserved" {
+					err = store.QueryPreparedForTest(ctx, tx, "large", sql, params, check)
+				} else {
+					rr := tx.Conn().PgConn().ExecPrepared(ctx, "large", params, formats, []int16{1})
+					for rr.NextRow() && err == nil {
+						err = check(rr.Values())
+					}
+					if _, cerr := rr.Close(); err == nil {
+						err = cerr
+					}
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }

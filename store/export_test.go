@@ -190,3 +190,14 @@ func checkUnitCopy(ctx context.Context, db *DB, key [2]string, d *cachedDef) err
 	}
 	return nil
 }
+
+// QueryPreparedForTest runs sql, prepared on tx's connection as name, with
+// params in the binary format, as the aggregator's large statements run
+// (queryPrepared), and calls row with each result row's values.
+func QueryPreparedForTest(ctx context.Context, tx pgx.Tx, name, sql string, params [][]byte, row func([][]byte) error) error {
+	p := &wireParams{}
+	for _, v := range params {
+		p.add(v, 1)
+	}
+	return queryPrepared(ctx, tx, name, sql, p, row)
+}
