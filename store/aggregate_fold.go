@@ -252,7 +252,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 	c := db.units.take(key, epoch)
 	if !c.complete {
 		read := c.read
-		if err := db.fillUnits(ctx, tx, d, c, len(byOwner)); err != nil {
+		if err := db.fillUnits(ctx, tx, d, c, byOwner); err != nil {
 			return nil, 0, fmt.Errorf("fill the unit copy: %w", err)
 		}
 		rep.Filled = c.read - read
@@ -478,16 +478,26 @@ func fillStep(owners, least, most, perOwner int) int {
 // copy c, at the epoch the fold read, unless the copy is complete or the
 // definition's units would not fit beside the other copies (then its folds
 // look their owners up, as without a fill). The chunk is fillStep's rows
-// after the last the fill read, in the table's order (fillFrom), on the
-// pages fillRowsPerPage allows it; the copy is complete once a chunk
-// whose pages reach the table's end, as it was at the fill's first chunk,
-// reads fewer rows than it may. A row
-// the copy holds already is the same row at the same epoch, and stays: a
+// for the fold's owners (byOwner) after the last the fill read, in the
+// table's order (fillFrom), on the pages fillRowsPerPage allows it.
+//
+// The fill starts at the page of the first row, in the table's order, of
+// a sample of the fold's owners (fillStart), reads to the table's end as
+// it was at the fill's first chunk, then from the table's start up to the
+// page it started at; the copy is complete once a chunk that reaches the
+// end of the second stretch reads fewer rows than it may. A definition
+// built after others has its rows after theirs: a fill from the table's
+// start crossed their pages first, reading none of its rows for several
+// folds while those folds looked up all their owners (BENCHMARKS.md, "The
+// fill starts at the definition's rows"); now it crosses them last, when
+// the copy holds most of the owners.
+//
+// A row the copy holds already is the same row at the same epoch, and stays: a
 // fold or a cycle that moved a unit's row since the fill began has put its
 // new row in the copy, or marked the unit unknown, so rows that move
 // behind the fill's place are not lost, and those that move ahead are read
 // again and kept once.
-func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, owners int) error {
+func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, byOwner map[string][]foldEvent) error {
 	if c.complete {
 		return nil
 	}
@@ -509,7 +519,7 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 	if perOwner == 0 && db.units.isShared([2]string{d.exp.Key, d.metric.Key}) {
 		perOwner = fillPerOwnerShared
 	}
-	limit := int64(fillStep(owners, db.units.fillLeast, db.units.fillChunk, perOwner))
+	limit := int64(fillStep(len(byOwner), db.units.fillLeast, db.units.fillChunk, perOwner))
 	pages := db.units.fillPages // 0 unless a test set it
 	if pages <= 0 {
 		pages = max(int(limit/fillRowsPerPage), fillLeastPages)
@@ -523,6 +533,13 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 	}
 	if c.pages < 0 { // the fill's first chunk
 		c.pages = end
+		start, err := fillStart(ctx, tx, d, byOwner)
+		if err != nil {
+			return err
+		}
+		if int64(start) < end { // (start, 0) comes before every row of its page
+			c.start, c.from = start, pgtype.TID{BlockNumber: start, Valid: true}
+		}
 	}
 	// A row after the table's end at the fill's first chunk was written
 	// since, by this process (in the copy, or unknown) or by another
@@ -531,22 +548,88 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 	// a fill that followed them would never end (BENCHMARKS.md, "The fill
 	// ends").
 	end = min(end, c.pages)
-	// The rest of from's page, and pages more.
-	upto := pgtype.TID{BlockNumber: uint32(min(int64(c.from.BlockNumber)+1+int64(pages), end, math.MaxUint32)), Valid: true}
+	if _, err := tx.Exec(ctx, fillSettings); err != nil {
+		return err
+	}
+	// A chunk that ends the first stretch goes on from the table's start
+	// with the rows and pages it has left, so that a definition whose
+	// rows fit one chunk is read whole in one fold.
+	for {
+		stop := end
+		if c.wrapped && !c.whole { // the second stretch: from the table's start to the fill's
+			stop = int64(c.start)
+		}
+		// The rest of from's page, and pages more.
+		upto := pgtype.TID{BlockNumber: uint32(min(int64(c.from.BlockNumber)+1+int64(pages), stop, math.MaxUint32)), Valid: true}
+		read, last, ordered, err := fillChunk(ctx, tx, d, c, upto, limit)
+		if err != nil {
+			return err
+		}
+		c.read += int(read)
+		scanned := int64(upto.BlockNumber) - int64(c.from.BlockNumber) - 1
+		switch {
+		case read == limit && !ordered: // where the chunk ended is not known
+			c.whole = true
+		case read == limit: // the next chunk starts after its last row
+			c.from = last
+		case int64(upto.BlockNumber) < stop: // every row before upto, in any order
+			c.from = pgtype.TID{BlockNumber: upto.BlockNumber - 1, OffsetNumber: math.MaxUint16, Valid: true}
+		case c.start > 0 && !c.wrapped && !c.whole: // the first stretch is read: the pages before it
+			c.wrapped, c.from = true, pgtype.TID{Valid: true}
+			if limit -= read; scanned < int64(pages) {
+				pages -= int(scanned)
+				continue
+			}
+		default:
+			c.complete = true
+		}
+		break
+	}
+	_, err := tx.Exec(ctx, fillSettingsReset)
+	return err
+}
+
+// fillStartSample is how many of a fold's owners fillStart looks at: the
+// definition's rows before the first of theirs are about a 65th of its
+// rows where a build wrote them together, read at the fill's end.
+const fillStartSample = 64
+
+// fillStart returns the page of the first row, in the table's order, of
+// up to fillStartSample of the owners' unit rows of definition d, or 0
+// when none has a row.
+func fillStart(ctx context.Context, tx pgx.Tx, d aggDef, byOwner map[string][]foldEvent) (uint32, error) {
+	ids := make([]string, 0, min(len(byOwner), fillStartSample))
+	for id := range byOwner { // in the map's order, which has nothing to do with their rows' places
+		if len(ids) == fillStartSample {
+			break
+		}
+		ids = append(ids, id)
+	}
+	var first pgtype.TID
+	if err := tx.QueryRow(ctx, `SELECT min(ctid) FROM agg_units WHERE experiment = $1 AND metric = $2 AND unit_id = ANY($3)`,
+		d.exp.Key, d.metric.Key, ids).Scan(&first); err != nil {
+		return 0, err
+	}
+	if !first.Valid {
+		return 0, nil
+	}
+	return first.BlockNumber, nil
+}
+
+// fillChunk reads into copy c definition d's unit rows after ctid c.from
+// and before upto, at most limit, and returns how many it read, the last
+// one's ctid, and whether they came in the table's order.
+func fillChunk(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, upto pgtype.TID, limit int64) (read int64, last pgtype.TID, ordered bool, err error) {
 	p := &wireParams{}
 	p.text(d.exp.Key)
 	p.text(d.metric.Key)
 	p.add(appendTID(nil, c.from), 1)
 	p.add(appendTID(nil, upto), 1)
 	p.add(binary.BigEndian.AppendUint64(nil, uint64(limit)), 1)
-	if _, err := tx.Exec(ctx, fillSettings); err != nil {
-		return err
-	}
 	variants := map[string]string{} // each variant's string once a chunk
-	var read int64
-	last, ordered := c.from, true
+	last, ordered = c.from, true
 	var u foldUnit // decoded into, row after row
-	err := queryPrepared(ctx, tx, "flywheel_fill_from", fillFrom, p, func(vals [][]byte) error {
+	err = queryPrepared(ctx, tx, "flywheel_fill_from", fillFrom, p, func(vals [][]byte) error {
 		if err := u.decode(vals, variants); err != nil {
 			return fmt.Errorf("unit rows: %w", err)
 		}
@@ -562,23 +645,7 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 		delete(c.unknown, u.id)
 		return nil
 	})
-	if err != nil {
-		return err
-	}
-	c.read += int(read)
-	switch {
-	case read == limit && !ordered: // where the chunk ended is not known
-		c.whole = true
-	case read == limit: // the next chunk starts after its last row
-		c.from = last
-	default: // every row before upto, in any order
-		c.complete = int64(upto.BlockNumber) >= end
-		if upto.BlockNumber > 0 {
-			c.from = pgtype.TID{BlockNumber: upto.BlockNumber - 1, OffsetNumber: math.MaxUint16, Valid: true}
-		}
-	}
-	_, err = tx.Exec(ctx, fillSettingsReset)
-	return err
+	return read, last, ordered, err
 }
 
 // tidLess says whether ctid a comes before b in the table's order.
@@ -1350,17 +1417,22 @@ const defaultFillChunk = 200_000
 type cachedDef struct {
 	epoch int64
 	units map[string]cachedUnit
-	// filling: the copy also holds every unit row up to ctid from (the
-	// last row the fill read, or the end of the last page it scanned),
-	// in the table's order; complete: every row, except those of
+	// filling: the copy also holds every unit row the fill has passed in
+	// the table's order, from page start up to ctid from (the last row
+	// the fill read, or the end of the last page it scanned), or, once
+	// wrapped, from page start to the end and from the table's start up
+	// to from; complete: every row, except those of
 	// unknown, the units recomputed since the fill read them (a cycle may
 	// have added, changed or removed their rows); whole: a chunk's rows
 	// came out of the table's order, so the next chunk reads all the rows.
 	filling, complete, whole bool
 	from                     pgtype.TID
 	// pages: the table's pages when the fill read its first chunk (-1
-	// before): every row it lacks is on them.
-	pages int64
+	// before): every row it lacks is on them. The fill reads from page
+	// start to pages, then (wrapped) from page 0 to start (fillUnits).
+	pages   int64
+	start   uint32
+	wrapped bool
 	// read: the rows the fill has read, for the folds' reports.
 	read    int
 	unknown map[string]struct{}

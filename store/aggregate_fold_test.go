@@ -10,8 +10,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/flywheel-oss/flywheel"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/flywheel-oss/flywheel"
 	"github.com/flywheel-oss/flywheel/internal/pgtest"
 	"github.com/flywheel-oss/flywheel/store"
 )
@@ -411,10 +413,11 @@ func TestAggregateUnitCopyMoves(t *testing.T) {
 }
 
 // TestAggregateUnitCopyPages fills a copy whose rows lie on many pages,
-// a page a fold (the first fold two: the rest of the page the fill is on,
-// and one more), with room for more rows than there are: each fold must
-// end its chunk at the page bound without calling the copy complete,
-// until a chunk reaches the table's end.
+// a page a fold (the first fold of each stretch two: the rest of the page
+// the fill is on, and one more), with room for more rows than there are:
+// each fold must end its chunk at the page bound without calling the copy
+// complete, until a chunk reaches the table's end and, when the fill
+// started after the table's first page, another reaches that page.
 func TestAggregateUnitCopyPages(t *testing.T) {
 	db := newAggDB(t)
 	store.SetUnitFillForTest(db, 1_000, 1_000, 0)
@@ -425,7 +428,7 @@ func TestAggregateUnitCopyPages(t *testing.T) {
 		t.Fatalf("agg_units has %d pages; the test needs at least 6", pages)
 	}
 	r := rand.New(rand.NewPCG(11, 12))
-	folds := 0
+	folds, wrapped := 0, -1 // wrapped: the fold the fill went back to the table's start in
 	for ; ; folds++ {
 		e := track(fmt.Sprintf("up%02d", folds%60), "purchase", aggBase.Add(time.Duration(10+folds)*time.Hour))
 		e.Value = aggF(float64(folds + 1))
@@ -434,17 +437,113 @@ func TestAggregateUnitCopyPages(t *testing.T) {
 			if c.Units != 60 {
 				t.Errorf("fold %d: a complete copy of %d units, want 60", folds, c.Units)
 			}
+			if c.Start > 0 && !c.Wrapped {
+				t.Errorf("fold %d: complete without the pages before page %d, where the fill started", folds, c.Start)
+			}
 			break
 		}
-		if want := uint32(folds + 1); c.From.BlockNumber != want || c.From.OffsetNumber != 65535 {
-			t.Errorf("fold %d: the fill is at %v, want the end of page %d", folds, c.From, want)
+		var want pgtype.TID
+		switch {
+		case !c.Wrapped:
+			want = pgtype.TID{BlockNumber: c.Start + uint32(folds) + 1, OffsetNumber: 65535, Valid: true}
+		case wrapped < 0: // at the table's start, or a page on when the first stretch was one page
+			wrapped = folds
+			if c.From != (pgtype.TID{Valid: true}) {
+				want = pgtype.TID{BlockNumber: 1, OffsetNumber: 65535, Valid: true}
+			} else {
+				want = c.From
+			}
+		default:
+			want = pgtype.TID{BlockNumber: uint32(folds - wrapped), OffsetNumber: 65535, Valid: true}
+		}
+		if c.From != want || c.Wrapped && c.From.BlockNumber >= c.Start {
+			t.Errorf("fold %d: the fill is at %v (started at page %d, wrapped %v), want %v", folds, c.From, c.Start, c.Wrapped, want)
 		}
 		if folds > pages {
 			t.Fatalf("copy still incomplete after %d folds of a table of %d pages", folds+1, pages)
 		}
 	}
-	if folds+2 < pages {
-		t.Errorf("the copy was complete after %d folds, of two pages and then one, in a table of %d", folds+1, pages)
+	if folds+3 < pages {
+		t.Errorf("the copy was complete after %d folds, of two pages and then one in each stretch, in a table of %d", folds+1, pages)
+	}
+	verifyAggregates(t, db, r, "after the fill", "agg-cust")
+}
+
+// TestAggregateUnitCopyStart fills the copy of a definition built after
+// the others, whose rows lie after theirs, a page a fold: its first fold,
+// of units whose rows are the definition's last, must start the fill at
+// their page and read rows at once, not cross the other definitions'
+// pages first; the fill then wraps round to the table's start, and the
+// copy is complete only once it has read the definition's rows before
+// the page it started at.
+func TestAggregateUnitCopyStart(t *testing.T) {
+	db := newAggDB(t)
+	ctx := context.Background()
+	store.SetUnitFillForTest(db, 1_000, 1_000, 0)
+	store.SetUnitFillPagesForTest(db, 1)
+	exposeCustomers(t, db, "us%02d", 60, time.Minute)
+	primary := func(metrics ...string) {
+		t.Helper()
+		if _, err := db.UpdateExperiment(ctx, "agg-cust", "update", "test", func(e *flywheel.Experiment) error {
+			e.Metrics.Primary = metrics
+			return nil
+		}); err != nil {
+			t.Fatalf("UpdateExperiment: %v", err)
+		}
+		aggregateAll(t, db)
+	}
+	primary("conv")
+	primary("conv", "revenue") // built again, after the other definitions' rows
+	page := func(order string) int {
+		return int(queryInt(t, db, `SELECT (ctid::text::point)[0]::int8 FROM agg_units
+			WHERE experiment = 'agg-cust' AND metric = 'revenue' ORDER BY ctid `+order+` LIMIT 1`))
+	}
+	first, last := page("ASC"), page("DESC")
+	if first < 4 || last <= first {
+		t.Fatalf("revenue's rows are on pages %d to %d; the test needs them after 4 pages of others, on two pages or more", first, last)
+	}
+	var owners []string // revenue's units on its last page
+	rows, err := db.Pool().Query(ctx, `SELECT unit_id FROM agg_units WHERE experiment = 'agg-cust' AND metric = 'revenue'
+		AND (ctid::text::point)[0] = $1`, last)
+	if err != nil {
+		t.Fatal(err)
+	}
+	owners, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(owners) == 0 {
+		t.Fatalf("revenue's units on page %d: %v, %v", last, owners, err)
+	}
+	pages := int(queryInt(t, db, `SELECT pg_relation_size('agg_units') / current_setting('block_size')::int8`))
+	r := rand.New(rand.NewPCG(15, 16))
+	for fold := 0; ; fold++ {
+		unit := owners[fold%len(owners)]
+		e := track(unit, "purchase", aggBase.Add(time.Duration(10+fold)*time.Hour))
+		e.Value = aggF(float64(fold + 1))
+		mustWrite(t, db, e)
+		rep := aggregateAll(t, db)
+		if err := store.CheckUnitCopiesForTest(ctx, db); err != nil {
+			t.Fatalf("fold %d: %v", fold, err)
+		}
+		c, ok := store.UnitCopyForTest(db, "agg-cust", "revenue")
+		if !ok {
+			t.Fatalf("fold %d: no copy of agg-cust/revenue", fold)
+		}
+		if fold == 0 {
+			if f := foldOf(t, rep, "agg-cust/revenue"); f.Filled == 0 || c.Start != uint32(last) {
+				t.Errorf("first fold: %+v, the fill started at page %d; want rows read, from page %d", f, c.Start, last)
+			}
+		}
+		if c.Complete {
+			if c.Units != 60 {
+				t.Errorf("fold %d: a complete copy of %d units, want 60", fold, c.Units)
+			}
+			if !c.Wrapped {
+				t.Errorf("fold %d: complete without reading the pages before page %d", fold, c.Start)
+			}
+			break
+		}
+		if fold > pages+1 {
+			t.Fatalf("copy still incomplete after %d folds of a table of %d pages: %+v", fold+1, pages, c)
+		}
 	}
 	verifyAggregates(t, db, r, "after the fill", "agg-cust")
 }

@@ -111,6 +111,8 @@ type UnitCopy struct {
 	Complete bool
 	Unknown  []string   // units to look up again, sorted
 	From     pgtype.TID // its fill reads the rows after this ctid next
+	Start    uint32     // the page its fill started at
+	Wrapped  bool       // its fill has read from Start to the end, and reads from the table's start to Start
 }
 
 // UnitCopyForTest returns the aggregator's copy of definition (exp,
@@ -123,7 +125,7 @@ func UnitCopyForTest(db *DB, exp, metric string) (c UnitCopy, ok bool) {
 		return c, false
 	}
 	return UnitCopy{Epoch: d.epoch, Units: len(d.units), Complete: d.complete, Unknown: slices.Sorted(maps.Keys(d.unknown)),
-		From: d.from}, true
+		From: d.from, Start: d.start, Wrapped: d.wrapped}, true
 }
 
 // CheckUnitCopiesForTest compares each of the aggregator's copies with
