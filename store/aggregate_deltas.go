@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgtype"
 )
 
@@ -315,17 +314,13 @@ func resolveRoots(ctx context.Context, tx pgx.Tx, units []trackUnit, index map[u
 // binary (binArray).
 func writeStaged(ctx context.Context, tx pgx.Tx, s *stagedCycle) error {
 	const insert = `INSERT INTO agg_staged_tracks (cycle, owner_type, event, owners, ts, vals) VALUES ($1, $2, $3, $4, $5, $6)`
-	const name = "flywheel_write_staged"
-	sd, err := tx.Conn().Prepare(ctx, name, insert)
-	if err != nil {
-		return err
-	}
-	b := &pgconn.Batch{}
 	keys := slices.Collect(maps.Keys(s.groups))
 	slices.SortFunc(keys, func(a, b [2]string) int { return cmp.Or(strings.Compare(a[0], b[0]), strings.Compare(a[1], b[1])) })
 	cycle := binary.BigEndian.AppendUint64(nil, uint64(s.cycle))
-	formats := []int16{1}
-	chunks := 0
+	// A statement a chunk, each Bind in a buffer of its size
+	// (queryPrepared): chunks sent as one pgconn.Batch grew its buffer to
+	// the whole cycle's tens of megabytes by copies (BENCHMARKS.md, "pgx's
+	// write buffer sized once").
 	for _, k := range keys {
 		g := s.groups[k]
 		for i := 0; i < len(g.owners); i += stagedChunk {
@@ -340,15 +335,19 @@ func writeStaged(ctx context.Context, tx pgx.Tx, s *stagedCycle) error {
 					vals.null()
 				}
 			}
-			b.ExecPrepared(sd.Name, [][]byte{cycle, []byte(k[0]), []byte(k[1]), owners.bytes(), ts.bytes(), vals.bytes()}, formats, nil)
-			chunks++
+			p := &wireParams{}
+			p.add(cycle, 1)
+			p.text(k[0])
+			p.text(k[1])
+			p.array(owners)
+			p.array(ts)
+			p.array(vals)
+			if err := queryPrepared(ctx, tx, "flywheel_write_staged", insert, p, nil); err != nil {
+				return err
+			}
 		}
 	}
-	if chunks == 0 {
-		return nil
-	}
-	_, err = tx.Conn().PgConn().ExecBatch(ctx, b).ReadAll()
-	return err
+	return nil
 }
 
 // collectStaged removes what every definition has folded from the staging

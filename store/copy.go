@@ -255,9 +255,11 @@ func (p *wireParams) bindSize(name string) int {
 // events/s (BENCHMARKS.md, "pgx's write buffer sized once").
 type bindReserve int
 
-// bindReserveAbove: smaller messages fit the Frontend's buffer, or grow
-// it in a few copies that cost less than a buffer of their own.
-const bindReserveAbove = 64 << 10
+// bindReserveAbove is the buffer the Frontend keeps between messages
+// (maxLen in Frontend.Flush): a larger Bind needs a buffer of its own,
+// allocated once here instead of grown. Ingestion's batches of 1,000
+// events are Binds of tens of kilobytes.
+const bindReserveAbove = 1024
 
 func (r bindReserve) Encode(dst []byte) ([]byte, error) {
 	if cap(dst)-len(dst) >= int(r) {
