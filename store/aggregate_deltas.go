@@ -310,7 +310,7 @@ func resolveRoots(ctx context.Context, tx pgx.Tx, units []trackUnit, index map[u
 }
 
 // writeStaged writes a cycle's staged events to agg_staged_tracks, in
-// chunks of at most stagedChunk events, in one round trip, their arrays in
+// chunks of at most stagedChunk events, a statement each, their arrays in
 // binary (binArray).
 func writeStaged(ctx context.Context, tx pgx.Tx, s *stagedCycle) error {
 	const insert = `INSERT INTO agg_staged_tracks (cycle, owner_type, event, owners, ts, vals) VALUES ($1, $2, $3, $4, $5, $6)`
