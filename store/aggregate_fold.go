@@ -566,7 +566,7 @@ func (db *DB) fillUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, 
 			return err
 		}
 		c.read += int(read)
-		scanned := int64(upto.BlockNumber) - int64(c.from.BlockNumber) - 1
+		scanned := max(int64(upto.BlockNumber)-int64(c.from.BlockNumber)-1, 0) // pages after from's
 		switch {
 		case read == limit && !ordered: // where the chunk ended is not known
 			c.whole = true

@@ -428,7 +428,10 @@ func TestAggregateUnitCopyPages(t *testing.T) {
 		t.Fatalf("agg_units has %d pages; the test needs at least 6", pages)
 	}
 	r := rand.New(rand.NewPCG(11, 12))
-	folds, wrapped := 0, -1 // wrapped: the fold the fill went back to the table's start in
+	// wrapped: the fold the fill went back to the table's start in, and
+	// base the page it ended there (1 when the first stretch was one page
+	// and the chunk went on, else none)
+	folds, wrapped, base := 0, -1, 0
 	for ; ; folds++ {
 		e := track(fmt.Sprintf("up%02d", folds%60), "purchase", aggBase.Add(time.Duration(10+folds)*time.Hour))
 		e.Value = aggF(float64(folds + 1))
@@ -449,12 +452,13 @@ func TestAggregateUnitCopyPages(t *testing.T) {
 		case wrapped < 0: // at the table's start, or a page on when the first stretch was one page
 			wrapped = folds
 			if c.From != (pgtype.TID{Valid: true}) {
+				base = 1
 				want = pgtype.TID{BlockNumber: 1, OffsetNumber: 65535, Valid: true}
 			} else {
 				want = c.From
 			}
 		default:
-			want = pgtype.TID{BlockNumber: uint32(folds - wrapped), OffsetNumber: 65535, Valid: true}
+			want = pgtype.TID{BlockNumber: uint32(base + folds - wrapped), OffsetNumber: 65535, Valid: true}
 		}
 		if c.From != want || c.Wrapped && c.From.BlockNumber >= c.Start {
 			t.Errorf("fold %d: the fill is at %v (started at page %d, wrapped %v), want %v", folds, c.From, c.Start, c.Wrapped, want)

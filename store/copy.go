@@ -283,7 +283,10 @@ func queryPrepared(ctx context.Context, tx pgx.Tx, name, sql string, p *wirePara
 		return err
 	}
 	pc := tx.Conn().PgConn()
-	if n := p.bindSize(name); n > bindReserveAbove {
+	// Only on a connection at rest, the Bind to follow at once: a closing
+	// connection's goroutine sends its Terminate through the same buffer,
+	// and a busy one would keep a buffer it does not use.
+	if n := p.bindSize(name); n > bindReserveAbove && ctx.Err() == nil && !pc.IsBusy() && !pc.IsClosed() {
 		pc.Frontend().Send(bindReserve(n))
 	}
 	rr := pc.ExecPrepared(ctx, name, p.values, p.formats, []int16{1})

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgproto3"
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/flywheel-oss/flywheel/store"
@@ -120,6 +121,30 @@ func TestQueryPreparedLarge(t *testing.T) {
 		}
 		if rows != 1 || got != want {
 			t.Errorf("parameters of %v bytes: %d rows, %q; want their md5s %q", sizes, rows, got, want)
+		}
+	}
+}
+
+// TestBindSize: the room queryPrepared makes before a Bind holds the Bind
+// and the Describe, Execute and Sync that pgconn's ExecPrepared sends
+// after it, as pgproto3 encodes them.
+func TestBindSize(t *testing.T) {
+	for _, values := range [][][]byte{nil, {nil}, {{}}, {[]byte("x")}, {make([]byte, 70_000), nil, []byte("agg-cust"), make([]byte, 3)}} {
+		for _, name := range []string{"", "flywheel_write_fold", strings.Repeat("n", 63)} {
+			formats := slices.Repeat([]int16{1}, len(values))
+			var b []byte
+			var err error
+			for _, m := range []pgproto3.FrontendMessage{
+				&pgproto3.Bind{PreparedStatement: name, ParameterFormatCodes: formats, Parameters: values, ResultFormatCodes: []int16{1}},
+				&pgproto3.Describe{ObjectType: 'P'}, &pgproto3.Execute{}, &pgproto3.Sync{},
+			} {
+				if b, err = m.Encode(b); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if got := store.BindSizeForTest(name, values); got < len(b) {
+				t.Errorf("%d values to %q: room for %d bytes, the messages take %d", len(values), name, got, len(b))
+			}
 		}
 	}
 }

@@ -203,3 +203,13 @@ func QueryPreparedForTest(ctx context.Context, tx pgx.Tx, name, sql string, para
 	}
 	return queryPrepared(ctx, tx, name, sql, p, row)
 }
+
+// BindSizeForTest is the room queryPrepared makes for a Bind of values
+// (in the binary format) to the statement name, and the messages after it.
+func BindSizeForTest(name string, values [][]byte) int {
+	p := &wireParams{}
+	for _, v := range values {
+		p.add(v, 1)
+	}
+	return p.bindSize(name)
+}
