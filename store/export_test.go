@@ -113,6 +113,8 @@ type UnitCopy struct {
 	From     pgtype.TID // its fill reads the rows after this ctid next
 	Start    uint32     // the page its fill started at
 	Wrapped  bool       // its fill has read from Start to the end, and reads from the table's start to Start
+	Pages    int64      // the table's pages at its fill's first chunk (-1 before)
+	Read     int        // the rows its fill has read
 }
 
 // UnitCopyForTest returns the aggregator's copy of definition (exp,
@@ -125,7 +127,7 @@ func UnitCopyForTest(db *DB, exp, metric string) (c UnitCopy, ok bool) {
 		return c, false
 	}
 	return UnitCopy{Epoch: d.epoch, Units: len(d.units), Complete: d.complete, Unknown: slices.Sorted(maps.Keys(d.unknown)),
-		From: d.from, Start: d.start, Wrapped: d.wrapped}, true
+		From: d.from, Start: d.start, Wrapped: d.wrapped, Pages: d.pages, Read: d.read}, true
 }
 
 // CheckUnitCopiesForTest compares each of the aggregator's copies with
