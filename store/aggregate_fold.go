@@ -1385,10 +1385,12 @@ func float8Numeric(x float64) (m int64, e int) {
 // holds what the copy says (writeFold).
 //
 // A copy is also filled from the table by each fold (fillUnits): a chunk
-// of rows in key order, or, for a busy definition, all the rows left in
-// the table's order, so that after a start or a build the folds stop
-// looking their owners up one by one (BENCHMARKS.md, "The unit copy
-// filled in chunks"). Once every row has been read the copy is complete:
+// of the definition's rows in the table's order, sized by the fold's
+// owners, from the definition's first rows round to where it began, so
+// that after a start or a build the folds stop looking their owners up
+// one by one (BENCHMARKS.md, "The unit copy filled in chunks", "The fill
+// in the table's order, a chunk a fold", "The fill starts at the
+// definition's rows"). Once every row has been read the copy is complete:
 // an owner it lacks has no row, so is not in the experiment, and is not
 // looked up at all, unless the cycle recomputed it since (unknown).
 type unitCache struct {
