@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/uuid"
@@ -87,12 +88,15 @@ func TestEveryMigrationDownAndUp(t *testing.T) {
 			if diff := cmp.Diff(before, after); diff != "" {
 				t.Errorf("results after down and up of version %d differ (-before +after):\n%s", v, diff)
 			}
-			checkMaxDay(t, url)
+			checkLastDay(t, url)
 		}
 		if err := migrations.DownByOne(ctx, url); err != nil {
 			t.Fatalf("down from version %d again: %v", v, err)
 		}
 		check(t, url, want[below], fmt.Sprintf("down from %d, up and down again", v))
+		if v == 24 {
+			checkMaxDay(t, url) // 0024's Down puts every unit's last day back into agg_unit_days
+		}
 	}
 
 	if err := migrations.Up(ctx, url); err != nil {
@@ -102,9 +106,28 @@ func TestEveryMigrationDownAndUp(t *testing.T) {
 	fill(t, apptest.Start(t, app.Config{DatabaseURL: url, AggregateEvery: -1}))
 }
 
-// checkMaxDay fails unless every metric definition's max_day (0019) is
-// filled in and at least the day of each of its day rows, and some day rows
-// are there to check.
+// checkLastDay fails unless every unit's day rows (agg_unit_days) are
+// before the last day its unit row holds (0024), and some units have a
+// last day and some a day row, so that there was something to check.
+func checkLastDay(t *testing.T, url string) {
+	t.Helper()
+	conn := pgtest.Connect(t, url)
+	defer conn.Close(context.Background())
+	var rows, bad, last int64
+	if err := conn.QueryRow(context.Background(), `SELECT count(*) FILTER (WHERE a.last_day IS NOT NULL),
+		    count(*) FILTER (WHERE a.last_day IS NULL OR d.day >= a.last_day),
+		    (SELECT count(*) FROM agg_units WHERE last_day IS NOT NULL)
+		FROM agg_unit_days d LEFT JOIN agg_units a USING (experiment, metric, unit_id)`).Scan(&rows, &bad, &last); err != nil {
+		t.Fatal(err)
+	}
+	if rows == 0 || last == 0 || bad != 0 {
+		t.Errorf("%d day rows on or after their unit's last day, or without one; %d day rows of units with a last day, %d units with a last day (want some of each, none bad)", bad, rows, last)
+	}
+}
+
+// checkMaxDay fails unless every metric definition's max_day (0019, put
+// back by 0024's Down) is filled in and at least the day of each of its day
+// rows, and some day rows are there to check.
 func checkMaxDay(t *testing.T, url string) {
 	t.Helper()
 	conn := pgtest.Connect(t, url)
@@ -260,11 +283,19 @@ func fill(t *testing.T, srv *apptest.Server) map[string]any {
 		m["id"] = uuid.Must(uuid.NewV7()).String()
 		events = append(events, m)
 	}
+	yesterday := time.Now().UTC().Add(-26 * time.Hour).Format(time.RFC3339) // an earlier UTC day than now
 	for i := range 40 {
 		variant := []string{"control", "green"}[i%2]
 		customer, device := fmt.Sprintf("c-%d", i), fmt.Sprintf("d-%d", i)
-		ev(map[string]any{"type": "exposure", "experiment": "fixed", "variant": variant, "unit_type": "customer", "unit_id": customer,
-			"attributes": map[string]any{"device": []string{"mobile", "desktop"}[i%3%2]}})
+		exposure := map[string]any{"type": "exposure", "experiment": "fixed", "variant": variant, "unit_type": "customer", "unit_id": customer,
+			"attributes": map[string]any{"device": []string{"mobile", "desktop"}[i%3%2]}}
+		if i < 12 {
+			// Purchases on two days: day rows as well as last days.
+			exposure["timestamp"] = yesterday
+			ev(map[string]any{"type": "track", "event": "purchase", "value": float64(5 + i), "unit_type": "customer", "unit_id": customer,
+				"timestamp": yesterday})
+		}
+		ev(exposure)
 		ev(map[string]any{"type": "exposure", "experiment": "sequential", "variant": variant, "unit_type": "device", "unit_id": device})
 		ev(map[string]any{"type": "identify", "unit_type": "device", "unit_id": device, "customer_id": customer})
 		if i%3 != 0 {

@@ -62,15 +62,9 @@ func (db *DB) rebuild(ctx context.Context, tx pgx.Tx, d aggDef) error {
 			return err
 		}
 	}
-	// The latest day of the day rows just written is at most the latest
-	// day of the events read (an upper bound is all agg_defs.max_day needs).
-	maxDay := `NULL`
-	if d.metric != nil {
-		maxDay = `(SELECT COALESCE(max((ts AT TIME ZONE 'UTC')::date), '-infinity') FROM b_owned)`
-	}
 	// It counts every staged event (folded_cycle: the latest cycle).
-	_, err := tx.Exec(ctx, `INSERT INTO agg_defs (experiment, metric, hash, cap, built_at, max_day, folded_cycle)
-		VALUES ($1, $2, $3, $4, $5, `+maxDay+`, (SELECT COALESCE(max(cycle), 0) FROM agg_staged_cycles))`,
+	_, err := tx.Exec(ctx, `INSERT INTO agg_defs (experiment, metric, hash, cap, built_at, folded_cycle)
+		VALUES ($1, $2, $3, $4, $5, (SELECT COALESCE(max(cycle), 0) FROM agg_staged_cycles))`,
 		d.exp.Key, d.key(), d.hash, d.fixedCap(), time.Now().UTC())
 	return err
 }
@@ -125,7 +119,8 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) (func(
 	// next statements delete (the metric's type from its definition: a
 	// definition whose metric has changed since is rebuilt anyway).
 	if _, err := tx.Exec(ctx, u+`, a AS (
-		SELECT a.experiment, a.metric, m.type AS typ, df.cap, a.unit_id, a.variant, a.first_ts
+		SELECT a.experiment, a.metric, m.type AS typ, df.cap, a.unit_id, a.variant, a.first_ts,
+			a.last_day, a.last_n, a.last_v, a.last_num, a.last_den
 		FROM agg_units a JOIN u ON a.unit_type = u.unit_type AND a.unit_id = u.unit_id
 		JOIN metrics m ON m.key = a.metric
 		LEFT JOIN agg_defs df ON df.experiment = a.experiment AND df.metric = a.metric
@@ -133,6 +128,9 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) (func(
 	), dchange AS (
 		SELECT a.experiment, a.metric, a.typ, a.cap, -1 AS sign, a.unit_id, a.variant, d.day, d.n, d.v, d.num, d.den
 		FROM a JOIN agg_unit_days d ON d.unit_id = a.unit_id AND d.experiment = a.experiment AND d.metric = a.metric
+		UNION ALL
+		SELECT experiment, metric, typ, cap, -1, unit_id, variant, last_day, last_n, last_v, last_num, last_den
+		FROM a WHERE last_day IS NOT NULL
 	), uchange AS (
 		SELECT experiment, metric, -1 AS sign, variant, (first_ts AT TIME ZONE 'UTC')::date AS day FROM a
 	), `+dayChanges+` SELECT 1`, types, ids); err != nil {

@@ -20,9 +20,9 @@ package store
 // changes of the units in two CTEs the statement defines first:
 //
 //   - dchange (experiment, metric, typ, cap, sign, unit_id, variant, day, n,
-//     v, num, den): the day rows (agg_unit_days) of analysed units, all of a
-//     unit's rows with the same sign: -1 for the rows it had, +1 for those
-//     it has now;
+//     v, num, den): the days of analysed units (their rows in agg_unit_days
+//     and their last day in agg_units), all of a unit's days with the same
+//     sign: -1 for the days it had, +1 for those it has now;
 //   - uchange (experiment, metric, sign, variant, day): analysed units
 //     leaving (-1) or entering (+1) on the UTC day of their first exposure.
 //

@@ -46,7 +46,8 @@ SELECT unit_id, max(cycle) FROM agg_staged_pairs WHERE experiment = $1 AND cycle
 
 // unitColumns are the columns of agg_units a that foldUnit.decode reads,
 // in its order.
-const unitColumns = `a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts`
+const unitColumns = `a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts,
+    a.last_day, a.last_n, a.last_v, a.last_num, a.last_den`
 
 // unitRows reads the unit rows of definition ($1, $2) of the owners $3
 // (sorted), each by primary key, in key order (BENCHMARKS.md, "Lookups in
@@ -56,36 +57,38 @@ SELECT a.* FROM unnest($3::text[]) AS k(owner) CROSS JOIN LATERAL (
     SELECT ` + unitColumns + ` FROM agg_units a
     WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = k.owner OFFSET 0) a`
 
-// lateDays reads all the day rows of the units ($3) that have a day after
-// their first new one ($4): their later days change with the new events.
+// lateDays reads the day rows of the units $3: all of their days but the
+// last (in agg_units).
 const lateDays = `
-SELECT k.u, d.day, d.n, d.v, d.num, d.den
-FROM (SELECT * FROM unnest($3::text[], $4::date[]) AS k(u, since)
-      WHERE EXISTS (SELECT 1 FROM agg_unit_days d WHERE d.unit_id = k.u AND d.experiment = $1 AND d.metric = $2
-          AND d.day > k.since OFFSET 0)) k
-CROSS JOIN LATERAL (
+SELECT k.u, d.day, d.n, d.v, d.num, d.den FROM unnest($3::text[]) AS k(u) CROSS JOIN LATERAL (
     SELECT d.day, d.n, d.v, d.num, d.den FROM agg_unit_days d
     WHERE d.unit_id = k.u AND d.experiment = $1 AND d.metric = $2 OFFSET 0) d`
 
 // writeFold writes what foldTracks computed for definition ($1, $2): the
-// changed unit values by ctid ($3-$7), the day rows added to ($8-$13, in
-// key order), the definition's latest day ($14), the per-variant day
-// changes ($15-$23) and the variant sums' changes ($24-$34), and returns
-// the changed units' new ctids, each with its place in $3 (from 1). The
+// changed unit rows by ctid ($3-$7, and their last days $14, $40-$43), the
+// day rows added to ($8-$13, in key order), the per-variant day changes
+// ($15-$23) and the variant sums' changes ($24-$34), and returns the
+// changed units' new ctids, each with its place in $3 (from 1). The
 // cycle is the only writer of these rows
 // (the aggregation lock), and each definition writes only its own. A unit
 // row is written only if it is still the one the fold read, with the values
-// it read ($35-$39): a copy kept in memory (unitCache) that is not, for
+// it read ($35-$39, $44-$48): a copy kept in memory (unitCache) that is not, for
 // whatever reason, makes the fold fail (and the copy be dropped) instead
 // of writing a wrong value.
 const writeFold = `
 WITH up AS (
-    UPDATE agg_units a SET y = n.y, x = n.x, num = n.num, den = n.den
+    UPDATE agg_units a SET y = n.y, x = n.x, num = n.num, den = n.den,
+        last_day = n.lday, last_n = n.ln, last_v = n.lv, last_num = n.lnum, last_den = n.lden
     FROM unnest($3::tid[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $35::text[],
-                $36::float8[], $37::float8[], $38::float8[], $39::float8[])
-        WITH ORDINALITY AS n(tid, y, x, num, den, unit_id, oy, ox, onum, oden, ord)
+                $36::float8[], $37::float8[], $38::float8[], $39::float8[],
+                $14::date[], $40::float8[], $41::float8[], $42::float8[], $43::float8[],
+                $44::date[], $45::float8[], $46::float8[], $47::float8[], $48::float8[])
+        WITH ORDINALITY AS n(tid, y, x, num, den, unit_id, oy, ox, onum, oden,
+                             lday, ln, lv, lnum, lden, olday, oln, olv, olnum, olden, ord)
     WHERE a.ctid = n.tid AND a.experiment = $1 AND a.metric = $2 AND a.unit_id = n.unit_id
       AND a.y = n.oy AND a.x = n.ox AND a.num = n.onum AND a.den = n.oden
+      AND a.last_day IS NOT DISTINCT FROM n.olday AND a.last_n = n.oln AND a.last_v = n.olv
+      AND a.last_num = n.olnum AND a.last_den = n.olden
     RETURNING n.ord, a.ctid
 ), days_add AS (
     INSERT INTO agg_unit_days AS d (experiment, metric, unit_id, day, n, v, num, den)
@@ -93,9 +96,6 @@ WITH up AS (
         AS k(u, day, n, v, num, den)
     ON CONFLICT (unit_id, experiment, metric, day) DO UPDATE SET
         n = d.n + EXCLUDED.n, v = d.v + EXCLUDED.v, num = d.num + EXCLUDED.num, den = d.den + EXCLUDED.den
-), latest AS (
-    UPDATE agg_defs SET max_day = greatest(max_day, $14::date)
-    WHERE experiment = $1 AND metric = $2 AND max_day IS NOT NULL AND $14::date IS NOT NULL
 ), days_up AS (
     INSERT INTO agg_variant_days AS v (experiment, metric, variant, day, units, sum, sumsq, sumnum, sumden, sumnumsq, sumdensq, sumnumden)
     SELECT $1, $2, variant, day, 0, sum, sumsq, sumnum, sumden, sumnumsq, sumdensq, sumnumden
@@ -130,11 +130,11 @@ func decodeUnitRow(vals [][]byte, variants map[string]string) (*foldUnit, error)
 	return u, nil
 }
 
-// decode sets the row fields of u (id, tid, variant, state, values and
-// first exposure) from a row of unitColumns.
+// decode sets the row fields of u (id, tid, variant, state, values, first
+// exposure and last day) from a row of unitColumns.
 func (u *foldUnit) decode(vals [][]byte, variants map[string]string) error {
-	if len(vals) != 9 {
-		return fmt.Errorf("%d columns, want 9", len(vals))
+	if len(vals) != 14 {
+		return fmt.Errorf("%d columns, want 14", len(vals))
 	}
 	u.id = string(vals[1])
 	var err error
@@ -155,8 +155,21 @@ func (u *foldUnit) decode(vals [][]byte, variants map[string]string) error {
 			return err
 		}
 	}
-	u.first, err = wireTimestamptz(vals[8])
-	return err
+	if u.first, err = wireTimestamptz(vals[8]); err != nil {
+		return err
+	}
+	u.last = foldDay{day: noDay}
+	if vals[9] != nil {
+		if u.last.day, err = wireDay(vals[9]); err != nil {
+			return err
+		}
+	}
+	for i, f := range []*float64{&u.last.n, &u.last.v, &u.last.nm, &u.last.dn} {
+		if *f, err = wireFloat8(vals[10+i]); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // foldUnit is one unit of a fold: its row as stored and its staged events.
@@ -166,12 +179,14 @@ type foldUnit struct {
 	state              int16
 	y, x, num, den     float64
 	first              time.Time
+	last               foldDay // its last day with events (day noDay: none), as stored
 	events             []foldEvent
 	days               []foldDay // its new days in the window, in day order
 	late, settled      bool
 	looked             bool      // read from the table, not the copy
 	old                []foldDay // a late unit's stored days, in day order
 	newY, newX, nn, nd float64
+	newLast            foldDay // its last day after the new ones (writeArgs)
 }
 
 type foldEvent struct {
@@ -181,10 +196,19 @@ type foldEvent struct {
 	event    string
 }
 
-// foldDay is a unit's sums on one UTC day (agg_unit_days).
+// foldDay is a unit's sums on one UTC day (agg_unit_days, or its last day
+// in agg_units).
 type foldDay struct {
 	day          int32 // days since 1970-01-01
 	n, v, nm, dn float64
+}
+
+// noDay is the day of a unit row's last day when it has none (NULL).
+const noDay = math.MinInt32
+
+// plus is the day with d's sums added.
+func (f foldDay) plus(d foldDay) foldDay {
+	return foldDay{day: f.day, n: f.n + d.n, v: f.v + d.v, nm: f.nm + d.nm, dn: f.dn + d.dn}
 }
 
 // foldSpec is what a fold needs of its definition.
@@ -214,14 +238,15 @@ func specOf(d aggDef) foldSpec {
 // fold's update of agg_defs (foldStaged) checks that no other transaction
 // moved it since. What it did goes into rep.
 //
-// The day rows: a unit's new days are added to agg_unit_days, and the
+// The days: a unit's row holds its last day with events, its earlier days
+// are rows of agg_unit_days. New days on or after the last are added to the
+// row, which moves its last day on and makes the old one a day row when a
+// later day comes (moveLast); earlier ones are added to agg_unit_days. The
 // per-variant day changes (agg_variant_days, see aggregate_days.go) are
 // computed from the unit's value before the new events and its days:
-//   - no unit has a day after the definition's latest (agg_defs.max_day,
-//     read first), so a unit whose new days all fall on or after it is in
-//     order, with no lookup; before it, one index probe says whether the
-//     unit has a day after its first new one (late), and then all of its
-//     days are read (readLateDays);
+//   - a unit whose new days all fall on or after its last day is in order,
+//     and needs none of its days; one with a new day before it is late, and
+//     then all of its days are read (readLateDays);
 //   - a conversion or retention already counted whose new days are not
 //     late is settled: its counted day is on or before them, so its value
 //     on every day stays 1 and its day changes stay 0. Its day rows are not
@@ -234,9 +259,8 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 	*rep = Fold{Definition: rep.Definition}
 	last := time.Now()
 	_, _, events := window(m)
-	var maxDay pgtype.Date // may be -infinity: a definition with no day yet
-	if err := tx.QueryRow(ctx, `SELECT max_day, epoch FROM agg_defs WHERE experiment = $1 AND metric = $2`,
-		d.exp.Key, m.Key).Scan(&maxDay, &epoch); err != nil {
+	if err := tx.QueryRow(ctx, `SELECT epoch FROM agg_defs WHERE experiment = $1 AND metric = $2`,
+		d.exp.Key, m.Key).Scan(&epoch); err != nil {
 		return nil, 0, err
 	}
 	byOwner, err := stagedEvents(ctx, tx, d, events, folded, pairs, mem)
@@ -272,7 +296,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 			continue
 		}
 		u := &foldUnit{tid: cu.tid, id: id, variant: cu.variant, state: cu.state, y: cu.y, x: cu.x, num: cu.num, den: cu.den,
-			first: cu.first, events: evs}
+			first: cu.first, last: cu.last, events: evs}
 		order = append(order, u)
 	}
 	// A unit recomputed since the fill read it is looked up once it is an
@@ -311,20 +335,14 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		return func(next int64) { db.units.put(key, next, c) }, epoch, nil
 	}
 	spec := specOf(d)
-	// A unit whose first new day is on or after the definition's latest
-	// has no later day; the others are probed. Unknown (NULL): all are.
-	maxDayN := int32(math.MaxInt32)
-	switch {
-	case !maxDay.Valid || maxDay.InfinityModifier == pgtype.Infinity:
-	case maxDay.InfinityModifier == pgtype.NegativeInfinity:
-		maxDayN = math.MinInt32
-	default:
-		maxDayN = dayNumber(maxDay.Time)
-	}
+	// A unit whose first new day is before its last day is late; the rows
+	// of its earlier days are read when its day changes are computed (it
+	// is analysed).
 	var probe []*foldUnit
 	for _, u := range order {
 		spec.unitSums(u)
-		if u.state == 0 && len(u.days) > 0 && u.days[0].day < maxDayN {
+		u.late = len(u.days) > 0 && u.last.day != noDay && u.days[0].day < u.last.day
+		if u.late && u.state == 0 {
 			probe = append(probe, u)
 		}
 	}
@@ -332,11 +350,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		if err := readLateDays(ctx, tx, d, probe); err != nil {
 			return nil, 0, err
 		}
-		for _, u := range probe {
-			if u.late {
-				rep.Late++
-			}
-		}
+		rep.Late = len(probe)
 		rep.lap("late", &last)
 	}
 	for _, u := range order {
@@ -373,10 +387,11 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 	return func(next int64) {
 		// The copy holds the other owners as they are.
 		for _, u := range changed {
-			known[u.id] = cachedUnit{tid: u.tid, variant: u.variant, state: u.state, y: u.newY, x: u.newX, num: u.nn, den: u.nd, first: u.first}
+			known[u.id] = cachedUnit{tid: u.tid, variant: u.variant, state: u.state, y: u.newY, x: u.newX, num: u.nn, den: u.nd,
+				first: u.first, last: u.newLast}
 		}
 		for _, u := range order {
-			if u.looked && !u.changed() {
+			if u.looked && !u.rewritten() {
 				known[u.id] = u.cached()
 			}
 		}
@@ -386,7 +401,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 
 // cached is the unit's row as read, for the unit copy.
 func (u *foldUnit) cached() cachedUnit {
-	return cachedUnit{tid: u.tid, variant: u.variant, state: u.state, y: u.y, x: u.x, num: u.num, den: u.den, first: u.first}
+	return cachedUnit{tid: u.tid, variant: u.variant, state: u.state, y: u.y, x: u.x, num: u.num, den: u.den, first: u.first, last: u.last}
 }
 
 // fillFrom reads the next chunk of definition ($1, $2)'s unit rows for its
@@ -732,21 +747,21 @@ func ownersEvents(ctx context.Context, tx pgx.Tx, d aggDef, events []string, fol
 	return byOwner, err
 }
 
-// readLateDays marks the units of probe that have a day after their first
-// new one as late, with all of their stored days.
+// readLateDays reads the stored days of the late units of probe: their
+// day rows, and their last day.
 func readLateDays(ctx context.Context, tx pgx.Tx, d aggDef, probe []*foldUnit) error {
 	refs := make([]unitRef, len(probe)) // in key order, for the index probes
 	for i, u := range probe {
 		refs[i] = unitRef{idPrefix(u.id), u}
 	}
 	sortRefs(refs)
-	ids, since := make([]string, len(probe)), make([]time.Time, len(probe))
+	ids := make([]string, len(probe))
 	units := make(map[string]*foldUnit, len(probe))
 	for i, r := range refs {
-		ids[i], since[i] = r.u.id, dayTime(r.u.days[0].day)
+		ids[i] = r.u.id
 		units[r.u.id] = r.u
 	}
-	rows, err := tx.Query(ctx, lateDays, d.exp.Key, d.metric.Key, ids, since)
+	rows, err := tx.Query(ctx, lateDays, d.exp.Key, d.metric.Key, ids)
 	if err != nil {
 		return err
 	}
@@ -757,14 +772,20 @@ func readLateDays(ctx context.Context, tx pgx.Tx, d aggDef, probe []*foldUnit) e
 	)
 	_, err = pgx.ForEachRow(rows, []any{&id, &day, &n, &v, &nm, &dn}, func() error {
 		u := units[id]
-		u.late = true
-		u.old = append(u.old, foldDay{day: dayNumber(day), n: n, v: v, nm: nm, dn: dn})
-		return nil
+		if at := dayNumber(day); at < u.last.day {
+			u.old = append(u.old, foldDay{day: at, n: n, v: v, nm: nm, dn: dn})
+			return nil
+		}
+		return fmt.Errorf("unit %q has a day row on or after its last day", id)
 	})
+	if err != nil {
+		return err
+	}
 	for _, u := range probe {
+		u.old = append(u.old, u.last)
 		slices.SortFunc(u.old, func(a, b foldDay) int { return cmp.Compare(a.day, b.day) })
 	}
-	return err
+	return nil
 }
 
 // unitSums computes the unit's new value from its stored one and the sums
@@ -992,35 +1013,36 @@ func (vs *variantSums) add(s foldSpec, sign float64, y, x, num, den float64) {
 // in $3, and the number of day rows it adds to.
 func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (p *wireParams, changed []*foldUnit, days int) {
 	var (
-		latestN     int32     = math.MinInt32
-		vdays                 = map[dayKey]*dayChangeSums{}
-		vsums                 = map[string]*variantSums{}
+		vdays       = map[dayKey]*dayChangeSums{}
+		vsums       = map[string]*variantSums{}
 		changedTIDs []unitRef // by ctid
-		dayUnits    []unitRef // by id: the units whose day rows are written
+		dayUnits    []unitRef // by id: the units with day rows to write
 		nDays       int
 	)
 	for _, u := range units {
-		if u.changed() {
-			changedTIDs = append(changedTIDs, unitRef{uint64(u.tid.BlockNumber)<<16 | uint64(u.tid.OffsetNumber), u})
-			if u.state == 0 {
-				vs := vsums[u.variant]
-				if vs == nil {
-					vs = &variantSums{}
-					vsums[u.variant] = vs
-				}
-				vs.add(s, 1, u.newY, u.newX, u.nn, u.nd)
-				vs.add(s, -1, u.y, u.x, u.num, u.den)
-			}
-		}
-		for _, day := range u.days {
-			latestN = max(latestN, day.day)
-		}
+		u.newLast = u.last
 		if len(u.days) > 0 && !u.settled {
-			nDays += len(u.days)
-			dayUnits = append(dayUnits, unitRef{idPrefix(u.id), u})
+			rows := 0
+			u.newLast = u.moveLast(func(foldDay) { rows++ })
+			if rows > 0 {
+				nDays += rows
+				dayUnits = append(dayUnits, unitRef{idPrefix(u.id), u})
+			}
 			if u.state == 0 {
 				s.dayChanges(u, vdays)
 			}
+		}
+		if u.changed() && u.state == 0 {
+			vs := vsums[u.variant]
+			if vs == nil {
+				vs = &variantSums{}
+				vsums[u.variant] = vs
+			}
+			vs.add(s, 1, u.newY, u.newX, u.nn, u.nd)
+			vs.add(s, -1, u.y, u.x, u.num, u.den)
+		}
+		if u.rewritten() {
+			changedTIDs = append(changedTIDs, unitRef{uint64(u.tid.BlockNumber)<<16 | uint64(u.tid.OffsetNumber), u})
 		}
 	}
 	// The day rows added to, in key order ($8-$13).
@@ -1028,21 +1050,23 @@ func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (p *wireParams, changed
 	dUnits, dDays := newBinArray(oidText, nDays*16), newBinArray(oidDate, nDays*8)
 	dn, dv, dnum, dden := newBinArray(oidFloat8, nDays*12), newBinArray(oidFloat8, nDays*12), newBinArray(oidFloat8, nDays*12), newBinArray(oidFloat8, nDays*12)
 	for _, r := range dayUnits {
-		for _, day := range r.u.days {
+		r.u.moveLast(func(day foldDay) {
 			dUnits.text(r.u.id)
 			dDays.date(day.day)
 			dn.float8(day.n)
 			dv.float8(day.v)
 			dnum.float8(day.nm)
 			dden.float8(day.dn)
-		}
+		})
 	}
 	// The changed unit rows in ctid order, with their new values ($3-$7)
-	// and the values the fold read ($35-$39).
+	// and last days ($14, $40-$43), and the values ($35-$39) and last days
+	// ($44-$48) the fold read.
 	slices.SortFunc(changedTIDs, func(a, b unitRef) int { return cmp.Compare(a.k, b.k) })
 	n := len(changedTIDs)
 	tids, ids := newBinArray(oidTID, n*10), newBinArray(oidText, n*16)
-	var cols [8]*binArray // ys, xs, nums, dens, then the old ones
+	lastDays, oldLastDays := newBinArray(oidDate, n*8), newBinArray(oidDate, n*8)
+	var cols [16]*binArray // ys, xs, nums, dens, then the old ones; the last days' sums, then the old ones
 	for i := range cols {
 		cols[i] = newBinArray(oidFloat8, n*12)
 	}
@@ -1052,7 +1076,11 @@ func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (p *wireParams, changed
 		changed[i] = u
 		tids.tid(u.tid)
 		ids.text(u.id)
-		for i, v := range [8]float64{u.newY, u.newX, u.nn, u.nd, u.y, u.x, u.num, u.den} {
+		lastDays.dateOrNull(u.newLast.day)
+		oldLastDays.dateOrNull(u.last.day)
+		l, o := u.newLast, u.last
+		for i, v := range [16]float64{u.newY, u.newX, u.nn, u.nd, u.y, u.x, u.num, u.den,
+			l.n, l.v, l.nm, l.dn, o.n, o.v, o.nm, o.dn} {
 			cols[i].float8(v)
 		}
 	}
@@ -1099,11 +1127,7 @@ func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (p *wireParams, changed
 	for _, c := range []*binArray{dUnits, dDays, dn, dv, dnum, dden} {
 		p.array(c)
 	}
-	if latestN != math.MinInt32 {
-		p.add(binary.BigEndian.AppendUint32(nil, uint32(latestN-pgEpochDay)), 1)
-	} else {
-		p.null()
-	}
+	p.array(lastDays)
 	p.array(vdVariants)
 	p.array(vdDays)
 	for _, c := range vdCols {
@@ -1114,10 +1138,57 @@ func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (p *wireParams, changed
 		p.literal(numericArray(c))
 	}
 	p.array(ids)
-	for _, c := range cols[4:] {
+	for _, c := range cols[4:8] {
+		p.array(c)
+	}
+	for _, c := range cols[8:12] {
+		p.array(c)
+	}
+	p.array(oldLastDays)
+	for _, c := range cols[12:] {
 		p.array(c)
 	}
 	return p, changed, nDays
+}
+
+// rewritten says whether the fold writes the unit's row: its values or
+// its last day change.
+func (u *foldUnit) rewritten() bool { return u.changed() || u.newLast != u.last }
+
+// moveLast returns the unit's last day once its new days (in day order)
+// are added, and calls closed, in day order, with each other day whose
+// sums change, as a row of agg_unit_days adds them: a new day before the
+// last (its new sums), and the stored last day when a new day follows it
+// (its stored sums, with the new ones of that day).
+func (u *foldUnit) moveLast(closed func(foldDay)) foldDay {
+	top := u.days[len(u.days)-1]
+	if u.last.day != noDay && u.last.day >= top.day { // the last day stays
+		l := u.last
+		for _, d := range u.days {
+			if d.day == l.day {
+				l = l.plus(d)
+			} else {
+				closed(d)
+			}
+		}
+		return l
+	}
+	stored := u.last.day != noDay // the stored last day, until it is closed
+	for _, d := range u.days[:len(u.days)-1] {
+		if stored && u.last.day < d.day {
+			closed(u.last)
+			stored = false
+		}
+		if stored && u.last.day == d.day {
+			d = u.last.plus(d)
+			stored = false
+		}
+		closed(d)
+	}
+	if stored {
+		closed(u.last)
+	}
+	return top
 }
 
 // unitRef is a fold's unit with a key to sort it by: the sort compares
@@ -1211,10 +1282,6 @@ func dayNumber(t time.Time) int32 {
 		return int32(s/86400) - 1
 	}
 	return int32(s / 86400)
-}
-
-func dayTime(day int32) time.Time {
-	return time.Unix(int64(day)*86400, 0).UTC()
 }
 
 // decSum is an exact sum of decimals, each the value of a float8 as
@@ -1447,10 +1514,11 @@ type cachedUnit struct {
 	state          int16
 	y, x, num, den float64
 	first          time.Time
+	last           foldDay
 }
 
 // maxCachedUnits bounds the unit rows the copies of all definitions hold
-// together (about 150 bytes each, so some 600 MB): a copy that would
+// together (about 190 bytes each, so some 760 MB): a copy that would
 // take the total past it is not kept, and its definition's folds read
 // their units from the table.
 const maxCachedUnits = 4_000_000

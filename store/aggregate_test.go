@@ -136,10 +136,11 @@ func aggExperiment(tb testing.TB, db *store.DB, key string) (*flywheel.Experimen
 // rather than falling back.
 func verifyAggregates(tb testing.TB, db *store.DB, r *rand.Rand, label string, keys ...string) {
 	tb.Helper()
-	// The tracks step trusts agg_defs.max_day to be at least every day row's day.
-	if n := queryInt(tb, db, `SELECT count(*) FROM agg_unit_days u JOIN agg_defs d USING (experiment, metric)
-		WHERE d.max_day IS NULL OR u.day > d.max_day`); n != 0 {
-		tb.Errorf("%s: %d day rows after their definition's max_day", label, n)
+	// A unit's day rows are the days before its last, which its unit row
+	// holds (the tracks step trusts this).
+	if n := queryInt(tb, db, `SELECT count(*) FROM agg_unit_days d LEFT JOIN agg_units a USING (experiment, metric, unit_id)
+		WHERE a.last_day IS NULL OR d.day >= a.last_day`); n != 0 {
+		tb.Errorf("%s: %d day rows on or after their unit's last day, or without one", label, n)
 	}
 	for _, key := range keys {
 		e, ms := aggExperiment(tb, db, key)
@@ -1106,13 +1107,18 @@ func TestAggregateSameDayTracks(t *testing.T) {
 		aggregateAll(t, db)
 		verifyAggregates(t, db, r, step.label, "agg-cust")
 	}
-	if n := queryInt(t, db, `SELECT count(*) FROM agg_unit_days WHERE unit_id = 'sd1' AND metric = 'revenue'`); n != 1 {
-		t.Errorf("sd1 has %d revenue day rows, want 1 (its three purchases on one day)", n)
+	if n := queryInt(t, db, `SELECT count(*) FROM agg_unit_days WHERE unit_id = 'sd1' AND metric = 'revenue'`); n != 0 {
+		t.Errorf("sd1 has %d revenue day rows, want none (its three purchases on one day, its last)", n)
+	}
+	if got := queryStrings(t, db, `SELECT last_day::text FROM agg_units WHERE unit_id = 'sd1' AND metric = 'revenue'`); !slices.Equal(got, []string{"2026-10-05"}) {
+		t.Errorf("sd1's revenue last day = %q, want 2026-10-05", got)
 	}
 	// sd4's conversion: the first day it counted on (day 2), then the late
-	// day 1; its settled purchases on days 2 and 3 wrote none.
-	if got := queryStrings(t, db, `SELECT day::text FROM agg_unit_days WHERE unit_id = 'sd4' AND metric = 'conv' ORDER BY day`); !slices.Equal(got, []string{"2026-10-06", "2026-10-07"}) {
-		t.Errorf("sd4's conv day rows = %q, want 2026-10-06 (late) and 2026-10-07 (first)", got)
+	// day 1 (a day row, before its last); its settled purchases on days 2
+	// and 3 wrote none.
+	if got := queryStrings(t, db, `SELECT day::text FROM agg_unit_days WHERE unit_id = 'sd4' AND metric = 'conv'
+		UNION ALL SELECT last_day::text FROM agg_units WHERE unit_id = 'sd4' AND metric = 'conv' ORDER BY 1`); !slices.Equal(got, []string{"2026-10-06", "2026-10-07"}) {
+		t.Errorf("sd4's conv days = %q, want 2026-10-06 (late) and 2026-10-07 (first)", got)
 	}
 }
 

@@ -107,8 +107,9 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef, end pgtype.Time
 
 // foldUnitsSQL recomputes the units of experiment $1 listed in the table
 // %[1]s (experiment, unit_id) for definition $2, from the owned events
-// %[2]s (owner, ts, value, event), stores their values in agg_units, and
-// adds the difference to agg_variants. A unit whose exposure is gone is
+// %[2]s (owner, ts, value, event), stores their values in agg_units (with
+// their last day's sums) and their earlier days in agg_unit_days, and adds
+// the differences to agg_variants and agg_variant_days. A unit whose exposure is gone is
 // removed. Values are uncapped in agg_units; the fixed cap $9 applies to
 // the variant sums.
 //
@@ -148,38 +149,56 @@ WITH u AS (
     FROM per_unit
 ), old AS (
     SELECT a.*, u.state AS now_state FROM u CROSS JOIN LATERAL (
-        SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts FROM agg_units a
+        SELECT a.ctid AS tid, a.unit_id, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts,
+            a.last_day, a.last_n, a.last_v, a.last_num, a.last_den FROM agg_units a
         WHERE a.experiment = $1 AND a.metric = $2 AND a.unit_id = u.unit_id OFFSET 0) a
+), nd AS (
+    -- The units' days now (nd, with their variant and state now), each
+    -- marked if it is the unit's last: that one goes into its unit row,
+    -- the others into agg_unit_days.
+    SELECT *, day = max(day) OVER (PARTITION BY unit_id) AS last FROM (
+        SELECT u.unit_id, u.variant, u.state, (o.ts AT TIME ZONE 'UTC')::date AS day, ` + daySums("o", "$8", "$10") + `
+        FROM u JOIN owned o ON o.owner = u.unit_id AND o.event = ANY($4)
+        WHERE $2 <> '' AND u.state >= 0 AND ` + inWindow("o", "u", "$5", "$6") + `
+        GROUP BY 1, 2, 3, 4) d
 ), up AS (
-    INSERT INTO agg_units AS a (experiment, metric, unit_id, unit_type, variant, first_ts, state, y, x, num, den)
-    SELECT $1, $2, unit_id, unit_type, variant, first_ts, state, y, x, num, den FROM new
+    -- Every unit of nd is one of new: the full join is a left join, made a
+    -- hash or merge join whatever the planner believes of the sizes (a
+    -- unit of nd alone would be a row without a unit_id, and fail).
+    INSERT INTO agg_units AS a (experiment, metric, unit_id, unit_type, variant, first_ts, state, y, x, num, den,
+        last_day, last_n, last_v, last_num, last_den)
+    SELECT $1, $2, n.unit_id, n.unit_type, n.variant, n.first_ts, n.state, n.y, n.x, n.num, n.den,
+        l.day, COALESCE(l.n, 0), COALESCE(l.v, 0), COALESCE(l.num, 0), COALESCE(l.den, 0)
+    FROM new n FULL JOIN (SELECT * FROM nd WHERE last) l ON l.unit_id = n.unit_id
     ON CONFLICT (experiment, metric, unit_id) DO UPDATE SET unit_type = EXCLUDED.unit_type, variant = EXCLUDED.variant,
-        first_ts = EXCLUDED.first_ts, state = EXCLUDED.state, y = EXCLUDED.y, x = EXCLUDED.x, num = EXCLUDED.num, den = EXCLUDED.den
-    WHERE (a.variant, a.first_ts, a.state, a.y, a.x, a.num, a.den)
-          IS DISTINCT FROM (EXCLUDED.variant, EXCLUDED.first_ts, EXCLUDED.state, EXCLUDED.y, EXCLUDED.x, EXCLUDED.num, EXCLUDED.den)
+        first_ts = EXCLUDED.first_ts, state = EXCLUDED.state, y = EXCLUDED.y, x = EXCLUDED.x, num = EXCLUDED.num, den = EXCLUDED.den,
+        last_day = EXCLUDED.last_day, last_n = EXCLUDED.last_n, last_v = EXCLUDED.last_v, last_num = EXCLUDED.last_num,
+        last_den = EXCLUDED.last_den
+    WHERE (a.variant, a.first_ts, a.state, a.y, a.x, a.num, a.den, a.last_day, a.last_n, a.last_v, a.last_num, a.last_den)
+          IS DISTINCT FROM (EXCLUDED.variant, EXCLUDED.first_ts, EXCLUDED.state, EXCLUDED.y, EXCLUDED.x, EXCLUDED.num, EXCLUDED.den,
+                            EXCLUDED.last_day, EXCLUDED.last_n, EXCLUDED.last_v, EXCLUDED.last_num, EXCLUDED.last_den)
 ), gone AS (
     DELETE FROM agg_units WHERE ctid = ANY(ARRAY(SELECT tid FROM old WHERE now_state = -1))
-), od AS (
-    -- The units' day rows as they were (od, with the unit's variant and
-    -- state then) and as they are now (nd, with them now), matched by a
-    -- full join: a hash or merge join, never a nested loop over two sizes
-    -- the planner cannot know.
+), odt AS (
+    -- The units' day rows as they were (with the unit's variant and state
+    -- then), matched to their days before the last now by a full join: a
+    -- hash or merge join, never a nested loop over two sizes the planner
+    -- cannot know.
     SELECT o.variant, o.state, d.tid, d.unit_id, d.day, d.n, d.v, d.num, d.den FROM old o CROSS JOIN LATERAL (
         SELECT d.ctid AS tid, d.unit_id, d.day, d.n, d.v, d.num, d.den FROM agg_unit_days d
         WHERE d.unit_id = o.unit_id AND d.experiment = $1 AND d.metric = $2 OFFSET 0) d
     WHERE $2 <> ''
-), nd AS (
-    SELECT u.unit_id, u.variant, u.state, (o.ts AT TIME ZONE 'UTC')::date AS day, ` + daySums("o", "$8", "$10") + `
-    FROM u JOIN owned o ON o.owner = u.unit_id AND o.event = ANY($4)
-    WHERE $2 <> '' AND u.state >= 0 AND ` + inWindow("o", "u", "$5", "$6") + `
-    GROUP BY 1, 2, 3, 4
+), od AS (
+    -- All of their days as they were: the rows and the unit's last day.
+    SELECT variant, state, unit_id, day, n, v, num, den FROM odt
+    UNION ALL
+    SELECT variant, state, unit_id, last_day, last_n, last_v, last_num, last_den FROM old
+    WHERE $2 <> '' AND last_day IS NOT NULL
 ), dd AS (
-    SELECT od.tid, nd.unit_id, nd.day, nd.n, nd.v, nd.num, nd.den
-    FROM od FULL JOIN nd ON nd.unit_id = od.unit_id AND nd.day = od.day
+    SELECT odt.tid, nd.unit_id, nd.day, nd.n, nd.v, nd.num, nd.den
+    FROM odt FULL JOIN (SELECT * FROM nd WHERE NOT last) nd ON nd.unit_id = odt.unit_id AND nd.day = odt.day
 ), days_gone AS (
     DELETE FROM agg_unit_days WHERE ctid = ANY(ARRAY(SELECT tid FROM dd WHERE unit_id IS NULL))
-), latest AS (
-    ` + raiseMaxDay("nd") + `
 ), days_new AS (
     INSERT INTO agg_unit_days AS d (experiment, metric, unit_id, day, n, v, num, den)
     SELECT $1, $2, unit_id, day, n, v, num, den FROM dd WHERE unit_id IS NOT NULL
@@ -201,15 +220,6 @@ WITH u AS (
     UNION ALL
     SELECT $1, $2, variant, state, -1, y, x, num, den, $9, first_ts FROM old
 ), ` + hoursUpsert + `, ` + variantUpsert
-
-// raiseMaxDay is the SQL that raises the latest day of definition ($1,
-// $2) in agg_defs to the latest of the CTE days (day) that the statement
-// writes to agg_unit_days (a definition being built has no agg_defs row
-// yet: rebuild sets it; a NULL one stays unknown).
-func raiseMaxDay(days string) string {
-	return `UPDATE agg_defs SET max_day = greatest(max_day, (SELECT max(day) FROM ` + days + `))
-    WHERE experiment = $1 AND metric = $2 AND max_day IS NOT NULL`
-}
 
 // hoursUpsert keeps agg_first_hours, the analysed units of each variant by
 // hour of first exposure, from the units definition's rows of change (with

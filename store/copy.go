@@ -188,6 +188,15 @@ func (a *binArray) date(day int32) {
 	a.elems++
 }
 
+// dateOrNull appends day (dayNumber), or NULL for noDay.
+func (a *binArray) dateOrNull(day int32) {
+	if day == noDay {
+		a.null()
+		return
+	}
+	a.date(day)
+}
+
 // pgEpochDay is 2000-01-01, where PostgreSQL's dates count from, in days
 // since 1970-01-01.
 const pgEpochDay = 10957
@@ -325,6 +334,18 @@ func wireInt2(v []byte) (int16, error) {
 		return 0, fmt.Errorf("int2 of %d bytes", len(v))
 	}
 	return int16(binary.BigEndian.Uint16(v)), nil
+}
+
+// wireDay decodes a finite date into days since 1970-01-01 (dayNumber).
+func wireDay(v []byte) (int32, error) {
+	if len(v) != 4 {
+		return 0, fmt.Errorf("date of %d bytes", len(v))
+	}
+	d := int32(binary.BigEndian.Uint32(v))
+	if d == math.MaxInt32 || d == math.MinInt32 {
+		return 0, fmt.Errorf("infinite date")
+	}
+	return d + pgEpochDay, nil
 }
 
 // wireTimestamptz decodes a finite timestamptz into local time, as pgx does.

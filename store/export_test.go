@@ -163,8 +163,14 @@ func checkUnitCopy(ctx context.Context, db *DB, key [2]string, d *cachedDef) err
 	table := map[string]cachedUnit{}
 	for rows.Next() {
 		var u foldUnit
-		if err := rows.Scan(&u.tid, &u.id, &u.variant, &u.state, &u.y, &u.x, &u.num, &u.den, &u.first); err != nil {
+		var last pgtype.Date
+		if err := rows.Scan(&u.tid, &u.id, &u.variant, &u.state, &u.y, &u.x, &u.num, &u.den, &u.first,
+			&last, &u.last.n, &u.last.v, &u.last.nm, &u.last.dn); err != nil {
 			return err
+		}
+		u.last.day = noDay
+		if last.Valid {
+			u.last.day = dayNumber(last.Time)
 		}
 		table[u.id] = u.cached()
 	}
@@ -179,7 +185,7 @@ func checkUnitCopy(ctx context.Context, db *DB, key [2]string, d *cachedDef) err
 		case row.tid != cu.tid:
 			return fmt.Errorf("the copy holds %s at %v, its row is at %v", id, cu.tid, row.tid)
 		case row.variant != cu.variant || row.state != cu.state || row.y != cu.y || row.x != cu.x || row.num != cu.num ||
-			row.den != cu.den || !row.first.Equal(cu.first):
+			row.den != cu.den || !row.first.Equal(cu.first) || row.last != cu.last:
 			return fmt.Errorf("the copy holds %s as %+v, its row is %+v", id, cu, row)
 		}
 	}

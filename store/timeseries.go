@@ -146,12 +146,15 @@ func scanDays(rows pgx.Rows, metric string) ([]analysis.Day, error) {
 // $6 first day shown, $7 fixed cap.
 var variantDaysTimeseriesSQL = `
 WITH ov AS (
-    SELECT a.unit_id, a.variant, a.first_ts FROM agg_units a
+    SELECT a.unit_id, a.variant, a.first_ts, a.last_day, a.last_n, a.last_v, a.last_num, a.last_den FROM agg_units a
     WHERE a.experiment = $1 AND a.metric = $2 AND a.state = 0 AND a.unit_id = ANY($4)
 ), dchange AS (
     SELECT $1::text AS experiment, $2::text AS metric, $3::text AS typ, $7::float8 AS cap, -1 AS sign,
         d.unit_id, o.variant, d.day, d.n, d.v, d.num, d.den
     FROM ov o JOIN agg_unit_days d ON d.unit_id = o.unit_id AND d.experiment = $1 AND d.metric = $2
+    UNION ALL
+    SELECT $1, $2, $3, $7, -1, unit_id, variant, last_day, last_n, last_v, last_num, last_den
+    FROM ov WHERE last_day IS NOT NULL
 ), uchange AS (
     SELECT $1::text AS experiment, $2::text AS metric, -1 AS sign, variant, (first_ts AT TIME ZONE 'UTC')::date AS day FROM ov
 ), ` + dayDeltas + `, per_day AS (
@@ -168,7 +171,8 @@ WITH ov AS (
 
 // unitDaysTimeseriesSQL is timeseriesStats from the aggregates: each
 // analysed unit (agg_units) enters on its first day, and its per-day
-// contributions (agg_unit_days) change its value on the days they fall on.
+// contributions (agg_unit_days, and its last day in agg_units) change its
+// value on the days they fall on.
 // A unit's value changes only on days with events, so the statistics are
 // built from the change of each unit on those days (its value after the
 // day minus before, of y, y², ...) summed cumulatively per variant: the
@@ -186,9 +190,15 @@ WITH u AS (
     WHERE experiment = $1 AND metric = $2 AND state = 0 AND unit_id <> ALL($4)
       AND (first_ts AT TIME ZONE 'UTC')::date <= $5::date
 ), c AS (
+    -- A unit's days: its day rows, and its last day in its unit row.
     SELECT a.unit_id, greatest(a.day, $6::date) AS day, sum(a.n) AS n, sum(a.v) AS v, sum(a.num) AS num, sum(a.den) AS den
-    FROM agg_unit_days a
-    WHERE a.experiment = $1 AND a.metric = $2 AND a.day <= $5::date
+    FROM (
+        SELECT unit_id, day, n, v, num, den FROM agg_unit_days WHERE experiment = $1 AND metric = $2
+        UNION ALL
+        SELECT unit_id, last_day, last_n, last_v, last_num, last_den FROM agg_units
+        WHERE experiment = $1 AND metric = $2 AND last_day IS NOT NULL
+    ) a
+    WHERE a.day <= $5::date
     GROUP BY 1, 2
 ), run AS (
     SELECT u.variant, c.day, c.unit_id, c.n AS dn, c.v AS dv, c.num AS dnum, c.den AS dden,
