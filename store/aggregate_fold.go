@@ -74,18 +74,23 @@ SELECT k.u, d.day, d.n, d.v, d.num, d.den FROM unnest($3::text[]) AS k(u) CROSS 
 // row is written only if it is still the one the fold read, with the values
 // it read ($35-$39, $44-$48): a copy kept in memory (unitCache) that is not, for
 // whatever reason, makes the fold fail (and the copy be dropped) instead
-// of writing a wrong value.
+// of writing a wrong value. Each row is looked up by its key (cur) before
+// it is updated by ctid: an index scan prunes the dead row versions of the
+// page it reads a row from, and a fetch by ctid never does, so without it
+// the pages' free space ran out between vacuums and half the updates were
+// no longer HOT (BENCHMARKS.md, "A unit's last day in its row").
 const writeFold = `
 WITH up AS (
     UPDATE agg_units a SET y = n.y, x = n.x, num = n.num, den = n.den,
         last_day = n.lday, last_n = n.ln, last_v = n.lv, last_num = n.lnum, last_den = n.lden
-    FROM unnest($3::tid[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $35::text[],
-                $36::float8[], $37::float8[], $38::float8[], $39::float8[],
-                $14::date[], $40::float8[], $41::float8[], $42::float8[], $43::float8[],
-                $44::date[], $45::float8[], $46::float8[], $47::float8[], $48::float8[])
-        WITH ORDINALITY AS n(tid, y, x, num, den, unit_id, oy, ox, onum, oden,
-                             lday, ln, lv, lnum, lden, olday, oln, olv, olnum, olden, ord)
-    WHERE a.ctid = n.tid AND a.experiment = $1 AND a.metric = $2 AND a.unit_id = n.unit_id
+    FROM (SELECT k.*, (SELECT b.ctid FROM agg_units b WHERE b.experiment = $1 AND b.metric = $2 AND b.unit_id = k.unit_id) AS cur
+          FROM unnest($3::tid[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $35::text[],
+                      $36::float8[], $37::float8[], $38::float8[], $39::float8[],
+                      $14::date[], $40::float8[], $41::float8[], $42::float8[], $43::float8[],
+                      $44::date[], $45::float8[], $46::float8[], $47::float8[], $48::float8[])
+              WITH ORDINALITY AS k(tid, y, x, num, den, unit_id, oy, ox, onum, oden,
+                                   lday, ln, lv, lnum, lden, olday, oln, olv, olnum, olden, ord)) n
+    WHERE a.ctid = n.tid AND n.cur = n.tid AND a.experiment = $1 AND a.metric = $2 AND a.unit_id = n.unit_id
       AND a.y = n.oy AND a.x = n.ox AND a.num = n.onum AND a.den = n.oden
       AND a.last_day IS NOT DISTINCT FROM n.olday AND a.last_n = n.oln AND a.last_v = n.olv
       AND a.last_num = n.olnum AND a.last_den = n.olden
