@@ -5,7 +5,7 @@
 -- latest day, so the tracks step adds them to the unit row it writes
 -- anyway, and writes a day row only when a unit's latest day moves on
 -- (store/aggregate_fold.go): the day rows' upserts were about 40 % of its
--- time (BENCHMARKS.md, "A unit's latest day in its row"). Whether a unit's
+-- time (BENCHMARKS.md, "A unit's last day in its row"). Whether a unit's
 -- new events are late (before a day it has) is read off the row too, so
 -- agg_defs.max_day, which told when to look, goes.
 ALTER TABLE agg_units

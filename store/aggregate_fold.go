@@ -1050,7 +1050,8 @@ func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (p *wireParams, changed
 			changedTIDs = append(changedTIDs, unitRef{uint64(u.tid.BlockNumber)<<16 | uint64(u.tid.OffsetNumber), u})
 		}
 	}
-	// The day rows added to, in key order ($8-$13).
+	// The day rows added to, in key order ($8-$13): moveLast again, now
+	// that the arrays can be sized (a unit has a few new days at most).
 	sortRefs(dayUnits)
 	dUnits, dDays := newBinArray(oidText, nDays*16), newBinArray(oidDate, nDays*8)
 	dn, dv, dnum, dden := newBinArray(oidFloat8, nDays*12), newBinArray(oidFloat8, nDays*12), newBinArray(oidFloat8, nDays*12), newBinArray(oidFloat8, nDays*12)
