@@ -368,6 +368,7 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	// own, in parallel (they write disjoint rows), while this one keeps the
 	// aggregation lock.
 	last := time.Now()
+	db.pages.begin() // the folds' updates of earlier cycles are prunable now
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(int(db.agg.Config().MaxConns) - 1)
 	reports := make([]Fold, len(folds.defs))

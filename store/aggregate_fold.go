@@ -74,22 +74,22 @@ SELECT k.u, d.day, d.n, d.v, d.num, d.den FROM unnest($3::text[]) AS k(u) CROSS 
 // row is written only if it is still the one the fold read, with the values
 // it read ($35-$39, $44-$48): a copy kept in memory (unitCache) that is not, for
 // whatever reason, makes the fold fail (and the copy be dropped) instead
-// of writing a wrong value. Each row is looked up by its key (cur) before
-// it is updated by ctid: an index scan prunes the dead row versions of the
-// page it reads a row from, and a fetch by ctid never does, so without it
-// the pages' free space ran out between vacuums and half the updates were
-// no longer HOT (BENCHMARKS.md, "A unit's last day in its row").
+// of writing a wrong value. The rows marked in $49 are looked up by their
+// key (cur) before they are updated by ctid, so that the index scan
+// prunes their pages' dead row versions (pageUpdates says which).
 const writeFold = `
 WITH up AS (
     UPDATE agg_units a SET y = n.y, x = n.x, num = n.num, den = n.den,
         last_day = n.lday, last_n = n.ln, last_v = n.lv, last_num = n.lnum, last_den = n.lden
-    FROM (SELECT k.*, (SELECT b.ctid FROM agg_units b WHERE b.experiment = $1 AND b.metric = $2 AND b.unit_id = k.unit_id) AS cur
+    FROM (SELECT k.*, CASE WHEN k.look THEN (
+                  SELECT b.ctid FROM agg_units b WHERE b.experiment = $1 AND b.metric = $2 AND b.unit_id = k.unit_id)
+              ELSE k.tid END AS cur
           FROM unnest($3::tid[], $4::float8[], $5::float8[], $6::float8[], $7::float8[], $35::text[],
                       $36::float8[], $37::float8[], $38::float8[], $39::float8[],
                       $14::date[], $40::float8[], $41::float8[], $42::float8[], $43::float8[],
-                      $44::date[], $45::float8[], $46::float8[], $47::float8[], $48::float8[])
+                      $44::date[], $45::float8[], $46::float8[], $47::float8[], $48::float8[], $49::bool[])
               WITH ORDINALITY AS k(tid, y, x, num, den, unit_id, oy, ox, onum, oden,
-                                   lday, ln, lv, lnum, lden, olday, oln, olv, olnum, olden, ord)) n
+                                   lday, ln, lv, lnum, lden, olday, oln, olv, olnum, olden, look, ord)) n
     WHERE a.ctid = n.tid AND n.cur = n.tid AND a.experiment = $1 AND a.metric = $2 AND a.unit_id = n.unit_id
       AND a.y = n.oy AND a.x = n.ox AND a.num = n.onum AND a.den = n.oden
       AND a.last_day IS NOT DISTINCT FROM n.olday AND a.last_n = n.oln AND a.last_v = n.olv
@@ -331,6 +331,13 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		if err != nil {
 			return nil, 0, err
 		}
+		blocks := make([]uint32, 0, len(order))
+		for _, u := range order {
+			if u.looked {
+				blocks = append(blocks, u.tid.BlockNumber)
+			}
+		}
+		db.pages.pruned(blocks) // read by key: pruned
 		rep.lap("lookups", &last)
 	}
 	for _, id := range missing { // looked up: in the copy once recorded, or without a row
@@ -362,7 +369,7 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		u.settled = u.state == 0 && len(u.days) > 0 && !u.late &&
 			(spec.typ == flywheel.MetricConversion || spec.typ == flywheel.MetricRetention) && u.y > 0
 	}
-	params, changed, days := spec.writeArgs(d, order)
+	params, changed, days := spec.writeArgs(d, order, db.pages)
 	rep.Units, rep.Days = len(changed), days
 	rep.lap("compute", &last)
 	written := 0
@@ -1016,7 +1023,7 @@ func (vs *variantSums) add(s foldSpec, sign float64, y, x, num, den float64) {
 // writeArgs are writeFold's parameters for the fold of units, in wire
 // format (queryPrepared), the units whose rows it changes, in their order
 // in $3, and the number of day rows it adds to.
-func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (p *wireParams, changed []*foldUnit, days int) {
+func (s foldSpec) writeArgs(d aggDef, units []*foldUnit, pages *pageUpdates) (p *wireParams, changed []*foldUnit, days int) {
 	var (
 		vdays       = map[dayKey]*dayChangeSums{}
 		vsums       = map[string]*variantSums{}
@@ -1075,6 +1082,14 @@ func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (p *wireParams, changed
 	var cols [16]*binArray // ys, xs, nums, dens, then the old ones; the last days' sums, then the old ones
 	for i := range cols {
 		cols[i] = newBinArray(oidFloat8, n*12)
+	}
+	blocks := make([]uint32, n)
+	for i, r := range changedTIDs {
+		blocks[i] = r.u.tid.BlockNumber
+	}
+	look := newBinArray(oidBool, n*5)
+	for _, l := range pages.mark(blocks) {
+		look.boolean(l)
 	}
 	changed = make([]*foldUnit, n)
 	for i, r := range changedTIDs {
@@ -1154,6 +1169,7 @@ func (s foldSpec) writeArgs(d aggDef, units []*foldUnit) (p *wireParams, changed
 	for _, c := range cols[12:] {
 		p.array(c)
 	}
+	p.array(look)
 	return p, changed, nDays
 }
 

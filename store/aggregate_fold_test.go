@@ -745,3 +745,44 @@ func twoProcesses(t *testing.T) [2]*store.DB {
 	}
 	return dbs
 }
+
+// TestAggregatePagesKeepRoom folds purchases of a quarter of 40 customers
+// a cycle for 60 cycles, without anything else reading the pages of their
+// rows: the writes must look up enough of their rows by key that the pages
+// are pruned and every update finds room on its row's page (a HOT update;
+// the row would move to another page otherwise, as it did when no write
+// looked its rows up).
+func TestAggregatePagesKeepRoom(t *testing.T) {
+	db := newAggDB(t)
+	exposeCustomers(t, db, "hp%d", 40, time.Minute)
+	r := rand.New(rand.NewPCG(8, 9))
+	var first map[string]uint32
+	moved := map[string]int{}
+	for round := range 60 {
+		var events []flywheel.Event
+		for _, i := range r.Perm(40)[:10] {
+			e := track(fmt.Sprintf("hp%d", i), "purchase", aggBase.Add(2*time.Hour+time.Duration(round)*time.Minute))
+			e.Value = aggF(float64(1 + r.IntN(90)))
+			events = append(events, e)
+		}
+		mustWrite(t, db, events...)
+		aggregateAll(t, db)
+		blocks := store.UnitBlocksForTest(db, "agg-cust", "revenue")
+		if round == 0 {
+			if len(blocks) != 40 {
+				t.Fatalf("the copy of agg-cust/revenue holds %d units after the first fold, want 40", len(blocks))
+			}
+			first = blocks
+			continue
+		}
+		for id, b := range blocks {
+			if b != first[id] {
+				moved[id] = round
+			}
+		}
+	}
+	if len(moved) > 0 {
+		t.Errorf("%d of 40 unit rows moved to another page (unit: last round it did): %v", len(moved), moved)
+	}
+	verifyAggregates(t, db, r, "after the folds", "agg-cust")
+}

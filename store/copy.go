@@ -103,6 +103,7 @@ func (c *copyRows) copyTo(ctx context.Context, tx pgx.Tx, copySQL string) (int64
 
 // Element types of the binary arrays below (pg_type.oid).
 const (
+	oidBool        = 16
 	oidInt4        = 23
 	oidText        = 25
 	oidTID         = 27
@@ -141,6 +142,16 @@ func (a *binArray) null() {
 
 func (a *binArray) text(s string) {
 	a.copyRows.text(s)
+	a.elems++
+}
+
+func (a *binArray) boolean(v bool) {
+	a.b = binary.BigEndian.AppendUint32(a.b, 1)
+	if v {
+		a.b = append(a.b, 1)
+	} else {
+		a.b = append(a.b, 0)
+	}
 	a.elems++
 }
 

@@ -130,6 +130,20 @@ func UnitCopyForTest(db *DB, exp, metric string) (c UnitCopy, ok bool) {
 		From: d.from, Start: d.start, Wrapped: d.wrapped, Pages: d.pages, Read: d.read}, true
 }
 
+// UnitBlocksForTest returns the page of each unit row that the copy of
+// definition (exp, metric) holds, as the folds' writes returned them.
+func UnitBlocksForTest(db *DB, exp, metric string) map[string]uint32 {
+	db.units.mu.Lock()
+	defer db.units.mu.Unlock()
+	blocks := map[string]uint32{}
+	if d := db.units.defs[[2]string{exp, metric}]; d != nil {
+		for id, u := range d.units {
+			blocks[id] = u.tid.BlockNumber
+		}
+	}
+	return blocks
+}
+
 // CheckUnitCopiesForTest compares each of the aggregator's copies with
 // agg_units: each unit a copy holds must have that row, at that ctid,
 // with those values, and a complete copy must hold every row of its

@@ -28,8 +28,9 @@ type DB struct {
 	sql   *sql.DB
 	gorm  *gorm.DB
 	clock flywheel.Clock
-	units *unitCache  // the aggregator's copy of unit rows (store/aggregate_fold.go)
-	links *linkFilter // the unit ids that may have an identity link (store/aggregate_links.go)
+	units *unitCache   // the aggregator's copy of unit rows (store/aggregate_fold.go)
+	pages *pageUpdates // the folds' updates per page of agg_units (store/aggregate_pages.go)
+	links *linkFilter  // the unit ids that may have an identity link (store/aggregate_links.go)
 }
 
 // Compile-time checks that DB is every store the centre declares.
@@ -103,7 +104,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if clock == nil {
 		clock = time.Now
 	}
-	return &DB{pool: pool, agg: agg, sql: sqlDB, gorm: g, clock: clock, units: &unitCache{}, links: newLinkFilter()}, nil
+	return &DB{pool: pool, agg: agg, sql: sqlDB, gorm: g, clock: clock, units: &unitCache{}, pages: &pageUpdates{}, links: newLinkFilter()}, nil
 }
 
 // Close releases every connection.
