@@ -7,8 +7,8 @@ import "sync"
 // agg_units filled between vacuums and half the updates stopped being HOT
 // (BENCHMARKS.md, "A unit's last day in its row"). A row looked up by its
 // key first has its page pruned by that index scan, but looking up every
-// row cost about 40 % of the write, and a page needs it only once it
-// holds a few dead versions (BENCHMARKS.md, "A page pruned every few
+// row made the write about twice as slow, and a page needs it only once
+// it holds a few dead versions (BENCHMARKS.md, "A page pruned every few
 // updates").
 //
 // pageUpdates counts, per page of agg_units, the rows this process's

@@ -26,7 +26,8 @@ func TestPageUpdatesMark(t *testing.T) {
 		{"page 2 reaches the bound", false, nil, []uint32{1, 2, 2, 2}, []bool{false, true, false, false}},
 		// Old: page 1 3 + 4 = 7 (reaches 8 with the write), page 2 4, page 5 2, read by key.
 		{"page 1 reaches it, page 5 read by key", true, []uint32{5}, []uint32{1, 5}, []bool{true, false}},
-		// Page 5: the write's 9 reach the bound, and then its own 10 do.
+		// Page 5, 1 update this cycle: with the write's 9 it reaches the
+		// bound, and with the next write's 1 its 10 do.
 		{"a page busy within a cycle", false, nil, []uint32{5, 5, 5, 5, 5, 5, 5, 5, 5}, append([]bool{true}, make([]bool, 8)...)},
 		{"and again", false, nil, []uint32{5}, []bool{true}},
 	}
