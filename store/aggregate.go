@@ -90,6 +90,7 @@ type Fold struct {
 	Filled     int    // unit rows the fill read
 	Lookups    int    // unit rows looked up by index
 	Late       int    // units whose stored days were read
+	Repaired   int    // late units whose stored days were inconsistent: left to the next cycle to recompute (repairUnits)
 	Units      int    // unit rows written
 	Days       int    // day rows written (added to or inserted)
 	Steps      []Step

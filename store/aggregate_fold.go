@@ -359,11 +359,21 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 		}
 	}
 	if len(probe) > 0 {
-		if err := readLateDays(ctx, tx, d, probe); err != nil {
+		broken, err := readLateDays(ctx, tx, d, probe)
+		if err != nil {
 			return nil, 0, err
 		}
 		rep.Late = len(probe)
+		if len(broken) > 0 {
+			if order, err = db.repairUnits(ctx, tx, d, c, order, broken); err != nil {
+				return nil, 0, fmt.Errorf("repair units: %w", err)
+			}
+			rep.Repaired = len(broken)
+		}
 		rep.lap("late", &last)
+		if len(order) == 0 {
+			return func(next int64) { db.units.put(key, next, c) }, epoch, nil
+		}
 	}
 	for _, u := range order {
 		u.settled = u.state == 0 && len(u.days) > 0 && !u.late &&
@@ -760,8 +770,11 @@ func ownersEvents(ctx context.Context, tx pgx.Tx, d aggDef, events []string, fol
 }
 
 // readLateDays reads the stored days of the late units of probe: their
-// day rows, and their last day.
-func readLateDays(ctx context.Context, tx pgx.Tx, d aggDef, probe []*foldUnit) error {
+// day rows, and their last day. A unit with a day row on or after its last
+// day breaks what a fold relies on (its unit row holds its last day, its
+// day rows the days before); it is returned in broken, its days unread,
+// for repairUnits.
+func readLateDays(ctx context.Context, tx pgx.Tx, d aggDef, probe []*foldUnit) (broken map[string]bool, err error) {
 	refs := make([]unitRef, len(probe)) // in key order, for the index probes
 	for i, u := range probe {
 		refs[i] = unitRef{idPrefix(u.id), u}
@@ -775,7 +788,7 @@ func readLateDays(ctx context.Context, tx pgx.Tx, d aggDef, probe []*foldUnit) e
 	}
 	rows, err := tx.Query(ctx, lateDays, d.exp.Key, d.metric.Key, ids)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	var (
 		id           string
@@ -786,18 +799,56 @@ func readLateDays(ctx context.Context, tx pgx.Tx, d aggDef, probe []*foldUnit) e
 		u := units[id]
 		if at := dayNumber(day); at < u.last.day {
 			u.old = append(u.old, foldDay{day: at, n: n, v: v, nm: nm, dn: dn})
-			return nil
+		} else {
+			if broken == nil {
+				broken = map[string]bool{}
+			}
+			broken[id] = true
 		}
-		return fmt.Errorf("unit %q has a day row on or after its last day", id)
+		return nil
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	for _, u := range probe {
+		if broken[u.id] {
+			u.old = nil
+			continue
+		}
 		u.old = append(u.old, u.last)
 		slices.SortFunc(u.old, func(a, b foldDay) int { return cmp.Compare(a.day, b.day) })
 	}
-	return nil
+	return broken, nil
+}
+
+// repairUnits takes the units of broken out of a fold (order, which it
+// returns without them) and has them recomputed whole from their events
+// by the next cycle, as a consent change has: their stored rows are not
+// what a fold can add to, and a cycle that failed on them would fail again
+// on every retry, leaving every later event out of the results. Their
+// staged events are not lost: the recomputation reads them from events.
+// The process's copy looks them up again after that.
+func (db *DB) repairUnits(ctx context.Context, tx pgx.Tx, d aggDef, c *cachedDef, order []*foldUnit, broken map[string]bool) ([]*foldUnit, error) {
+	ids := make([]string, 0, len(broken))
+	for id := range broken {
+		ids = append(ids, id)
+		delete(c.units, id)
+		if c.filling {
+			if c.unknown == nil {
+				c.unknown = map[string]struct{}{}
+			}
+			c.unknown[id] = struct{}{}
+		}
+	}
+	slices.Sort(ids)
+	types := make([]string, len(ids))
+	for i := range types {
+		types[i] = d.exp.UnitType
+	}
+	if _, err := tx.Exec(ctx, enqueueSQL, db.now(), types, ids); err != nil {
+		return nil, err
+	}
+	return slices.DeleteFunc(order, func(u *foldUnit) bool { return broken[u.id] }), nil
 }
 
 // unitSums computes the unit's new value from its stored one and the sums

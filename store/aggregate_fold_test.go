@@ -786,3 +786,72 @@ func TestAggregatePagesKeepRoom(t *testing.T) {
 	}
 	verifyAggregates(t, db, r, "after the folds", "agg-cust")
 }
+
+// TestAggregateRepairsUnitDays: a unit whose stored days break what a fold
+// relies on (a day row on or after its unit row's last day) is recomputed
+// from its raw events instead of failing the cycle, which would fail every
+// later cycle too. The break is made by hand: the unit's last day and its
+// one day row swap days (the same days and sums, so the per-variant day
+// sums stay right), and a late event then makes a fold read its days.
+func TestAggregateRepairsUnitDays(t *testing.T) {
+	ctx := context.Background()
+	dbs := twoProcesses(t)
+	createAggMetrics(t, dbs[0])
+	createAggExperiments(t, dbs[0], "")
+	mustWrite(t, dbs[0], exposure("customer", "rp1", "agg-cust", "control", aggBase.Add(time.Hour), ""),
+		exposure("customer", "rp2", "agg-cust", "treatment", aggBase.Add(time.Hour), ""))
+	aggregateAll(t, dbs[0])
+	purchase := func(id string, at time.Time, v float64) flywheel.Event {
+		e := track(id, "purchase", at)
+		e.Value = aggF(v)
+		return e
+	}
+	day := 24 * time.Hour
+	mustWrite(t, dbs[0], purchase("rp1", aggBase.Add(day+10*time.Hour), 20), purchase("rp2", aggBase.Add(day+10*time.Hour), 5))
+	aggregateAll(t, dbs[0])
+	mustWrite(t, dbs[0], purchase("rp1", aggBase.Add(2*day+10*time.Hour), 30), purchase("rp2", aggBase.Add(2*day+10*time.Hour), 7))
+	aggregateAll(t, dbs[0])
+	tag, err := dbs[0].Pool().Exec(ctx, `WITH d AS (
+		    SELECT experiment, metric, unit_id, day, n, v, num, den FROM agg_unit_days WHERE experiment = 'agg-cust' AND unit_id = 'rp1'
+		), a AS (
+		    SELECT a.experiment, a.metric, a.unit_id, a.last_day, a.last_n, a.last_v, a.last_num, a.last_den
+		    FROM agg_units a JOIN d USING (experiment, metric, unit_id)
+		), ua AS (
+		    UPDATE agg_units x SET last_day = d.day, last_n = d.n, last_v = d.v, last_num = d.num, last_den = d.den FROM d
+		    WHERE (x.experiment, x.metric, x.unit_id) = (d.experiment, d.metric, d.unit_id) RETURNING 1
+		)
+		UPDATE agg_unit_days x SET day = a.last_day, n = a.last_n, v = a.last_v, num = a.last_num, den = a.last_den FROM a
+		WHERE (x.experiment, x.metric, x.unit_id) = (a.experiment, a.metric, a.unit_id) AND (SELECT count(*) FROM ua) > 0`)
+	if err != nil {
+		t.Fatalf("breaking the unit's days: %v", err)
+	}
+	broken := int(tag.RowsAffected())
+	if broken < 2 { // revenue and spend at least: a value on each day
+		t.Fatalf("broke %d definitions' days of rp1, want 2 or more", broken)
+	}
+	// The other process has no copy of the rows: it reads them as they
+	// are now. A late purchase of each unit, on the day of the exposure.
+	mustWrite(t, dbs[1], purchase("rp1", aggBase.Add(12*time.Hour), 11), purchase("rp2", aggBase.Add(12*time.Hour), 3))
+	rep := aggregateAll(t, dbs[1])
+	repaired := 0
+	for _, f := range rep.Folds {
+		repaired += f.Repaired
+	}
+	if repaired != broken {
+		t.Errorf("folds repaired %d units, want %d (one a definition whose days were broken)", repaired, broken)
+	}
+	if n := queryInt(t, dbs[1], `SELECT count(*) FROM agg_queue`); n == 0 {
+		t.Errorf("nothing queued for the next cycle after the repair")
+	}
+	aggregateAll(t, dbs[1]) // recomputes rp1
+	if n := queryInt(t, dbs[1], `SELECT count(*) FROM agg_queue`); n != 0 {
+		t.Errorf("%d queue rows left after the recomputation", n)
+	}
+	verifyAggregates(t, dbs[1], rand.New(rand.NewPCG(3, 4)), "after the repair", "agg-cust")
+	// The first process's copy still holds rp1 as it was before the break:
+	// its next fold must not trust it (the recomputation moved the
+	// definitions' epochs, so the copies start again).
+	mustWrite(t, dbs[0], purchase("rp1", aggBase.Add(2*day+11*time.Hour), 13), purchase("rp2", aggBase.Add(13*time.Hour), 2))
+	aggregateAll(t, dbs[0])
+	verifyAggregates(t, dbs[0], rand.New(rand.NewPCG(5, 6)), "after a fold by the other process", "agg-cust")
+}

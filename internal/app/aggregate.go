@@ -23,6 +23,7 @@ type aggregator struct {
 	app       *App
 	cycles    *prometheus.CounterVec
 	units     prometheus.Counter
+	repaired  prometheus.Counter
 	seconds   prometheus.Histogram
 	steps     *prometheus.HistogramVec
 	lag       prometheus.Gauge
@@ -37,6 +38,8 @@ func newAggregator(a *App, reg prometheus.Registerer) *aggregator {
 			Help: "Aggregation cycles, by outcome (ok, skipped: another process held the lock, error)."}, []string{"outcome"}),
 		units: prometheus.NewCounter(prometheus.CounterOpts{Name: "flywheel_aggregate_units_total",
 			Help: "(experiment, unit) aggregates recomputed by aggregation cycles."}),
+		repaired: prometheus.NewCounter(prometheus.CounterOpts{Name: "flywheel_aggregate_repaired_units_total",
+			Help: "Unit aggregates found inconsistent by a fold and left to the next cycle to recompute from raw events (store.Fold.Repaired); any is a bug to report."}),
 		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "flywheel_aggregate_cycle_seconds",
 			Help: "Duration of aggregation cycles.", Buckets: prometheus.ExponentialBuckets(0.005, 2, 14)}),
 		steps: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "flywheel_aggregate_step_seconds",
@@ -47,7 +50,7 @@ func newAggregator(a *App, reg prometheus.Registerer) *aggregator {
 		pending: prometheus.NewGauge(prometheus.GaugeOpts{Name: "flywheel_aggregate_queue_rows",
 			Help: "Ingestion groups waiting for aggregation: queue rows, and cycles whose staged track events some definition has not added yet."}),
 	}
-	reg.MustRegister(g.cycles, g.units, g.seconds, g.steps, g.lag, g.pending)
+	reg.MustRegister(g.cycles, g.units, g.repaired, g.seconds, g.steps, g.lag, g.pending)
 	return g
 }
 
@@ -83,7 +86,12 @@ func (g *aggregator) cycle(ctx context.Context) (more bool, err error) {
 				steps = append(steps, s.Name, s.Took.Round(time.Millisecond))
 			}
 			g.app.log.Debug("aggregation fold", "definition", f.Definition, "owners", f.Owners, "filled", f.Filled,
-				"lookups", f.Lookups, "late", f.Late, "unit_rows", f.Units, "day_rows", f.Days, slog.Group("steps", steps...))
+				"lookups", f.Lookups, "late", f.Late, "repaired", f.Repaired, "unit_rows", f.Units, "day_rows", f.Days, slog.Group("steps", steps...))
+			if f.Repaired > 0 {
+				g.repaired.Add(float64(f.Repaired))
+				g.app.log.Error("aggregation found units whose stored days were inconsistent; they are recomputed from raw events next cycle",
+					"definition", f.Definition, "units", f.Repaired)
+			}
 		}
 		if len(rep.Rebuilt) > 0 {
 			g.app.log.Info("aggregates built", "definitions", rep.Rebuilt, "seconds", time.Since(start).Seconds())
