@@ -146,6 +146,7 @@ type freshnessScenario struct {
 	FromAggregates  bool        `json:"from_aggregates"`
 	Lag             lagFigures  `json:"lag"`
 	Aggregator      aggFigures  `json:"aggregator"`
+	Database        dbFigures   `json:"database"`
 	Figure          float64     `json:"figure_seconds"` // what the target judges; -1 when never complete
 	Pass            bool        `json:"pass"`
 	Samples         []lagSample `json:"samples"`
@@ -512,10 +513,10 @@ func (f *freshnessDB) campaign(ctx context.Context, sc *freshnessScenario, n, ev
 	sc.StoredUnits, sc.NewUnits, sc.Campaign = f.units, int64(n), &c.shape
 	sc.ExpectedUnits = f.units + int64(n)
 	f.progress("%s: sending %d new units, %d events (%d clients x %d-event batches)", sc.Name, n, c.shape.Events, freshnessSenders, freshnessBatch)
-	before := aggSnapshot(f.reg)
+	before, db := aggSnapshot(f.reg), watchDB(ctx, f.a.DB.Pool())
 	load, p := f.run(ctx, sc, loadShape{Senders: freshnessSenders, Batch: freshnessBatch}, func(int) ([]byte, int) { return c.next(freshnessBatch) },
 		func() int64 { return sc.ExpectedUnits }, timeout)
-	f.finish(ctx, sc, load, p, before)
+	f.finish(ctx, sc, load, p, before, db)
 	sc.Lag = lagOf(sc.Samples, math.Inf(1))
 	sc.Figure = sc.CompleteSeconds
 	if !sc.Complete {
@@ -538,7 +539,7 @@ func (f *freshnessDB) sustained(ctx context.Context, sc *freshnessScenario, rate
 	}
 	var newUnits atomic.Int64
 	stored := f.next
-	before := aggSnapshot(f.reg)
+	before, db := aggSnapshot(f.reg), watchDB(ctx, f.a.DB.Pool())
 	load, p := f.run(ctx, sc, loadShape{Senders: freshnessSenders, Batch: freshnessBatch, Rate: rate, Duration: d},
 		func(w int) ([]byte, int) {
 			return keepUpBatch(rngs[w], stored, freshnessBatch, &newUnits), freshnessBatch
@@ -549,7 +550,7 @@ func (f *freshnessDB) sustained(ctx context.Context, sc *freshnessScenario, rate
 			return sc.ExpectedUnits
 		}, timeout)
 	f.next += int(newUnits.Load())
-	f.finish(ctx, sc, load, p, before)
+	f.finish(ctx, sc, load, p, before, db)
 	// The schedule spans d, even when its last batch was answered before.
 	sc.Send.Rate = float64(sc.Send.Events) / max(sc.Send.Seconds, d.Seconds())
 	sc.Lag = lagOf(sc.Samples, sc.Send.Seconds)
@@ -616,8 +617,8 @@ func (f *freshnessDB) run(ctx context.Context, sc *freshnessScenario, s loadShap
 }
 
 // finish fills in what the load sent, what the poller saw and what the
-// aggregator did.
-func (f *freshnessDB) finish(ctx context.Context, sc *freshnessScenario, load *loadStats, p *resultsPoller, before aggState) {
+// aggregator and the database did.
+func (f *freshnessDB) finish(ctx context.Context, sc *freshnessScenario, load *loadStats, p *resultsPoller, before aggState, db *dbWatch) {
 	sc.Send = sendFigures{Events: load.Accepted.Load(), Batches: load.Batches, Failed: load.Failed, FirstFailure: load.FirstFailure,
 		Seconds: load.Seconds, PostP50Ms: ms(quantile(load.Posts, 0.50)), PostP99Ms: ms(quantile(load.Posts, 0.99))}
 	if load.Seconds > 0 {
@@ -636,6 +637,7 @@ func (f *freshnessDB) finish(ctx context.Context, sc *freshnessScenario, load *l
 	// not have recorded its figures yet: wait until it has.
 	f.a.CycleRecorded()
 	sc.Aggregator = aggSnapshot(f.reg).since(before)
+	sc.Database = db.end(ctx)
 	if sc.Complete {
 		f.units = sc.ResultsUnits
 		f.progress("%s: complete %.1fs after the last acknowledged event", sc.Name, sc.CompleteSeconds)
@@ -996,6 +998,7 @@ func (sc *freshnessScenario) print(w io.Writer) {
 	for _, st := range a.Steps {
 		fmt.Fprintf(w, "    step %-13s %5d times, mean %7.0fms, total %8.0fms\n", st.Name, st.Count, st.MeanMs, st.TotalMs)
 	}
+	fmt.Fprintf(w, "  database     %s\n", sc.Database)
 	if sc.Rate > 0 && a.Busy >= busyLimit {
 		fmt.Fprintf(w, "  CAUTION      the aggregator ran back to back (%.0f%% of the time): this rate is at or past its limit here;\n"+
 			"               a longer --duration tells whether the lag keeps growing\n", 100*a.Busy)

@@ -103,6 +103,9 @@ func TestBenchFreshness(t *testing.T) {
 		if sc.Name == "sustained" && steps["tracks"] == 0 {
 			t.Errorf("%s: aggregator = %+v, want the definitions' folds of the stored units' tracks (the tracks step)", name, a)
 		}
+		if db := sc.Database; db.WALBytes <= 0 || db.FullPageImages < 0 || !db.CheckpointsKnown || db.Checkpoints == nil {
+			t.Errorf("%s: database figures %+v, want the WAL it wrote and the checkpoints (none or more)", name, db)
+		}
 		if sc.Figure < 0 || sc.Target == "" {
 			t.Errorf("%s: figure %v, target %q", name, sc.Figure, sc.Target)
 		}
