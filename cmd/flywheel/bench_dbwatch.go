@@ -21,15 +21,17 @@ type dbFigures struct {
 	// backends update about once a second; -1: unknown).
 	FullPageImages int64 `json:"wal_full_page_images"`
 	// Checkpoints are the seconds from the scenario's start to the start
-	// of each checkpoint that completed before its end, by the server's
-	// clock (pg_control_checkpoint; none where the role may not read it,
-	// then CheckpointsKnown is false).
+	// of each checkpoint that started during it, seen within a second or
+	// two (the checkpointer's counts, which it reports as it writes);
+	// RunningAtStart says one was running when the scenario started.
+	// CheckpointsKnown is false where the counts could not be read.
 	Checkpoints      []float64 `json:"checkpoints_started_seconds"`
+	RunningAtStart   bool      `json:"checkpoint_running_at_start"`
 	CheckpointsKnown bool      `json:"checkpoints_known"`
 }
 
 // String is the report's line: "WAL 4.12 GB, 812345 full-page images;
-// checkpoints started 152 s in".
+// a checkpoint running at the start; checkpoints started 152 s in".
 func (d dbFigures) String() string {
 	var b strings.Builder
 	if d.WALBytes >= 0 {
@@ -40,35 +42,38 @@ func (d dbFigures) String() string {
 	if d.FullPageImages >= 0 {
 		fmt.Fprintf(&b, ", %d full-page images", d.FullPageImages)
 	}
-	switch {
-	case !d.CheckpointsKnown:
-		b.WriteString("; checkpoints unknown (pg_control_checkpoint not readable)")
-	case len(d.Checkpoints) == 0:
-		b.WriteString("; no checkpoint")
-	default:
-		at := make([]string, len(d.Checkpoints))
-		for i, s := range d.Checkpoints {
-			if at[i] = fmt.Sprintf("%.0f s in", s); s < 0 { // running when the scenario started
-				at[i] = fmt.Sprintf("%.0f s before", -s)
-			}
-		}
-		fmt.Fprintf(&b, "; checkpoints started %s", strings.Join(at, ", "))
+	if !d.CheckpointsKnown {
+		b.WriteString("; checkpoints unknown")
+		return b.String()
 	}
+	if d.RunningAtStart {
+		b.WriteString("; a checkpoint running at the start")
+	}
+	if len(d.Checkpoints) == 0 {
+		b.WriteString("; no checkpoint started")
+		return b.String()
+	}
+	at := make([]string, len(d.Checkpoints))
+	for i, s := range d.Checkpoints {
+		at[i] = fmt.Sprintf("%.0f s", s)
+	}
+	fmt.Fprintf(&b, "; checkpoints started %s in", strings.Join(at, ", "))
 	return b.String()
 }
 
 // dbWatch follows the database during a scenario: its WAL position and
-// page images at the start, and the checkpoints that complete meanwhile
-// (their start times, read every second).
+// page images at the start, and the checkpoints that start meanwhile (the
+// checkpointer's counts, read every second).
 type dbWatch struct {
 	start    time.Time
 	wal, fpi int64
+	running  bool
 	known    bool
 	stop     chan struct{}
 	done     chan struct{}
 	mu       sync.Mutex
-	last     time.Time   // the latest checkpoint's start seen
-	started  []time.Time // checkpoints that started after start, in order
+	count    int64       // checkpoints started, as last read
+	started  []time.Time // when each new one was first seen
 	pool     *pgxpool.Pool
 	interval time.Duration
 }
@@ -76,7 +81,8 @@ type dbWatch struct {
 func watchDB(ctx context.Context, pool *pgxpool.Pool) *dbWatch {
 	w := &dbWatch{start: time.Now(), pool: pool, stop: make(chan struct{}), done: make(chan struct{}), interval: time.Second}
 	w.wal, w.fpi = walLSN(ctx, pool), walFPI(ctx, pool)
-	w.last, w.known = lastCheckpoint(ctx, pool)
+	w.count, w.known = checkpoints(ctx, pool)
+	w.running = checkpointRunning(ctx, pool)
 	go func() {
 		defer close(w.done)
 		if !w.known {
@@ -98,14 +104,14 @@ func watchDB(ctx context.Context, pool *pgxpool.Pool) *dbWatch {
 	return w
 }
 
-// check records the latest checkpoint if it is new.
+// check records the checkpoints started since the last reading.
 func (w *dbWatch) check(ctx context.Context) {
-	at, ok := lastCheckpoint(ctx, w.pool)
+	n, ok := checkpoints(ctx, w.pool)
+	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if ok && at.After(w.last) {
-		w.last = at
-		w.started = append(w.started, at)
+	for ; ok && w.count < n; w.count++ {
+		w.started = append(w.started, now)
 	}
 }
 
@@ -113,7 +119,7 @@ func (w *dbWatch) check(ctx context.Context) {
 func (w *dbWatch) end(ctx context.Context) dbFigures {
 	close(w.stop)
 	<-w.done
-	d := dbFigures{WALBytes: -1, FullPageImages: -1, CheckpointsKnown: w.known, Checkpoints: []float64{}}
+	d := dbFigures{WALBytes: -1, FullPageImages: -1, CheckpointsKnown: w.known, RunningAtStart: w.running, Checkpoints: []float64{}}
 	if w.known {
 		w.check(ctx)
 	}
@@ -141,12 +147,23 @@ func walFPI(ctx context.Context, pool *pgxpool.Pool) int64 {
 	return n
 }
 
-// lastCheckpoint is the start of the server's latest completed checkpoint,
-// and whether the role may read it.
-func lastCheckpoint(ctx context.Context, pool *pgxpool.Pool) (time.Time, bool) {
-	var at time.Time
-	if err := pool.QueryRow(ctx, `SELECT checkpoint_time FROM pg_control_checkpoint()`).Scan(&at); err != nil {
-		return time.Time{}, false
+// checkpoints is the number of checkpoints the server has started (timed
+// and requested; pg_stat_checkpointer from PostgreSQL 17, pg_stat_bgwriter
+// before), and whether it could be read. The checkpointer counts one as
+// it starts writing.
+func checkpoints(ctx context.Context, pool *pgxpool.Pool) (int64, bool) {
+	var n int64
+	err := pool.QueryRow(ctx, `SELECT num_timed + num_requested FROM pg_stat_checkpointer`).Scan(&n)
+	if err != nil {
+		err = pool.QueryRow(ctx, `SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter`).Scan(&n)
 	}
-	return at, true
+	return n, err == nil
+}
+
+// checkpointRunning says whether the checkpointer is at work (anything but
+// waiting in its main loop).
+func checkpointRunning(ctx context.Context, pool *pgxpool.Pool) bool {
+	var wait *string
+	err := pool.QueryRow(ctx, `SELECT wait_event FROM pg_stat_activity WHERE backend_type = 'checkpointer'`).Scan(&wait)
+	return err == nil && wait != nil && *wait != "CheckpointerMain"
 }
