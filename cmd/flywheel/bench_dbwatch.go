@@ -72,6 +72,7 @@ type dbWatch struct {
 	stop     chan struct{}
 	done     chan struct{}
 	mu       sync.Mutex
+	sql      string      // checkpointsSQL
 	count    int64       // checkpoints started, as last read
 	started  []time.Time // when each new one was first seen
 	pool     *pgxpool.Pool
@@ -81,7 +82,8 @@ type dbWatch struct {
 func watchDB(ctx context.Context, pool *pgxpool.Pool) *dbWatch {
 	w := &dbWatch{start: time.Now(), pool: pool, stop: make(chan struct{}), done: make(chan struct{}), interval: time.Second}
 	w.wal, w.fpi = walLSN(ctx, pool), walFPI(ctx, pool)
-	w.count, w.known = checkpoints(ctx, pool)
+	w.sql = checkpointsSQL(ctx, pool)
+	w.count, w.known = checkpoints(ctx, pool, w.sql)
 	w.running = checkpointRunning(ctx, pool)
 	go func() {
 		defer close(w.done)
@@ -106,7 +108,7 @@ func watchDB(ctx context.Context, pool *pgxpool.Pool) *dbWatch {
 
 // check records the checkpoints started since the last reading.
 func (w *dbWatch) check(ctx context.Context) {
-	n, ok := checkpoints(ctx, w.pool)
+	n, ok := checkpoints(ctx, w.pool, w.sql)
 	now := time.Now()
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -147,16 +149,22 @@ func walFPI(ctx context.Context, pool *pgxpool.Pool) int64 {
 	return n
 }
 
-// checkpoints is the number of checkpoints the server has started (timed
-// and requested; pg_stat_checkpointer from PostgreSQL 17, pg_stat_bgwriter
-// before), and whether it could be read. The checkpointer counts one as
-// it starts writing.
-func checkpoints(ctx context.Context, pool *pgxpool.Pool) (int64, bool) {
-	var n int64
-	err := pool.QueryRow(ctx, `SELECT num_timed + num_requested FROM pg_stat_checkpointer`).Scan(&n)
-	if err != nil {
-		err = pool.QueryRow(ctx, `SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter`).Scan(&n)
+// checkpointsSQL is the query of the number of checkpoints the server has
+// started (timed and requested): pg_stat_checkpointer from PostgreSQL 17,
+// pg_stat_bgwriter before. The checkpointer counts one as it starts
+// writing.
+func checkpointsSQL(ctx context.Context, pool *pgxpool.Pool) string {
+	var v int
+	if err := pool.QueryRow(ctx, `SELECT current_setting('server_version_num')::int`).Scan(&v); err == nil && v >= 170000 {
+		return `SELECT num_timed + num_requested FROM pg_stat_checkpointer`
 	}
+	return `SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter`
+}
+
+// checkpoints runs checkpointsSQL, and says whether it could.
+func checkpoints(ctx context.Context, pool *pgxpool.Pool, sql string) (int64, bool) {
+	var n int64
+	err := pool.QueryRow(ctx, sql).Scan(&n)
 	return n, err == nil
 }
 
