@@ -33,7 +33,7 @@ const (
 	ingestRateTarget  = 50_000
 )
 
-const benchIngestUsage = `usage: flywheel bench ingest [--connections 8] [--ceiling keyed|events] [--batch 1000] [--duration 10s] [--rounds 3] [--warmup 2s] [--targets copy,flywheel-v7,flywheel-v4] [--json] [--cpuprofile PREFIX]`
+const benchIngestUsage = `usage: flywheel bench ingest [--connections 8] [--ceiling keyed|events] [--batch 1000] [--duration 10s] [--rounds 3] [--warmup 2s] [--targets copy,flywheel-v7,flywheel-v4,storage] [--json] [--cpuprofile PREFIX]`
 
 // ingestOptions are the flags of `bench ingest`.
 type ingestOptions struct {
@@ -50,6 +50,10 @@ type ingestOptions struct {
 
 // ingestTargets are what `bench ingest` can measure, in the order of a round.
 var ingestTargets = []string{"copy", "flywheel-v7", "flywheel-v4"}
+
+// ingestTargetsAll are the targets --targets may name: the default ones,
+// and storage (copyStorage), the floor of the design's own storage.
+var ingestTargetsAll = append(slices.Clone(ingestTargets), "storage")
 
 // ingestRun is one measured run of one target.
 type ingestRun struct {
@@ -109,6 +113,15 @@ func readMachineCPU() machineCPU {
 	return machineCPU{busy: (v[0] + v[1] + v[2] + v[5] + v[6]) / hz, idle: (v[3] + v[4]) / hz, ok: true}
 }
 
+// countIDs is the number of rows of event_ids, or -1.
+func countIDs(ctx context.Context, pool *pgxpool.Pool) int64 {
+	var n int64
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM event_ids`).Scan(&n); err != nil {
+		return -1
+	}
+	return n
+}
+
 // walLSN is the server's current WAL position in bytes, or -1.
 func walLSN(ctx context.Context, pool *pgxpool.Pool) int64 {
 	var n int64
@@ -136,7 +149,7 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 	fs.IntVar(&o.Rounds, "rounds", 3, "rounds of copy, flywheel-v7, flywheel-v4 (1-100)")
 	fs.BoolVar(&o.JSON, "json", false, "print one JSON document instead of tables")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of each run to PREFIX-<target>-r<round>.pprof")
-	targets := fs.String("targets", strings.Join(ingestTargets, ","), "what each round runs, in order: copy (the ceiling), flywheel-v7, flywheel-v4")
+	targets := fs.String("targets", strings.Join(ingestTargets, ","), "what each round runs, in order: copy (the ceiling), flywheel-v7, flywheel-v4, storage (each event's row in events and its id in event_ids, COPYed: the design's storage alone)")
 	if err := fs.Parse(args); err != nil {
 		return usageError{err.Error()}
 	}
@@ -144,8 +157,8 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 		if t = strings.TrimSpace(t); t == "" {
 			continue
 		}
-		if !slices.Contains(ingestTargets, t) || slices.Contains(o.Targets, t) {
-			return usageError{fmt.Sprintf("--targets %q: want some of %s, each once\n%s", *targets, strings.Join(ingestTargets, ", "), benchIngestUsage)}
+		if !slices.Contains(ingestTargetsAll, t) || slices.Contains(o.Targets, t) {
+			return usageError{fmt.Sprintf("--targets %q: want some of %s, each once\n%s", *targets, strings.Join(ingestTargetsAll, ", "), benchIngestUsage)}
 		}
 		o.Targets = append(o.Targets, t)
 	}
@@ -221,6 +234,8 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 			switch target {
 			case "copy":
 				send = func(ctx context.Context, _ int, evs []benchEvent) error { return copyEvents(ctx, pool, ceiling, evs) }
+			case "storage":
+				send = func(ctx context.Context, _ int, evs []benchEvent) error { return copyStorage(ctx, pool, evs) }
 			default:
 				client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: o.Connections}}
 				url := env.flywheelURL + "/v1/events"
@@ -232,9 +247,23 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 			if err != nil {
 				return err
 			}
+			var ids0 int64
+			if target == "storage" {
+				ids0 = countIDs(ctx, pool)
+			}
 			stopWaits := sampleWaits(ctx, pool)
 			lsn0 := walLSN(ctx, pool)
 			r := runIngestLoad(ctx, o, target, &seq, send)
+			if target == "storage" {
+				// Every committed batch's ids are stored: nothing else
+				// writes event_ids while this target runs.
+				if ids := countIDs(ctx, pool) - ids0; ids != r.allEvents {
+					r.Failed++
+					if r.FirstFail == "" {
+						r.FirstFail = fmt.Sprintf("event_ids grew by %d rows for %d events committed", ids, r.allEvents)
+					}
+				}
+			}
 			if lsn1 := walLSN(ctx, pool); lsn0 >= 0 && lsn1 >= lsn0 && r.allEvents > 0 {
 				r.WALPerEvent = float64(lsn1-lsn0) / float64(r.allEvents)
 			}
@@ -260,6 +289,10 @@ func runBenchIngest(ctx context.Context, args []string, getenv func(string) stri
 	if sum.V7 > 0 {
 		fmt.Fprintf(stdout, "  events/s   flywheel-v7 %9.0f  (target >= %d)  %s\n", sum.V7, ingestRateTarget, pass(sum.V7 >= ingestRateTarget))
 		fmt.Fprintf(stdout, "  p99        flywheel-v7 %.1fms per %d-event request\n", sum.P99V7, o.Batch)
+	}
+	if sum.Copy > 0 && sum.Storage > 0 {
+		fmt.Fprintf(stdout, "  events/s   copy %9.0f  storage     %9.0f  ratio %.2f  (the design's storage alone: the ratio flywheel-v7 could reach if nothing else cost anything)\n",
+			sum.Copy, sum.Storage, sum.Storage/sum.Copy)
 	}
 	if sum.V4 > 0 && sum.V7 > 0 {
 		fmt.Fprintf(stdout, "  ids        flywheel-v4 %9.0f  = %.2fx of v7\n", sum.V4, sum.V4/sum.V7)
@@ -400,6 +433,7 @@ type ingestSummary struct {
 	Copy    float64 `json:"copy_events_per_second"`
 	V7      float64 `json:"flywheel_v7_events_per_second"`
 	V4      float64 `json:"flywheel_v4_events_per_second"`
+	Storage float64 `json:"storage_events_per_second"` // 0 unless run
 	Ratio   float64 `json:"ratio_v7_to_copy"`
 	P99V7   float64 `json:"flywheel_v7_p99_ms"`
 }
@@ -413,7 +447,7 @@ func summarizeIngest(runs []ingestRun) ingestSummary {
 			p99 = append(p99, r.P99ms)
 		}
 	}
-	s := ingestSummary{Copy: median(by["copy"]), V7: median(by["flywheel-v7"]), V4: median(by["flywheel-v4"]), P99V7: median(p99)}
+	s := ingestSummary{Copy: median(by["copy"]), V7: median(by["flywheel-v7"]), V4: median(by["flywheel-v4"]), Storage: median(by["storage"]), P99V7: median(p99)}
 	if s.Copy > 0 {
 		s.Ratio = s.V7 / s.Copy
 	}
@@ -582,22 +616,44 @@ func postEvents(ctx context.Context, client *http.Client, url, key string, evs [
 // transaction.
 func copyEvents(ctx context.Context, pool *pgxpool.Pool, table string, evs []benchEvent) error {
 	now := time.Now().UTC()
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error { return copyEventRows(ctx, tx, table, evs, now) })
+}
+
+// copyStorage is what this design stores of each event at the least, with
+// nothing else of ingestion: its row in events, under the events table's
+// indexes (the unit's hash index among them), and its id in event_ids, in
+// one committed transaction (the storage target).
+func copyStorage(ctx context.Context, pool *pgxpool.Pool, evs []benchEvent) error {
+	now := time.Now().UTC()
 	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		_, err := tx.CopyFrom(ctx, pgx.Identifier{table},
-			[]string{"unit_type", "unit_id", "id", "type", "ts", "received_at", "experiment", "variant", "event", "value", "customer_id", "attributes"},
+		if err := copyEventRows(ctx, tx, "events", evs, now); err != nil {
+			return err
+		}
+		_, err := tx.CopyFrom(ctx, pgx.Identifier{"event_ids"}, []string{"id", "unit_id", "received_at"},
 			pgx.CopyFromSlice(len(evs), func(i int) ([]any, error) {
 				e := &evs[i]
-				row := []any{"customer", e.unit, pgtype.UUID{Bytes: e.id, Valid: true}, e.typ, now, now, nil, nil, nil, nil, nil, nil}
-				switch e.typ {
-				case "exposure":
-					row[6], row[7], row[11] = "bench-ingest", e.variant, []byte(`{"device":"mobile"}`)
-				case "identify":
-					row[0], row[10] = "device", e.customer
-				default:
-					row[8], row[9] = e.event, e.value
-				}
-				return row, nil
+				return []any{pgtype.UUID{Bytes: e.id, Valid: true}, e.unit, now}, nil
 			}))
 		return err
 	})
+}
+
+// copyEventRows COPYs evs into table as rows of events' columns.
+func copyEventRows(ctx context.Context, tx pgx.Tx, table string, evs []benchEvent, now time.Time) error {
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{table},
+		[]string{"unit_type", "unit_id", "id", "type", "ts", "received_at", "experiment", "variant", "event", "value", "customer_id", "attributes"},
+		pgx.CopyFromSlice(len(evs), func(i int) ([]any, error) {
+			e := &evs[i]
+			row := []any{"customer", e.unit, pgtype.UUID{Bytes: e.id, Valid: true}, e.typ, now, now, nil, nil, nil, nil, nil, nil}
+			switch e.typ {
+			case "exposure":
+				row[6], row[7], row[11] = "bench-ingest", e.variant, []byte(`{"device":"mobile"}`)
+			case "identify":
+				row[0], row[10] = "device", e.customer
+			default:
+				row[8], row[9] = e.event, e.value
+			}
+			return row, nil
+		}))
+	return err
 }

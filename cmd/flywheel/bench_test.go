@@ -148,6 +148,22 @@ func TestBenchIngest(t *testing.T) {
 	if len(rep.Runs) != 2 || rep.Runs[0].Target != "flywheel-v4" || rep.Runs[1].Target != "copy" {
 		t.Errorf("--targets flywheel-v4,copy ran %+v", rep.Runs)
 	}
+
+	// storage, named only: the rows and the ids, with the ratio to copy.
+	out.Reset()
+	args = []string{"bench", "ingest", "--rounds", "1", "--connections", "2", "--batch", "50", "--duration", "200ms", "--warmup", "0s", "--json", "--targets", "copy,storage"}
+	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
+		t.Fatalf("bench ingest --targets copy,storage: %v\nstderr:\n%s", err, errs.String())
+	}
+	rep.Runs, rep.Summary = nil, ingestSummary{}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	if len(rep.Runs) != 2 || rep.Runs[1].Target != "storage" || rep.Runs[1].Failed != 0 || rep.Runs[1].FirstFail != "" || rep.Runs[1].Events == 0 || rep.Summary.Storage <= 0 {
+		t.Errorf("--targets copy,storage ran %+v, summary %+v", rep.Runs, rep.Summary)
+	}
+	// (A storage run whose ids were not all stored counts as failed: the
+	// bench compares event_ids before and after it.)
 }
 
 // TestBenchStream runs `flywheel bench stream` with a few streams: the
