@@ -63,7 +63,7 @@ func (d dbFigures) String() string {
 
 // dbWatch follows the database during a scenario: its WAL position and
 // page images at the start, and the checkpoints that start meanwhile (the
-// checkpointer's counts, read every second).
+// checkpointer's counts, read every dbWatchEvery).
 type dbWatch struct {
 	start    time.Time
 	wal, fpi int64
@@ -76,11 +76,13 @@ type dbWatch struct {
 	count    int64       // checkpoints started, as last read
 	started  []time.Time // when each new one was first seen
 	pool     *pgxpool.Pool
-	interval time.Duration
 }
 
+// dbWatchEvery is how often a watch reads the checkpointer's counts.
+const dbWatchEvery = time.Second
+
 func watchDB(ctx context.Context, pool *pgxpool.Pool) *dbWatch {
-	w := &dbWatch{start: time.Now(), pool: pool, stop: make(chan struct{}), done: make(chan struct{}), interval: time.Second}
+	w := &dbWatch{start: time.Now(), pool: pool, stop: make(chan struct{}), done: make(chan struct{})}
 	w.wal, w.fpi = walLSN(ctx, pool), walFPI(ctx, pool)
 	w.sql = checkpointsSQL(ctx, pool)
 	w.count, w.known = checkpoints(ctx, pool, w.sql)
@@ -90,7 +92,7 @@ func watchDB(ctx context.Context, pool *pgxpool.Pool) *dbWatch {
 		if !w.known {
 			return
 		}
-		t := time.NewTicker(w.interval)
+		t := time.NewTicker(dbWatchEvery)
 		defer t.Stop()
 		for {
 			select {
@@ -142,11 +144,7 @@ func (w *dbWatch) end(ctx context.Context) dbFigures {
 // walFPI is the page images the server's WAL holds since its statistics
 // were reset, or -1.
 func walFPI(ctx context.Context, pool *pgxpool.Pool) int64 {
-	var n int64
-	if err := pool.QueryRow(ctx, `SELECT wal_fpi FROM pg_stat_wal`).Scan(&n); err != nil {
-		return -1
-	}
-	return n
+	return queryInt64(ctx, pool, `SELECT wal_fpi FROM pg_stat_wal`)
 }
 
 // checkpointsSQL is the query of the number of checkpoints the server has
@@ -163,9 +161,8 @@ func checkpointsSQL(ctx context.Context, pool *pgxpool.Pool) string {
 
 // checkpoints runs checkpointsSQL, and says whether it could.
 func checkpoints(ctx context.Context, pool *pgxpool.Pool, sql string) (int64, bool) {
-	var n int64
-	err := pool.QueryRow(ctx, sql).Scan(&n)
-	return n, err == nil
+	n := queryInt64(ctx, pool, sql)
+	return n, n >= 0
 }
 
 // checkpointRunning says whether the checkpointer is at work (anything but

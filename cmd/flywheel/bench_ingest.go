@@ -115,17 +115,19 @@ func readMachineCPU() machineCPU {
 
 // countIDs is the number of rows of event_ids, or -1.
 func countIDs(ctx context.Context, pool *pgxpool.Pool) int64 {
-	var n int64
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM event_ids`).Scan(&n); err != nil {
-		return -1
-	}
-	return n
+	return queryInt64(ctx, pool, `SELECT count(*) FROM event_ids`)
 }
 
 // walLSN is the server's current WAL position in bytes, or -1.
 func walLSN(ctx context.Context, pool *pgxpool.Pool) int64 {
+	return queryInt64(ctx, pool, `SELECT pg_current_wal_lsn() - '0/0'`)
+}
+
+// queryInt64 runs a query of one integer, and returns it, or -1 if the
+// query failed.
+func queryInt64(ctx context.Context, pool *pgxpool.Pool, sql string) int64 {
 	var n int64
-	if err := pool.QueryRow(ctx, `SELECT pg_current_wal_lsn() - '0/0'`).Scan(&n); err != nil {
+	if err := pool.QueryRow(ctx, sql).Scan(&n); err != nil {
 		return -1
 	}
 	return n
