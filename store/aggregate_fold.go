@@ -343,9 +343,6 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 	for _, id := range missing { // looked up: in the copy once recorded, or without a row
 		delete(c.unknown, id)
 	}
-	if len(order) == 0 { // no owner is in the experiment
-		return func(next int64) { db.units.put(key, next, c) }, epoch, nil
-	}
 	spec := specOf(d)
 	// A unit whose first new day is before its last day is late; the rows
 	// of its earlier days are read when its day changes are computed (it
@@ -371,9 +368,9 @@ func (db *DB) foldTracks(ctx context.Context, tx pgx.Tx, d aggDef, folded int64,
 			rep.Repaired = len(broken)
 		}
 		rep.lap("late", &last)
-		if len(order) == 0 {
-			return func(next int64) { db.units.put(key, next, c) }, epoch, nil
-		}
+	}
+	if len(order) == 0 { // no owner is in the experiment, or every one is left to a recomputation
+		return func(next int64) { db.units.put(key, next, c) }, epoch, nil
 	}
 	for _, u := range order {
 		u.settled = u.state == 0 && len(u.days) > 0 && !u.late &&
