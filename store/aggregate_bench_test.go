@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/store"
 )
 
 // BenchmarkAggregateTracks times the cycles that fold new track events into
@@ -39,7 +40,6 @@ import (
 // a cluster started with the embedded settings (BENCHMARKS.md, "Where the
 // tracks step's time goes").
 func BenchmarkAggregateTracks(b *testing.B) {
-	const units, perUnit = 100_000, 10
 	batch := 10_000
 	if s := os.Getenv("FLYWHEEL_BENCH_TRACKS"); s != "" {
 		n, err := strconv.Atoi(s)
@@ -57,6 +57,92 @@ func BenchmarkAggregateTracks(b *testing.B) {
 		outside = f
 	}
 	checkpoint := os.Getenv("FLYWHEEL_BENCH_CHECKPOINT") == "1"
+	ab := newAggBench(b, outside)
+	minute := 0
+	var owners, folds time.Duration
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		minute++
+		at := ab.now.Add(time.Duration(minute) * time.Minute)
+		ab.write(ab.tracks(batch, func() time.Time { return at.Add(-time.Duration(ab.r.Int64N(int64(time.Minute)))) }))
+		if checkpoint {
+			if _, err := ab.db.Pool().Exec(ab.ctx, `CHECKPOINT`); err != nil {
+				b.Fatal(err)
+			}
+		}
+		b.StartTimer()
+		steps := ab.cycles()
+		owners, folds = owners+steps["track owners"], folds+steps["tracks"]
+	}
+	events := float64(b.N * batch)
+	b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(owners.Nanoseconds())/events, "owners-ns/event")
+	b.ReportMetric(float64(folds.Nanoseconds())/events, "tracks-ns/event")
+	b.ReportMetric(0, "ns/op")
+}
+
+// BenchmarkAggregateNewUnits times the cycles that fold in new units, the
+// other half of the sustained load of `bench freshness` (its 4 % of
+// exposures of customers never seen before), on the data of
+// BenchmarkAggregateTracks: each operation ingests the exposures of 1,000
+// new customers (FLYWHEEL_BENCH_NEW sets how many), with no other event,
+// and runs cycles until they are folded in. The history and units steps
+// are reported per new unit.
+func BenchmarkAggregateNewUnits(b *testing.B) {
+	batch := 1_000
+	if s := os.Getenv("FLYWHEEL_BENCH_NEW"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 {
+			b.Fatalf("FLYWHEEL_BENCH_NEW=%q: want a number of units", s)
+		}
+		batch = n
+	}
+	ab := newAggBench(b, 0)
+	next := 2 * aggBenchUnits // past the exposed units and the outsiders
+	var history, units time.Duration
+	b.ResetTimer()
+	for op := range b.N {
+		b.StopTimer()
+		at := ab.now.Add(time.Duration(op+1) * time.Minute)
+		events := make([]flywheel.Event, 0, batch)
+		for i := range batch {
+			events = append(events, exposure("customer", ab.unit(next), ab.exp, []string{"control", "treatment"}[i%2], at, ""))
+			next++
+		}
+		ab.write(events)
+		b.StartTimer()
+		steps := ab.cycles()
+		history, units = history+steps["history"], units+steps["units"]
+	}
+	n := float64(b.N * batch)
+	b.ReportMetric(n/b.Elapsed().Seconds(), "units/s")
+	b.ReportMetric(float64(history.Nanoseconds())/n, "history-ns/unit")
+	b.ReportMetric(float64(units.Nanoseconds())/n, "units-ns/unit")
+	b.ReportMetric(0, "ns/op")
+}
+
+// aggBenchUnits are the customers exposed in the aggregation benchmarks'
+// data, with aggBenchPerUnit track events each.
+const aggBenchUnits, aggBenchPerUnit = 100_000, 10
+
+// aggBench is the data of the aggregation benchmarks, aggregated: the
+// metrics purchase and revenue of `bench freshness`, the experiment
+// bench-tracks on customers, aggBenchUnits of them exposed over the last
+// 14 days with aggBenchPerUnit events each over the last 28 (half
+// purchases, half revenue, busy customers busier), a share outside of them
+// from customers never exposed.
+type aggBench struct {
+	b       *testing.B
+	ctx     context.Context
+	db      *store.DB
+	exp     string
+	now     time.Time
+	r       *rand.Rand
+	outside float64
+}
+
+func newAggBench(b *testing.B, outside float64) *aggBench {
 	ctx := context.Background()
 	db := newDB(b)
 	for _, m := range []flywheel.Metric{
@@ -75,80 +161,69 @@ func BenchmarkAggregateTracks(b *testing.B) {
 	if _, err := db.CreateExperiment(ctx, e, 0, "bench"); err != nil {
 		b.Fatal(err)
 	}
-	now := time.Now().UTC().Truncate(time.Hour)
-	r := rand.New(rand.NewPCG(13, 17))
-	unit := func(i int) string { return fmt.Sprintf("c-%d", i) }
-	skewed := func() string {
-		if outside > 0 && r.Float64() < outside {
-			return unit(units + r.IntN(units)) // never exposed
-		}
-		return unit(int(units * math.Pow(r.Float64(), 1.5)))
+	ab := &aggBench{b: b, ctx: ctx, db: db, exp: e.Key, now: time.Now().UTC().Truncate(time.Hour),
+		r: rand.New(rand.NewPCG(13, 17)), outside: outside}
+	exposures := make([]flywheel.Event, 0, aggBenchUnits)
+	for i := range aggBenchUnits {
+		ts := ab.now.Add(-time.Duration(ab.r.Int64N(int64(14 * 24 * time.Hour))))
+		exposures = append(exposures, exposure("customer", ab.unit(i), e.Key, []string{"control", "treatment"}[i%2], ts, ""))
 	}
-	tracks := func(n int, at func() time.Time) []flywheel.Event {
-		out := make([]flywheel.Event, 0, n)
-		for range n {
-			ev := track(skewed(), "purchase", at())
-			if r.IntN(2) == 0 {
-				ev.Name, ev.Value = "revenue", aggF(math.Round(r.ExpFloat64()*4000)/100)
-			}
-			ev.ReceivedAt = now
-			out = append(out, ev)
-		}
-		return out
-	}
-	write := func(events []flywheel.Event) {
-		for i := 0; i < len(events); i += 1000 {
-			if _, err := db.WriteEvents(ctx, events[i:min(i+1000, len(events))]); err != nil {
-				b.Fatal(err)
-			}
-		}
-	}
-	exposures := make([]flywheel.Event, 0, units)
-	for i := range units {
-		ts := now.Add(-time.Duration(r.Int64N(int64(14 * 24 * time.Hour))))
-		exposures = append(exposures, exposure("customer", unit(i), e.Key, []string{"control", "treatment"}[i%2], ts, ""))
-	}
-	write(exposures)
-	write(tracks(units*perUnit, func() time.Time { return now.Add(-time.Duration(r.Int64N(int64(28 * 24 * time.Hour)))) }))
-	cycles := func() (steps map[string]time.Duration) {
-		steps = map[string]time.Duration{}
-		for {
-			rep, err := db.Aggregate(ctx)
-			if err != nil {
-				b.Fatal(err)
-			}
-			for _, s := range rep.Steps {
-				steps[s.Name] += s.Took
-			}
-			if !rep.Skipped && !rep.More {
-				return steps
-			}
-		}
-	}
-	cycles()
+	ab.write(exposures)
+	ab.write(ab.tracks(aggBenchUnits*aggBenchPerUnit, func() time.Time {
+		return ab.now.Add(-time.Duration(ab.r.Int64N(int64(28 * 24 * time.Hour))))
+	}))
+	ab.cycles()
 	if _, err := db.Pool().Exec(ctx, `VACUUM ANALYZE`); err != nil {
 		b.Fatal(err)
 	}
-	minute := 0
-	var owners, folds time.Duration
-	b.ResetTimer()
-	for range b.N {
-		b.StopTimer()
-		minute++
-		at := now.Add(time.Duration(minute) * time.Minute)
-		write(tracks(batch, func() time.Time { return at.Add(-time.Duration(r.Int64N(int64(time.Minute)))) }))
-		if checkpoint {
-			if _, err := db.Pool().Exec(ctx, `CHECKPOINT`); err != nil {
-				b.Fatal(err)
-			}
+	return ab
+}
+
+func (ab *aggBench) unit(i int) string { return fmt.Sprintf("c-%d", i) }
+
+// tracks makes n track events at the times at gives, of exposed customers
+// (busy ones more often) or, for the share outside, of others.
+func (ab *aggBench) tracks(n int, at func() time.Time) []flywheel.Event {
+	out := make([]flywheel.Event, 0, n)
+	for range n {
+		var u string
+		if ab.outside > 0 && ab.r.Float64() < ab.outside {
+			u = ab.unit(aggBenchUnits + ab.r.IntN(aggBenchUnits)) // never exposed
+		} else {
+			u = ab.unit(int(aggBenchUnits * math.Pow(ab.r.Float64(), 1.5)))
 		}
-		b.StartTimer()
-		steps := cycles()
-		owners, folds = owners+steps["track owners"], folds+steps["tracks"]
+		ev := track(u, "purchase", at())
+		if ab.r.IntN(2) == 0 {
+			ev.Name, ev.Value = "revenue", aggF(math.Round(ab.r.ExpFloat64()*4000)/100)
+		}
+		ev.ReceivedAt = ab.now
+		out = append(out, ev)
 	}
-	events := float64(b.N * batch)
-	b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
-	b.ReportMetric(float64(owners.Nanoseconds())/events, "owners-ns/event")
-	b.ReportMetric(float64(folds.Nanoseconds())/events, "tracks-ns/event")
-	b.ReportMetric(0, "ns/op")
+	return out
+}
+
+func (ab *aggBench) write(events []flywheel.Event) {
+	for i := 0; i < len(events); i += 1000 {
+		if _, err := ab.db.WriteEvents(ab.ctx, events[i:min(i+1000, len(events))]); err != nil {
+			ab.b.Fatal(err)
+		}
+	}
+}
+
+// cycles runs aggregation cycles until the queue is empty, and returns the
+// time each step took over them.
+func (ab *aggBench) cycles() (steps map[string]time.Duration) {
+	steps = map[string]time.Duration{}
+	for {
+		rep, err := ab.db.Aggregate(ab.ctx)
+		if err != nil {
+			ab.b.Fatal(err)
+		}
+		for _, s := range rep.Steps {
+			steps[s.Name] += s.Took
+		}
+		if !rep.Skipped && !rep.More {
+			return steps
+		}
+	}
 }
