@@ -101,7 +101,7 @@ func aggregateAll(tb testing.TB, db *store.DB) store.AggregateReport {
 			continue
 		}
 		all.Queued, all.Units, all.Pairs = all.Queued+rep.Queued, all.Units+rep.Units, all.Pairs+rep.Pairs
-		all.Tracks += rep.Tracks
+		all.Tracks, all.Fresh = all.Tracks+rep.Tracks, all.Fresh+rep.Fresh
 		all.Rebuilt = append(all.Rebuilt, rep.Rebuilt...)
 		all.Folds = append(all.Folds, rep.Folds...)
 		all.More = all.More || rep.More
@@ -1288,4 +1288,72 @@ func TestAggregateOwnConnections(t *testing.T) {
 		t.Errorf("aggregator connections after more cycles: %v, want the same as after the first: %v", after, first)
 	}
 	verifyAggregates(t, db, g.r, "after the cycles", g.cust, g.dev)
+}
+
+// TestAggregateFreshUnits: units exposed before any event of theirs, with
+// no aggregates yet, are folded in without a recomputation (foldFresh), in
+// every state (analysed, exposed to several variants, opted out), and the
+// aggregates equal a recomputation. Units with an event of their own in
+// their window, before or after their exposure, or one of an id linked to
+// them, and units with aggregates already, are recomputed; and the fresh
+// ones' rows then take their first events as any other.
+func TestAggregateFreshUnits(t *testing.T) {
+	ctx := context.Background()
+	db := newAggDB(t)
+	at := aggBase.Add(100 * time.Hour) // some metrics' windows still open at aggNow: units maturing
+	buy := func(unitType, unit string, ts time.Time) flywheel.Event {
+		return flywheel.Event{ID: newID(), Type: flywheel.EventTrack, UnitType: unitType, UnitID: unit,
+			Timestamp: ts, ReceivedAt: ts, Name: "purchase", Value: aggF(7)}
+	}
+	// The definitions are built first, from the raw events of two units.
+	mustWrite(t, db, exposure("customer", "old", "agg-cust", "control", at, ""), exposure("device", "dold", "agg-dev", "a", at, ""),
+		buy("customer", "old", at.Add(time.Hour)))
+	if rep := aggregateAll(t, db); len(rep.Rebuilt) == 0 {
+		t.Fatalf("first Aggregate = %+v, want the definitions built", rep)
+	}
+	// What the units to recompute have before their exposures: a purchase
+	// of their own, one of a linked device, and an opt-out.
+	if err := db.SetConsent(ctx, flywheel.UnitRef{UnitType: "customer", UnitID: "f-out"}, false, 0, "test"); err != nil {
+		t.Fatal(err)
+	}
+	mustWrite(t, db, buy("customer", "r-pre", at.Add(-5*time.Hour)),
+		identify("device", "dev-1", "r-link", at.Add(-3*time.Hour)), buy("device", "dev-1", at.Add(-2*time.Hour)))
+	aggregateAll(t, db)
+
+	var events []flywheel.Event
+	fresh := []string{"f-1", "f-2", "f-3", "f-4", "f-multi", "f-out"}
+	for i, u := range fresh {
+		events = append(events, exposure("customer", u, "agg-cust", []string{"control", "treatment"}[i%2], at.Add(time.Duration(i)*time.Hour), ""))
+	}
+	events = append(events, exposure("customer", "f-multi", "agg-cust", "treatment", at.Add(9*time.Hour), ""))
+	for i, u := range []string{"fd-1", "fd-2", "fd-multi"} {
+		events = append(events, exposure("device", u, "agg-dev", []string{"a", "b", "c"}[i], at.Add(time.Duration(i)*time.Hour), ""))
+	}
+	events = append(events, exposure("device", "fd-multi", "agg-dev", "a", at.Add(5*time.Hour), ""))
+	for _, u := range []string{"r-pre", "r-link", "r-same"} {
+		events = append(events, exposure("customer", u, "agg-cust", "treatment", at, ""))
+	}
+	events = append(events, buy("customer", "r-same", at.Add(2*time.Hour)),
+		exposure("customer", "old", "agg-cust", "control", at.Add(-time.Hour), "")) // earlier: old's rows change
+	mustWrite(t, db, events...)
+	rep := aggregateAll(t, db)
+	if want := len(fresh) + 3; rep.Fresh != want || rep.Pairs != want+4 {
+		t.Errorf("Aggregate = %+v, want %d units fresh of %d", rep, want, want+4)
+	}
+	if got := queryStrings(t, db, `SELECT unit_id || ':' || state || ':' || count(*) FROM agg_units
+		WHERE unit_id IN ('f-1', 'f-multi', 'f-out', 'fd-multi') GROUP BY unit_id, state ORDER BY unit_id`); !slices.Equal(got,
+		[]string{"f-1:0:8", "f-multi:1:8", "f-out:2:8", "fd-multi:1:8"}) {
+		t.Errorf("unit rows (unit:state:rows) = %q, want each unit in each definition, in its state", got)
+	}
+	r := rand.New(rand.NewPCG(3, 5))
+	verifyAggregates(t, db, r, "fresh units", "agg-cust", "agg-dev")
+
+	// Their first purchases, and f-1 exposed to a second variant.
+	mustWrite(t, db, buy("customer", "f-1", at.Add(20*time.Hour)), buy("customer", "f-2", at.Add(30*time.Hour)),
+		buy("device", "fd-1", at.Add(20*time.Hour)), buy("customer", "f-out", at.Add(20*time.Hour)),
+		exposure("customer", "f-1", "agg-cust", "treatment", at.Add(21*time.Hour), ""))
+	if rep := aggregateAll(t, db); rep.Fresh != 0 || rep.Pairs != 1 {
+		t.Errorf("Aggregate of their first purchases = %+v, want f-1 recomputed, nothing fresh", rep)
+	}
+	verifyAggregates(t, db, r, "their first purchases", "agg-cust", "agg-dev")
 }

@@ -105,6 +105,80 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef, end pgtype.Time
 	return err
 }
 
+// foldFreshSQL splits the units of experiment $1 in a_pairs in two, and
+// folds in one part itself: the fresh units, which own no event that the
+// experiment's metrics read (none in a_owned) and have no row in any of
+// the definitions $2 (the ready ones; the empty key is the units').
+// Recomputed by foldUnitsSQL, such a unit would get a row of zeros in each
+// definition (or none, without an exposure) and add to its variant's
+// counts (units, multiple, opted_out), first hours and first day, and 0
+// to every sum. This statement writes just that, for every definition in
+// one pass: one exposure and one consent probe per unit instead of one per
+// definition, and none of the lookups of old rows and days that a
+// recomputation makes only to find them empty. Most units a busy
+// experiment names are such: new customers, exposed before they do
+// anything (BENCHMARKS.md, "New units in one pass"). The other units go
+// into a_rest, for foldUnitsSQL. It returns how many of each there were.
+const foldFreshSQL = `
+WITH c AS MATERIALIZED (
+    SELECT p.unit_id, o.owner IS NULL AND NOT EXISTS (
+            SELECT 1 FROM agg_units a WHERE a.experiment = $1 AND a.metric = ANY($2) AND a.unit_id = p.unit_id OFFSET 0) AS fresh
+    FROM a_pairs p LEFT JOIN (SELECT DISTINCT owner FROM a_owned WHERE experiment = $1) o ON o.owner = p.unit_id
+    WHERE p.experiment = $1
+), rest AS (
+    INSERT INTO a_rest (experiment, unit_id) SELECT $1, unit_id FROM c WHERE NOT fresh ORDER BY unit_id RETURNING 1
+), f AS MATERIALIZED (
+    SELECT x.unit_id, x.unit_type, x.variant, x.first_ts,
+        CASE WHEN x.multiple THEN 1
+             WHEN EXISTS (SELECT 1 FROM consent s WHERE s.unit_type = x.unit_type AND s.unit_id = x.unit_id AND NOT s.analytics OFFSET 0) THEN 2
+             ELSE 0 END AS state
+    FROM c CROSS JOIN LATERAL (
+        SELECT x.unit_id, x.unit_type, x.variant, x.first_ts, x.multiple FROM exposures x
+        WHERE x.experiment = $1 AND x.unit_id = c.unit_id OFFSET 0) x
+    WHERE c.fresh
+), ins AS (
+    INSERT INTO agg_units (experiment, metric, unit_id, unit_type, variant, first_ts, state, y, x, num, den,
+        last_day, last_n, last_v, last_num, last_den)
+    SELECT $1, m.metric, f.unit_id, f.unit_type, f.variant, f.first_ts, f.state, 0, 0, 0, 0, NULL, 0, 0, 0, 0
+    FROM unnest($2::text[]) AS m(metric) CROSS JOIN f
+    ORDER BY m.metric, f.unit_id -- in key order
+), hours AS (
+    INSERT INTO agg_first_hours AS h (experiment, variant, hour, units)
+    SELECT $1, variant, date_trunc('hour', first_ts), count(*) FROM f
+    WHERE state = 0 AND '' = ANY($2)
+    GROUP BY 2, 3
+    ON CONFLICT (experiment, variant, hour) DO UPDATE SET units = h.units + EXCLUDED.units
+), days AS (
+    INSERT INTO agg_variant_days AS v (experiment, metric, variant, day, units, sum, sumsq, sumnum, sumden, sumnumsq, sumdensq, sumnumden)
+    SELECT $1, m.metric, f.variant, (f.first_ts AT TIME ZONE 'UTC')::date, count(*), 0, 0, 0, 0, 0, 0, 0
+    FROM unnest($2::text[]) AS m(metric) CROSS JOIN f
+    WHERE m.metric <> '' AND f.state = 0
+    GROUP BY 2, 3, 4
+    ON CONFLICT (experiment, metric, variant, day) DO UPDATE SET units = v.units + EXCLUDED.units
+), vars AS (
+    INSERT INTO agg_variants AS v (experiment, metric, variant, units, multiple, opted_out,
+        sum, sumsq, sumx, sumxsq, sumxy, sumnum, sumden, sumnumsq, sumdensq, sumnumden)
+    SELECT $1, m.metric, f.variant, count(*) FILTER (WHERE f.state = 0), count(*) FILTER (WHERE f.state = 1),
+        count(*) FILTER (WHERE f.state = 2), 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+    FROM unnest($2::text[]) AS m(metric) CROSS JOIN f
+    GROUP BY 2, 3
+    ON CONFLICT (experiment, metric, variant) DO UPDATE SET units = v.units + EXCLUDED.units,
+        multiple = v.multiple + EXCLUDED.multiple, opted_out = v.opted_out + EXCLUDED.opted_out
+)
+SELECT (SELECT count(*) FROM rest), (SELECT count(*) FROM c WHERE fresh)`
+
+// foldFresh runs foldFreshSQL for the definitions defs of one experiment,
+// after collectOwned, and returns how many of its units it left in a_rest
+// and how many it folded in (fresh, with or without an exposure).
+func foldFresh(ctx context.Context, tx pgx.Tx, defs []aggDef) (rest, fresh int, err error) {
+	keys := make([]string, len(defs))
+	for i, d := range defs {
+		keys[i] = d.key()
+	}
+	err = tx.QueryRow(ctx, foldFreshSQL, defs[0].exp.Key, keys).Scan(&rest, &fresh)
+	return rest, fresh, err
+}
+
 // foldUnitsSQL recomputes the units of experiment $1 listed in the table
 // %[1]s (experiment, unit_id) for definition $2, from the owned events
 // %[2]s (owner, ts, value, event), stores their values in agg_units (with
