@@ -33,7 +33,7 @@ import (
 //     an order different from its events, cannot double-count. A unit
 //     without events in the windows and without aggregates yet (a new
 //     customer's exposure) is written as the recomputation would write it,
-//     zeros, without one (foldFresh).
+//     zeros, without one (foldNamed).
 //   - The new track events of units a cycle does not recompute are added
 //     as deltas. The cycle's transaction stages them (agg_staged_tracks,
 //     each with the unit whose value it adds to, resolved in Go and written
@@ -74,7 +74,7 @@ type AggregateReport struct {
 	Units   int      // distinct units named by them for a recomputation
 	Tracks  int      // track events named by them that a metric reads, applied as deltas
 	Pairs   int      // (experiment, unit) aggregates recomputed
-	Fresh   int      // of them, units with no event and no aggregate yet, folded in without a recomputation (foldFresh)
+	Fresh   int      // of them, units with no event and no aggregate yet, folded in without a recomputation (foldNamed)
 	Rebuilt []string // definitions built from scratch, "experiment/metric"
 	More    bool     // the queue had more rows than one cycle takes
 	Steps   []Step   // the time each step of the cycle took, in order
@@ -657,7 +657,8 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 	rep.lap("pairs", &last)
 	if rep.Pairs > 0 {
 		if _, err := tx.Exec(ctx, `CREATE TEMP TABLE a_owned (experiment text, owner text, ts timestamptz, value float8, event text) ON COMMIT DROP;
-			CREATE TEMP TABLE a_rest (experiment text, unit_id text) ON COMMIT DROP`); err != nil {
+			CREATE TEMP TABLE a_rest (experiment text, unit_id text) ON COMMIT DROP;
+			CREATE TEMP TABLE a_fresh (experiment text, unit_id text) ON COMMIT DROP`); err != nil {
 			return nil, err
 		}
 		byExp := map[string][]aggDef{}
@@ -678,21 +679,11 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 				return nil, err
 			}
 			rep.lap("history", &last)
-			rest, fresh, err := foldFresh(ctx, tx, defs)
+			fresh, err := foldNamed(ctx, tx, defs)
 			if err != nil {
-				return nil, fmt.Errorf("%s: fresh units: %w", key, err)
+				return nil, err
 			}
 			rep.Fresh += fresh
-			if rest > 0 {
-				if _, err := tx.Exec(ctx, `ANALYZE a_rest`); err != nil {
-					return nil, err
-				}
-				for _, d := range defs {
-					if err := foldUnits(ctx, tx, d, "a_rest", "a_owned"); err != nil {
-						return nil, fmt.Errorf("%s/%s: %w", d.exp.Key, d.key(), err)
-					}
-				}
-			}
 			rep.lap("units", &last)
 		}
 	}

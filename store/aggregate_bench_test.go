@@ -40,14 +40,7 @@ import (
 // a cluster started with the embedded settings (BENCHMARKS.md, "Where the
 // tracks step's time goes").
 func BenchmarkAggregateTracks(b *testing.B) {
-	batch := 10_000
-	if s := os.Getenv("FLYWHEEL_BENCH_TRACKS"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			b.Fatalf("FLYWHEEL_BENCH_TRACKS=%q: want a number of events", s)
-		}
-		batch = n
-	}
+	batch := benchCount(b, "FLYWHEEL_BENCH_TRACKS", 10_000)
 	outside := 0.0
 	if s := os.Getenv("FLYWHEEL_BENCH_OUTSIDERS"); s != "" {
 		f, err := strconv.ParseFloat(s, 64)
@@ -58,23 +51,16 @@ func BenchmarkAggregateTracks(b *testing.B) {
 	}
 	checkpoint := os.Getenv("FLYWHEEL_BENCH_CHECKPOINT") == "1"
 	ab := newAggBench(b, outside)
-	minute := 0
-	var owners, folds time.Duration
-	b.ResetTimer()
-	for range b.N {
-		b.StopTimer()
-		minute++
-		at := ab.now.Add(time.Duration(minute) * time.Minute)
+	steps := ab.timeCycles(func(op int) {
+		at := ab.now.Add(time.Duration(op+1) * time.Minute)
 		ab.write(ab.tracks(batch, func() time.Time { return at.Add(-time.Duration(ab.r.Int64N(int64(time.Minute)))) }))
 		if checkpoint {
 			if _, err := ab.db.Pool().Exec(ab.ctx, `CHECKPOINT`); err != nil {
 				b.Fatal(err)
 			}
 		}
-		b.StartTimer()
-		steps := ab.cycles()
-		owners, folds = owners+steps["track owners"], folds+steps["tracks"]
-	}
+	})
+	owners, folds := steps["track owners"], steps["tracks"]
 	events := float64(b.N * batch)
 	b.ReportMetric(events/b.Elapsed().Seconds(), "events/s")
 	b.ReportMetric(float64(owners.Nanoseconds())/events, "owners-ns/event")
@@ -90,20 +76,10 @@ func BenchmarkAggregateTracks(b *testing.B) {
 // and runs cycles until they are folded in. The history and units steps
 // are reported per new unit.
 func BenchmarkAggregateNewUnits(b *testing.B) {
-	batch := 1_000
-	if s := os.Getenv("FLYWHEEL_BENCH_NEW"); s != "" {
-		n, err := strconv.Atoi(s)
-		if err != nil || n < 1 {
-			b.Fatalf("FLYWHEEL_BENCH_NEW=%q: want a number of units", s)
-		}
-		batch = n
-	}
+	batch := benchCount(b, "FLYWHEEL_BENCH_NEW", 1_000)
 	ab := newAggBench(b, 0)
 	next := 2 * aggBenchUnits // past the exposed units and the outsiders
-	var history, units time.Duration
-	b.ResetTimer()
-	for op := range b.N {
-		b.StopTimer()
+	steps := ab.timeCycles(func(op int) {
 		at := ab.now.Add(time.Duration(op+1) * time.Minute)
 		events := make([]flywheel.Event, 0, batch)
 		for i := range batch {
@@ -111,15 +87,27 @@ func BenchmarkAggregateNewUnits(b *testing.B) {
 			next++
 		}
 		ab.write(events)
-		b.StartTimer()
-		steps := ab.cycles()
-		history, units = history+steps["history"], units+steps["units"]
-	}
+	})
+	history, units := steps["history"], steps["units"]
 	n := float64(b.N * batch)
 	b.ReportMetric(n/b.Elapsed().Seconds(), "units/s")
 	b.ReportMetric(float64(history.Nanoseconds())/n, "history-ns/unit")
 	b.ReportMetric(float64(units.Nanoseconds())/n, "units-ns/unit")
 	b.ReportMetric(0, "ns/op")
+}
+
+// benchCount is the positive number in the environment variable name, or
+// def when it is not set.
+func benchCount(b *testing.B, name string, def int) int {
+	s := os.Getenv(name)
+	if s == "" {
+		return def
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		b.Fatalf("%s=%q: want a positive number", name, s)
+	}
+	return n
 }
 
 // aggBenchUnits are the customers exposed in the aggregation benchmarks'
@@ -208,6 +196,23 @@ func (ab *aggBench) write(events []flywheel.Event) {
 			ab.b.Fatal(err)
 		}
 	}
+}
+
+// timeCycles runs b.N operations, each prepare(op) untimed and then the
+// cycles it makes necessary, timed, and returns the time each step took
+// over all of them.
+func (ab *aggBench) timeCycles(prepare func(op int)) map[string]time.Duration {
+	total := map[string]time.Duration{}
+	ab.b.ResetTimer()
+	for op := range ab.b.N {
+		ab.b.StopTimer()
+		prepare(op)
+		ab.b.StartTimer()
+		for name, took := range ab.cycles() {
+			total[name] += took
+		}
+	}
+	return total
 }
 
 // cycles runs aggregation cycles until the queue is empty, and returns the

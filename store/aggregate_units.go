@@ -105,21 +105,12 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef, end pgtype.Time
 	return err
 }
 
-// foldFreshSQL splits the units of experiment $1 in a_pairs in two, and
-// folds in one part itself: the fresh units, which own no event that the
-// experiment's metrics read (none in a_owned) and have no row in any of
-// the definitions $2 (the ready ones; the empty key is the units').
-// Recomputed by foldUnitsSQL, such a unit would get a row of zeros in each
-// definition (or none, without an exposure) and add to its variant's
-// counts (units, multiple, opted_out), first hours and first day, and 0
-// to every sum. This statement writes just that, for every definition in
-// one pass: one exposure and one consent probe per unit instead of one per
-// definition, and none of the lookups of old rows and days that a
-// recomputation makes only to find them empty. Most units a busy
-// experiment names are such: new customers, exposed before they do
-// anything (BENCHMARKS.md, "New units in one pass"). The other units go
-// into a_rest, for foldUnitsSQL. It returns how many of each there were.
-const foldFreshSQL = `
+// splitFreshSQL splits the units of experiment $1 in a_pairs in two: the
+// fresh units (a_fresh), which own no event that the experiment's metrics
+// read (none in a_owned) and have no row in any of the definitions $2
+// (the ready ones; the empty key is the units'), and the others (a_rest).
+// It returns how many of each there are.
+const splitFreshSQL = `
 WITH c AS MATERIALIZED (
     SELECT p.unit_id, o.owner IS NULL AND NOT EXISTS (
             SELECT 1 FROM agg_units a WHERE a.experiment = $1 AND a.metric = ANY($2) AND a.unit_id = p.unit_id OFFSET 0) AS fresh
@@ -127,15 +118,31 @@ WITH c AS MATERIALIZED (
     WHERE p.experiment = $1
 ), rest AS (
     INSERT INTO a_rest (experiment, unit_id) SELECT $1, unit_id FROM c WHERE NOT fresh ORDER BY unit_id RETURNING 1
-), f AS MATERIALIZED (
+), fresh AS (
+    INSERT INTO a_fresh (experiment, unit_id) SELECT $1, unit_id FROM c WHERE fresh ORDER BY unit_id RETURNING 1
+)
+SELECT (SELECT count(*) FROM rest), (SELECT count(*) FROM fresh)`
+
+// foldFreshSQL folds in the fresh units of experiment $1 (a_fresh) for the
+// definitions $2. Recomputed by foldUnitsSQL, such a unit would get a row
+// of zeros in each definition (or none, without an exposure) and add to
+// its variant's counts (units, multiple, opted_out), first hours and
+// first day, and 0 to every sum. This statement writes just that, for
+// every definition in one pass: one exposure and one consent probe per
+// unit instead of one per definition, and none of the lookups of old rows
+// and days that a recomputation makes only to find them empty. Most units
+// a busy experiment names are such: new customers, exposed before they do
+// anything (BENCHMARKS.md, "New units in one pass").
+const foldFreshSQL = `
+WITH f AS MATERIALIZED (
     SELECT x.unit_id, x.unit_type, x.variant, x.first_ts,
         CASE WHEN x.multiple THEN 1
              WHEN EXISTS (SELECT 1 FROM consent s WHERE s.unit_type = x.unit_type AND s.unit_id = x.unit_id AND NOT s.analytics OFFSET 0) THEN 2
              ELSE 0 END AS state
-    FROM c CROSS JOIN LATERAL (
+    FROM a_fresh c CROSS JOIN LATERAL (
         SELECT x.unit_id, x.unit_type, x.variant, x.first_ts, x.multiple FROM exposures x
         WHERE x.experiment = $1 AND x.unit_id = c.unit_id OFFSET 0) x
-    WHERE c.fresh
+    WHERE c.experiment = $1
 ), ins AS (
     INSERT INTO agg_units (experiment, metric, unit_id, unit_type, variant, first_ts, state, y, x, num, den,
         last_day, last_n, last_v, last_num, last_den)
@@ -165,18 +172,43 @@ WITH c AS MATERIALIZED (
     ON CONFLICT (experiment, metric, variant) DO UPDATE SET units = v.units + EXCLUDED.units,
         multiple = v.multiple + EXCLUDED.multiple, opted_out = v.opted_out + EXCLUDED.opted_out
 )
-SELECT (SELECT count(*) FROM rest), (SELECT count(*) FROM c WHERE fresh)`
+SELECT count(*) FROM f`
 
-// foldFresh runs foldFreshSQL for the definitions defs of one experiment,
-// after collectOwned, and returns how many of its units it left in a_rest
-// and how many it folded in (fresh, with or without an exposure).
-func foldFresh(ctx context.Context, tx pgx.Tx, defs []aggDef) (rest, fresh int, err error) {
+// foldNamed recomputes or folds in the units of a_pairs of the experiment
+// of defs (its ready definitions), after collectOwned, and returns how
+// many of them were fresh. The others are recomputed first: a fresh unit's
+// rows, written in the same transaction, would be in the indexes that the
+// recomputation's lookups read before the statistics count them (in a
+// new experiment's first cycle, a lookup of the units' definition took
+// the partial index on first exposure, and read all of the experiment's
+// new rows in it for each unit).
+func foldNamed(ctx context.Context, tx pgx.Tx, defs []aggDef) (fresh int, err error) {
+	exp := defs[0].exp.Key
 	keys := make([]string, len(defs))
 	for i, d := range defs {
 		keys[i] = d.key()
 	}
-	err = tx.QueryRow(ctx, foldFreshSQL, defs[0].exp.Key, keys).Scan(&rest, &fresh)
-	return rest, fresh, err
+	var rest int
+	if err := tx.QueryRow(ctx, splitFreshSQL, exp, keys).Scan(&rest, &fresh); err != nil {
+		return 0, fmt.Errorf("%s: fresh units: %w", exp, err)
+	}
+	if rest > 0 {
+		if _, err := tx.Exec(ctx, `ANALYZE a_rest`); err != nil {
+			return 0, err
+		}
+		for _, d := range defs {
+			if err := foldUnits(ctx, tx, d, "a_rest", "a_owned"); err != nil {
+				return 0, fmt.Errorf("%s/%s: %w", exp, d.key(), err)
+			}
+		}
+	}
+	if fresh > 0 {
+		var n int
+		if err := tx.QueryRow(ctx, foldFreshSQL, exp, keys).Scan(&n); err != nil {
+			return 0, fmt.Errorf("%s: fresh units: %w", exp, err)
+		}
+	}
+	return fresh, nil
 }
 
 // foldUnitsSQL recomputes the units of experiment $1 listed in the table
