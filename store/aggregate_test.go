@@ -1291,7 +1291,7 @@ func TestAggregateOwnConnections(t *testing.T) {
 }
 
 // TestAggregateFreshUnits: units exposed before any event of theirs, with
-// no aggregates yet, are folded in without a recomputation (foldFresh), in
+// no aggregates yet, are folded in without a recomputation (foldNamed), in
 // every state (analysed, exposed to several variants, opted out), and the
 // aggregates equal a recomputation. Units with an event of their own in
 // their window, before or after their exposure, or one of an id linked to
