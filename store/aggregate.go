@@ -32,8 +32,8 @@ import (
 //     is a recomputation of whole units, so folding a unit in twice, or in
 //     an order different from its events, cannot double-count. A unit
 //     without events in the windows and without aggregates yet (a new
-//     customer's exposure) is written as the recomputation would write it,
-//     zeros, without one (foldNamed).
+//     customer's exposure) gets what its recomputation would write, rows
+//     of zeros, without running one (foldNamed).
 //   - The new track events of units a cycle does not recompute are added
 //     as deltas. The cycle's transaction stages them (agg_staged_tracks,
 //     each with the unit whose value it adds to, resolved in Go and written
