@@ -172,7 +172,7 @@ WITH f AS MATERIALIZED (
     ON CONFLICT (experiment, metric, variant) DO UPDATE SET units = v.units + EXCLUDED.units,
         multiple = v.multiple + EXCLUDED.multiple, opted_out = v.opted_out + EXCLUDED.opted_out
 )
-SELECT count(*) FROM f`
+SELECT 1`
 
 // foldNamed recomputes or folds in the units of a_pairs of the experiment
 // of defs (its ready definitions), after collectOwned, and returns how
@@ -203,8 +203,7 @@ func foldNamed(ctx context.Context, tx pgx.Tx, defs []aggDef) (fresh int, err er
 		}
 	}
 	if fresh > 0 {
-		var n int
-		if err := tx.QueryRow(ctx, foldFreshSQL, exp, keys).Scan(&n); err != nil {
+		if _, err := tx.Exec(ctx, foldFreshSQL, exp, keys); err != nil {
 			return 0, fmt.Errorf("%s: fresh units: %w", exp, err)
 		}
 	}
