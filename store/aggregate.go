@@ -75,6 +75,8 @@ type AggregateReport struct {
 	Tracks  int      // track events named by them that a metric reads, applied as deltas
 	Pairs   int      // (experiment, unit) aggregates recomputed
 	Fresh   int      // of them, units with no event and no aggregate yet, folded in without a recomputation (foldNamed)
+	Probed  int      // ids (units, and ids linked to them) whose events the history step looked up
+	Quiet   int      // ids it did not look up: the filter of tracked days holds none of their events in the window (trackFilter)
 	Rebuilt []string // definitions built from scratch, "experiment/metric"
 	More    bool     // the queue had more rows than one cycle takes
 	Steps   []Step   // the time each step of the cycle took, in order
@@ -633,6 +635,9 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 	if err := db.links.sync(ctx, tx, queueCycle); err != nil {
 		return nil, fmt.Errorf("linked ids: %w", err)
 	}
+	// And their track events into the filter of tracked days, before the
+	// history step reads it.
+	held := db.tracks.advance(queueCycle, read, tracks, db.startTracks)
 	rep.lap("roots", &last)
 	// Every lookup by index, one unit at a time (see membersByProbe): the
 	// cost follows the units named, not the size of exposures or agg_units.
@@ -675,9 +680,11 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 		}
 		for _, key := range order {
 			defs := byExp[key]
-			if err := collectOwned(ctx, tx, defs, end); err != nil {
+			probed, quiet, err := collectOwned(ctx, tx, defs, end, db.tracks, held)
+			if err != nil {
 				return nil, err
 			}
+			rep.Probed, rep.Quiet = rep.Probed+probed, rep.Quiet+quiet
 			rep.lap("history", &last)
 			fresh, err := foldNamed(ctx, tx, defs)
 			if err != nil {

@@ -31,11 +31,11 @@ import (
 type linkFilter struct {
 	mu   sync.Mutex
 	seed maphash.Seed
-	bits []uint64 // nil: not built
-	ids  int      // added since built
-	cap  int      // ids it holds at a low false-positive rate
-	last int64    // the agg_queue_cycle of the last cycle it was brought up to date in
-	off  bool     // aliases had more ids than maxFilterIDs: every id is probed
+	bits bloom // nil: not built
+	ids  int   // added since built
+	cap  int   // ids it holds at a low false-positive rate
+	last int64 // the agg_queue_cycle of the last cycle it was brought up to date in
+	off  bool  // aliases had more ids than maxFilterIDs: every id is probed
 }
 
 // linkedKept is how many queue cycles' records agg_linked keeps.
@@ -58,26 +58,17 @@ const (
 func newLinkFilter() *linkFilter { return &linkFilter{seed: maphash.MakeSeed()} }
 
 // hash is the id's two hashes, for double hashing.
-func (f *linkFilter) hash(typ, id string) (h1, h2 uint64) {
-	h1 = maphash.String(f.seed, id) ^ bits.RotateLeft64(maphash.String(f.seed, typ), 17)
-	return h1, h1>>33 | 1 // odd: every bit of a power-of-two filter can be reached
-}
+func (f *linkFilter) hash(typ, id string) (h1, h2 uint64) { return idHash(f.seed, typ, id) }
 
 // reset empties the filter, sized for twice n ids, in a power of two of
 // bits (16 to 32 bits an id at its capacity).
 func (f *linkFilter) reset(n int) {
 	f.cap = max(minFilterIDs, 2*n)
-	words := 1 << bits.Len(uint(f.cap*filterBitsPerID/64-1)) // a power of two
-	f.bits, f.ids = make([]uint64, words), 0
+	f.bits, f.ids = newBloom(f.cap), 0
 }
 
 func (f *linkFilter) add(typ, id string) {
-	h1, h2 := f.hash(typ, id)
-	mask := uint64(len(f.bits)*64 - 1)
-	for i := range uint64(filterHashes) {
-		b := (h1 + i*h2) & mask
-		f.bits[b/64] |= 1 << (b % 64)
-	}
+	f.bits.add(f.hash(typ, id))
 	f.ids++
 }
 
@@ -87,11 +78,40 @@ func (f *linkFilter) may(typ, id string) bool {
 	if f.bits == nil || f.off {
 		return true
 	}
-	h1, h2 := f.hash(typ, id)
-	mask := uint64(len(f.bits)*64 - 1)
+	return f.bits.has(f.hash(typ, id))
+}
+
+// idHash is a unit id's two hashes, for double hashing.
+func idHash(seed maphash.Seed, typ, id string) (h1, h2 uint64) {
+	h1 = maphash.String(seed, id) ^ bits.RotateLeft64(maphash.String(seed, typ), 17)
+	return h1, h1>>33 | 1 // odd: every bit of a power-of-two filter can be reached
+}
+
+// bloom is a Bloom filter's bits, a power of two of them, set by
+// filterHashes hashes (double hashing).
+type bloom []uint64
+
+// newBloom returns a filter of filterBitsPerID bits an id for n ids,
+// rounded up to a power of two (16 to 32 bits an id).
+func newBloom(n int) bloom {
+	return make(bloom, 1<<bits.Len(uint(max(1, n*filterBitsPerID/64-1))))
+}
+
+func (b bloom) add(h1, h2 uint64) {
+	mask := uint64(len(b)*64 - 1)
 	for i := range uint64(filterHashes) {
-		b := (h1 + i*h2) & mask
-		if f.bits[b/64]&(1<<(b%64)) == 0 {
+		x := (h1 + i*h2) & mask
+		b[x/64] |= 1 << (x % 64)
+	}
+}
+
+// has says whether the key of hashes h1, h2 may have been added: false
+// only for a key that was not.
+func (b bloom) has(h1, h2 uint64) bool {
+	mask := uint64(len(b)*64 - 1)
+	for i := range uint64(filterHashes) {
+		x := (h1 + i*h2) & mask
+		if b[x/64]&(1<<(x%64)) == 0 {
 			return false
 		}
 	}

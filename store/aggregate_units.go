@@ -3,6 +3,9 @@ package store
 import (
 	"context"
 	"fmt"
+	"maps"
+	"slices"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -41,8 +44,12 @@ const membersByProbe = `members(owner, unit_type, unit_id, depth) AS (
 // collectOwned reads once, for the affected units of one experiment, the
 // track events that any of its metrics reads: the units' own, and for a
 // customer experiment those of every id linked to them. No event the
-// cycle sees is at or after end (visibleEventsEnd).
-func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef, end pgtype.Timestamptz) error {
+// cycle sees is at or after end (visibleEventsEnd). The ids are listed
+// first, each with its window, and each id's events are looked up only in
+// the days that held may hold some (trackFilter; every day of the window
+// for nil held). It returns how many ids it looked up and how many it
+// left out because held has none of their events.
+func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef, end pgtype.Timestamptz, f *trackFilter, held trackDays) (probed, quiet int, err error) {
 	e := defs[0].exp
 	var events []string
 	lower, upper := 0, 0 // hours before and after first exposure; upper 0 = no end
@@ -60,49 +67,75 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef, end pgtype.Time
 		upper = max(upper, to)
 	}
 	if len(events) == 0 {
-		return nil
+		return 0, 0, nil
 	}
 	if !bounded {
 		upper = 0
 	}
 	if _, err := tx.Exec(ctx, `TRUNCATE a_owned`); err != nil {
-		return err
+		return 0, 0, err
+	}
+	if end.InfinityModifier == pgtype.NegativeInfinity {
+		return 0, 0, nil // no visible event at all
 	}
 	// The units are few and the events many: each unit's exposure and
-	// events are looked up by index, one unit at a time (LATERAL ... OFFSET
-	// 0), whatever the planner believes of the tables' sizes: a hash of
-	// every event, or a plan made while a partition still looked empty,
-	// costs minutes per cycle. The window's bounds are the unit's own, so
-	// each lookup reads only the partitions of its window (run-time
-	// pruning), and none after the end of the latest partition with an
-	// event ($6). $1 experiment, $2 unit type, $3 events, $4 hours before,
-	// $5 hours after.
-	upperBound := ""
-	if upper > 0 {
-		upperBound = ` AND e.ts < x.first_ts + make_interval(hours => $5)`
-	}
-	unitEvents := `CROSS JOIN LATERAL (
-		    SELECT x.first_ts FROM exposures x WHERE x.experiment = $1 AND x.unit_id = %[1]s OFFSET 0) x
-		CROSS JOIN LATERAL (
-		    SELECT e.ts, e.value, e.event FROM events e
-		    WHERE e.unit_type = %[2]s AND e.unit_id = %[3]s AND e.type = 'track' AND e.event = ANY($3)
-		      AND e.ts >= x.first_ts - make_interval(hours => $4) AND e.ts < $6` + upperBound + notLater + ` OFFSET 0) e`
-	sql := `INSERT INTO a_owned
-		SELECT $1, p.unit_id, e.ts, e.value, e.event
-		FROM a_pairs p ` + fmt.Sprintf(unitEvents, "p.unit_id", "$2", "p.unit_id") + `
-		WHERE p.experiment = $1 AND $5 >= 0`
+	// each id's events are looked up by index, one at a time (LATERAL ...
+	// OFFSET 0), whatever the planner believes of the tables' sizes: a
+	// hash of every event, or a plan made while a partition still looked
+	// empty, costs minutes per cycle. The window's bounds are the id's
+	// own, so each lookup reads only the partitions of its window
+	// (run-time pruning), and none after the end of the latest partition
+	// with an event (end), nor of days the filter says hold none of the
+	// id's events. $1 experiment, $2 unit type.
+	exposure := `CROSS JOIN LATERAL (
+		    SELECT x.first_ts FROM exposures x WHERE x.experiment = $1 AND x.unit_id = %s OFFSET 0) x`
+	sql := `SELECT p.unit_id, $2::text, p.unit_id, x.first_ts FROM a_pairs p ` + fmt.Sprintf(exposure, "p.unit_id") + `
+		WHERE p.experiment = $1`
 	if e.UnitType == "customer" {
 		sql = `WITH RECURSIVE u AS (SELECT unit_id FROM a_pairs WHERE experiment = $1), ` + fmt.Sprintf(membersByProbe, "u") + `
-		INSERT INTO a_owned
-		SELECT $1, m.owner, e.ts, e.value, e.event
-		FROM members m ` + fmt.Sprintf(unitEvents, "m.owner", "m.unit_type", "m.unit_id") + `
-		WHERE $2 = 'customer' AND $5 >= 0`
+		SELECT m.owner, m.unit_type, m.unit_id, x.first_ts FROM members m ` + fmt.Sprintf(exposure, "m.owner") + `
+		WHERE $2::text = 'customer'`
 	}
-	if _, err := tx.Exec(ctx, sql, e.Key, e.UnitType, events, lower, upper, end); err != nil {
-		return err
+	rows, err := tx.Query(ctx, sql, e.Key, e.UnitType)
+	if err != nil {
+		return 0, 0, err
 	}
-	_, err := tx.Exec(ctx, `ANALYZE a_owned`)
-	return err
+	var w trackWindow
+	var days []int64
+	if held != nil {
+		days = slices.Sorted(maps.Keys(held))
+	}
+	var owner, typ, id string
+	var first time.Time
+	if _, err := pgx.ForEachRow(rows, []any{&owner, &typ, &id, &first}, func() error {
+		from, to := pgtype.Timestamptz{Time: first.Add(-time.Duration(lower) * time.Hour), Valid: true}, end
+		if upper > 0 {
+			if u := first.Add(time.Duration(upper) * time.Hour); end.InfinityModifier != pgtype.Finite || u.Before(end.Time) {
+				to = pgtype.Timestamptz{Time: u, Valid: true}
+			}
+		}
+		if to.InfinityModifier == pgtype.Finite && !to.Time.After(from.Time) {
+			return nil // an empty window
+		}
+		w.look(f, days, held, owner, typ, id, from, to)
+		return nil
+	}); err != nil {
+		return 0, 0, err
+	}
+	if len(w.ids) > 0 {
+		if _, err := tx.Exec(ctx, `INSERT INTO a_owned
+			SELECT $1, m.owner, e.ts, e.value, e.event
+			FROM unnest($2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[]) AS m(owner, unit_type, unit_id, lo, hi)
+			CROSS JOIN LATERAL (
+			    SELECT e.ts, e.value, e.event FROM events e
+			    WHERE e.unit_type = m.unit_type AND e.unit_id = m.unit_id AND e.type = 'track' AND e.event = ANY($7)
+			      AND e.ts >= m.lo AND e.ts < m.hi`+notLater+` OFFSET 0) e`,
+			e.Key, w.owners, w.types, w.ids, w.from, w.to, events); err != nil {
+			return 0, 0, err
+		}
+	}
+	_, err = tx.Exec(ctx, `ANALYZE a_owned`)
+	return len(w.ids), w.quiet, err
 }
 
 // splitFreshSQL splits the units of experiment $1 in a_pairs in two: the

@@ -235,3 +235,95 @@ func BindSizeForTest(name string, values [][]byte) int {
 	}
 	return p.bindSize(name)
 }
+
+// TrackFilter is a filter of tracked days, for tests, with the builds it
+// started (which end only when a test ends them).
+type TrackFilter struct {
+	f      *trackFilter
+	builds []*trackBuild
+}
+
+// TrackEvent is a track event's id and time.
+type TrackEvent struct {
+	Type, ID string
+	TS       time.Time
+}
+
+// NewTrackFilterForTest returns a new filter whose builds start at least
+// every apart.
+func NewTrackFilterForTest(every time.Duration) *TrackFilter {
+	f := newTrackFilter(context.Background())
+	f.every = every
+	return &TrackFilter{f: f}
+}
+
+// Advance plays queue cycle c, whose definitions read the events reads
+// and whose queue rows hold the track events events, and says whether
+// its history step could use the filter.
+func (t *TrackFilter) Advance(c int64, reads []string, events ...TrackEvent) bool {
+	var q queueTracks
+	for _, e := range events {
+		q.types, q.ids, q.ts = append(q.types, e.Type), append(q.ids, e.ID), append(q.ts, e.TS)
+	}
+	return t.f.advance(c, reads, []queueTracks{q}, func(b *trackBuild, _ []string) { t.builds = append(t.builds, b) }) != nil
+}
+
+// Builds is how many builds the filter started.
+func (t *TrackFilter) Builds() int { return len(t.builds) }
+
+// FinishBuild ends build i, as if it had read the events stored.
+func (t *TrackFilter) FinishBuild(i int, stored ...TrackEvent) {
+	t.f.mu.Lock()
+	defer t.f.mu.Unlock()
+	for _, e := range stored {
+		t.f.addOne(t.builds[i].days, e.Type, e.ID, e.TS)
+	}
+	t.builds[i].done = true
+}
+
+// Look is what a history step would look up of an id whose window is
+// [from, to) (to nil: no end): whether to look it up, and between which
+// times, with the filter as it is (built or not).
+func (t *TrackFilter) Look(typ, id string, from time.Time, to *time.Time) (look bool, lo, hi time.Time, noEnd bool) {
+	var days []int64
+	for d := range t.f.days {
+		days = append(days, d)
+	}
+	slices.Sort(days)
+	end := pgtype.Timestamptz{InfinityModifier: pgtype.Infinity, Valid: true}
+	if to != nil {
+		end = pgtype.Timestamptz{Time: *to, Valid: true}
+	}
+	var w trackWindow
+	w.look(t.f, days, t.f.days, "o", typ, id, pgtype.Timestamptz{Time: from, Valid: true}, end)
+	if len(w.ids) == 0 {
+		return false, time.Time{}, time.Time{}, false
+	}
+	return true, w.from[0].Time, w.to[0].Time, w.to[0].InfinityModifier == pgtype.Infinity
+}
+
+// SetTrackFilterRebuildForTest sets the least time between two builds of
+// db's filter of tracked days.
+func SetTrackFilterRebuildForTest(db *DB, every time.Duration) {
+	db.tracks.mu.Lock()
+	defer db.tracks.mu.Unlock()
+	db.tracks.every = every
+}
+
+// WaitTrackFilterForTest waits (up to 20 s) until db's filter of tracked
+// days has no build under way, and says whether it is built or a build
+// ended well (the next cycle takes it).
+func WaitTrackFilterForTest(db *DB) bool {
+	for range 2000 {
+		db.tracks.mu.Lock()
+		b, built := db.tracks.build, db.tracks.days != nil
+		done := b == nil || b.done
+		ok := built || (b != nil && b.done && b.err == nil)
+		db.tracks.mu.Unlock()
+		if done {
+			return ok
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}

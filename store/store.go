@@ -23,14 +23,16 @@ import (
 // database/sql) and the raw pgx paths; the aggregator has a small pool of
 // its own (see Open).
 type DB struct {
-	pool  *pgxpool.Pool
-	agg   *pgxpool.Pool // the aggregator's: its lock's connection and its folds'
-	sql   *sql.DB
-	gorm  *gorm.DB
-	clock flywheel.Clock
-	units *unitCache   // the aggregator's copy of unit rows (store/aggregate_fold.go)
-	pages *pageUpdates // the folds' updates per page of agg_units (store/aggregate_pages.go)
-	links *linkFilter  // the unit ids that may have an identity link (store/aggregate_links.go)
+	pool   *pgxpool.Pool
+	agg    *pgxpool.Pool // the aggregator's: its lock's connection and its folds'
+	sql    *sql.DB
+	gorm   *gorm.DB
+	clock  flywheel.Clock
+	units  *unitCache         // the aggregator's copy of unit rows (store/aggregate_fold.go)
+	pages  *pageUpdates       // the folds' updates per page of agg_units (store/aggregate_pages.go)
+	links  *linkFilter        // the unit ids that may have an identity link (store/aggregate_links.go)
+	tracks *trackFilter       // the days on which unit ids may have track events (store/aggregate_tracked.go)
+	stop   context.CancelFunc // stops the store's background work (a track filter's build)
 }
 
 // Compile-time checks that DB is every store the centre declares.
@@ -104,11 +106,15 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	if clock == nil {
 		clock = time.Now
 	}
-	return &DB{pool: pool, agg: agg, sql: sqlDB, gorm: g, clock: clock, units: &unitCache{}, pages: &pageUpdates{}, links: newLinkFilter()}, nil
+	quit, stop := context.WithCancel(context.Background())
+	return &DB{pool: pool, agg: agg, sql: sqlDB, gorm: g, clock: clock, units: &unitCache{}, pages: &pageUpdates{},
+		links: newLinkFilter(), tracks: newTrackFilter(quit), stop: stop}, nil
 }
 
-// Close releases every connection.
+// Close stops the store's background work and releases every connection.
 func (db *DB) Close() {
+	db.stop()
+	db.tracks.wg.Wait()
 	db.sql.Close()
 	db.pool.Close()
 	db.agg.Close()

@@ -78,7 +78,7 @@ func (g *aggregator) cycle(ctx context.Context) (more bool, err error) {
 		}
 		if len(rep.Steps) > 0 {
 			g.app.log.Debug("aggregation cycle", "queued", rep.Queued, "units", rep.Units, "tracks", rep.Tracks,
-				"pairs", rep.Pairs, "fresh", rep.Fresh, "more", rep.More, slog.Group("steps", steps...))
+				"pairs", rep.Pairs, "fresh", rep.Fresh, "probed", rep.Probed, "quiet", rep.Quiet, "more", rep.More, slog.Group("steps", steps...))
 		}
 		for _, f := range rep.Folds {
 			steps := make([]any, 0, 2*len(f.Steps))

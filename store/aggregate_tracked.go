@@ -1,0 +1,321 @@
+package store
+
+import (
+	"context"
+	"hash/maphash"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
+)
+
+// A cycle's history step (collectOwned) reads each affected unit's track
+// events in its metrics' windows, and the window of a CUPED metric starts
+// days before the exposure: one index probe a daily partition, 15 or more
+// for a new customer, and nearly every probe finds nothing, since a new
+// customer has no events before it is exposed (BENCHMARKS.md, "Where a new
+// unit's time goes"). trackFilter says, day by day, which ids may have a
+// track event that a ready definition reads, so that the history looks up
+// only the days that may hold one, and no day at all for most new units.
+//
+// It holds every (id, day) of such an event that a cycle can see (and
+// some it does not: a Bloom filter's false positives, erased events). It
+// is built by reading the events, in the background on a connection of
+// its own; each cycle that takes queue rows adds their track events
+// before its history step, to the built filter or to the one being built.
+// An event gets into the events table only with the queue row that names
+// it (store/events.go), so the filter misses no event as long as it has
+// seen the queue rows of every cycle since its build began. Cycles run one
+// at a time across processes, each with the next number of
+// agg_queue_cycle: a cycle whose number does not follow the last one this
+// filter saw comes after another process's cycle (or a lost number), and
+// the filter is dropped and built again, at most once every
+// trackFilterRebuild. A cycle whose definitions read an event the filter
+// was not built for drops it too. A dropped or unbuilt filter answers
+// "maybe" for every day, and the history probes every partition, as it
+// did without one.
+//
+// The build's snapshot is taken after the queue rows of the cycle that
+// started it were taken, so it sees their events (they were committed
+// before that cycle's snapshot); every later queue row is added by a
+// later cycle (this process's, or the chain is broken); the rows a cycle
+// leaves queued (a_later) are not read by its history at all.
+type trackFilter struct {
+	mu      sync.Mutex
+	seed    maphash.Seed
+	reads   []string      // the events it holds, sorted
+	days    trackDays     // nil: not built (every day may hold events)
+	build   *trackBuild   // the build under way, if any
+	last    int64         // the agg_queue_cycle of the last cycle whose track events it holds or adds to build
+	started time.Time     // when the last build started
+	every   time.Duration // the least time between two builds
+	off     bool          // it grew past maxTrackFilterIDs: every day is looked up
+	quit    context.Context
+	wg      sync.WaitGroup
+}
+
+// trackBuild is a filter being built from the events, while cycles add
+// theirs to it too (under the filter's mu).
+type trackBuild struct {
+	days trackDays
+	done bool  // the read ended
+	err  error // why it failed
+}
+
+const (
+	// trackFilterRebuild is the least time between two builds of a track
+	// filter: each reads every track event stored.
+	trackFilterRebuild = time.Minute
+	// maxTrackFilterIDs bounds the (id, day) keys a filter holds (about
+	// 2-4 bytes each): past it, the filter is dropped for good and the
+	// history probes every partition.
+	maxTrackFilterIDs = 50_000_000
+	// firstDayIDs is the capacity of a day's first segment; each next one
+	// holds twice as many.
+	firstDayIDs = 1 << 12
+)
+
+func newTrackFilter(quit context.Context) *trackFilter {
+	return &trackFilter{seed: maphash.MakeSeed(), every: trackFilterRebuild, quit: quit}
+}
+
+// trackDays is a filter's keys, per day (days since 1970-01-01 UTC).
+type trackDays map[int64]*dayBloom
+
+// dayBloom holds one day's ids, in segments of growing capacity: a key
+// added is in one of them, and a key is held when any segment may hold it.
+type dayBloom struct {
+	segs []bloom
+	n    int // keys in the last segment
+	cap  int // the last segment's capacity
+}
+
+func (d *dayBloom) has(h1, h2 uint64) bool {
+	for _, s := range d.segs {
+		if s.has(h1, h2) {
+			return true
+		}
+	}
+	return false
+}
+
+// add adds a key, unless it may be held already, and says whether it did.
+func (d *dayBloom) add(h1, h2 uint64) bool {
+	if d.has(h1, h2) {
+		return false
+	}
+	if len(d.segs) == 0 || d.n >= d.cap {
+		d.cap = max(firstDayIDs, 2*d.cap)
+		d.segs, d.n = append(d.segs, newBloom(d.cap)), 0
+	}
+	d.segs[len(d.segs)-1].add(h1, h2)
+	d.n++
+	return true
+}
+
+// size is the keys the days hold.
+func (t trackDays) size() int {
+	n := 0
+	for _, d := range t {
+		for i := range d.segs {
+			n += firstDayIDs << i // every segment but the last is full
+		}
+		n -= d.cap - d.n
+	}
+	return n
+}
+
+// dayOf is the day of t, in days since 1970-01-01 UTC.
+func dayOf(t time.Time) int64 {
+	s := t.Unix()
+	if s < 0 {
+		return (s+1)/86400 - 1
+	}
+	return s / 86400
+}
+
+func dayStart(day int64) time.Time { return time.Unix(day*86400, 0).UTC() }
+
+// add adds the track events to days.
+func (f *trackFilter) add(days trackDays, tracks []queueTracks) {
+	for _, q := range tracks {
+		for i := range q.ids {
+			f.addOne(days, q.types[i], q.ids[i], q.ts[i])
+		}
+	}
+}
+
+func (f *trackFilter) addOne(days trackDays, typ, id string, ts time.Time) {
+	day := dayOf(ts)
+	d := days[day]
+	if d == nil {
+		d = &dayBloom{}
+		days[day] = d
+	}
+	d.add(idHash(f.seed, typ, id))
+}
+
+// advance brings the filter to queue cycle c, whose queue rows hold the
+// track events tracks (those of the events reads, which the cycle's ready
+// definitions read), and starts a build when there is none and the last
+// began long enough ago; start runs it. It returns the days for the
+// cycle's history step, or nil when the filter cannot tell.
+func (f *trackFilter) advance(c int64, reads []string, tracks []queueTracks, start func(*trackBuild, []string)) trackDays {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.off {
+		return nil
+	}
+	if c != f.last+1 || !covers(f.reads, reads) {
+		f.days, f.build = nil, nil // another process's cycle came between, or new events are read
+	}
+	f.last = c
+	if b := f.build; b != nil && b.done {
+		f.build = nil
+		if b.err == nil {
+			f.days = b.days
+		}
+	}
+	switch {
+	case f.days != nil:
+		f.add(f.days, tracks)
+		if f.days.size() > maxTrackFilterIDs {
+			f.days, f.off = nil, true
+		}
+		return f.days
+	case f.build != nil:
+		f.add(f.build.days, tracks)
+		return nil
+	}
+	if !f.started.IsZero() && time.Since(f.started) < f.every {
+		return nil
+	}
+	f.reads = slices.Sorted(slices.Values(reads))
+	f.reads = slices.Compact(f.reads)
+	f.build, f.started = &trackBuild{days: trackDays{}}, time.Now()
+	f.add(f.build.days, tracks) // the build sees them too; harmless twice
+	start(f.build, slices.Clone(f.reads))
+	return nil
+}
+
+// covers says whether the sorted events have holds every one of want.
+func covers(have, want []string) bool {
+	for _, e := range want {
+		if _, ok := slices.BinarySearch(have, e); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// buildTracks reads every stored track event of the events reads into b,
+// on a connection of the pool's own, in batches (each added under the
+// filter's mu, while b is still the filter's build). It runs until done,
+// the build is dropped, or the process closes the store.
+func (db *DB) buildTracks(b *trackBuild, reads []string) {
+	f := db.tracks
+	defer f.wg.Done()
+	const batch = 8192
+	type key struct {
+		typ, id string
+		ts      time.Time
+	}
+	keys := make([]key, 0, batch)
+	flush := func() bool {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		for _, k := range keys {
+			f.addOne(b.days, k.typ, k.id, k.ts)
+		}
+		keys = keys[:0]
+		return f.build == b && b.days.size() <= maxTrackFilterIDs
+	}
+	ctx, cancel := context.WithCancel(f.quit)
+	defer cancel()
+	err := func() error {
+		rows, err := db.pool.Query(ctx, `SELECT unit_type, unit_id, ts FROM events WHERE type = 'track' AND event = ANY($1)`, reads)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		var k key
+		for rows.Next() {
+			if err := rows.Scan(&k.typ, &k.id, &k.ts); err != nil {
+				return err
+			}
+			if keys = append(keys, k); len(keys) == batch && !flush() {
+				return errTrackBuildDropped
+			}
+		}
+		if err := rows.Err(); err != nil {
+			return err
+		}
+		if !flush() {
+			return errTrackBuildDropped
+		}
+		return nil
+	}()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	b.done, b.err = true, err
+	if err == nil && b.days.size() > maxTrackFilterIDs {
+		b.err, f.off = errTrackBuildDropped, true
+	}
+}
+
+type trackBuildError string
+
+func (e trackBuildError) Error() string { return string(e) }
+
+const errTrackBuildDropped = trackBuildError("the track filter's build was dropped")
+
+// startTracks starts a build of the track filter in the background.
+func (db *DB) startTracks(b *trackBuild, reads []string) {
+	db.tracks.wg.Add(1)
+	go db.buildTracks(b, reads)
+}
+
+// trackWindow is the ids whose events a history step looks up, each with
+// the times to look them up between.
+type trackWindow struct {
+	owners, types, ids []string
+	from, to           []pgtype.Timestamptz
+	quiet              int // ids left out: the filter holds no event of theirs in their window
+}
+
+// look adds an id (of owner) to look up in [from, to), where to may be
+// +infinity, narrowed to the days that days may hold events of the id in
+// (all, for nil days), or left out when it holds none.
+func (w *trackWindow) look(f *trackFilter, days []int64, held trackDays, owner, typ, id string, from, to pgtype.Timestamptz) {
+	if held != nil {
+		h1, h2 := idHash(f.seed, typ, id)
+		lo, hi := dayOf(from.Time), int64(1<<62)
+		if to.InfinityModifier == pgtype.Finite {
+			hi = dayOf(to.Time.Add(-time.Microsecond))
+		}
+		first, last := int64(0), int64(-1<<62)
+		i := sort.Search(len(days), func(i int) bool { return days[i] >= lo })
+		for ; i < len(days) && days[i] <= hi; i++ {
+			if held[days[i]].has(h1, h2) {
+				if last == -1<<62 {
+					first = days[i]
+				}
+				last = days[i]
+			}
+		}
+		if last == -1<<62 {
+			w.quiet++
+			return
+		}
+		if s := dayStart(first); s.After(from.Time) {
+			from.Time = s
+		}
+		if e := dayStart(last + 1); to.InfinityModifier != pgtype.Finite || e.Before(to.Time) {
+			to = pgtype.Timestamptz{Time: e, Valid: true}
+		}
+	}
+	w.owners, w.types, w.ids = append(w.owners, owner), append(w.types, typ), append(w.ids, id)
+	w.from, w.to = append(w.from, from), append(w.to, to)
+}

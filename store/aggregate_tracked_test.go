@@ -1,0 +1,215 @@
+package store_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/store"
+)
+
+// TestTrackFilterCycles plays cycles through a filter of tracked days: it
+// is usable only once a build has ended and while it has seen every cycle
+// since the build began (consecutive queue cycle numbers), and only for
+// the events it was built for; whatever it holds, an id's window is
+// narrowed to the days that may hold its events, never past them.
+func TestTrackFilterCycles(t *testing.T) {
+	day := func(d, h int) time.Time { return aggBase.Add(time.Duration(24*d+h) * time.Hour) }
+	ev := func(id string, d, h int) store.TrackEvent { return store.TrackEvent{Type: "customer", ID: id, TS: day(d, h)} }
+	reads := []string{"purchase", "view"}
+
+	f := store.NewTrackFilterForTest(time.Hour)
+	if f.Advance(41, reads, ev("a", 1, 0)) || f.Builds() != 1 {
+		t.Fatalf("first cycle: usable or %d builds, want a build started and not usable", f.Builds())
+	}
+	if f.Advance(42, reads, ev("b", 3, 5)) {
+		t.Error("usable while its build is under way")
+	}
+	f.FinishBuild(0, ev("stored", 0, 23))
+	if !f.Advance(43, reads, ev("c", 9, 1)) {
+		t.Fatal("not usable after its build ended, every cycle seen")
+	}
+	from := day(0, 0)
+	for _, c := range []struct {
+		id       string
+		look     bool
+		from, to time.Time
+	}{
+		{"stored", true, day(0, 0), day(1, 0)}, // read by the build
+		{"a", true, day(1, 0), day(2, 0)},      // added by the cycle that started the build (its snapshot sees it too)
+		{"b", true, day(3, 0), day(4, 0)},      // added to the build by a cycle during it
+		{"c", true, day(9, 0), day(10, 0)},     // added by a cycle after it
+		{"never", false, time.Time{}, time.Time{}},
+	} {
+		look, lo, hi, noEnd := f.Look("customer", c.id, from, nil)
+		if look != c.look || !lo.Equal(c.from) || !hi.Equal(c.to) || noEnd {
+			t.Errorf("Look(%s) = %v [%v, %v) no end %v, want %v [%v, %v)", c.id, look, lo, hi, noEnd, c.look, c.from, c.to)
+		}
+	}
+	if look, _, _, _ := f.Look("device", "c", from, nil); look {
+		t.Error("device c looked up: only customer c has events")
+	}
+	// A window inside the days keeps its own bounds; one that ends before
+	// an id's only day, or starts after it, leaves the id out.
+	if look, lo, hi, _ := f.Look("customer", "b", day(3, 2), ptr(day(3, 7))); !look || !lo.Equal(day(3, 2)) || !hi.Equal(day(3, 7)) {
+		t.Errorf("Look(b) in [3d2h, 3d7h) = %v [%v, %v), want its own bounds", look, lo, hi)
+	}
+	if look, _, _, _ := f.Look("customer", "b", day(0, 0), ptr(day(3, 0))); look {
+		t.Error("b looked up in a window that ends when its day starts")
+	}
+	if look, _, _, _ := f.Look("customer", "b", day(4, 0), nil); look {
+		t.Error("b looked up in a window that starts after its day")
+	}
+
+	// Another process's cycle came between: not usable, and no build
+	// before an hour since the last.
+	if f.Advance(45, reads, ev("d", 2, 0)) || f.Builds() != 1 {
+		t.Errorf("after a gap in the cycles: usable, or %d builds, want neither", f.Builds())
+	}
+	if look, _, _, noEnd := f.Look("customer", "never", from, nil); !look || !noEnd {
+		t.Error("an unbuilt filter leaves an id out, or narrows its window")
+	}
+
+	g := store.NewTrackFilterForTest(0)
+	g.Advance(7, reads)
+	g.FinishBuild(0)
+	if !g.Advance(8, reads, ev("x", 1, 1)) {
+		t.Fatal("not usable after its build")
+	}
+	if g.Advance(10, reads) || g.Builds() != 2 {
+		t.Errorf("after a gap: usable, or %d builds, want a second build and not usable", g.Builds())
+	}
+	g.FinishBuild(1, ev("y", 2, 2))
+	if !g.Advance(11, reads) {
+		t.Fatal("not usable after its second build")
+	}
+	if look, _, _, _ := g.Look("customer", "x", from, nil); look {
+		t.Error("x looked up: the second build never read it (and the test's build stands for the events stored)")
+	}
+	// The cycles read fewer events: still usable. They read a new one:
+	// the filter never held its events.
+	if !g.Advance(12, []string{"view"}) {
+		t.Error("not usable when the cycles read fewer events")
+	}
+	if g.Advance(13, []string{"purchase", "signup"}) || g.Builds() != 3 {
+		t.Errorf("cycles that read a new event: usable, or %d builds, want a third build and not usable", g.Builds())
+	}
+}
+
+func ptr[T any](v T) *T { return &v }
+
+// TestTrackFilterDays fills a filter's days with many ids: every id added
+// is looked up on its day, few others are.
+func TestTrackFilterDays(t *testing.T) {
+	f := store.NewTrackFilterForTest(0)
+	f.Advance(1, []string{"e"})
+	var stored []store.TrackEvent
+	for i := range 100_000 {
+		stored = append(stored, store.TrackEvent{Type: "device", ID: fmt.Sprintf("d-%d", i), TS: aggBase.Add(time.Duration(i%3) * 24 * time.Hour)})
+	}
+	f.FinishBuild(0, stored...)
+	f.Advance(2, []string{"e"})
+	for _, e := range stored {
+		d := aggBase.Add(time.Duration(e.TS.Sub(aggBase)/(24*time.Hour)) * 24 * time.Hour)
+		if look, _, _, _ := f.Look(e.Type, e.ID, d, ptr(d.Add(24*time.Hour))); !look {
+			t.Fatalf("%s, added on %v, is not looked up that day", e.ID, d)
+		}
+	}
+	held := 0
+	for i := range 100_000 {
+		if look, _, _, _ := f.Look("device", fmt.Sprintf("x-%d", i), aggBase, ptr(aggBase.Add(72*time.Hour))); look {
+			held++
+		}
+	}
+	if held > 2_000 { // 2 %: each day's segments are sized for about 0.1 % each
+		t.Errorf("%d of 100,000 ids never added are looked up", held)
+	}
+}
+
+// TestAggregateTrackFilter: the history step looks up only the ids the
+// filter of tracked days may hold events of, and the aggregates must
+// equal a recomputation when the events before an exposure were taken
+// by this process's cycles (before and after its filter was built), by
+// another process's cycle, by a device linked to the customer, and when
+// a metric on a new event starts to be read.
+func TestAggregateTrackFilter(t *testing.T) {
+	ctx := context.Background()
+	dbs := twoProcesses(t)
+	for _, db := range dbs {
+		store.SetTrackFilterRebuildForTest(db, 0)
+	}
+	createAggMetrics(t, dbs[0])
+	createAggExperiments(t, dbs[0], "")
+	r := rand.New(rand.NewPCG(23, 24))
+	at := func(d, h int) time.Time { return aggBase.Add(time.Duration(24*d+h) * time.Hour) }
+	buy := func(unitType, unit string, ts time.Time) flywheel.Event {
+		e := track(unit, "purchase", ts)
+		e.UnitType, e.Value = unitType, aggF(float64(10+r.IntN(50)))
+		return e
+	}
+	step := func(db *store.DB, label string, probed, quiet int, events ...flywheel.Event) {
+		t.Helper()
+		mustWrite(t, db, events...)
+		rep := aggregateAll(t, db)
+		if probed >= 0 && (rep.Probed != probed || rep.Quiet != quiet) {
+			t.Errorf("%s: history looked up %d ids and left out %d, want %d and %d", label, rep.Probed, rep.Quiet, probed, quiet)
+		}
+		verifyAggregates(t, db, r, label, "agg-cust", "agg-dev")
+	}
+	step(dbs[0], "first exposure", -1, 0, exposure("customer", "tc0", "agg-cust", "control", at(0, 1), ""))
+	if !store.WaitTrackFilterForTest(dbs[0]) {
+		t.Fatal("the first cycle's build of the filter did not end well")
+	}
+	// Purchases before any exposure, in the CUPED periods of the exposures
+	// below (47 hours, 4 days), then the exposures: two customers with
+	// events, one new customer and one new device without.
+	step(dbs[0], "purchases before exposure", 0, 0, buy("customer", "tc1", at(3, 2)), buy("customer", "tc2", at(1, 5)))
+	step(dbs[0], "exposed after their purchases", 2, 2,
+		exposure("customer", "tc1", "agg-cust", "treatment", at(5, 1), ""),
+		exposure("customer", "tc2", "agg-cust", "control", at(5, 1), ""),
+		exposure("customer", "tc3", "agg-cust", "control", at(5, 1), ""),
+		exposure("device", "dv1", "agg-dev", "a", at(5, 1), ""))
+	// A purchase taken by the other process's cycle: this process's filter
+	// never saw it, so its next cycle looks every id up (and builds again).
+	step(dbs[1], "a purchase the other process takes", 0, 0, buy("customer", "tc4", at(2, 0)))
+	step(dbs[0], "exposed after a purchase the other process took", 1, 0,
+		exposure("customer", "tc4", "agg-cust", "treatment", at(6, 0), ""))
+	if !store.WaitTrackFilterForTest(dbs[0]) {
+		t.Fatal("the rebuild of the filter did not end well")
+	}
+	// A device's purchase, then its link to a customer exposed after it:
+	// the customer has no events of its own, the device has.
+	step(dbs[0], "the rebuilt filter takes new purchases", 0, 0, buy("customer", "tc6", at(4, 0)), buy("device", "ld1", at(2, 3)))
+	step(dbs[0], "exposed with the rebuilt filter", 1, 1,
+		exposure("customer", "tc5", "agg-cust", "control", at(6, 0), ""),
+		exposure("customer", "tc6", "agg-cust", "control", at(6, 0), ""),
+		identify("device", "ld1", "tc8", at(3, 0)))
+	step(dbs[0], "a customer exposed after a linked device's purchase", 1, 1,
+		exposure("customer", "tc8", "agg-cust", "treatment", at(6, 2), ""))
+	// A signup, which no metric reads yet; then a metric that reads it,
+	// and the customer exposed: the filter never held signups.
+	step(dbs[0], "a signup no metric reads", -1, 0, track("tc7", "signup", at(4, 4)))
+	signups := flywheel.Metric{Key: "signups", Type: flywheel.MetricCount, Event: "signup", CUPEDHours: 336}
+	signups.Normalize()
+	if _, err := dbs[0].CreateMetric(ctx, &signups); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := dbs[0].UpdateExperiment(ctx, "agg-cust", "update", "test", func(e *flywheel.Experiment) error {
+		e.Metrics.Secondary = append(e.Metrics.Secondary, "signups")
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	aggregateAll(t, dbs[0])
+	step(dbs[0], "exposed after a signup, now read", 1, 0, exposure("customer", "tc7", "agg-cust", "treatment", at(6, 3), ""))
+	if !store.WaitTrackFilterForTest(dbs[0]) {
+		t.Fatal("the build for the new event did not end well")
+	}
+	step(dbs[0], "the filter holds signups now", 0, 0, track("tc9", "signup", at(5, 0)))
+	step(dbs[0], "exposed after a signup, filter built", 1, 1,
+		exposure("customer", "tc9", "agg-cust", "control", at(6, 4), ""),
+		exposure("customer", "tc10", "agg-cust", "control", at(6, 4), ""))
+}
