@@ -18,7 +18,9 @@ import (
 // narrowed to the days that may hold its events, never past them.
 func TestTrackFilterCycles(t *testing.T) {
 	day := func(d, h int) time.Time { return aggBase.Add(time.Duration(24*d+h) * time.Hour) }
-	ev := func(id string, d, h int) store.TrackEvent { return store.TrackEvent{Type: "customer", ID: id, TS: day(d, h)} }
+	ev := func(id string, d, h int) store.TrackEvent {
+		return store.TrackEvent{Type: "customer", ID: id, TS: day(d, h)}
+	}
 	reads := []string{"purchase", "view"}
 
 	f := store.NewTrackFilterForTest(time.Hour)
