@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -81,6 +82,9 @@ type AggregateReport struct {
 	More    bool     // the queue had more rows than one cycle takes
 	Steps   []Step   // the time each step of the cycle took, in order
 	Folds   []Fold   // the definitions' folds of the staged events (the "tracks" step), in no order
+	// TrackFilter is the build of the filter of tracked days that ended
+	// since the last cycle, if one did (and was not dropped).
+	TrackFilter *TrackFilterBuild
 }
 
 // Fold says what one definition's fold of staged track events did (its
@@ -637,7 +641,10 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 	}
 	// And their track events into the filter of tracked days, before the
 	// history step reads it.
-	held := db.tracks.advance(queueCycle, read, tracks, db.startTracks)
+	held, built := db.tracks.advance(queueCycle, read, tracks, db.startTracks)
+	if built != nil && !errors.Is(built.Err, errTrackBuildDropped) {
+		rep.TrackFilter = built
+	}
 	rep.lap("roots", &last)
 	// Every lookup by index, one unit at a time (see membersByProbe): the
 	// cost follows the units named, not the size of exposures or agg_units.

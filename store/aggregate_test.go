@@ -103,6 +103,9 @@ func aggregateAll(tb testing.TB, db *store.DB) store.AggregateReport {
 		all.Queued, all.Units, all.Pairs = all.Queued+rep.Queued, all.Units+rep.Units, all.Pairs+rep.Pairs
 		all.Tracks, all.Fresh = all.Tracks+rep.Tracks, all.Fresh+rep.Fresh
 		all.Probed, all.Quiet = all.Probed+rep.Probed, all.Quiet+rep.Quiet
+		if rep.TrackFilter != nil {
+			all.TrackFilter = rep.TrackFilter
+		}
 		all.Rebuilt = append(all.Rebuilt, rep.Rebuilt...)
 		all.Folds = append(all.Folds, rep.Folds...)
 		all.More = all.More || rep.More

@@ -59,9 +59,11 @@ type trackFilter struct {
 // trackBuild is a filter being built from the events, while cycles add
 // theirs to it too (under the filter's mu).
 type trackBuild struct {
-	days trackDays
-	done bool  // the read ended
-	err  error // why it failed
+	days  trackDays
+	done  bool          // the read ended
+	err   error         // why it failed
+	began time.Time     // when it started
+	took  time.Duration // how long the read took, once done
 }
 
 const (
@@ -161,19 +163,22 @@ func (f *trackFilter) addOne(days trackDays, typ, id string, ts time.Time) {
 // track events tracks (those of the events reads, which the cycle's ready
 // definitions read), and starts a build when there is none and the last
 // began long enough ago; start runs it. It returns the days for the
-// cycle's history step, or nil when the filter cannot tell.
-func (f *trackFilter) advance(c int64, reads []string, tracks []queueTracks, start func(*trackBuild, []string)) trackDays {
+// cycle's history step, or nil when the filter cannot tell, and the
+// build that ended since the last cycle, if one did (well or not).
+func (f *trackFilter) advance(c int64, reads []string, tracks []queueTracks, start func(*trackBuild, []string)) (trackDays, *TrackFilterBuild) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.off {
-		return nil
+		return nil, nil
 	}
 	if c != f.last+1 || !covers(f.reads, reads) {
 		f.days, f.build = nil, nil // another process's cycle came between, or new events are read
 	}
 	f.last = c
+	var built *TrackFilterBuild
 	if b := f.build; b != nil && b.done {
 		f.build = nil
+		built = &TrackFilterBuild{Keys: b.days.size(), Took: b.took, Err: b.err}
 		if b.err == nil {
 			f.days = b.days
 		}
@@ -184,20 +189,30 @@ func (f *trackFilter) advance(c int64, reads []string, tracks []queueTracks, sta
 		if f.days.size() > maxTrackFilterIDs {
 			f.days, f.off = nil, true
 		}
-		return f.days
+		return f.days, built
 	case f.build != nil:
 		f.add(f.build.days, tracks)
-		return nil
+		return nil, built
 	}
-	if !f.started.IsZero() && time.Since(f.started) < f.every {
-		return nil
+	if len(reads) == 0 || !f.started.IsZero() && time.Since(f.started) < f.every {
+		return nil, built // no history to read, or a build too recent
 	}
 	f.reads = slices.Sorted(slices.Values(reads))
 	f.reads = slices.Compact(f.reads)
-	f.build, f.started = &trackBuild{days: trackDays{}}, time.Now()
+	f.started = time.Now()
+	f.build = &trackBuild{days: trackDays{}, began: f.started}
 	f.add(f.build.days, tracks) // the build sees them too; harmless twice
 	start(f.build, slices.Clone(f.reads))
-	return nil
+	return nil, built
+}
+
+// TrackFilterBuild says how a build of the filter of tracked days ended
+// (see trackFilter): the (id, day) keys it holds, how long it read the
+// events, and why it failed, if it did.
+type TrackFilterBuild struct {
+	Keys int
+	Took time.Duration
+	Err  error
 }
 
 // covers says whether the sorted events have holds every one of want.
@@ -259,7 +274,7 @@ func (db *DB) buildTracks(b *trackBuild, reads []string) {
 	}()
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	b.done, b.err = true, err
+	b.done, b.err, b.took = true, err, time.Since(b.began)
 	if err == nil && b.days.size() > maxTrackFilterIDs {
 		b.err, f.off = errTrackBuildDropped, true
 	}

@@ -152,7 +152,7 @@ func TestAggregateTrackFilter(t *testing.T) {
 		e.UnitType, e.Value = unitType, aggF(float64(10+r.IntN(50)))
 		return e
 	}
-	step := func(db *store.DB, label string, probed, quiet int, events ...flywheel.Event) {
+	step := func(db *store.DB, label string, probed, quiet int, events ...flywheel.Event) store.AggregateReport {
 		t.Helper()
 		mustWrite(t, db, events...)
 		rep := aggregateAll(t, db)
@@ -160,20 +160,30 @@ func TestAggregateTrackFilter(t *testing.T) {
 			t.Errorf("%s: history looked up %d ids and left out %d, want %d and %d", label, rep.Probed, rep.Quiet, probed, quiet)
 		}
 		verifyAggregates(t, db, r, label, "agg-cust", "agg-dev")
+		return rep
 	}
+	taken := func(rep store.AggregateReport, label string, keys int) {
+		t.Helper()
+		if b := rep.TrackFilter; b == nil || b.Err != nil || b.Keys != keys {
+			t.Errorf("%s: the cycles took up the filter's build %+v, want one of %d keys", label, b, keys)
+		}
+	}
+	// The first cycle builds the definitions; no cycle reads events before
+	// the next, which starts the filter's build.
 	step(dbs[0], "first exposure", -1, 0, exposure("customer", "tc0", "agg-cust", "control", at(0, 1), ""))
-	if !store.WaitTrackFilterForTest(dbs[0]) {
-		t.Fatal("the first cycle's build of the filter did not end well")
-	}
 	// Purchases before any exposure, in the CUPED periods of the exposures
 	// below (47 hours, 4 days), then the exposures: two customers with
 	// events, one new customer and one new device without.
 	step(dbs[0], "purchases before exposure", 0, 0, buy("customer", "tc1", at(3, 2)), buy("customer", "tc2", at(1, 5)))
-	step(dbs[0], "exposed after their purchases", 2, 2,
+	if !store.WaitTrackFilterForTest(dbs[0]) {
+		t.Fatal("the first build of the filter did not end well")
+	}
+	rep := step(dbs[0], "exposed after their purchases", 2, 2,
 		exposure("customer", "tc1", "agg-cust", "treatment", at(5, 1), ""),
 		exposure("customer", "tc2", "agg-cust", "control", at(5, 1), ""),
 		exposure("customer", "tc3", "agg-cust", "control", at(5, 1), ""),
 		exposure("device", "dv1", "agg-dev", "a", at(5, 1), ""))
+	taken(rep, "the first build", 2) // the purchases of tc1 and tc2
 	// A purchase taken by the other process's cycle: this process's filter
 	// never saw it, so its next cycle looks every id up (and builds again).
 	step(dbs[1], "a purchase the other process takes", 0, 0, buy("customer", "tc4", at(2, 0)))
@@ -184,7 +194,8 @@ func TestAggregateTrackFilter(t *testing.T) {
 	}
 	// A device's purchase, then its link to a customer exposed after it:
 	// the customer has no events of its own, the device has.
-	step(dbs[0], "the rebuilt filter takes new purchases", 0, 0, buy("customer", "tc6", at(4, 0)), buy("device", "ld1", at(2, 3)))
+	rep = step(dbs[0], "the rebuilt filter takes new purchases", 0, 0, buy("customer", "tc6", at(4, 0)), buy("device", "ld1", at(2, 3)))
+	taken(rep, "the rebuild", 3) // tc1, tc2 and tc4: these two come after it
 	step(dbs[0], "exposed with the rebuilt filter", 1, 1,
 		exposure("customer", "tc5", "agg-cust", "control", at(6, 0), ""),
 		exposure("customer", "tc6", "agg-cust", "control", at(6, 0), ""),
@@ -210,7 +221,8 @@ func TestAggregateTrackFilter(t *testing.T) {
 	if !store.WaitTrackFilterForTest(dbs[0]) {
 		t.Fatal("the build for the new event did not end well")
 	}
-	step(dbs[0], "the filter holds signups now", 0, 0, track("tc9", "signup", at(5, 0)))
+	rep = step(dbs[0], "the filter holds signups now", 0, 0, track("tc9", "signup", at(5, 0)))
+	taken(rep, "the build for signups", 6) // the purchases of tc1, tc2, tc4, tc6 and ld1, and tc7's signup
 	step(dbs[0], "exposed after a signup, filter built", 1, 1,
 		exposure("customer", "tc9", "agg-cust", "control", at(6, 4), ""),
 		exposure("customer", "tc10", "agg-cust", "control", at(6, 4), ""))

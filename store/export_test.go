@@ -265,7 +265,8 @@ func (t *TrackFilter) Advance(c int64, reads []string, events ...TrackEvent) boo
 	for _, e := range events {
 		q.types, q.ids, q.ts = append(q.types, e.Type), append(q.ids, e.ID), append(q.ts, e.TS)
 	}
-	return t.f.advance(c, reads, []queueTracks{q}, func(b *trackBuild, _ []string) { t.builds = append(t.builds, b) }) != nil
+	held, _ := t.f.advance(c, reads, []queueTracks{q}, func(b *trackBuild, _ []string) { t.builds = append(t.builds, b) })
+	return held != nil
 }
 
 // Builds is how many builds the filter started.

@@ -76,6 +76,11 @@ func (g *aggregator) cycle(ctx context.Context) (more bool, err error) {
 			g.steps.WithLabelValues(s.Name).Observe(s.Took.Seconds())
 			steps = append(steps, s.Name, s.Took.Round(time.Millisecond))
 		}
+		if b := rep.TrackFilter; b != nil && b.Err != nil {
+			g.app.log.Warn("the filter of tracked days could not be built: every day of a window is read", "took", b.Took.Round(time.Millisecond), "err", b.Err)
+		} else if b != nil {
+			g.app.log.Info("filter of tracked days built", "keys", b.Keys, "took", b.Took.Round(time.Millisecond))
+		}
 		if len(rep.Steps) > 0 {
 			g.app.log.Debug("aggregation cycle", "queued", rep.Queued, "units", rep.Units, "tracks", rep.Tracks,
 				"pairs", rep.Pairs, "fresh", rep.Fresh, "probed", rep.Probed, "quiet", rep.Quiet, "more", rep.More, slog.Group("steps", steps...))
