@@ -103,6 +103,23 @@ func TestTrackFilterCycles(t *testing.T) {
 
 func ptr[T any](v T) *T { return &v }
 
+// TestTrackFilterDayOf: a build reads an event's day from its binary
+// timestamptz, a cycle from its time; they must agree, before 1970 too.
+func TestTrackFilterDayOf(t *testing.T) {
+	for _, ts := range []time.Time{
+		aggBase, aggBase.Add(-time.Microsecond), aggBase.Add(23*time.Hour + 59*time.Minute),
+		time.Unix(0, 0), time.Unix(-1, 0), time.Unix(-86400, 0), time.Unix(-86401, 999_999_000), time.Date(1999, 12, 31, 23, 59, 59, 0, time.UTC),
+	} {
+		cycle, build := store.TrackDaysForTest(ts)
+		if cycle != build {
+			t.Errorf("%v: day %d from its time, %d from its microseconds", ts, cycle, build)
+		}
+		if want := ts.UTC().Truncate(24 * time.Hour); !time.Unix(cycle*86400, 0).Equal(want) {
+			t.Errorf("%v: day %d starts at %v, want %v", ts, cycle, time.Unix(cycle*86400, 0).UTC(), want)
+		}
+	}
+}
+
 // TestTrackFilterDays fills a filter's days with many ids: every id added
 // is looked up on its day, few others are.
 func TestTrackFilterDays(t *testing.T) {
@@ -186,7 +203,7 @@ func TestAggregateTrackFilter(t *testing.T) {
 	taken(rep, "the first build", 2) // the purchases of tc1 and tc2
 	// A purchase taken by the other process's cycle: this process's filter
 	// never saw it, so its next cycle looks every id up (and builds again).
-	step(dbs[1], "a purchase the other process takes", 0, 0, buy("customer", "tc4", at(2, 0)))
+	step(dbs[1], "a purchase the other process takes", 0, 0, buy("customer", "tc4", at(2, 0)), buy("customer", "tc11", at(5, 23)))
 	step(dbs[0], "exposed after a purchase the other process took", 1, 0,
 		exposure("customer", "tc4", "agg-cust", "treatment", at(6, 0), ""))
 	if !store.WaitTrackFilterForTest(dbs[0]) {
@@ -195,8 +212,10 @@ func TestAggregateTrackFilter(t *testing.T) {
 	// A device's purchase, then its link to a customer exposed after it:
 	// the customer has no events of its own, the device has.
 	rep = step(dbs[0], "the rebuilt filter takes new purchases", 0, 0, buy("customer", "tc6", at(4, 0)), buy("device", "ld1", at(2, 3)))
-	taken(rep, "the rebuild", 3) // tc1, tc2 and tc4: these two come after it
-	step(dbs[0], "exposed with the rebuilt filter", 1, 1,
+	taken(rep, "the rebuild", 4) // tc1, tc2, tc4 and tc11: these two come after it
+	// tc11's purchase is in the filter only as the rebuild read it.
+	step(dbs[0], "exposed with the rebuilt filter", 2, 1,
+		exposure("customer", "tc11", "agg-cust", "treatment", at(6, 0), ""),
 		exposure("customer", "tc5", "agg-cust", "control", at(6, 0), ""),
 		exposure("customer", "tc6", "agg-cust", "control", at(6, 0), ""),
 		identify("device", "ld1", "tc8", at(3, 0)))
@@ -222,7 +241,7 @@ func TestAggregateTrackFilter(t *testing.T) {
 		t.Fatal("the build for the new event did not end well")
 	}
 	rep = step(dbs[0], "the filter holds signups now", 0, 0, track("tc9", "signup", at(5, 0)))
-	taken(rep, "the build for signups", 6) // the purchases of tc1, tc2, tc4, tc6 and ld1, and tc7's signup
+	taken(rep, "the build for signups", 7) // the purchases of tc1, tc2, tc4, tc6, tc11 and ld1, and tc7's signup
 	step(dbs[0], "exposed after a signup, filter built", 1, 1,
 		exposure("customer", "tc9", "agg-cust", "control", at(6, 4), ""),
 		exposure("customer", "tc10", "agg-cust", "control", at(6, 4), ""))

@@ -328,3 +328,10 @@ func WaitTrackFilterForTest(db *DB) bool {
 	}
 	return false
 }
+
+// TrackDaysForTest is the day of ts as a cycle reads it (dayOf) and as a
+// build does (from its binary timestamptz).
+func TrackDaysForTest(ts time.Time) (cycle, build int64) {
+	micros := ts.Unix()*1_000_000 + int64(ts.Nanosecond()/1000) - pgEpochMicros
+	return dayOf(ts), floorDiv(micros+pgEpochMicros, 86_400_000_000)
+}
