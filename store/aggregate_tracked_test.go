@@ -246,3 +246,33 @@ func TestAggregateTrackFilter(t *testing.T) {
 		exposure("customer", "tc9", "agg-cust", "control", at(6, 4), ""),
 		exposure("customer", "tc10", "agg-cust", "control", at(6, 4), ""))
 }
+
+// BenchmarkTrackFilterAdvance times what a cycle adds to the filter of
+// tracked days: 10,000 track events of ids that have events that day
+// already, on a day of 1,500,000 ids (the busiest day of `bench
+// freshness --scenario sustained`), as most track events at 50,000
+// events/s are.
+func BenchmarkTrackFilterAdvance(b *testing.B) {
+	const ids, events = 1_500_000, 10_000
+	reads := []string{"purchase"}
+	f := store.NewTrackFilterForTest(0)
+	f.Advance(1, reads)
+	stored := make([]store.TrackEvent, ids)
+	for i := range stored {
+		stored[i] = store.TrackEvent{Type: "customer", ID: fmt.Sprintf("c-%d", i), TS: aggBase}
+	}
+	f.FinishBuild(0, stored...)
+	if !f.Advance(2, reads) {
+		b.Fatal("the filter is not built")
+	}
+	r := rand.New(rand.NewPCG(1, 2))
+	batch := make([]store.TrackEvent, events)
+	for i := range batch {
+		batch[i] = stored[r.IntN(ids)]
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		f.Advance(int64(3+i), reads, batch...)
+	}
+	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*events), "ns/event")
+}
