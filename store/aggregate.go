@@ -641,7 +641,10 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 	}
 	// And their track events into the filter of tracked days, before the
 	// history step reads it.
-	held, built := db.tracks.advance(queueCycle, read, tracks, db.startTracks)
+	held, built := db.tracks.advance(queueCycle, read, tracks, func(b *trackBuild, reads []string) {
+		b.from = trackHorizon(ctx, tx, ready, db.now())
+		db.startTracks(b, reads)
+	})
 	if built != nil && !errors.Is(built.Err, errTrackBuildDropped) {
 		rep.TrackFilter = built
 	}

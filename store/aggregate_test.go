@@ -484,7 +484,32 @@ func TestAggregatePartitioned(t *testing.T) {
 		mustWrite(t, db, g.collect(6, g.link)...)
 		aggregateAll(t, db)
 		verifyAggregates(t, db, g.r, fmt.Sprintf("round %d", round), g.cust, g.dev)
+		if !store.WaitTrackFilterForTest(db) {
+			t.Fatalf("round %d: the filter of tracked days was not built", round)
+		}
 	}
+	// The filter was built from the partitions' events, from two days
+	// before the longest CUPED period (14 days) before the end of the
+	// last day with events (this test's clock is later).
+	var last time.Time
+	if err := db.Pool().QueryRow(ctx, `SELECT max(ts) FROM events`).Scan(&last); err != nil {
+		t.Fatal(err)
+	}
+	want := last.UTC().Truncate(24*time.Hour).AddDate(0, 0, 1-14-2)
+	if from, ok := store.TrackFilterFromForTest(db); !ok || !from.Equal(want) {
+		t.Errorf("the filter of tracked days holds the days from %v (built %v), want %v", from, ok, want)
+	}
+	// Units exposed then have windows within its days: a new customer is
+	// not looked up, one with a purchase a week before is, on that day.
+	buy := track("pt2", "purchase", last.Add(-7*24*time.Hour))
+	buy.Value = aggF(30)
+	mustWrite(t, db, buy)
+	aggregateAll(t, db)
+	mustWrite(t, db, exposure("customer", "pt1", g.cust, "control", last, ""), exposure("customer", "pt2", g.cust, "treatment", last, ""))
+	if rep := aggregateAll(t, db); rep.Probed != 1 || rep.Quiet != 1 {
+		t.Errorf("two customers exposed on the last day: %d looked up, %d left out, want 1 and 1", rep.Probed, rep.Quiet)
+	}
+	verifyAggregates(t, db, g.r, "exposed on the last day", g.cust, g.dev)
 	// The scenario: every event in a daily partition, the latest of them
 	// days before the last partition.
 	if n := queryInt(t, db, `SELECT count(*) FROM events_default`); n != 0 {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/maphash"
+	"math"
 	"math/bits"
 	"slices"
 	"sort"
@@ -50,6 +51,7 @@ type trackFilter struct {
 	seed    maphash.Seed
 	reads   []string      // the events it holds, sorted
 	days    trackDays     // nil: not built (every day may hold events)
+	from    int64         // the first day it holds every key of (earlier days may hold events)
 	build   *trackBuild   // the build under way, if any
 	last    int64         // the agg_queue_cycle of the last cycle whose track events it holds or adds to build
 	started time.Time     // when the last build started
@@ -63,6 +65,7 @@ type trackFilter struct {
 // theirs to it too (under the filter's mu).
 type trackBuild struct {
 	days  trackDays
+	from  int64         // the first day it reads the events of
 	done  bool          // the read ended
 	err   error         // why it failed
 	began time.Time     // when it started
@@ -219,7 +222,7 @@ func (f *trackFilter) advance(c int64, reads []string, tracks []queueTracks, sta
 		f.build = nil
 		built = &TrackFilterBuild{Keys: b.days.size(), Took: b.took, Err: b.err}
 		if b.err == nil {
-			f.days = b.days
+			f.days, f.from = b.days, b.from
 		}
 	}
 	switch {
@@ -239,7 +242,7 @@ func (f *trackFilter) advance(c int64, reads []string, tracks []queueTracks, sta
 	f.reads = slices.Sorted(slices.Values(reads))
 	f.reads = slices.Compact(f.reads)
 	f.started = time.Now()
-	f.build = &trackBuild{days: trackDays{}, began: f.started}
+	f.build = &trackBuild{days: trackDays{}, from: math.MinInt64, began: f.started}
 	f.add(f.build.days, tracks) // the build sees them too; harmless twice
 	start(f.build, slices.Clone(f.reads))
 	return nil, built
@@ -297,7 +300,12 @@ func (db *DB) buildTracks(b *trackBuild, reads []string) {
 	ctx, cancel := context.WithCancel(f.quit)
 	defer cancel()
 	err := func() error {
-		rows, err := db.pool.Query(ctx, `SELECT unit_type, unit_id, ts FROM events WHERE type = 'track' AND event = ANY($1)`, reads)
+		from := pgtype.Timestamptz{InfinityModifier: pgtype.NegativeInfinity, Valid: true}
+		if b.from != math.MinInt64 {
+			from = pgtype.Timestamptz{Time: dayStart(b.from), Valid: true}
+		}
+		rows, err := db.pool.Query(ctx, `SELECT unit_type, unit_id, ts FROM events
+			WHERE type = 'track' AND event = ANY($1) AND ts >= $2`, reads, from)
 		if err != nil {
 			return err
 		}
@@ -364,7 +372,33 @@ func (e trackBuildError) Error() string { return string(e) }
 
 const errTrackBuildDropped = trackBuildError("the track filter's build was dropped")
 
-// startTracks starts a build of the track filter in the background.
+// trackHorizon is the first day a new filter of tracked days reads: two
+// days before the longest CUPED period of the ready definitions, counted
+// back from now, or from the end of the latest partition with an event
+// (visibleEventsEnd) if that is sooner. New exposures are near now, and
+// their windows start after it. Only a unit exposed earlier looks further
+// back, and it looks up every day before the horizon. Events stamped
+// ahead of time do not move it. Every day (math.MinInt64) when there is
+// no such end (the default partition holds events, or none is seen).
+func trackHorizon(ctx context.Context, tx pgx.Tx, ready []aggDef, now time.Time) int64 {
+	end, err := visibleEventsEnd(ctx, tx)
+	if err != nil || end.InfinityModifier != pgtype.Finite {
+		return math.MinInt64 // an error aborts the cycle's transaction: its next statement reports it
+	}
+	lower := 0
+	for _, d := range ready {
+		if d.metric != nil {
+			lower = max(lower, d.metric.CUPEDHours)
+		}
+	}
+	if end.Time.Before(now) {
+		now = end.Time
+	}
+	return dayOf(now.Add(-time.Duration(lower)*time.Hour)) - 2
+}
+
+// startTracks starts a build of the track filter in the background, of
+// the days from b.from on.
 func (db *DB) startTracks(b *trackBuild, reads []string) {
 	db.tracks.wg.Add(1)
 	go db.buildTracks(b, reads)
@@ -388,17 +422,21 @@ func (w *trackWindow) look(f *trackFilter, days []int64, held trackDays, owner, 
 		if to.InfinityModifier == pgtype.Finite {
 			hi = dayOf(to.Time.Add(-time.Microsecond))
 		}
-		first, last := int64(0), int64(-1<<62)
-		i := sort.Search(len(days), func(i int) bool { return days[i] >= lo })
+		var first, last int64
+		found := lo < f.from // the days before the filter's first may hold events
+		if found {
+			first, last = lo, min(hi, f.from-1)
+		}
+		i := sort.Search(len(days), func(i int) bool { return days[i] >= max(lo, f.from) })
 		for ; i < len(days) && days[i] <= hi; i++ {
 			if held[days[i]].has(h1, h2) {
-				if last == -1<<62 {
-					first = days[i]
+				if !found {
+					first, found = days[i], true
 				}
 				last = days[i]
 			}
 		}
-		if last == -1<<62 {
+		if !found {
 			w.quiet++
 			return
 		}

@@ -75,6 +75,32 @@ func TestTrackFilterCycles(t *testing.T) {
 		t.Error("an unbuilt filter leaves an id out, or narrows its window")
 	}
 
+	// A build that reads the days from the fifth on: every earlier day
+	// may hold events.
+	h := store.NewTrackFilterForTest(0)
+	h.Advance(1, reads)
+	h.SetBuildFrom(0, day(5, 0))
+	h.FinishBuild(0, ev("late", 6, 0))
+	if !h.Advance(2, reads) {
+		t.Fatal("not usable after a build from the fifth day")
+	}
+	for _, c := range []struct {
+		id       string
+		from, to time.Time
+		look     bool
+		lo, hi   time.Time
+	}{
+		{"none", day(2, 0), day(8, 0), true, day(2, 0), day(5, 0)},
+		{"none", day(5, 0), day(8, 0), false, time.Time{}, time.Time{}},
+		{"late", day(2, 3), day(9, 0), true, day(2, 3), day(7, 0)},
+		{"late", day(5, 1), day(9, 0), true, day(6, 0), day(7, 0)},
+	} {
+		look, lo, hi, _ := h.Look("customer", c.id, c.from, ptr(c.to))
+		if look != c.look || !lo.Equal(c.lo) || !hi.Equal(c.hi) {
+			t.Errorf("from the fifth day: Look(%s, [%v, %v)) = %v [%v, %v), want %v [%v, %v)", c.id, c.from, c.to, look, lo, hi, c.look, c.lo, c.hi)
+		}
+	}
+
 	g := store.NewTrackFilterForTest(0)
 	g.Advance(7, reads)
 	g.FinishBuild(0)

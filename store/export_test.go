@@ -272,6 +272,9 @@ func (t *TrackFilter) Advance(c int64, reads []string, events ...TrackEvent) boo
 // Builds is how many builds the filter started.
 func (t *TrackFilter) Builds() int { return len(t.builds) }
 
+// SetBuildFrom makes build i read the events from day on only.
+func (t *TrackFilter) SetBuildFrom(i int, day time.Time) { t.builds[i].from = dayOf(day) }
+
 // FinishBuild ends build i, as if it had read the events stored.
 func (t *TrackFilter) FinishBuild(i int, stored ...TrackEvent) {
 	t.f.mu.Lock()
@@ -334,4 +337,12 @@ func WaitTrackFilterForTest(db *DB) bool {
 func TrackDaysForTest(ts time.Time) (cycle, build int64) {
 	micros := ts.Unix()*1_000_000 + int64(ts.Nanosecond()/1000) - pgEpochMicros
 	return dayOf(ts), floorDiv(micros+pgEpochMicros, 86_400_000_000)
+}
+
+// TrackFilterFromForTest is the first day db's filter of tracked days
+// holds every key of, and whether it is built.
+func TrackFilterFromForTest(db *DB) (time.Time, bool) {
+	db.tracks.mu.Lock()
+	defer db.tracks.mu.Unlock()
+	return dayStart(db.tracks.from), db.tracks.days != nil
 }
