@@ -400,6 +400,10 @@ func trackHorizon(ctx context.Context, tx pgx.Tx, ready []aggDef, now time.Time)
 // startTracks starts a build of the track filter in the background, of
 // the days from b.from on.
 func (db *DB) startTracks(b *trackBuild, reads []string) {
+	if err := db.tracks.quit.Err(); err != nil { // closed: Close waits for no more builds
+		b.done, b.err = true, err
+		return
+	}
 	db.tracks.wg.Add(1)
 	go db.buildTracks(b, reads)
 }
