@@ -82,7 +82,11 @@ const (
 	maxTrackFilterIDs = 50_000_000
 	// firstDayIDs is the capacity of a day's first segment; each next one
 	// holds twice as many.
-	firstDayIDs = 1 << 12
+	firstDayIDs = 1 << 14
+	// dayBitsPerID is the bits a key of a day's segment has at its
+	// capacity: a new unit's window asks 15 days or more, each of several
+	// segments, and each false positive costs a partition's lookup.
+	dayBitsPerID = 24
 )
 
 func newTrackFilter(quit context.Context) *trackFilter {
@@ -130,12 +134,12 @@ func (d *dayBloom) add(h1, h2 uint64) bool {
 // in one block of 512 bits, a cache line: asking it for a key costs one
 // miss of the processor's caches where a plain one costs up to seven, and
 // a cycle asks each day's segments for each of its track events. It
-// holds filterBitsPerID bits a key at its capacity, a power of two of
+// holds dayBitsPerID bits a key at its capacity, a power of two of
 // blocks (a few more false positives than a plain filter of that size).
 type blockBloom []uint64
 
 func newBlockBloom(n int) blockBloom {
-	blocks := 1 << bits.Len(uint(max(1, n*filterBitsPerID/512-1)))
+	blocks := 1 << bits.Len(uint(max(1, n*dayBitsPerID/512-1)))
 	return make(blockBloom, 8*blocks)
 }
 
@@ -409,48 +413,73 @@ func (db *DB) startTracks(b *trackBuild, reads []string) {
 }
 
 // trackWindow is the ids whose events a history step looks up, each with
-// the times to look them up between.
+// the times to look them up between (an id may have several ranges).
 type trackWindow struct {
 	owners, types, ids []string
 	from, to           []pgtype.Timestamptz
+	probed             int // ids looked up
 	quiet              int // ids left out: the filter holds no event of theirs in their window
 }
 
-// look adds an id (of owner) to look up in [from, to), where to may be
-// +infinity, narrowed to the days that days may hold events of the id in
-// (all, for nil days), or left out when it holds none.
-func (w *trackWindow) look(f *trackFilter, days []int64, held trackDays, owner, typ, id string, from, to pgtype.Timestamptz) {
-	if held != nil {
-		h1, h2 := idHash(f.seed, typ, id)
-		lo, hi := dayOf(from.Time), int64(1<<62)
-		if to.InfinityModifier == pgtype.Finite {
-			hi = dayOf(to.Time.Add(-time.Microsecond))
-		}
-		var first, last int64
-		found := lo < f.from // the days before the filter's first may hold events
-		if found {
-			first, last = lo, min(hi, f.from-1)
-		}
-		i := sort.Search(len(days), func(i int) bool { return days[i] >= max(lo, f.from) })
-		for ; i < len(days) && days[i] <= hi; i++ {
-			if held[days[i]].has(h1, h2) {
-				if !found {
-					first, found = days[i], true
-				}
-				last = days[i]
-			}
-		}
-		if !found {
-			w.quiet++
-			return
-		}
-		if s := dayStart(first); s.After(from.Time) {
-			from.Time = s
-		}
-		if e := dayStart(last + 1); to.InfinityModifier != pgtype.Finite || e.Before(to.Time) {
-			to = pgtype.Timestamptz{Time: e, Valid: true}
-		}
-	}
+func (w *trackWindow) add(owner, typ, id string, from, to pgtype.Timestamptz) {
 	w.owners, w.types, w.ids = append(w.owners, owner), append(w.types, typ), append(w.ids, id)
 	w.from, w.to = append(w.from, from), append(w.to, to)
+}
+
+// look adds an id (of owner) to look up in [from, to), where to may be
+// +infinity: the whole window for nil held, else each run of consecutive
+// days of it that held may hold events of the id in (every day before the
+// filter's first may), or nothing when there is none. A false positive
+// of the filter costs the lookup of its own day, not of the days between
+// it and the id's events.
+func (w *trackWindow) look(f *trackFilter, days []int64, held trackDays, owner, typ, id string, from, to pgtype.Timestamptz) {
+	if held == nil {
+		w.add(owner, typ, id, from, to)
+		w.probed++
+		return
+	}
+	h1, h2 := idHash(f.seed, typ, id)
+	lo, hi := dayOf(from.Time), int64(1<<62)
+	if to.InfinityModifier == pgtype.Finite {
+		hi = dayOf(to.Time.Add(-time.Microsecond))
+	}
+	n := len(w.ids)
+	emit := func(first, last int64) { // the days first to last
+		a, b := from, to
+		if s := dayStart(first); s.After(a.Time) {
+			a.Time = s
+		}
+		if e := dayStart(last + 1); b.InfinityModifier != pgtype.Finite || e.Before(b.Time) {
+			b = pgtype.Timestamptz{Time: e, Valid: true}
+		}
+		w.add(owner, typ, id, a, b)
+	}
+	var first, last int64
+	open := lo < f.from // the days before the filter's first may hold events
+	if open {
+		first, last = lo, min(hi, f.from-1)
+	}
+	i := sort.Search(len(days), func(i int) bool { return days[i] >= max(lo, f.from) })
+	for ; i < len(days) && days[i] <= hi; i++ {
+		d := days[i]
+		if !held[d].has(h1, h2) {
+			continue
+		}
+		if open && d == last+1 {
+			last = d
+			continue
+		}
+		if open {
+			emit(first, last)
+		}
+		first, last, open = d, d, true
+	}
+	if open {
+		emit(first, last)
+	}
+	if len(w.ids) == n {
+		w.quiet++
+	} else {
+		w.probed++
+	}
 }

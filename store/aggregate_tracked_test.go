@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -66,9 +67,18 @@ func TestTrackFilterCycles(t *testing.T) {
 		t.Error("b looked up in a window that starts after its day")
 	}
 
+	// An id with events on days apart is looked up on each run of them,
+	// not on the days between.
+	f.Advance(44, reads, ev("e", 2, 0), ev("e", 3, 9), ev("e", 7, 1))
+	got := f.Ranges("customer", "e", day(1, 12), day(8, 12))
+	want := [][2]time.Time{{day(2, 0), day(4, 0)}, {day(7, 0), day(8, 0)}}
+	if !slices.EqualFunc(got, want, func(a, b [2]time.Time) bool { return a[0].Equal(b[0]) && a[1].Equal(b[1]) }) {
+		t.Errorf("Ranges(e) = %v, want %v", got, want)
+	}
+
 	// Another process's cycle came between: not usable, and no build
 	// before an hour since the last.
-	if f.Advance(45, reads, ev("d", 2, 0)) || f.Builds() != 1 {
+	if f.Advance(46, reads, ev("d", 2, 0)) || f.Builds() != 1 {
 		t.Errorf("after a gap in the cycles: usable, or %d builds, want neither", f.Builds())
 	}
 	if look, _, _, noEnd := f.Look("customer", "never", from, nil); !look || !noEnd {
@@ -87,17 +97,17 @@ func TestTrackFilterCycles(t *testing.T) {
 	for _, c := range []struct {
 		id       string
 		from, to time.Time
-		look     bool
-		lo, hi   time.Time
+		want     [][2]time.Time
 	}{
-		{"none", day(2, 0), day(8, 0), true, day(2, 0), day(5, 0)},
-		{"none", day(5, 0), day(8, 0), false, time.Time{}, time.Time{}},
-		{"late", day(2, 3), day(9, 0), true, day(2, 3), day(7, 0)},
-		{"late", day(5, 1), day(9, 0), true, day(6, 0), day(7, 0)},
+		{"none", day(2, 0), day(8, 0), [][2]time.Time{{day(2, 0), day(5, 0)}}},
+		{"none", day(5, 0), day(8, 0), nil},
+		{"late", day(2, 3), day(9, 0), [][2]time.Time{{day(2, 3), day(5, 0)}, {day(6, 0), day(7, 0)}}},
+		{"late", day(5, 1), day(9, 0), [][2]time.Time{{day(6, 0), day(7, 0)}}},
+		{"late", day(4, 1), day(6, 5), [][2]time.Time{{day(4, 1), day(5, 0)}, {day(6, 0), day(6, 5)}}},
 	} {
-		look, lo, hi, _ := h.Look("customer", c.id, c.from, ptr(c.to))
-		if look != c.look || !lo.Equal(c.lo) || !hi.Equal(c.hi) {
-			t.Errorf("from the fifth day: Look(%s, [%v, %v)) = %v [%v, %v), want %v [%v, %v)", c.id, c.from, c.to, look, lo, hi, c.look, c.lo, c.hi)
+		got := h.Ranges("customer", c.id, c.from, c.to)
+		if !slices.EqualFunc(got, c.want, func(a, b [2]time.Time) bool { return a[0].Equal(b[0]) && a[1].Equal(b[1]) }) {
+			t.Errorf("from the fifth day: Ranges(%s, [%v, %v)) = %v, want %v", c.id, c.from, c.to, got, c.want)
 		}
 	}
 

@@ -135,7 +135,7 @@ func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef, end pgtype.Time
 		}
 	}
 	_, err = tx.Exec(ctx, `ANALYZE a_owned`)
-	return len(w.ids), w.quiet, err
+	return w.probed, w.quiet, err
 }
 
 // splitFreshSQL splits the units of experiment $1 in a_pairs in two: the

@@ -303,7 +303,27 @@ func (t *TrackFilter) Look(typ, id string, from time.Time, to *time.Time) (look 
 	if len(w.ids) == 0 {
 		return false, time.Time{}, time.Time{}, false
 	}
+	if len(w.ids) > 1 {
+		panic("Look: several ranges; use Ranges")
+	}
 	return true, w.from[0].Time, w.to[0].Time, w.to[0].InfinityModifier == pgtype.Infinity
+}
+
+// Ranges is every range a history step would look an id up in, for a
+// window [from, to).
+func (t *TrackFilter) Ranges(typ, id string, from, to time.Time) [][2]time.Time {
+	var days []int64
+	for d := range t.f.days {
+		days = append(days, d)
+	}
+	slices.Sort(days)
+	var w trackWindow
+	w.look(t.f, days, t.f.days, "o", typ, id, pgtype.Timestamptz{Time: from, Valid: true}, pgtype.Timestamptz{Time: to, Valid: true})
+	var out [][2]time.Time
+	for i := range w.ids {
+		out = append(out, [2]time.Time{w.from[i].Time, w.to[i].Time})
+	}
+	return out
 }
 
 // SetTrackFilterRebuildForTest sets the least time between two builds of
