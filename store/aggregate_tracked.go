@@ -80,6 +80,9 @@ const (
 	// 2-4 bytes each): past it, the filter is dropped for good and the
 	// history probes every partition.
 	maxTrackFilterIDs = 50_000_000
+	// trackBuildPace is how long a build waits after each batch of rows,
+	// in multiples of the time it took to read and add them.
+	trackBuildPace = 3
 	// firstDayIDs is the capacity of a day's first segment; each next one
 	// holds twice as many.
 	firstDayIDs = 1 << 14
@@ -317,6 +320,7 @@ func (db *DB) buildTracks(b *trackBuild, reads []string) {
 		fd := rows.FieldDescriptions()
 		binaryTS := len(fd) == 3 && fd[2].Format == pgx.BinaryFormatCode && fd[2].DataTypeOID == pgtype.TimestamptzOID
 		var ts time.Time
+		chunk := time.Now()
 		for rows.Next() {
 			v := rows.RawValues()
 			var k key
@@ -330,9 +334,22 @@ func (db *DB) buildTracks(b *trackBuild, reads []string) {
 				k.day = dayOf(ts)
 			}
 			k.h1, k.h2 = idHashBytes(f.seed, v[0], v[1])
-			if keys = append(keys, k); len(keys) == batch && !flush() {
+			if keys = append(keys, k); len(keys) < batch {
+				continue
+			}
+			if !flush() {
 				return errTrackBuildDropped
 			}
+			// Paced: a build takes about a quarter of a core, not all of
+			// one, from the cycles of a server that has just started.
+			if pace := time.Since(chunk) * trackBuildPace; pace > 0 {
+				select {
+				case <-ctx.Done():
+					return ctx.Err()
+				case <-time.After(pace):
+				}
+			}
+			chunk = time.Now()
 		}
 		if err := rows.Err(); err != nil {
 			return err

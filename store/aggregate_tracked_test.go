@@ -312,3 +312,43 @@ func BenchmarkTrackFilterAdvance(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*events), "ns/event")
 }
+
+// TestAggregateTrackFilterBuild: a server started on stored events builds
+// its filter from them, in batches (paced), and its history then looks up
+// a customer exposed after one of those events and leaves a new one out.
+func TestAggregateTrackFilterBuild(t *testing.T) {
+	dbs := twoProcesses(t)
+	createAggMetrics(t, dbs[0])
+	createAggExperiments(t, dbs[0], "")
+	r := rand.New(rand.NewPCG(29, 30))
+	at := aggBase.Add(50 * time.Hour)
+	mustWrite(t, dbs[0], exposure("customer", "bt0", "agg-cust", "control", at, ""))
+	aggregateAll(t, dbs[0])
+	const n = 20_000 // more than two of a build's batches
+	for i := 0; i < n; i += 1000 {
+		var events []flywheel.Event
+		for j := i; j < i+1000; j++ {
+			e := track(fmt.Sprintf("bb-%d", j), "purchase", at.Add(time.Duration(j)*time.Second))
+			e.Value = aggF(float64(1 + j%40))
+			events = append(events, e)
+		}
+		mustWrite(t, dbs[0], events...)
+	}
+	aggregateAll(t, dbs[0])
+	// The other server's first cycle that reads events starts its build.
+	mustWrite(t, dbs[1], exposure("customer", "bt1", "agg-cust", "treatment", at.Add(30*time.Hour), ""))
+	aggregateAll(t, dbs[1])
+	if !store.WaitTrackFilterForTest(dbs[1]) {
+		t.Fatal("the build of the filter from the stored events did not end well")
+	}
+	mustWrite(t, dbs[1], exposure("customer", "bb-12345", "agg-cust", "treatment", at.Add(30*time.Hour), ""),
+		exposure("customer", "bt2", "agg-cust", "control", at.Add(30*time.Hour), ""))
+	rep := aggregateAll(t, dbs[1])
+	if b := rep.TrackFilter; b == nil || b.Err != nil || b.Keys < n-n/100 || b.Keys > n {
+		t.Errorf("the build took up: %+v, want about %d keys (a few fewer: the filter's false positives)", b, n)
+	}
+	if rep.Probed != 1 || rep.Quiet != 1 {
+		t.Errorf("history looked up %d ids and left out %d, want 1 and 1", rep.Probed, rep.Quiet)
+	}
+	verifyAggregates(t, dbs[1], r, "after the build", "agg-cust", "agg-dev")
+}
