@@ -29,7 +29,9 @@ import (
 //     to the exposures it can change (its own, and for customer experiments
 //     those of its identity root), recomputes those units' values from their
 //     events for every definition (experiment × metric), and adds the
-//     difference between new and old values to the variant sums. Every step
+//     difference between new and old values to the variant sums (reading
+//     each id's events only on the days a filter says may hold some:
+//     store/aggregate_tracked.go). Every step
 //     is a recomputation of whole units, so folding a unit in twice, or in
 //     an order different from its events, cannot double-count. A unit
 //     without events in the windows and without aggregates yet (a new
