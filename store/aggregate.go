@@ -643,7 +643,16 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 	}
 	// And their track events into the filter of tracked days, before the
 	// history step reads it.
-	held, built := db.tracks.advance(queueCycle, read, tracks, func(b *trackBuild, reads []string) {
+	// The days it keeps count back from now, or from the end of the
+	// latest day it holds if sooner (a database of past events).
+	now := db.now()
+	keep := func(end time.Time) int64 {
+		if now.Before(end) {
+			end = now
+		}
+		return trackKeep(ready, end)
+	}
+	held, built := db.tracks.advance(queueCycle, read, tracks, keep, func(b *trackBuild, reads []string) {
 		b.from = trackHorizon(ctx, tx, ready, db.now())
 		db.startTracks(b, reads)
 	})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"hash/maphash"
+	"maps"
 	"math"
 	"math/bits"
 	"slices"
@@ -24,10 +25,11 @@ import (
 // track event that a ready definition reads, so that the history looks up
 // only the days that may hold one, and no day at all for most new units.
 //
-// It holds every (id, day) of such an event that a cycle can see (and
-// some it does not: a Bloom filter's false positives, erased events). It
-// is built by reading the events, in the background on a connection of
-// its own; each cycle that takes queue rows adds their track events
+// It holds every (id, day) of such an event that a cycle can see, from
+// its first day on (and some it does not: a Bloom filter's false
+// positives, erased events); every earlier day may hold events. It is
+// built by reading the events from that day on (trackHorizon), in the
+// background on a connection of its own, paced; each cycle that takes queue rows adds their track events
 // before its history step, to the built filter or to the one being built.
 // An event gets into the events table only with the queue row that names
 // it (store/events.go), so the filter misses no event as long as it has
@@ -210,11 +212,15 @@ func (f *trackFilter) addOne(days trackDays, typ, id string, ts time.Time) {
 
 // advance brings the filter to queue cycle c, whose queue rows hold the
 // track events tracks (those of the events reads, which the cycle's ready
-// definitions read), and starts a build when there is none and the last
-// began long enough ago; start runs it. It returns the days for the
-// cycle's history step, or nil when the filter cannot tell, and the
-// build that ended since the last cycle, if one did (well or not).
-func (f *trackFilter) advance(c int64, reads []string, tracks []queueTracks, start func(*trackBuild, []string)) (trackDays, *TrackFilterBuild) {
+// definitions read), drops the days before keep(the end of the latest
+// day it holds) (from then on, every earlier day may hold events: a
+// server running for months keeps only the days that new units' windows
+// reach, trackKeep), and starts a build
+// when there is none and the last began long enough ago; start runs it.
+// It returns the days for the cycle's history step, or nil when the
+// filter cannot tell, and the build that ended since the last cycle, if
+// one did (well or not).
+func (f *trackFilter) advance(c int64, reads []string, tracks []queueTracks, keep func(time.Time) int64, start func(*trackBuild, []string)) (trackDays, *TrackFilterBuild) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.off {
@@ -234,6 +240,16 @@ func (f *trackFilter) advance(c int64, reads []string, tracks []queueTracks, sta
 	}
 	switch {
 	case f.days != nil:
+		if len(f.days) > 0 {
+			if k := keep(dayStart(slices.Max(slices.Collect(maps.Keys(f.days))) + 1)); k > f.from {
+				for d := range f.days {
+					if d < k {
+						delete(f.days, d)
+					}
+				}
+				f.from = k
+			}
+		}
 		f.add(f.days, tracks)
 		if f.days.size() > maxTrackFilterIDs {
 			f.days, f.off = nil, true
@@ -393,29 +409,35 @@ func (e trackBuildError) Error() string { return string(e) }
 
 const errTrackBuildDropped = trackBuildError("the track filter's build was dropped")
 
-// trackHorizon is the first day a new filter of tracked days reads: two
-// days before the longest CUPED period of the ready definitions, counted
-// back from now, or from the end of the latest partition with an event
-// (visibleEventsEnd) if that is sooner. New exposures are near now, and
-// their windows start after it. Only a unit exposed earlier looks further
-// back, and it looks up every day before the horizon. Events stamped
-// ahead of time do not move it. Every day (math.MinInt64) when there is
-// no such end (the default partition holds events, or none is seen).
-func trackHorizon(ctx context.Context, tx pgx.Tx, ready []aggDef, now time.Time) int64 {
-	end, err := visibleEventsEnd(ctx, tx)
-	if err != nil || end.InfinityModifier != pgtype.Finite {
-		return math.MinInt64 // an error aborts the cycle's transaction: its next statement reports it
-	}
+// trackKeep is the first day a filter of tracked days needs to hold at
+// now: two days before the longest CUPED period of the ready definitions.
+// New exposures are near now, and their windows start after it. Only a
+// unit exposed earlier looks further back, and it looks up every day
+// before the filter's first.
+func trackKeep(ready []aggDef, now time.Time) int64 {
 	lower := 0
 	for _, d := range ready {
 		if d.metric != nil {
 			lower = max(lower, d.metric.CUPEDHours)
 		}
 	}
+	return dayOf(now.Add(-time.Duration(lower)*time.Hour)) - 2
+}
+
+// trackHorizon is the first day a new filter of tracked days reads: the
+// trackKeep of now, or of the end of the latest partition with an event
+// (visibleEventsEnd) if that is sooner (events stamped ahead of time do
+// not move it); every day (math.MinInt64) when there is no such end (the
+// default partition holds events, or none is seen).
+func trackHorizon(ctx context.Context, tx pgx.Tx, ready []aggDef, now time.Time) int64 {
+	end, err := visibleEventsEnd(ctx, tx)
+	if err != nil || end.InfinityModifier != pgtype.Finite {
+		return math.MinInt64 // an error aborts the cycle's transaction: its next statement reports it
+	}
 	if end.Time.Before(now) {
 		now = end.Time
 	}
-	return dayOf(now.Add(-time.Duration(lower)*time.Hour)) - 2
+	return trackKeep(ready, now)
 }
 
 // startTracks starts a build of the track filter in the background, of

@@ -111,6 +111,22 @@ func TestTrackFilterCycles(t *testing.T) {
 		}
 	}
 
+	// A server running for days drops the days its new units' windows no
+	// longer reach: they may hold events from then on.
+	h.Advance(3, reads, ev("late", 9, 0), ev("other", 9, 0))
+	if n := h.Keys(); n != 3 {
+		t.Fatalf("%d keys, want 3", n)
+	}
+	h.Keep(day(8, 0))
+	h.Advance(4, reads)
+	if n := h.Keys(); n != 2 {
+		t.Errorf("%d keys after the days before the eighth were dropped, want 2", n)
+	}
+	got = h.Ranges("customer", "none", day(5, 1), day(10, 0))
+	if want := [][2]time.Time{{day(5, 1), day(8, 0)}}; !slices.EqualFunc(got, want, func(a, b [2]time.Time) bool { return a[0].Equal(b[0]) && a[1].Equal(b[1]) }) {
+		t.Errorf("after the days before the eighth were dropped: Ranges(none) = %v, want %v", got, want)
+	}
+
 	g := store.NewTrackFilterForTest(0)
 	g.Advance(7, reads)
 	g.FinishBuild(0)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"time"
 
@@ -241,7 +242,14 @@ func BindSizeForTest(name string, values [][]byte) int {
 type TrackFilter struct {
 	f      *trackFilter
 	builds []*trackBuild
+	keep   int64
 }
+
+// Keep makes the next cycles drop the days before day.
+func (t *TrackFilter) Keep(day time.Time) { t.keep = dayOf(day) }
+
+// Keys is how many (id, day) keys the built filter holds.
+func (t *TrackFilter) Keys() int { return t.f.days.size() }
 
 // TrackEvent is a track event's id and time.
 type TrackEvent struct {
@@ -254,7 +262,7 @@ type TrackEvent struct {
 func NewTrackFilterForTest(every time.Duration) *TrackFilter {
 	f := newTrackFilter(context.Background())
 	f.every = every
-	return &TrackFilter{f: f}
+	return &TrackFilter{f: f, keep: math.MinInt64}
 }
 
 // Advance plays queue cycle c, whose definitions read the events reads
@@ -265,7 +273,8 @@ func (t *TrackFilter) Advance(c int64, reads []string, events ...TrackEvent) boo
 	for _, e := range events {
 		q.types, q.ids, q.ts = append(q.types, e.Type), append(q.ids, e.ID), append(q.ts, e.TS)
 	}
-	held, _ := t.f.advance(c, reads, []queueTracks{q}, func(b *trackBuild, _ []string) { t.builds = append(t.builds, b) })
+	keep := func(time.Time) int64 { return t.keep }
+	held, _ := t.f.advance(c, reads, []queueTracks{q}, keep, func(b *trackBuild, _ []string) { t.builds = append(t.builds, b) })
 	return held != nil
 }
 
