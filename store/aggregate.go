@@ -110,8 +110,9 @@ type Fold struct {
 
 // Step is the time one step of an aggregation cycle took: "statistics"
 // (analyzing agg_units and exposures, when they have grown), "queue"
-// (taking the queue rows), "roots" (identity roots of the named units, and
-// which of them have a link now), "pairs" (their exposures), "history"
+// (taking the queue rows), "roots" (identity roots of the named units,
+// which of them have a link now, and the queue rows' track events added
+// to the filter of tracked days), "pairs" (their exposures), "history"
 // (reading their events), "units" (recomputing them), "track owners" (the
 // units, and identity roots, that own the new track events, staged with
 // them), "crossover", "build" (a definition built from scratch), "tracks"
@@ -642,9 +643,9 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 		return nil, fmt.Errorf("linked ids: %w", err)
 	}
 	// And their track events into the filter of tracked days, before the
-	// history step reads it.
-	// The days it keeps count back from now, or from the end of the
-	// latest day it holds if sooner (a database of past events).
+	// history step reads it. The days it keeps count back from now, or
+	// from the end of the latest day it holds if sooner (a database of
+	// past events).
 	now := db.now()
 	keep := func(end time.Time) int64 {
 		if now.Before(end) {
