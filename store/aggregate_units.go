@@ -45,10 +45,11 @@ const membersByProbe = `members(owner, unit_type, unit_id, depth) AS (
 // track events that any of its metrics reads: the units' own, and for a
 // customer experiment those of every id linked to them. No event the
 // cycle sees is at or after end (visibleEventsEnd). The ids are listed
-// first, each with its window, and each id's events are looked up only in
-// the days that held may hold some (trackFilter; every day of the window
-// for nil held). It returns how many ids it looked up and how many it
-// left out because held has none of their events.
+// first, each with its window, and each id's events are looked up only on
+// the days that the filter's days held say may hold some (trackFilter;
+// every day of the window for nil held). It returns how many ids it
+// looked up and how many it left out because held has none of their
+// events.
 func collectOwned(ctx context.Context, tx pgx.Tx, defs []aggDef, end pgtype.Timestamptz, f *trackFilter, held trackDays) (probed, quiet int, err error) {
 	e := defs[0].exp
 	var events []string
