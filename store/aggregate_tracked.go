@@ -76,10 +76,11 @@ type trackBuild struct {
 
 const (
 	// trackFilterRebuild is the least time between two builds of a track
-	// filter: each reads every track event stored.
+	// filter: each reads every track event stored since its horizon.
 	trackFilterRebuild = time.Minute
-	// maxTrackFilterIDs bounds the (id, day) keys a filter holds (about
-	// 2-4 bytes each): past it, the filter is dropped for good and the
+	// maxTrackFilterIDs bounds the (id, day) keys a filter holds (3 to 6
+	// bytes each: dayBitsPerID at a segment's capacity, twice that in a
+	// day's newest segment while it fills): past it, the filter is dropped for good and the
 	// history probes every partition.
 	maxTrackFilterIDs = 50_000_000
 	// trackBuildPace is how long a build waits after each batch of rows,
@@ -121,10 +122,10 @@ func (d *dayBloom) has(h1, h2 uint64) bool {
 	return false
 }
 
-// add adds a key, unless it may be held already, and says whether it did.
-func (d *dayBloom) add(h1, h2 uint64) bool {
+// add adds a key, unless it may be held already.
+func (d *dayBloom) add(h1, h2 uint64) {
 	if d.has(h1, h2) {
-		return false
+		return
 	}
 	if len(d.segs) == 0 || d.n >= d.cap {
 		d.cap = max(firstDayIDs, 2*d.cap)
@@ -132,7 +133,6 @@ func (d *dayBloom) add(h1, h2 uint64) bool {
 	}
 	d.segs[len(d.segs)-1].add(h1, h2)
 	d.n++
-	return true
 }
 
 // blockBloom is a Bloom filter whose filterHashes bits for a key are all
