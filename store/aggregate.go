@@ -516,12 +516,54 @@ func readEvents(defs []aggDef) []string {
 	return read
 }
 
+// advanceTracks brings the filter of tracked days up to queue cycle c,
+// with the track events of the queue rows the cycle took, or none for an
+// idle cycle (see trackFilter.advance), and reports a build that ended. It returns the
+// days for the cycle's history step, nil when the filter cannot tell. The
+// days the filter keeps count back from now, or from the end of the
+// latest day it holds if sooner (a database of past events).
+func (db *DB) advanceTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, read []string, c int64, idle bool, tracks []queueTracks, rep *AggregateReport) trackDays {
+	now := db.now()
+	keep := func(end time.Time) int64 {
+		if now.Before(end) {
+			end = now
+		}
+		return trackKeep(ready, end)
+	}
+	held, built := db.tracks.advance(c, idle, read, tracks, keep, func(b *trackBuild, reads []string) {
+		b.from = trackHorizon(ctx, tx, ready, db.now())
+		db.startTracks(b, reads)
+	})
+	if built != nil && !errors.Is(built.Err, errTrackBuildDropped) {
+		rep.TrackFilter = built
+	}
+	return held
+}
+
 // foldQueue takes the visible queue rows and recomputes the units they
 // name for every ready definition, and the crossover of their customers.
 func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftovers bool, rep *AggregateReport) (staged *stagedCycle, err error) {
 	var queued bool
-	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agg_queue)`).Scan(&queued); err != nil || !queued {
+	if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM agg_queue)`).Scan(&queued); err != nil {
 		return nil, err
+	}
+	read := readEvents(ready)
+	if !queued {
+		// An idle cycle starts the filter of tracked days' build, or takes
+		// up one that ended: a server started on a large database builds
+		// it before the first burst of new customers, not during it.
+		// It takes no number of agg_queue_cycle, which would break other
+		// processes' filters' chains: the filter is brought to the last
+		// one taken (every cycle that took queue rows has ended, under the
+		// aggregation lock this one holds, and their rows are gone).
+		if db.tracks.due(read) {
+			var queueCycle int64
+			if err := tx.QueryRow(ctx, `SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END FROM agg_queue_cycle`).Scan(&queueCycle); err != nil {
+				return nil, err
+			}
+			db.advanceTracks(ctx, tx, ready, read, queueCycle, true, nil, rep)
+		}
+		return nil, nil
 	}
 	last := time.Now()
 	var oldest time.Time // the receipt of the oldest queue row taken
@@ -547,7 +589,6 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 	// deleted, never read nor decompressed.
 	trackCols := "q.track_types, q.track_ids, q.track_ts, q.track_events, q.track_values"
 	returning := "*"
-	read := readEvents(ready)
 	if len(read) == 0 {
 		trackCols = "NULL::text[], NULL::text[], NULL::timestamptz[], NULL::text[], NULL::float8[]"
 		returning = "at, unit_types, unit_ids"
@@ -643,23 +684,8 @@ func (db *DB) foldQueue(ctx context.Context, tx pgx.Tx, ready []aggDef, leftover
 		return nil, fmt.Errorf("linked ids: %w", err)
 	}
 	// And their track events into the filter of tracked days, before the
-	// history step reads it. The days it keeps count back from now, or
-	// from the end of the latest day it holds if sooner (a database of
-	// past events).
-	now := db.now()
-	keep := func(end time.Time) int64 {
-		if now.Before(end) {
-			end = now
-		}
-		return trackKeep(ready, end)
-	}
-	held, built := db.tracks.advance(queueCycle, read, tracks, keep, func(b *trackBuild, reads []string) {
-		b.from = trackHorizon(ctx, tx, ready, db.now())
-		db.startTracks(b, reads)
-	})
-	if built != nil && !errors.Is(built.Err, errTrackBuildDropped) {
-		rep.TrackFilter = built
-	}
+	// history step reads it.
+	held := db.advanceTracks(ctx, tx, ready, read, queueCycle, false, tracks, rep)
 	rep.lap("roots", &last)
 	// Every lookup by index, one unit at a time (see membersByProbe): the
 	// cost follows the units named, not the size of exposures or agg_units.

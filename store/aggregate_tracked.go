@@ -29,13 +29,17 @@ import (
 // its first day on (and some it does not: a Bloom filter's false
 // positives, erased events); every earlier day may hold events. It is
 // built by reading the events from that day on (trackHorizon), in the
-// background on a connection of its own, paced; each cycle that takes queue rows adds their track events
+// background on a connection of its own, paced, from the first cycle that
+// has definitions reading events (an idle one too: a server started on a
+// large database builds it before the first burst of new customers, not
+// during it); each cycle that takes queue rows adds their track events
 // before its history step, to the built filter or to the one being built.
 // An event gets into the events table only with the queue row that names
 // it (store/events.go), so the filter misses no event as long as it has
 // seen the queue rows of every cycle since its build began. Cycles run one
-// at a time across processes, each with the next number of
-// agg_queue_cycle: a cycle whose number does not follow the last one this
+// at a time across processes, each that takes queue rows with the next
+// number of agg_queue_cycle (an idle cycle takes none: it reads the last
+// one taken): a cycle whose number does not follow the last one this
 // filter saw comes after another process's cycle (or a lost number), and
 // the filter is dropped and built again, at most once every
 // trackFilterRebuild. A cycle whose definitions read an event the filter
@@ -212,7 +216,8 @@ func (f *trackFilter) addOne(days trackDays, typ, id string, ts time.Time) {
 
 // advance brings the filter to queue cycle c, whose queue rows hold the
 // track events tracks (those of the events reads, which the cycle's ready
-// definitions read), drops the days before keep(the end of the latest
+// definitions read), or, for an idle cycle (one that took no queue rows),
+// to the last number of agg_queue_cycle taken, c; it drops the days before keep(the end of the latest
 // day it holds) (from then on, every earlier day may hold events: a
 // server running for months keeps only the days that new units' windows
 // reach, trackKeep), and starts a build
@@ -220,13 +225,17 @@ func (f *trackFilter) addOne(days trackDays, typ, id string, ts time.Time) {
 // It returns the days for the cycle's history step, or nil when the
 // filter cannot tell, and the build that ended since the last cycle, if
 // one did (well or not).
-func (f *trackFilter) advance(c int64, reads []string, tracks []queueTracks, keep func(time.Time) int64, start func(*trackBuild, []string)) (trackDays, *TrackFilterBuild) {
+func (f *trackFilter) advance(c int64, idle bool, reads []string, tracks []queueTracks, keep func(time.Time) int64, start func(*trackBuild, []string)) (trackDays, *TrackFilterBuild) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.off {
 		return nil, nil
 	}
-	if c != f.last+1 || !covers(f.reads, reads) {
+	follows := c == f.last+1
+	if idle {
+		follows = c == f.last
+	}
+	if !follows || !covers(f.reads, reads) {
 		f.days, f.build = nil, nil // another process's cycle came between, or new events are read
 	}
 	f.last = c
@@ -269,6 +278,24 @@ func (f *trackFilter) advance(c int64, reads []string, tracks []queueTracks, kee
 	f.add(f.build.days, tracks) // the build sees them too; harmless twice
 	start(f.build, slices.Clone(f.reads))
 	return nil, built
+}
+
+// due says whether a cycle that takes no queue rows should advance the
+// filter for definitions that read reads: a build has ended and waits to
+// be taken up, or one would start (the filter is not built, or not for
+// these events, and none began within every).
+func (f *trackFilter) due(reads []string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case f.off || len(reads) == 0:
+		return false
+	case f.build != nil:
+		return f.build.done
+	case f.days != nil && covers(f.reads, reads):
+		return false
+	}
+	return f.started.IsZero() || time.Since(f.started) >= f.every
 }
 
 // TrackFilterBuild says how a build of the filter of tracked days ended

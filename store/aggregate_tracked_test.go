@@ -151,6 +151,44 @@ func TestTrackFilterCycles(t *testing.T) {
 	if g.Advance(13, []string{"purchase", "signup"}) || g.Builds() != 3 {
 		t.Errorf("cycles that read a new event: usable, or %d builds, want a third build and not usable", g.Builds())
 	}
+
+	// Idle cycles (no queue rows taken, no number of their own) start a
+	// build and take it up, so that the first cycle with new units finds
+	// it built; one that sees a number it did not follows another
+	// process's cycle.
+	i := store.NewTrackFilterForTest(0)
+	if due, _ := i.Idle(5, nil); due {
+		t.Error("an idle cycle with no definition reading events is due")
+	}
+	if due, held := i.Idle(5, reads); !due || held || i.Builds() != 1 {
+		t.Fatalf("first idle cycle: due %v, usable %v, %d builds; want a build started", due, held, i.Builds())
+	}
+	if due, _ := i.Idle(5, reads); due {
+		t.Error("an idle cycle is due while the build is under way")
+	}
+	i.FinishBuild(0, ev("stored", 2, 0))
+	if due, held := i.Idle(5, reads); !due || !held {
+		t.Fatalf("idle cycle after the build ended: due %v, usable %v; want it taken up", due, held)
+	}
+	if due, _ := i.Idle(5, reads); due {
+		t.Error("an idle cycle is due with the filter built")
+	}
+	if !i.Advance(6, reads, ev("n", 3, 0)) {
+		t.Fatal("the first cycle after idle ones cannot use the filter they built")
+	}
+	if look, _, _, _ := i.Look("customer", "stored", from, nil); !look {
+		t.Error("the build's id left out")
+	}
+	if due, _ := i.Idle(6, []string{"purchase", "signup"}); !due || i.Builds() != 2 {
+		t.Errorf("idle cycle whose definitions read a new event: due %v, %d builds; want a second build", due, i.Builds())
+	}
+	i.FinishBuild(1)
+	if due, held := i.Idle(7, reads); !due || held {
+		t.Errorf("idle cycle after another process's cycle 7: due %v, usable %v; want the build dropped", due, held)
+	}
+	if i.Advance(8, reads) {
+		t.Error("usable after another process's cycle")
+	}
 }
 
 func ptr[T any](v T) *T { return &v }
@@ -330,8 +368,9 @@ func BenchmarkTrackFilterAdvance(b *testing.B) {
 }
 
 // TestAggregateTrackFilterBuild: a server started on stored events builds
-// its filter from them, in batches (paced), and its history then looks up
-// a customer exposed after one of those events and leaves a new one out.
+// its filter from them, in batches (paced), in its idle cycles, and its
+// first cycle with new units then looks up a customer exposed after one
+// of those events and leaves a new one out.
 func TestAggregateTrackFilterBuild(t *testing.T) {
 	dbs := twoProcesses(t)
 	createAggMetrics(t, dbs[0])
@@ -351,20 +390,33 @@ func TestAggregateTrackFilterBuild(t *testing.T) {
 		mustWrite(t, dbs[0], events...)
 	}
 	aggregateAll(t, dbs[0])
-	// The other server's first cycle that reads events starts its build.
-	mustWrite(t, dbs[1], exposure("customer", "bt1", "agg-cust", "treatment", at.Add(30*time.Hour), ""))
-	aggregateAll(t, dbs[1])
+	// The other server, started on them: its first cycle, with nothing
+	// queued, starts its build, and the next idle one takes it up.
+	if rep := aggregateAll(t, dbs[1]); rep.Queued != 0 || rep.TrackFilter != nil {
+		t.Fatalf("the first idle cycle took %d queue rows, or a build %+v", rep.Queued, rep.TrackFilter)
+	}
 	if !store.WaitTrackFilterForTest(dbs[1]) {
 		t.Fatal("the build of the filter from the stored events did not end well")
 	}
-	mustWrite(t, dbs[1], exposure("customer", "bb-12345", "agg-cust", "treatment", at.Add(30*time.Hour), ""),
-		exposure("customer", "bt2", "agg-cust", "control", at.Add(30*time.Hour), ""))
 	rep := aggregateAll(t, dbs[1])
 	if b := rep.TrackFilter; b == nil || b.Err != nil || b.Keys < n-n/100 || b.Keys > n {
-		t.Errorf("the build took up: %+v, want about %d keys (a few fewer: the filter's false positives)", b, n)
+		t.Errorf("the build taken up by an idle cycle: %+v, want about %d keys (a few fewer: the filter's false positives)", b, n)
 	}
+	// So the first cycle with new units narrows their history.
+	mustWrite(t, dbs[1], exposure("customer", "bb-12345", "agg-cust", "treatment", at.Add(30*time.Hour), ""),
+		exposure("customer", "bt2", "agg-cust", "control", at.Add(30*time.Hour), ""))
+	rep = aggregateAll(t, dbs[1])
 	if rep.Probed != 1 || rep.Quiet != 1 {
 		t.Errorf("history looked up %d ids and left out %d, want 1 and 1", rep.Probed, rep.Quiet)
 	}
 	verifyAggregates(t, dbs[1], r, "after the build", "agg-cust", "agg-dev")
+	// An idle cycle of the first server (its filter was built by its own
+	// cycles) leaves the other's chain whole: the other's next cycle still
+	// narrows.
+	aggregateAll(t, dbs[0])
+	mustWrite(t, dbs[1], exposure("customer", "bt3", "agg-cust", "control", at.Add(31*time.Hour), ""))
+	if rep = aggregateAll(t, dbs[1]); rep.Probed != 0 || rep.Quiet != 1 {
+		t.Errorf("after the other server's idle cycle: history looked up %d ids and left out %d, want 0 and 1", rep.Probed, rep.Quiet)
+	}
+	verifyAggregates(t, dbs[1], r, "after an idle cycle of the other server", "agg-cust", "agg-dev")
 }

@@ -273,8 +273,23 @@ func (t *TrackFilter) Advance(c int64, reads []string, events ...TrackEvent) boo
 	for _, e := range events {
 		q.types, q.ids, q.ts = append(q.types, e.Type), append(q.ids, e.ID), append(q.ts, e.TS)
 	}
+	return t.advance(c, false, reads, []queueTracks{q})
+}
+
+// Idle plays an idle cycle (one that took no queue rows) when the last
+// number of agg_queue_cycle taken was c and the filter is due (see
+// trackFilter.due), says whether it was, and whether a history step could
+// use the filter then.
+func (t *TrackFilter) Idle(c int64, reads []string) (due, held bool) {
+	if !t.f.due(reads) {
+		return false, false
+	}
+	return true, t.advance(c, true, reads, nil)
+}
+
+func (t *TrackFilter) advance(c int64, idle bool, reads []string, tracks []queueTracks) bool {
 	keep := func(time.Time) int64 { return t.keep }
-	held, _ := t.f.advance(c, reads, []queueTracks{q}, keep, func(b *trackBuild, _ []string) { t.builds = append(t.builds, b) })
+	held, _ := t.f.advance(c, idle, reads, tracks, keep, func(b *trackBuild, _ []string) { t.builds = append(t.builds, b) })
 	return held != nil
 }
 
