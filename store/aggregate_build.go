@@ -115,13 +115,21 @@ func foldCrossover(ctx context.Context, tx pgx.Tx, roots string, exp *string) er
 // runs meanwhile).
 func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) (func(*unitCache), error) {
 	const u = `WITH u AS (SELECT * FROM unnest($1::text[], $2::text[]) AS u(unit_type, unit_id)) `
+	// Their unit rows, looked up by key in every built definition (only
+	// the units definition's rows are indexed by unit alone; a definition
+	// has rows only while it is in agg_defs: dropDef deletes them first).
+	const rows = `, k AS MATERIALIZED (
+		SELECT a.* FROM u CROSS JOIN agg_defs df CROSS JOIN LATERAL (
+			SELECT a.ctid AS tid, a.* FROM agg_units a
+			WHERE a.experiment = df.experiment AND a.metric = df.metric AND a.unit_id = u.unit_id AND a.unit_type = u.unit_type OFFSET 0) a
+	)`
 	// Their changes to the timeseries go first, read from the rows the
 	// next statements delete (the metric's type from its definition: a
 	// definition whose metric has changed since is rebuilt anyway).
-	if _, err := tx.Exec(ctx, u+`, a AS (
+	if _, err := tx.Exec(ctx, u+rows+`, a AS (
 		SELECT a.experiment, a.metric, m.type AS typ, df.cap, a.unit_id, a.variant, a.first_ts,
 			a.last_day, a.last_n, a.last_v, a.last_num, a.last_den
-		FROM agg_units a JOIN u ON a.unit_type = u.unit_type AND a.unit_id = u.unit_id
+		FROM k a
 		JOIN metrics m ON m.key = a.metric
 		LEFT JOIN agg_defs df ON df.experiment = a.experiment AND df.metric = a.metric
 		WHERE a.metric <> '' AND a.state = 0
@@ -136,8 +144,8 @@ func eraseAggregates(ctx context.Context, tx pgx.Tx, types, ids []string) (func(
 	), `+dayChanges+` SELECT 1`, types, ids); err != nil {
 		return nil, err
 	}
-	if _, err := tx.Exec(ctx, u+`, gone AS (
-		DELETE FROM agg_units a USING u WHERE a.unit_type = u.unit_type AND a.unit_id = u.unit_id
+	if _, err := tx.Exec(ctx, u+rows+`, gone AS (
+		DELETE FROM agg_units a WHERE a.ctid = ANY(ARRAY(SELECT tid FROM k))
 		RETURNING a.experiment, a.metric, a.variant, a.state, a.y, a.x, a.num, a.den, a.first_ts
 	), change AS (
 		SELECT g.experiment, g.metric, g.variant, g.state, -1 AS sign, g.y, g.x, g.num, g.den, d.cap, g.first_ts
