@@ -266,7 +266,9 @@ func (db *DB) aggregatedExperiments(ctx context.Context) ([]flywheel.Experiment,
 
 // Aggregate runs one aggregation cycle: it folds in the queued units and
 // builds the definitions that are new or changed. It returns at once, with
-// Skipped, when another process is running a cycle.
+// Skipped, when another process is running a cycle. A cycle that ends well
+// records this server as the one that leads aggregation (see
+// AggregationLed).
 func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	var rep AggregateReport
 	var folds stagedFolds
@@ -376,7 +378,7 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	}
 	db.units.forget(dropped)
 	if len(folds.defs) == 0 {
-		return rep, nil
+		return rep, translate("aggregate", db.recordLead(ctx, conn))
 	}
 	// Each definition adds the staged track events on a connection of its
 	// own, in parallel (they write disjoint rows), while this one keeps the
@@ -396,7 +398,7 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 	if err != nil {
 		return rep, translate("aggregate", err)
 	}
-	return rep, nil
+	return rep, translate("aggregate", db.recordLead(ctx, conn))
 }
 
 // foldParallelism is how many definitions fold their staged events at
@@ -518,10 +520,10 @@ func readEvents(defs []aggDef) []string {
 
 // advanceTracks brings the filter of tracked days up to queue cycle c,
 // with the track events of the queue rows the cycle took, or none for an
-// idle cycle (see trackFilter.advance), and reports a build that ended. It returns the
-// days for the cycle's history step, nil when the filter cannot tell. The
-// days the filter keeps count back from now, or from the end of the
-// latest day it holds if sooner (a database of past events).
+// idle cycle (see trackFilter.advance), and reports a build that ended.
+// It returns the days for the cycle's history step, nil when the filter
+// cannot tell. The days the filter keeps count back from now, or from the
+// end of the latest day it holds if sooner (a database of past events).
 func (db *DB) advanceTracks(ctx context.Context, tx pgx.Tx, ready []aggDef, read []string, c int64, idle bool, tracks []queueTracks, rep *AggregateReport) trackDays {
 	now := db.now()
 	keep := func(end time.Time) int64 {

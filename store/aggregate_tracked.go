@@ -217,10 +217,10 @@ func (f *trackFilter) addOne(days trackDays, typ, id string, ts time.Time) {
 // advance brings the filter to queue cycle c, whose queue rows hold the
 // track events tracks (those of the events reads, which the cycle's ready
 // definitions read), or, for an idle cycle (one that took no queue rows),
-// to the last number of agg_queue_cycle taken, c; it drops the days before keep(the end of the latest
-// day it holds) (from then on, every earlier day may hold events: a
-// server running for months keeps only the days that new units' windows
-// reach, trackKeep), and starts a build
+// to the last number of agg_queue_cycle taken, c. It drops the days
+// before keep(the end of the latest day it holds) (from then on, every
+// earlier day may hold events: a server running for months keeps only
+// the days that new units' windows reach, trackKeep), and starts a build
 // when there is none and the last began long enough ago; start runs it.
 // It returns the days for the cycle's history step, or nil when the
 // filter cannot tell, and the build that ended since the last cycle, if

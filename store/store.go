@@ -33,6 +33,7 @@ type DB struct {
 	links  *linkFilter        // the unit ids that may have an identity link (store/aggregate_links.go)
 	tracks *trackFilter       // the days on which unit ids may have track events (store/aggregate_tracked.go)
 	stop   context.CancelFunc // stops the store's background work (a track filter's build)
+	server string             // this server's name in agg_leader (store/aggregate_leader.go)
 }
 
 // Compile-time checks that DB is every store the centre declares.
@@ -108,7 +109,7 @@ func Open(ctx context.Context, url string, opts Options) (*DB, error) {
 	}
 	quit, stop := context.WithCancel(context.Background())
 	return &DB{pool: pool, agg: agg, sql: sqlDB, gorm: g, clock: clock, units: &unitCache{}, pages: &pageUpdates{},
-		links: newLinkFilter(), tracks: newTrackFilter(quit), stop: stop}, nil
+		links: newLinkFilter(), tracks: newTrackFilter(quit), stop: stop, server: newServerID()}, nil
 }
 
 // Close stops the store's background work and releases every connection.

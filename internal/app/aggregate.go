@@ -28,6 +28,16 @@ type aggregator struct {
 	steps     *prometheus.HistogramVec
 	lag       prometheus.Gauge
 	pending   prometheus.Gauge
+	// takeover is how long after the last cycle of another server this
+	// one runs cycles itself (store.DB.AggregationLed): a server that
+	// crashed leaves the results that much staler.
+	takeover time.Duration
+}
+
+// aggregationTakeover is the takeover time for cycles every every: ten
+// of them, and at least 5 s.
+func aggregationTakeover(every time.Duration) time.Duration {
+	return max(10*every, 5*time.Second)
 }
 
 func newAggregator(a *App, reg prometheus.Registerer) *aggregator {
@@ -35,7 +45,7 @@ func newAggregator(a *App, reg prometheus.Registerer) *aggregator {
 		db:  a.DB,
 		app: a,
 		cycles: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "flywheel_aggregate_cycles_total",
-			Help: "Aggregation cycles, by outcome (ok, skipped: another process held the lock, error)."}, []string{"outcome"}),
+			Help: "Aggregation cycles, by outcome (ok; skipped: another process held the lock; deferred: another server leads, see store.DB.AggregationLed; error)."}, []string{"outcome"}),
 		units: prometheus.NewCounter(prometheus.CounterOpts{Name: "flywheel_aggregate_units_total",
 			Help: "(experiment, unit) aggregates recomputed by aggregation cycles."}),
 		repaired: prometheus.NewCounter(prometheus.CounterOpts{Name: "flywheel_aggregate_repaired_units_total",
@@ -109,8 +119,14 @@ func (g *aggregator) cycle(ctx context.Context) (more bool, err error) {
 	return rep.More, nil
 }
 
-// run is the background loop.
+// run is the background loop. It leaves the cycle to another server
+// that leads aggregation, whose copies of the unit rows and filters are
+// current, and takes over once that server has been silent for takeover.
 func (g *aggregator) run(ctx context.Context) {
+	if led, err := g.db.AggregationLed(ctx, g.takeover); err == nil && led {
+		g.cycles.WithLabelValues("deferred").Inc()
+		return
+	}
 	more, err := g.cycle(ctx)
 	if err != nil && ctx.Err() == nil {
 		g.app.log.Warn("aggregation failed", "err", err)

@@ -153,6 +153,7 @@ func (a *App) start(ctx context.Context, cfg Config) error {
 		cfg.AggregateEvery = time.Second
 	}
 	if cfg.AggregateEvery > 0 {
+		a.agg.takeover = aggregationTakeover(cfg.AggregateEvery)
 		a.loop(bg, cfg.AggregateEvery, a.agg.run)
 	}
 
@@ -297,6 +298,10 @@ func (a *App) Close(ctx context.Context) error {
 			a.stop()
 		}
 		a.wg.Wait()
+		// Another server's aggregator takes over at its next tick.
+		if e := a.DB.ResignAggregation(ctx); e != nil && err == nil {
+			err = fmt.Errorf("give up the aggregation lead: %w", e)
+		}
 		a.DB.Close()
 	})
 	return err

@@ -1,0 +1,158 @@
+package app_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/flywheel-oss/flywheel/internal/app"
+	"github.com/flywheel-oss/flywheel/internal/apptest"
+	"github.com/flywheel-oss/flywheel/internal/pgtest"
+)
+
+func TestMain(m *testing.M) { pgtest.Main(m) }
+
+// TestAggregationLeadership: two servers on one database, ingesting
+// through both; the background cycles settle on one of them, the other
+// defers to it; when the leader closes, the other takes over at its next
+// ticks and the results count every event.
+func TestAggregationLeadership(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	regs := [2]*prometheus.Registry{prometheus.NewRegistry(), prometheus.NewRegistry()}
+	var srvs [2]*apptest.Server
+	for i := range srvs {
+		srvs[i] = apptest.Start(t, app.Config{DatabaseURL: url, AggregateEvery: 20 * time.Millisecond, Registry: regs[i]})
+	}
+	cycles := func(i int, outcome string) float64 {
+		t.Helper()
+		mfs, err := regs[i].Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "flywheel_aggregate_cycles_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == "outcome" && l.GetValue() == outcome {
+						return m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+		return 0
+	}
+	call := func(srv *apptest.Server, method, path, key, body string) []byte {
+		t.Helper()
+		req, err := http.NewRequestWithContext(ctx, method, srv.URL+path, strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Authorization", "Bearer "+key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode >= 300 {
+			t.Fatalf("%s %s: %s %s %v", method, path, resp.Status, out, err)
+		}
+		return out
+	}
+	call(srvs[0], "POST", "/v1/experiments", apptest.AdminKey,
+		`{"key":"lead","unit_type":"customer","variants":[{"key":"a","weight":0.5},{"key":"b","weight":0.5}]}`)
+	call(srvs[0], "POST", "/v1/experiments/lead/start", apptest.AdminKey, "")
+	n := 0
+	send := func(srv *apptest.Server, units int) {
+		t.Helper()
+		var events []string
+		for range units {
+			events = append(events, fmt.Sprintf(`{"id":%q,"type":"exposure","unit_type":"customer","unit_id":"c-%d","experiment":"lead","variant":"a"}`,
+				uuid.NewString(), n))
+			n++
+		}
+		var ack struct {
+			Accepted int `json:"accepted"`
+		}
+		if err := json.Unmarshal(call(srv, "POST", "/v1/events", apptest.SDKKey, `{"events":[`+strings.Join(events, ",")+`]}`), &ack); err != nil || ack.Accepted != units {
+			t.Fatalf("POST /v1/events accepted %d of %d: %v", ack.Accepted, units, err)
+		}
+	}
+	// Both tick: one of them ends up leading, and then only its cycles run.
+	leader := -1
+	for range 50 {
+		ok0, ok1 := cycles(0, "ok"), cycles(1, "ok")
+		send(srvs[0], 5)
+		send(srvs[1], 5)
+		time.Sleep(100 * time.Millisecond)
+		if d0, d1 := cycles(0, "ok")-ok0, cycles(1, "ok")-ok1; (d0 > 0) != (d1 > 0) {
+			if leader = 0; d1 > 0 {
+				leader = 1
+			}
+			break
+		}
+	}
+	if leader < 0 {
+		t.Fatal("in 50 rounds of 100 ms, both servers or neither ran cycles in each")
+	}
+	follower := 1 - leader
+	okL, okF, deferredF := cycles(leader, "ok"), cycles(follower, "ok"), cycles(follower, "deferred")
+	for range 20 {
+		send(srvs[0], 5)
+		send(srvs[1], 5)
+		time.Sleep(20 * time.Millisecond)
+	}
+	time.Sleep(100 * time.Millisecond)
+	if got := cycles(follower, "ok"); got != okF {
+		t.Errorf("the follower ran %v cycles while the leader was up, want none", got-okF)
+	}
+	if got := cycles(leader, "ok"); got < okL+3 {
+		t.Errorf("the leader ran %v cycles in 20 rounds of ticks, want at least 3", got-okL)
+	}
+	if got := cycles(follower, "deferred"); got < deferredF+3 {
+		t.Errorf("the follower deferred %v times, want at least 3", got-deferredF)
+	}
+	// The leader closes: the follower takes over well before the takeover
+	// time (5 s), and the results count every unit.
+	srvs[leader].HTTP.Close()
+	if err := srvs[leader].App.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	closed := time.Now()
+	okF = cycles(follower, "ok")
+	send(srvs[follower], 5)
+	for cycles(follower, "ok") == okF {
+		if time.Since(closed) > 3*time.Second {
+			t.Fatal("the follower did not take over within 3 s of the leader's close")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	var doc struct {
+		Units         int   `json:"units"`
+		PendingEvents int64 `json:"pending_events"`
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		if err := json.Unmarshal(call(srvs[follower], "GET", "/v1/experiments/lead/results", apptest.AdminKey, ""), &doc); err != nil {
+			t.Fatal(err)
+		}
+		if doc.Units == n && doc.PendingEvents == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("results count %d units with %d events pending, want %d and none", doc.Units, doc.PendingEvents, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
