@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flywheel-oss/flywheel"
+	"github.com/flywheel-oss/flywheel/internal/pgtest"
 	"github.com/flywheel-oss/flywheel/store"
 )
 
@@ -26,7 +27,10 @@ import (
 // fixed seed), so two builds compare with -benchtime=Nx.
 //
 // FLYWHEEL_BENCH_TRACKS sets the events an operation ingests (default
-// 10,000); FLYWHEEL_BENCH_OUTSIDERS the share of track events (0 to 1,
+// 10,000); FLYWHEEL_BENCH_SERVERS=2 runs each operation's cycles on the
+// next of two store handles (processes) in turn, as servers that took
+// turns at the aggregation lock did before one of them led (store/
+// aggregate_leader.go); FLYWHEEL_BENCH_OUTSIDERS the share of track events (0 to 1,
 // default 0) from 100,000 other customers, never exposed, as when an
 // experiment runs on part of the traffic; and FLYWHEEL_BENCH_CHECKPOINT=1
 // runs a CHECKPOINT before each operation's cycles, so that each page they
@@ -51,6 +55,14 @@ func BenchmarkAggregateTracks(b *testing.B) {
 	}
 	checkpoint := os.Getenv("FLYWHEEL_BENCH_CHECKPOINT") == "1"
 	ab := newAggBench(b, outside)
+	if os.Getenv("FLYWHEEL_BENCH_SERVERS") == "2" {
+		other, err := store.Open(ab.ctx, ab.url, store.Options{MaxConns: 10})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(other.Close)
+		ab.dbs = append(ab.dbs, other)
+	}
 	steps := ab.timeCycles(func(op int) {
 		at := ab.now.Add(time.Duration(op+1) * time.Minute)
 		ab.write(ab.tracks(batch, func() time.Time { return at.Add(-time.Duration(ab.r.Int64N(int64(time.Minute)))) }))
@@ -123,7 +135,10 @@ const aggBenchUnits, aggBenchPerUnit = 100_000, 10
 type aggBench struct {
 	b       *testing.B
 	ctx     context.Context
-	db      *store.DB
+	url     string
+	db      *store.DB   // ingests, and runs the first operation's cycles
+	dbs     []*store.DB // the handles that run the operations' cycles in turn
+	op      int         // the operation whose cycles run
 	exp     string
 	now     time.Time
 	r       *rand.Rand
@@ -132,7 +147,12 @@ type aggBench struct {
 
 func newAggBench(b *testing.B, outside float64) *aggBench {
 	ctx := context.Background()
-	db := newDB(b)
+	url := pgtest.NewDatabase(b)
+	db, err := store.Open(ctx, url, store.Options{MaxConns: 10})
+	if err != nil {
+		b.Fatalf("store.Open: %v", err)
+	}
+	b.Cleanup(db.Close)
 	for _, m := range []flywheel.Metric{
 		{Key: "purchase", Type: flywheel.MetricConversion, Event: "purchase", WindowHours: 168},
 		{Key: "revenue", Type: flywheel.MetricMean, Event: "revenue", WindowHours: 168, CUPEDHours: 336, Cap: &flywheel.Cap{Value: aggF(500)}},
@@ -149,7 +169,7 @@ func newAggBench(b *testing.B, outside float64) *aggBench {
 	if _, err := db.CreateExperiment(ctx, e, 0, "bench"); err != nil {
 		b.Fatal(err)
 	}
-	ab := &aggBench{b: b, ctx: ctx, db: db, exp: e.Key, now: time.Now().UTC().Truncate(time.Hour),
+	ab := &aggBench{b: b, ctx: ctx, url: url, db: db, dbs: []*store.DB{db}, exp: e.Key, now: time.Now().UTC().Truncate(time.Hour),
 		r: rand.New(rand.NewPCG(13, 17)), outside: outside}
 	exposures := make([]flywheel.Event, 0, aggBenchUnits)
 	for i := range aggBenchUnits {
@@ -206,6 +226,7 @@ func (ab *aggBench) timeCycles(prepare func(op int)) map[string]time.Duration {
 	ab.b.ResetTimer()
 	for op := range ab.b.N {
 		ab.b.StopTimer()
+		ab.op = op
 		prepare(op)
 		ab.b.StartTimer()
 		for name, took := range ab.cycles() {
@@ -220,7 +241,7 @@ func (ab *aggBench) timeCycles(prepare func(op int)) map[string]time.Duration {
 func (ab *aggBench) cycles() (steps map[string]time.Duration) {
 	steps = map[string]time.Duration{}
 	for {
-		rep, err := ab.db.Aggregate(ab.ctx)
+		rep, err := ab.dbs[ab.op%len(ab.dbs)].Aggregate(ab.ctx)
 		if err != nil {
 			ab.b.Fatal(err)
 		}

@@ -77,17 +77,29 @@ func TestAggregationLeadership(t *testing.T) {
 	n := 0
 	send := func(srv *apptest.Server, units int) {
 		t.Helper()
-		var events []string
-		for range units {
-			events = append(events, fmt.Sprintf(`{"id":%q,"type":"exposure","unit_type":"customer","unit_id":"c-%d","experiment":"lead","variant":"a"}`,
-				uuid.NewString(), n))
-			n++
-		}
-		var ack struct {
-			Accepted int `json:"accepted"`
-		}
-		if err := json.Unmarshal(call(srv, "POST", "/v1/events", apptest.SDKKey, `{"events":[`+strings.Join(events, ",")+`]}`), &ack); err != nil || ack.Accepted != units {
-			t.Fatalf("POST /v1/events accepted %d of %d: %v", ack.Accepted, units, err)
+		// A server learns of the experiment created through the other one
+		// by NOTIFY: until it has, it rejects the exposures, and they are
+		// sent again.
+		for deadline := time.Now().Add(5 * time.Second); ; {
+			var events []string
+			for i := range units {
+				events = append(events, fmt.Sprintf(`{"id":%q,"type":"exposure","unit_type":"customer","unit_id":"c-%d","experiment":"lead","variant":"a"}`,
+					uuid.NewString(), n+i))
+			}
+			var ack struct {
+				Accepted int `json:"accepted"`
+			}
+			if err := json.Unmarshal(call(srv, "POST", "/v1/events", apptest.SDKKey, `{"events":[`+strings.Join(events, ",")+`]}`), &ack); err != nil {
+				t.Fatal(err)
+			}
+			if ack.Accepted == units {
+				n += units
+				return
+			}
+			if ack.Accepted != 0 || time.Now().After(deadline) {
+				t.Fatalf("POST /v1/events accepted %d of %d", ack.Accepted, units)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	// Both tick: one of them ends up leading, and then only its cycles run.
