@@ -4,9 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -52,28 +50,9 @@ func TestAggregationLeadership(t *testing.T) {
 		}
 		return 0
 	}
-	call := func(srv *apptest.Server, method, path, key, body string) []byte {
-		t.Helper()
-		req, err := http.NewRequestWithContext(ctx, method, srv.URL+path, strings.NewReader(body))
-		if err != nil {
-			t.Fatal(err)
-		}
-		req.Header.Set("Authorization", "Bearer "+key)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, err := io.ReadAll(resp.Body)
-		if err != nil || resp.StatusCode >= 300 {
-			t.Fatalf("%s %s: %s %s %v", method, path, resp.Status, out, err)
-		}
-		return out
-	}
-	call(srvs[0], "POST", "/v1/experiments", apptest.AdminKey,
-		`{"key":"lead","unit_type":"customer","variants":[{"key":"a","weight":0.5},{"key":"b","weight":0.5}]}`)
-	call(srvs[0], "POST", "/v1/experiments/lead/start", apptest.AdminKey, "")
+	srvs[0].Admin(t, http.StatusCreated, "POST", "/v1/experiments", map[string]any{"key": "lead", "unit_type": "customer",
+		"variants": []map[string]any{{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}}})
+	srvs[0].Admin(t, http.StatusOK, "POST", "/v1/experiments/lead/start", nil)
 	n := 0
 	send := func(srv *apptest.Server, units int) {
 		t.Helper()
@@ -81,15 +60,15 @@ func TestAggregationLeadership(t *testing.T) {
 		// by NOTIFY: until it has, it rejects the exposures, and they are
 		// sent again.
 		for deadline := time.Now().Add(5 * time.Second); ; {
-			var events []string
+			var events []map[string]any
 			for i := range units {
-				events = append(events, fmt.Sprintf(`{"id":%q,"type":"exposure","unit_type":"customer","unit_id":"c-%d","experiment":"lead","variant":"a"}`,
-					uuid.NewString(), n+i))
+				events = append(events, map[string]any{"id": uuid.NewString(), "type": "exposure", "unit_type": "customer",
+					"unit_id": fmt.Sprintf("c-%d", n+i), "experiment": "lead", "variant": "a"})
 			}
 			var ack struct {
 				Accepted int `json:"accepted"`
 			}
-			if err := json.Unmarshal(call(srv, "POST", "/v1/events", apptest.SDKKey, `{"events":[`+strings.Join(events, ",")+`]}`), &ack); err != nil {
+			if err := json.Unmarshal(srv.Admin(t, http.StatusOK, "POST", "/v1/events", map[string]any{"events": events}), &ack); err != nil {
 				t.Fatal(err)
 			}
 			if ack.Accepted == units {
@@ -156,7 +135,7 @@ func TestAggregationLeadership(t *testing.T) {
 		PendingEvents int64 `json:"pending_events"`
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; {
-		if err := json.Unmarshal(call(srvs[follower], "GET", "/v1/experiments/lead/results", apptest.AdminKey, ""), &doc); err != nil {
+		if err := json.Unmarshal(srvs[follower].Admin(t, http.StatusOK, "GET", "/v1/experiments/lead/results", nil), &doc); err != nil {
 			t.Fatal(err)
 		}
 		if doc.Units == n && doc.PendingEvents == 0 {
