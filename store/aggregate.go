@@ -72,18 +72,19 @@ const MaxQueueRows = 500
 
 // AggregateReport says what one cycle did.
 type AggregateReport struct {
-	Skipped bool     // another process held the aggregation lock
-	Queued  int      // queue rows folded in
-	Units   int      // distinct units named by them for a recomputation
-	Tracks  int      // track events named by them that a metric reads, applied as deltas
-	Pairs   int      // (experiment, unit) aggregates recomputed
-	Fresh   int      // of them, units with no event and no aggregate yet, folded in without a recomputation (foldNamed)
-	Probed  int      // ids (units, and ids linked to them) whose events the history step looked up
-	Quiet   int      // ids it did not look up: the filter of tracked days holds none of their events in the window (trackFilter)
-	Rebuilt []string // definitions built from scratch, "experiment/metric"
-	More    bool     // the queue had more rows than one cycle takes
-	Steps   []Step   // the time each step of the cycle took, in order
-	Folds   []Fold   // the definitions' folds of the staged events (the "tracks" step), in no order
+	Skipped  bool     // another process held the aggregation lock
+	Deferred bool     // another server leads aggregation (AggregateUnlessLed)
+	Queued   int      // queue rows folded in
+	Units    int      // distinct units named by them for a recomputation
+	Tracks   int      // track events named by them that a metric reads, applied as deltas
+	Pairs    int      // (experiment, unit) aggregates recomputed
+	Fresh    int      // of them, units with no event and no aggregate yet, folded in without a recomputation (foldNamed)
+	Probed   int      // ids (units, and ids linked to them) whose events the history step looked up
+	Quiet    int      // ids it did not look up: the filter of tracked days holds none of their events in the window (trackFilter)
+	Rebuilt  []string // definitions built from scratch, "experiment/metric"
+	More     bool     // the queue had more rows than one cycle takes
+	Steps    []Step   // the time each step of the cycle took, in order
+	Folds    []Fold   // the definitions' folds of the staged events (the "tracks" step), in no order
 	// TrackFilter is the build of the filter of tracked days that ended
 	// since the last cycle, if one did (and was not dropped).
 	TrackFilter *TrackFilterBuild
@@ -270,6 +271,19 @@ func (db *DB) aggregatedExperiments(ctx context.Context) ([]flywheel.Experiment,
 // records this server as the one that leads aggregation (see
 // AggregationLed).
 func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
+	return db.aggregate(ctx, 0)
+}
+
+// AggregateUnlessLed is Aggregate for a server's background aggregator:
+// once it holds the lock, it returns at once, with Deferred, when another
+// server leads aggregation (AggregationLed with takeover). The aggregator
+// asks AggregationLed before, without the lock; asked again under it, a
+// leader's cycle that ended in between cannot be taken for a silent one.
+func (db *DB) AggregateUnlessLed(ctx context.Context, takeover time.Duration) (AggregateReport, error) {
+	return db.aggregate(ctx, takeover)
+}
+
+func (db *DB) aggregate(ctx context.Context, takeover time.Duration) (AggregateReport, error) {
 	var rep AggregateReport
 	var folds stagedFolds
 	var staged *stagedCycle         // what the cycle staged, for its folds
@@ -296,6 +310,11 @@ func (db *DB) Aggregate(ctx context.Context) (AggregateReport, error) {
 			conn.Conn().Close(context.WithoutCancel(ctx)) // never return a connection that holds the lock
 		}
 	}()
+	if takeover > 0 {
+		if led, err := db.led(ctx, conn, takeover); err != nil || led {
+			return AggregateReport{Deferred: led}, translate("aggregate", err)
+		}
+	}
 	// One snapshot for the whole cycle: the queue rows it takes are exactly
 	// those whose events it can see, so an event is either recomputed with
 	// its unit now or applied as a delta later, never both.

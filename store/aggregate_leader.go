@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -22,7 +23,8 @@ import (
 // agg_leader, and a server's background aggregator runs a cycle only when
 // it ran the last one, or when the last one ended longer ago than a
 // takeover time (the server that ran it has stopped, or is stuck: a long
-// cycle holds the lock meanwhile, and ends with a record). A server that
+// cycle holds the lock meanwhile, and ends with a record). It asks before
+// it tries the lock, and again once it holds it (AggregateUnlessLed). A server that
 // closes gives the lead up at once. Erasures and consent changes, which
 // take the lock themselves, are not affected.
 
@@ -45,10 +47,18 @@ func (db *DB) recordLead(ctx context.Context, conn *pgxpool.Conn) error {
 // the last cycle, which ended less than takeover ago. A background
 // aggregator leaves the cycle to it then (see above).
 func (db *DB) AggregationLed(ctx context.Context, takeover time.Duration) (bool, error) {
-	var led bool
-	err := db.pool.QueryRow(ctx, `SELECT COALESCE((SELECT server <> $1 AND at > clock_timestamp() - make_interval(secs => $2) FROM agg_leader WHERE id = 1), false)`,
-		db.server, takeover.Seconds()).Scan(&led)
+	led, err := db.led(ctx, db.pool, takeover)
 	return led, translate("aggregation leader", err)
+}
+
+// led is AggregationLed on q.
+func (db *DB) led(ctx context.Context, q interface {
+	QueryRow(context.Context, string, ...any) pgx.Row
+}, takeover time.Duration) (bool, error) {
+	var led bool
+	err := q.QueryRow(ctx, `SELECT COALESCE((SELECT server <> $1 AND at > clock_timestamp() - make_interval(secs => $2) FROM agg_leader WHERE id = 1), false)`,
+		db.server, takeover.Seconds()).Scan(&led)
+	return led, err
 }
 
 // ResignAggregation gives the lead up, if this server has it, so that

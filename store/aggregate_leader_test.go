@@ -8,7 +8,8 @@ import (
 
 // TestAggregationLeader: the server whose cycle ended last leads, until
 // its record is older than the takeover time or it resigns; another
-// server's cycle takes the lead, and only the leader can resign.
+// server's cycle takes the lead, and only the leader can resign; a
+// background aggregator's cycle defers to a leader under the lock.
 func TestAggregationLeader(t *testing.T) {
 	ctx := context.Background()
 	dbs := twoProcesses(t)
@@ -53,5 +54,22 @@ func TestAggregationLeader(t *testing.T) {
 	aggregateAll(t, dbs[0])
 	if !led(1, time.Hour) {
 		t.Error("a resigned server's next cycle does not lead")
+	}
+
+	// A background aggregator asks again under the lock: while another
+	// server leads it takes nothing; once the lead is older than its
+	// takeover time, it runs the cycle and leads.
+	mustWrite(t, dbs[1], track("lead-1", "purchase", aggBase))
+	rep, err := dbs[1].AggregateUnlessLed(ctx, time.Hour)
+	if err != nil || !rep.Deferred || rep.Skipped || rep.Queued != 0 {
+		t.Errorf("AggregateUnlessLed while led = %+v, %v; want it deferred, nothing taken", rep, err)
+	}
+	time.Sleep(50 * time.Millisecond)
+	rep, err = dbs[1].AggregateUnlessLed(ctx, 10*time.Millisecond)
+	if err != nil || rep.Deferred || rep.Queued != 1 {
+		t.Errorf("AggregateUnlessLed after the takeover time = %+v, %v; want the queue row taken", rep, err)
+	}
+	if !led(0, time.Hour) {
+		t.Error("the server that took over does not lead")
 	}
 }

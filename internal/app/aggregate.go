@@ -70,13 +70,15 @@ func (g *aggregator) cycle(ctx context.Context) (more bool, err error) {
 	g.recording.Lock()
 	defer g.recording.Unlock()
 	start := time.Now()
-	rep, err := g.db.Aggregate(ctx)
+	rep, err := g.db.AggregateUnlessLed(ctx, g.takeover)
 	switch {
 	case err != nil:
 		g.cycles.WithLabelValues("error").Inc()
 		return false, err
 	case rep.Skipped:
 		g.cycles.WithLabelValues("skipped").Inc()
+	case rep.Deferred:
+		g.cycles.WithLabelValues("deferred").Inc()
 	default:
 		g.cycles.WithLabelValues("ok").Inc()
 		g.seconds.Observe(time.Since(start).Seconds())
