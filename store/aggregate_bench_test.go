@@ -56,12 +56,7 @@ func BenchmarkAggregateTracks(b *testing.B) {
 	checkpoint := os.Getenv("FLYWHEEL_BENCH_CHECKPOINT") == "1"
 	ab := newAggBench(b, outside)
 	if os.Getenv("FLYWHEEL_BENCH_SERVERS") == "2" {
-		other, err := store.Open(ab.ctx, ab.url, store.Options{MaxConns: 10})
-		if err != nil {
-			b.Fatal(err)
-		}
-		b.Cleanup(other.Close)
-		ab.dbs = append(ab.dbs, other)
+		ab.dbs = append(ab.dbs, openDB(b, ab.url))
 	}
 	steps := ab.timeCycles(func(op int) {
 		at := ab.now.Add(time.Duration(op+1) * time.Minute)
@@ -148,11 +143,7 @@ type aggBench struct {
 func newAggBench(b *testing.B, outside float64) *aggBench {
 	ctx := context.Background()
 	url := pgtest.NewDatabase(b)
-	db, err := store.Open(ctx, url, store.Options{MaxConns: 10})
-	if err != nil {
-		b.Fatalf("store.Open: %v", err)
-	}
-	b.Cleanup(db.Close)
+	db := openDB(b, url)
 	for _, m := range []flywheel.Metric{
 		{Key: "purchase", Type: flywheel.MetricConversion, Event: "purchase", WindowHours: 168},
 		{Key: "revenue", Type: flywheel.MetricMean, Event: "revenue", WindowHours: 168, CUPEDHours: 336, Cap: &flywheel.Cap{Value: aggF(500)}},

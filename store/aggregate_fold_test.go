@@ -734,16 +734,7 @@ func TestAggregateUnitCopyShared(t *testing.T) {
 func twoProcesses(t *testing.T) [2]*store.DB {
 	t.Helper()
 	url := pgtest.NewDatabase(t)
-	var dbs [2]*store.DB
-	for i := range dbs {
-		db, err := store.Open(context.Background(), url, store.Options{MaxConns: 10})
-		if err != nil {
-			t.Fatalf("store.Open: %v", err)
-		}
-		t.Cleanup(db.Close)
-		dbs[i] = db
-	}
-	return dbs
+	return [2]*store.DB{openDB(t, url), openDB(t, url)}
 }
 
 // TestAggregatePagesKeepRoom folds purchases of a quarter of 40 customers

@@ -84,8 +84,8 @@ const (
 	trackFilterRebuild = time.Minute
 	// maxTrackFilterIDs bounds the (id, day) keys a filter holds (3 to 6
 	// bytes each: dayBitsPerID at a segment's capacity, twice that in a
-	// day's newest segment while it fills): past it, the filter is dropped for good and the
-	// history probes every partition.
+	// day's newest segment while it fills): past it, the filter is
+	// dropped for good and the history probes every partition.
 	maxTrackFilterIDs = 50_000_000
 	// trackBuildPace is how long a build waits after each batch of rows,
 	// in multiples of the time it took to read and add them.

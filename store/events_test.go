@@ -27,7 +27,14 @@ func TestMain(m *testing.M) { pgtest.Main(m) }
 // newDB opens a fresh, migrated database for one test.
 func newDB(tb testing.TB) *store.DB {
 	tb.Helper()
-	db, err := store.Open(context.Background(), pgtest.NewDatabase(tb), store.Options{MaxConns: 10})
+	return openDB(tb, pgtest.NewDatabase(tb))
+}
+
+// openDB opens a store on the database at url (another process's handle,
+// when the test has one open there already), closed when the test ends.
+func openDB(tb testing.TB, url string) *store.DB {
+	tb.Helper()
+	db, err := store.Open(context.Background(), url, store.Options{MaxConns: 10})
 	if err != nil {
 		tb.Fatalf("store.Open: %v", err)
 	}
