@@ -22,6 +22,7 @@ import (
 
 	"github.com/flywheel-oss/flywheel/analysis"
 	"github.com/flywheel-oss/flywheel/internal/app"
+	"github.com/flywheel-oss/flywheel/store"
 )
 
 // The sizes and targets of issue 13: how soon results count what was
@@ -48,7 +49,7 @@ const (
 const benchFreshnessUsage = `usage: flywheel bench freshness [--scenario all|fresh300k|burst|burst1m|sustained[,...]]
                                 [--units 300000] [--events 1.5 x units] [--burst-units 63000] [--burst-events 130/63 x burst units]
                                 [--base-units 1000000] [--base-events 10 x base units] [--rate 20000,50000] [--duration 3m]
-                                [--timeout 30m] [--verify=true] [--server-log FILE] [--cpuprofile PREFIX] [--json]`
+                                [--servers 1] [--timeout 30m] [--verify=true] [--server-log FILE] [--cpuprofile PREFIX] [--json]`
 
 // freshnessScenarios are the scenarios in the order they run: the first
 // two share a database, the last two another.
@@ -65,6 +66,7 @@ type freshnessOptions struct {
 	BaseEvents  int           `json:"base_events"`
 	Rates       []int         `json:"rates"`
 	Duration    time.Duration `json:"duration_ns"`
+	Servers     int           `json:"servers"`
 	Timeout     time.Duration `json:"timeout_ns"`
 	Verify      bool          `json:"verify"`
 	ServerLog   string        `json:"server_log,omitempty"`
@@ -194,6 +196,9 @@ type aggFigures struct {
 	// back: at its limit, whatever the lag's trend says over a short run.
 	Busy  float64     `json:"busy_share,omitempty"`
 	Steps []benchStep `json:"steps"`
+	// Servers are each server's figures, in the order they started,
+	// when --servers is more than 1.
+	Servers []serverFigures `json:"servers,omitempty"`
 }
 
 // lagSample is one results answer.
@@ -221,6 +226,7 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 	fs.IntVar(&o.BaseEvents, "base-events", 0, "burst1m, sustained: their track events, as bench results loads them (0 = 10 per unit, bench results' 10,000,000 for 1,000,000)")
 	fs.StringVar(&rates, "rate", fmt.Sprintf("%d,%d", sustainedRate, sustainedHighRate), "sustained: events/s, one run per rate, in order")
 	fs.DurationVar(&o.Duration, "duration", sustainedLength, "sustained: length of each run")
+	fs.IntVar(&o.Servers, "servers", 1, "flywheel servers on the one database (1-4), the clients spread over them evenly; results are read from the first")
 	fs.DurationVar(&o.Timeout, "timeout", 30*time.Minute, "how long to wait for complete results after the last acknowledged event")
 	fs.BoolVar(&o.Verify, "verify", true, "after each database's scenarios, check the aggregates against a recomputation from raw events")
 	fs.StringVar(&o.ServerLog, "server-log", "", "write flywheel's log to FILE at debug level, as JSON lines (each aggregation cycle's steps), with the bench's progress, instead of its warnings to stderr")
@@ -273,6 +279,8 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 		bad = append(bad, "at most 10 rates")
 	case o.Duration <= 0 || o.Duration > time.Hour || o.Timeout <= 0 || o.Timeout > 2*time.Hour:
 		bad = append(bad, "--duration must be in (0, 1h] and --timeout in (0, 2h]")
+	case o.Servers < 1 || o.Servers > 4:
+		bad = append(bad, "--servers must be 1 to 4")
 	}
 	if len(bad) > 0 {
 		return usageError{strings.Join(bad, "; ") + "\n" + benchFreshnessUsage}
@@ -394,17 +402,34 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 }
 
 // freshnessDB is a scratch database with flywheel running on it, its
-// background aggregator on.
+// background aggregator on: one server, or several (--servers).
 type freshnessDB struct {
 	env      *benchEnv
-	a        *app.App
+	a        *app.App // the first server's: results are read from it
 	url      string
-	reg      *prometheus.Registry
-	load     *http.Client // the senders'
-	poll     *http.Client // the results poller's
-	units    int64        // analysed units in results now
-	next     int          // unit ids c-0 .. c-<next-1> are taken
+	servers  []freshnessServer // the first is a, url
+	load     *http.Client      // the senders'
+	poll     *http.Client      // the results poller's
+	units    int64             // analysed units in results now
+	next     int               // unit ids c-0 .. c-<next-1> are taken
 	progress func(string, ...any)
+}
+
+// freshnessServer is one flywheel server of a freshnessDB, with the
+// registry its aggregator's figures are read from.
+type freshnessServer struct {
+	a   *app.App
+	url string
+	reg *prometheus.Registry
+}
+
+// regs returns the servers' registries.
+func (f *freshnessDB) regs() []*prometheus.Registry {
+	regs := make([]*prometheus.Registry, len(f.servers))
+	for i, s := range f.servers {
+		regs[i] = s.reg
+	}
+	return regs
 }
 
 // withFreshnessDB gets a scratch database, loads base units (and their
@@ -454,7 +479,7 @@ func withFreshnessDB(ctx context.Context, cfg config, stderr io.Writer, progress
 		return err
 	}
 	defer stop()
-	f := &freshnessDB{env: env, a: a, url: url, reg: appCfg.Registry, progress: progress, next: base,
+	f := &freshnessDB{env: env, a: a, url: url, servers: []freshnessServer{{a, url, appCfg.Registry}}, progress: progress, next: base,
 		load: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: freshnessSenders + 1}}, poll: &http.Client{}}
 	if base == 0 {
 		if err := defineResultsExperiment(ctx, env, url); err != nil {
@@ -466,6 +491,29 @@ func withFreshnessDB(ctx context.Context, cfg config, stderr io.Writer, progress
 		if err := a.Aggregate(ctx); err != nil {
 			return err
 		}
+	}
+	// The other servers start once the experiment exists, and load it
+	// with the rest of their configuration (a server started before
+	// would learn of it by NOTIFY, and reject its exposures until then).
+	// The first leads aggregation, from a cycle it runs before they
+	// start, and the others defer to it (store.DB.AggregationLed).
+	if rep.Options.Servers > 1 {
+		if err := a.Aggregate(ctx); err != nil {
+			return err
+		}
+	}
+	for range rep.Options.Servers - 1 {
+		c := appCfg
+		c.Registry = prometheus.NewRegistry()
+		a, url, stop, err := startApp(ctx, c)
+		if err != nil {
+			return err
+		}
+		defer stop()
+		f.servers = append(f.servers, freshnessServer{a, url, c.Registry})
+	}
+	if n := len(f.servers); n > 1 {
+		progress("%d servers on the database; the clients spread over them", n)
 	}
 	_, doc, err := getResults(ctx, f.poll, url, env.adminKey)
 	if err != nil {
@@ -479,7 +527,7 @@ func withFreshnessDB(ctx context.Context, cfg config, stderr io.Writer, progress
 	if err := fn(f); err != nil {
 		return err
 	}
-	d.Aggregator = aggSnapshot(f.reg).since(aggState{})
+	d.Aggregator = aggSnapshot(f.regs()...).since(aggState{})
 	for _, sc := range rep.Scenarios[startScenarios:] {
 		d.Scenarios = append(d.Scenarios, sc.title())
 	}
@@ -513,7 +561,7 @@ func (f *freshnessDB) campaign(ctx context.Context, sc *freshnessScenario, n, ev
 	sc.StoredUnits, sc.NewUnits, sc.Campaign = f.units, int64(n), &c.shape
 	sc.ExpectedUnits = f.units + int64(n)
 	f.progress("%s: sending %d new units, %d events (%d clients x %d-event batches)", sc.Name, n, c.shape.Events, freshnessSenders, freshnessBatch)
-	before, db := aggSnapshot(f.reg), watchDB(ctx, f.a.DB.Pool())
+	before, db := aggSnapshot(f.regs()...), watchDB(ctx, f.a.DB.Pool())
 	load, p := f.run(ctx, sc, loadShape{Senders: freshnessSenders, Batch: freshnessBatch}, func(int) ([]byte, int) { return c.next(freshnessBatch) },
 		func() int64 { return sc.ExpectedUnits }, timeout)
 	f.finish(ctx, sc, load, p, before, db)
@@ -539,7 +587,7 @@ func (f *freshnessDB) sustained(ctx context.Context, sc *freshnessScenario, rate
 	}
 	var newUnits atomic.Int64
 	stored := f.next
-	before, db := aggSnapshot(f.reg), watchDB(ctx, f.a.DB.Pool())
+	before, db := aggSnapshot(f.regs()...), watchDB(ctx, f.a.DB.Pool())
 	load, p := f.run(ctx, sc, loadShape{Senders: freshnessSenders, Batch: freshnessBatch, Rate: rate, Duration: d},
 		func(w int) ([]byte, int) {
 			return keepUpBatch(rngs[w], stored, freshnessBatch, &newUnits), freshnessBatch
@@ -578,7 +626,11 @@ func (f *freshnessDB) run(ctx context.Context, sc *freshnessScenario, s loadShap
 	sent := make(chan struct{})
 	go func() {
 		defer close(sent)
-		load = sendLoad(ctx, f.load, f.url+"/v1/events", f.env.sdkKey, s, func(w int) ([]byte, int) {
+		urls := make([]string, len(f.servers))
+		for i, srv := range f.servers {
+			urls[i] = srv.url + "/v1/events"
+		}
+		load = sendLoad(ctx, f.load, urls, f.env.sdkKey, s, func(w int) ([]byte, int) {
 			b, n := next(w)
 			handed.Add(int64(n))
 			return b, n
@@ -635,8 +687,10 @@ func (f *freshnessDB) finish(ctx context.Context, sc *freshnessScenario, load *l
 	// The cycle that completed the results may still be running (its
 	// definitions' folds come after the results count everything), or
 	// not have recorded its figures yet: wait until it has.
-	f.a.CycleRecorded()
-	sc.Aggregator = aggSnapshot(f.reg).since(before)
+	for _, srv := range f.servers {
+		srv.a.CycleRecorded()
+	}
+	sc.Aggregator = aggSnapshot(f.regs()...).since(before)
 	sc.Database = db.end(ctx)
 	if sc.Complete {
 		f.units = sc.ResultsUnits
@@ -770,17 +824,68 @@ func mean(xs []float64) float64 {
 	return s / float64(len(xs))
 }
 
-// aggState is the aggregator's cumulative figures at one moment.
+// aggState is the aggregator's cumulative figures at one moment, summed
+// over the servers whose registries it was read from.
 type aggState struct {
 	at                     time.Time
 	cycles, seconds, pairs float64
 	steps                  []benchStep
+	servers                []serverFigures // each server's, when there are several
 }
 
-func aggSnapshot(reg *prometheus.Registry) aggState {
+// serverFigures are what one of several servers did: the events it
+// accepted, the aggregation cycles it ran, and its background ticks that
+// deferred to another server leading aggregation.
+type serverFigures struct {
+	Events   float64 `json:"events_accepted"`
+	Cycles   float64 `json:"cycles"`
+	Deferred float64 `json:"deferred"`
+}
+
+func aggSnapshot(regs ...*prometheus.Registry) aggState {
 	s := aggState{at: time.Now()}
-	s.cycles, s.seconds, s.pairs, s.steps = aggregatorFigures(reg)
+	for _, reg := range regs {
+		cycles, seconds, pairs, steps := aggregatorFigures(reg)
+		s.cycles, s.seconds, s.pairs = s.cycles+cycles, s.seconds+seconds, s.pairs+pairs
+		for _, st := range steps {
+			if i := slices.IndexFunc(s.steps, func(b benchStep) bool { return b.Name == st.Name }); i >= 0 {
+				s.steps[i].Count += st.Count
+				s.steps[i].TotalMs += st.TotalMs
+			} else {
+				s.steps = append(s.steps, st)
+			}
+		}
+		if len(regs) > 1 {
+			s.servers = append(s.servers, serverFigures{Events: counterSum(reg, "flywheel_events_total", "outcome", "accepted"),
+				Cycles: cycles, Deferred: counterSum(reg, "flywheel_aggregate_cycles_total", "outcome", "deferred")})
+		}
+	}
+	slices.SortFunc(s.steps, func(a, b benchStep) int {
+		return slices.Index(store.StepNames, a.Name) - slices.Index(store.StepNames, b.Name)
+	})
 	return s
+}
+
+// counterSum adds up the counter name's series whose label is value.
+func counterSum(reg *prometheus.Registry, name, label, value string) float64 {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return 0
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
 }
 
 // since returns what the aggregator did between before and s.
@@ -795,6 +900,13 @@ func (s aggState) since(before aggState) aggFigures {
 		if wall := s.at.Sub(before.at).Seconds(); wall > 0 {
 			a.Busy = (s.seconds - before.seconds) / wall
 		}
+	}
+	for i, sv := range s.servers {
+		if i < len(before.servers) {
+			b := before.servers[i]
+			sv.Events, sv.Cycles, sv.Deferred = sv.Events-b.Events, sv.Cycles-b.Cycles, sv.Deferred-b.Deferred
+		}
+		a.Servers = append(a.Servers, sv)
 	}
 	for _, st := range s.steps {
 		for _, b := range before.steps {
@@ -939,6 +1051,9 @@ func (r *freshnessReport) printHeader(w io.Writer) {
 	fmt.Fprintf(w, "date:     %s\n", r.Date)
 	fmt.Fprintf(w, "machine:  %d CPUs (%s), GOMAXPROCS %d, %s %s; flywheel and the clients in this process\n", m.CPUs, m.CPUModel, m.GOMAXPROCS, m.Go, m.OS)
 	fmt.Fprintf(w, "load:     POST /v1/events, %d concurrent clients, batches of %d events, UUIDv7 ids; aggregator every %gs\n", freshnessSenders, freshnessBatch, r.AggregateEvery)
+	if o.Servers > 1 {
+		fmt.Fprintf(w, "servers:  %d flywheel servers on one database, in this process; the clients spread over them evenly, results read from the first\n", o.Servers)
+	}
 	fmt.Fprintf(w, "data:     experiment %s (customer, 2 variants), metrics purchase (conversion, 168 h) and revenue (mean, CUPED 336 h, cap 500); unit ids %s\n", resultsExperiment, r.UnitIDs)
 	fmt.Fprintf(w, "complete: GET .../results (polled every %v) answers pending_events 0 and units = the units sent (plus those stored), requested after the last acknowledged event\n", freshnessPoll)
 	fmt.Fprintf(w, "scenarios: %s\n", strings.Join(o.Scenarios, ", "))
@@ -995,6 +1110,15 @@ func (sc *freshnessScenario) print(w io.Writer) {
 	fmt.Fprintf(w, "  lag curve    %s\n", lagCurve(sc.Samples, 10))
 	fmt.Fprintf(w, "  aggregator   %.0f cycles, mean %.0fms, %.0f units recomputed each; in cycles %.0f%% of the time\n",
 		a.Cycles, a.CycleMeanMs, a.PairsPerCycle, 100*a.Busy)
+	if len(a.Servers) > 0 {
+		var events, ran, deferred []string
+		for _, sv := range a.Servers {
+			events, ran = append(events, fmt.Sprintf("%.0f", sv.Events)), append(ran, fmt.Sprintf("%.0f", sv.Cycles))
+			deferred = append(deferred, fmt.Sprintf("%.0f", sv.Deferred))
+		}
+		fmt.Fprintf(w, "  servers      by server: events accepted %s; cycles run %s; ticks deferred to the leader %s\n",
+			strings.Join(events, " · "), strings.Join(ran, " · "), strings.Join(deferred, " · "))
+	}
 	for _, st := range a.Steps {
 		fmt.Fprintf(w, "    step %-13s %5d times, mean %7.0fms, total %8.0fms\n", st.Name, st.Count, st.MeanMs, st.TotalMs)
 	}

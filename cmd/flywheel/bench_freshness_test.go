@@ -266,3 +266,57 @@ func TestLagTrend(t *testing.T) {
 		t.Errorf("one sample at 0: %+v", l)
 	}
 }
+
+// TestBenchFreshnessServers runs `bench freshness --servers 2` at a tiny
+// scale: the clients send through both servers, the first leads
+// aggregation and runs every cycle while the second defers to it, and
+// the results are complete and equal to a recomputation.
+func TestBenchFreshnessServers(t *testing.T) {
+	getenv := env("DATABASE_URL", pgtest.NewDatabase(t), "FLYWHEEL_AGGREGATE_EVERY", "200ms")
+	args := []string{"bench", "freshness", "--scenario", "burst,sustained", "--servers", "2", "--units", "300", "--burst-units", "150",
+		"--base-units", "500", "--base-events", "2000", "--rate", "4000", "--duration", "2s", "--timeout", "20s", "--json"}
+	var out, errs bytes.Buffer
+	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
+		t.Fatalf("bench freshness: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errs.String())
+	}
+	var rep freshnessReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	if rep.Options.Servers != 2 || len(rep.Scenarios) != 2 || len(rep.Databases) != 2 {
+		t.Fatalf("servers %d, %d scenarios, %d databases; want 2 servers, the burst and one sustained run on two databases",
+			rep.Options.Servers, len(rep.Scenarios), len(rep.Databases))
+	}
+	for _, sc := range rep.Scenarios {
+		if !sc.Complete || sc.ResultsUnits != sc.ExpectedUnits || sc.Send.Failed != 0 || sc.Send.Events == 0 {
+			t.Errorf("%s: complete %v, results %d units of %d, send %+v; want every event accepted and counted", sc.title(), sc.Complete, sc.ResultsUnits, sc.ExpectedUnits, sc.Send)
+		}
+		sv := sc.Aggregator.Servers
+		if len(sv) != 2 || sv[0].Cycles < 1 || sv[0].Cycles != sc.Aggregator.Cycles || sv[1].Cycles != 0 || sv[1].Deferred < 1 {
+			t.Errorf("%s: cycles by server %+v of %v; want every cycle run by the first server, the second deferring to it", sc.title(), sv, sc.Aggregator.Cycles)
+		}
+		// Four clients a server: under the sustained load (a batch from
+		// each client) each accepted half the events. (The burst is one
+		// batch.)
+		if sc.Rate > 0 && len(sv) == 2 && (sv[0].Events+sv[1].Events != float64(sc.Send.Events) || sv[0].Events < float64(sc.Send.Events)/4 || sv[1].Events < float64(sc.Send.Events)/4) {
+			t.Errorf("%s: events accepted by server %v and %v of %d sent; want both servers to take their share", sc.title(), sv[0].Events, sv[1].Events, sc.Send.Events)
+		}
+	}
+	for _, d := range rep.Databases {
+		if !d.Verified || len(d.Aggregator.Servers) != 2 {
+			t.Errorf("database of %v: verified %v (%s), servers %+v", d.Scenarios, d.Verified, d.VerifyError, d.Aggregator.Servers)
+		}
+	}
+	if !strings.Contains(errs.String(), "2 servers on the database") {
+		t.Errorf("progress lacks the servers:\n%s", errs.String())
+	}
+	var text bytes.Buffer
+	rep.printHeader(&text)
+	rep.Scenarios[1].print(&text)
+	for _, want := range []string{"servers:  2 flywheel servers on one database", "servers      by server: events accepted "} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, text.String())
+		}
+	}
+	wantUsageErrors(t, env(), []string{"bench", "freshness", "--servers", "0"}, []string{"bench", "freshness", "--servers", "5"})
+}

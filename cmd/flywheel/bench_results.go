@@ -474,7 +474,7 @@ func benchKeepUp(ctx context.Context, env *benchEnv, cfg app.Config, o resultsOp
 	done, probed := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		load = sendLoad(ctx, client, url+"/v1/events", env.sdkKey,
+		load = sendLoad(ctx, client, []string{url + "/v1/events"}, env.sdkKey,
 			loadShape{Senders: resultsSenders, Batch: resultsBatch, Rate: o.Rate, Duration: o.Duration},
 			func(w int) ([]byte, int) { return keepUpBatch(rngs[w], o.Units, resultsBatch, &newUnits), resultsBatch })
 	}()
@@ -874,8 +874,9 @@ type loadStats struct {
 
 // sendLoad sends the batches made by next (for sender w: a body and its
 // number of events, at most Batch; nil when there is none left) as s
-// says, and returns when every request has been answered.
-func sendLoad(ctx context.Context, client *http.Client, url, key string, s loadShape, next func(w int) ([]byte, int)) *loadStats {
+// says, sender w to urls[w mod len(urls)], and returns when every request
+// has been answered.
+func sendLoad(ctx context.Context, client *http.Client, urls []string, key string, s loadShape, next func(w int) ([]byte, int)) *loadStats {
 	st := &loadStats{Start: time.Now()}
 	end := st.Start.Add(s.Duration)
 	var interval time.Duration
@@ -898,7 +899,7 @@ func sendLoad(ctx context.Context, client *http.Client, url, key string, s loadS
 					return
 				}
 				t := time.Now()
-				err := postBatch(ctx, client, url, key, body, events)
+				err := postBatch(ctx, client, urls[w%len(urls)], key, body, events)
 				now := time.Now()
 				st.mu.Lock()
 				st.Posts = append(st.Posts, now.Sub(t))
