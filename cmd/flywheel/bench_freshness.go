@@ -835,11 +835,14 @@ type aggState struct {
 
 // serverFigures are what one of several servers did: the events it
 // accepted, the aggregation cycles it ran, and its background ticks that
-// deferred to another server leading aggregation.
+// deferred to another server leading aggregation, or found the
+// aggregation lock held (a cycle of the leader's running past the
+// takeover time, store.DB.AggregationLed).
 type serverFigures struct {
 	Events   float64 `json:"events_accepted"`
 	Cycles   float64 `json:"cycles"`
 	Deferred float64 `json:"deferred"`
+	Skipped  float64 `json:"skipped"`
 }
 
 func aggSnapshot(regs ...*prometheus.Registry) aggState {
@@ -857,7 +860,8 @@ func aggSnapshot(regs ...*prometheus.Registry) aggState {
 		}
 		if len(regs) > 1 {
 			s.servers = append(s.servers, serverFigures{Events: counterSum(reg, "flywheel_events_total", "outcome", "accepted"),
-				Cycles: cycles, Deferred: counterSum(reg, "flywheel_aggregate_cycles_total", "outcome", "deferred")})
+				Cycles: cycles, Deferred: counterSum(reg, "flywheel_aggregate_cycles_total", "outcome", "deferred"),
+				Skipped: counterSum(reg, "flywheel_aggregate_cycles_total", "outcome", "skipped")})
 		}
 	}
 	slices.SortFunc(s.steps, func(a, b benchStep) int {
@@ -904,7 +908,7 @@ func (s aggState) since(before aggState) aggFigures {
 	for i, sv := range s.servers {
 		if i < len(before.servers) {
 			b := before.servers[i]
-			sv.Events, sv.Cycles, sv.Deferred = sv.Events-b.Events, sv.Cycles-b.Cycles, sv.Deferred-b.Deferred
+			sv.Events, sv.Cycles, sv.Deferred, sv.Skipped = sv.Events-b.Events, sv.Cycles-b.Cycles, sv.Deferred-b.Deferred, sv.Skipped-b.Skipped
 		}
 		a.Servers = append(a.Servers, sv)
 	}
@@ -1111,13 +1115,13 @@ func (sc *freshnessScenario) print(w io.Writer) {
 	fmt.Fprintf(w, "  aggregator   %.0f cycles, mean %.0fms, %.0f units recomputed each; in cycles %.0f%% of the time\n",
 		a.Cycles, a.CycleMeanMs, a.PairsPerCycle, 100*a.Busy)
 	if len(a.Servers) > 0 {
-		var events, ran, deferred []string
+		var events, ran, deferred, skipped []string
 		for _, sv := range a.Servers {
 			events, ran = append(events, fmt.Sprintf("%.0f", sv.Events)), append(ran, fmt.Sprintf("%.0f", sv.Cycles))
-			deferred = append(deferred, fmt.Sprintf("%.0f", sv.Deferred))
+			deferred, skipped = append(deferred, fmt.Sprintf("%.0f", sv.Deferred)), append(skipped, fmt.Sprintf("%.0f", sv.Skipped))
 		}
-		fmt.Fprintf(w, "  servers      by server: events accepted %s; cycles run %s; ticks deferred to the leader %s\n",
-			strings.Join(events, " · "), strings.Join(ran, " · "), strings.Join(deferred, " · "))
+		fmt.Fprintf(w, "  servers      by server: events accepted %s; cycles run %s; ticks deferred to the leader %s, finding the lock held %s\n",
+			strings.Join(events, " · "), strings.Join(ran, " · "), strings.Join(deferred, " · "), strings.Join(skipped, " · "))
 	}
 	for _, st := range a.Steps {
 		fmt.Fprintf(w, "    step %-13s %5d times, mean %7.0fms, total %8.0fms\n", st.Name, st.Count, st.MeanMs, st.TotalMs)
