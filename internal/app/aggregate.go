@@ -114,11 +114,18 @@ func (g *aggregator) cycle(ctx context.Context) (more bool, err error) {
 			g.app.log.Info("aggregates built", "definitions", rep.Rebuilt, "seconds", time.Since(start).Seconds())
 		}
 	}
+	g.observeLag(ctx)
+	return rep.More, nil
+}
+
+// observeLag sets the lag and queue gauges from the database, which every
+// server reads alike: a server that defers to the leader reports the
+// same lag as the leader does, not the last it saw when it led.
+func (g *aggregator) observeLag(ctx context.Context) {
 	if lag, pending, err := g.db.AggregationLag(ctx, time.Now()); err == nil {
 		g.lag.Set(lag.Seconds())
 		g.pending.Set(float64(pending))
 	}
-	return rep.More, nil
 }
 
 // run is the background loop. It leaves the cycle to another server
@@ -127,6 +134,7 @@ func (g *aggregator) cycle(ctx context.Context) (more bool, err error) {
 func (g *aggregator) run(ctx context.Context) {
 	if led, err := g.db.AggregationLed(ctx, g.takeover); err == nil && led {
 		g.cycles.WithLabelValues("deferred").Inc()
+		g.observeLag(ctx)
 		return
 	}
 	more, err := g.cycle(ctx)

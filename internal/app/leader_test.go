@@ -147,3 +147,65 @@ func TestAggregationLeadership(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestFollowerReportsLag: a server that defers to another server leading
+// aggregation still reports the lag and the queue from the database in
+// its /metrics gauges, as the leader would, not what it last saw itself.
+func TestFollowerReportsLag(t *testing.T) {
+	ctx := context.Background()
+	url := pgtest.NewDatabase(t)
+	reg := prometheus.NewRegistry()
+	srv := apptest.Start(t, app.Config{DatabaseURL: url, AggregateEvery: 20 * time.Millisecond, Registry: reg})
+	gauge := func(name string) float64 {
+		t.Helper()
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() == name {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return 0
+	}
+	srv.Admin(t, http.StatusCreated, "POST", "/v1/experiments", map[string]any{"key": "lag", "unit_type": "customer",
+		"variants": []map[string]any{{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}}})
+	srv.Admin(t, http.StatusOK, "POST", "/v1/experiments/lag/start", nil)
+	// Another server leads from now on, and runs no cycle.
+	if _, err := srv.App.DB.Pool().Exec(ctx, `INSERT INTO agg_leader (id, server, at) VALUES (1, 'another', clock_timestamp())
+		ON CONFLICT (id) DO UPDATE SET server = EXCLUDED.server, at = EXCLUDED.at`); err != nil {
+		t.Fatal(err)
+	}
+	var events []map[string]any
+	for i := range 10 {
+		events = append(events, map[string]any{"id": uuid.NewString(), "type": "exposure", "unit_type": "customer",
+			"unit_id": fmt.Sprintf("c-%d", i), "experiment": "lag", "variant": "a"})
+	}
+	srv.Admin(t, http.StatusOK, "POST", "/v1/events", map[string]any{"events": events})
+	for start := time.Now(); gauge("flywheel_aggregate_lag_seconds") <= 0 || gauge("flywheel_aggregate_queue_rows") < 1; {
+		if time.Since(start) > 3*time.Second {
+			t.Fatalf("after 3 s of deferring, the gauges say lag %vs and %v queue rows; want the pending events' lag and their queue row",
+				gauge("flywheel_aggregate_lag_seconds"), gauge("flywheel_aggregate_queue_rows"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// The queue row still there says no cycle took it: the server deferred.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	deferred := 0.0
+	for _, mf := range mfs {
+		if mf.GetName() == "flywheel_aggregate_cycles_total" {
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == "deferred" {
+					deferred = m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	if deferred < 1 {
+		t.Errorf("the server deferred %v times, want at least once", deferred)
+	}
+}
