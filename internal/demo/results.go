@@ -46,7 +46,8 @@ func (c *client) results(ctx context.Context, key string) (resultsDoc, error) {
 // events) and at least the units the demo sent counted in each. It gives
 // up after wait and returns what was pending and missing last.
 func (s *seeder) waitComplete(ctx context.Context, rep *Report, wait time.Duration) (pending, missing int64, err error) {
-	deadline := time.Now().Add(wait)
+	start := time.Now()
+	deadline := start.Add(wait)
 	var lastPrint time.Time
 	for {
 		pending, missing = 0, 0
@@ -66,7 +67,11 @@ func (s *seeder) waitComplete(ctx context.Context, rep *Report, wait time.Durati
 			return pending, missing, nil
 		}
 		if time.Since(lastPrint) >= 2*time.Second {
-			s.p.printf("results: %s events and %s units still to count", count(int(pending)), count(int(missing)))
+			// The counts move when a cycle ends; a first cycle over
+			// everything sent takes seconds, so the time says the demo
+			// is not stuck.
+			s.p.printf("results: %s events and %s units still to count, %.0f s after the last event", count(int(pending)), count(int(missing)),
+				time.Since(start).Seconds())
 			lastPrint = time.Now()
 		}
 		select {
