@@ -208,6 +208,7 @@ type lagSample struct {
 	Pending int64   `json:"pending_events"`
 	Units   int64   `json:"units"`
 	Ms      float64 `json:"took_ms"`
+	Server  int     `json:"server,omitempty"` // which of several servers answered (0: the first)
 }
 
 // runBenchFreshness runs `flywheel bench freshness`: how soon GET
@@ -226,7 +227,7 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 	fs.IntVar(&o.BaseEvents, "base-events", 0, "burst1m, sustained: their track events, as bench results loads them (0 = 10 per unit, bench results' 10,000,000 for 1,000,000)")
 	fs.StringVar(&rates, "rate", fmt.Sprintf("%d,%d", sustainedRate, sustainedHighRate), "sustained: events/s, one run per rate, in order")
 	fs.DurationVar(&o.Duration, "duration", sustainedLength, "sustained: length of each run")
-	fs.IntVar(&o.Servers, "servers", 1, "flywheel servers on the one database (1-4), the clients spread over them evenly; results are read from the first")
+	fs.IntVar(&o.Servers, "servers", 1, "flywheel servers on the one database (1-4), the clients spread over them evenly, results read from each in turn")
 	fs.DurationVar(&o.Timeout, "timeout", 30*time.Minute, "how long to wait for complete results after the last acknowledged event")
 	fs.BoolVar(&o.Verify, "verify", true, "after each database's scenarios, check the aggregates against a recomputation from raw events")
 	fs.StringVar(&o.ServerLog, "server-log", "", "write flywheel's log to FILE at debug level, as JSON lines (each aggregation cycle's steps), with the bench's progress, instead of its warnings to stderr")
@@ -405,7 +406,7 @@ func runBenchFreshness(ctx context.Context, args []string, getenv func(string) s
 // background aggregator on: one server, or several (--servers).
 type freshnessDB struct {
 	env      *benchEnv
-	a        *app.App // the first server's: results are read from it
+	a        *app.App // the first server's
 	url      string
 	servers  []freshnessServer // the first is a, url
 	load     *http.Client      // the senders'
@@ -620,7 +621,11 @@ func (f *freshnessDB) sustained(ctx context.Context, sc *freshnessScenario, rate
 // acknowledged event.
 func (f *freshnessDB) run(ctx context.Context, sc *freshnessScenario, s loadShape, next func(int) ([]byte, int), expect func() int64, timeout time.Duration) (*loadStats, *resultsPoller) {
 	start := time.Now()
-	p := startPoller(ctx, f.poll, f.url, f.env.adminKey, start, timeout)
+	bases := make([]string, len(f.servers))
+	for i, srv := range f.servers {
+		bases[i] = srv.url
+	}
+	p := startPoller(ctx, f.poll, bases, f.env.adminKey, start, timeout)
 	var load *loadStats
 	var handed atomic.Int64 // events handed to the clients
 	sent := make(chan struct{})
@@ -729,19 +734,20 @@ type resultsPoller struct {
 	complete time.Time // when the first complete answer arrived; zero if none
 }
 
-func startPoller(ctx context.Context, client *http.Client, base, key string, start time.Time, timeout time.Duration) *resultsPoller {
+func startPoller(ctx context.Context, client *http.Client, bases []string, key string, start time.Time, timeout time.Duration) *resultsPoller {
 	p := &resultsPoller{start: start, timeout: timeout, acked: make(chan ackInfo, 1), done: make(chan struct{})}
 	go func() {
 		defer close(p.done)
 		acked := false
-		for ctx.Err() == nil {
+		for n := 0; ctx.Err() == nil; n++ {
 			t0 := time.Now()
-			d, doc, err := getResults(ctx, client, base, key)
+			server := n % len(bases)
+			d, doc, err := getResults(ctx, client, bases[server], key)
 			p.mu.Lock()
 			if err != nil {
 				p.errors++
 			} else {
-				p.samples = append(p.samples, lagSample{T: t0.Sub(start).Seconds(), Lag: doc.LagSeconds, Pending: doc.PendingEvents, Units: doc.Units, Ms: ms(d)})
+				p.samples = append(p.samples, lagSample{T: t0.Sub(start).Seconds(), Lag: doc.LagSeconds, Pending: doc.PendingEvents, Units: doc.Units, Ms: ms(d), Server: server})
 				p.took = append(p.took, d)
 			}
 			p.mu.Unlock()
@@ -1056,7 +1062,7 @@ func (r *freshnessReport) printHeader(w io.Writer) {
 	fmt.Fprintf(w, "machine:  %d CPUs (%s), GOMAXPROCS %d, %s %s; flywheel and the clients in this process\n", m.CPUs, m.CPUModel, m.GOMAXPROCS, m.Go, m.OS)
 	fmt.Fprintf(w, "load:     POST /v1/events, %d concurrent clients, batches of %d events, UUIDv7 ids; aggregator every %gs\n", freshnessSenders, freshnessBatch, r.AggregateEvery)
 	if o.Servers > 1 {
-		fmt.Fprintf(w, "servers:  %d flywheel servers on one database, in this process; the clients spread over them evenly, results read from the first\n", o.Servers)
+		fmt.Fprintf(w, "servers:  %d flywheel servers on one database, in this process; the clients spread over them evenly, results read from each in turn\n", o.Servers)
 	}
 	fmt.Fprintf(w, "data:     experiment %s (customer, 2 variants), metrics purchase (conversion, 168 h) and revenue (mean, CUPED 336 h, cap 500); unit ids %s\n", resultsExperiment, r.UnitIDs)
 	fmt.Fprintf(w, "complete: GET .../results (polled every %v) answers pending_events 0 and units = the units sent (plus those stored), requested after the last acknowledged event\n", freshnessPoll)

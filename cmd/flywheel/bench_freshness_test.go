@@ -269,8 +269,9 @@ func TestLagTrend(t *testing.T) {
 
 // TestBenchFreshnessServers runs `bench freshness --servers 2` at a tiny
 // scale: the clients send through both servers, the first leads
-// aggregation and runs every cycle while the second defers to it, and
-// the results are complete and equal to a recomputation.
+// aggregation and runs every cycle while the second defers to it, both
+// answer results, and the results are complete and equal to a
+// recomputation.
 func TestBenchFreshnessServers(t *testing.T) {
 	getenv := env("DATABASE_URL", pgtest.NewDatabase(t), "FLYWHEEL_AGGREGATE_EVERY", "200ms")
 	args := []string{"bench", "freshness", "--scenario", "burst,sustained", "--servers", "2", "--units", "300", "--burst-units", "150",
@@ -301,6 +302,15 @@ func TestBenchFreshnessServers(t *testing.T) {
 		if sc.Rate > 0 && len(sv) == 2 && (sv[0].Events+sv[1].Events != float64(sc.Send.Events) || sv[0].Events < float64(sc.Send.Events)/4 || sv[1].Events < float64(sc.Send.Events)/4) {
 			t.Errorf("%s: events accepted by server %v and %v of %d sent; want both servers to take their share", sc.title(), sv[0].Events, sv[1].Events, sc.Send.Events)
 		}
+	}
+	// Results are read from both servers in turn: the follower answers
+	// too, from the same tables.
+	var answered [2]int
+	for _, smp := range rep.Scenarios[1].Samples {
+		answered[smp.Server]++
+	}
+	if answered[0] == 0 || answered[1] == 0 {
+		t.Errorf("results answers by server %v, want both servers polled", answered)
 	}
 	for _, d := range rep.Databases {
 		if !d.Verified || len(d.Aggregator.Servers) != 2 {
