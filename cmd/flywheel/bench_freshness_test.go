@@ -292,9 +292,11 @@ func TestBenchFreshnessServers(t *testing.T) {
 		if !sc.Complete || sc.ResultsUnits != sc.ExpectedUnits || sc.Send.Failed != 0 || sc.Send.Events == 0 {
 			t.Errorf("%s: complete %v, results %d units of %d, send %+v; want every event accepted and counted", sc.title(), sc.Complete, sc.ResultsUnits, sc.ExpectedUnits, sc.Send)
 		}
+		// (The burst is short: the second server's ticks that defer may
+		// all fall outside it, so they are counted over each database.)
 		sv := sc.Aggregator.Servers
-		if len(sv) != 2 || sv[0].Cycles < 1 || sv[0].Cycles != sc.Aggregator.Cycles || sv[1].Cycles != 0 || sv[1].Deferred < 1 {
-			t.Errorf("%s: cycles by server %+v of %v; want every cycle run by the first server, the second deferring to it", sc.title(), sv, sc.Aggregator.Cycles)
+		if len(sv) != 2 || sv[0].Cycles < 1 || sv[0].Cycles != sc.Aggregator.Cycles || sv[1].Cycles != 0 {
+			t.Errorf("%s: cycles by server %+v of %v; want every cycle run by the first server", sc.title(), sv, sc.Aggregator.Cycles)
 		}
 		// Four clients a server: under the sustained load (a batch from
 		// each client) each accepted half the events. (The burst is one
@@ -313,8 +315,9 @@ func TestBenchFreshnessServers(t *testing.T) {
 		t.Errorf("results answers by server %v, want both servers polled", answered)
 	}
 	for _, d := range rep.Databases {
-		if !d.Verified || len(d.Aggregator.Servers) != 2 {
-			t.Errorf("database of %v: verified %v (%s), servers %+v", d.Scenarios, d.Verified, d.VerifyError, d.Aggregator.Servers)
+		if sv := d.Aggregator.Servers; !d.Verified || len(sv) != 2 || sv[1].Cycles != 0 || sv[1].Deferred < 1 {
+			t.Errorf("database of %v: verified %v (%s), servers %+v; want the aggregates verified, the second server deferring to the first",
+				d.Scenarios, d.Verified, d.VerifyError, sv)
 		}
 	}
 	if !strings.Contains(errs.String(), "2 servers on the database") {

@@ -14,6 +14,7 @@ import (
 	"github.com/flywheel-oss/flywheel/internal/app"
 	"github.com/flywheel-oss/flywheel/internal/apptest"
 	"github.com/flywheel-oss/flywheel/internal/pgtest"
+	"github.com/flywheel-oss/flywheel/store"
 )
 
 func TestMain(m *testing.M) { pgtest.Main(m) }
@@ -172,11 +173,25 @@ func TestFollowerReportsLag(t *testing.T) {
 	srv.Admin(t, http.StatusCreated, "POST", "/v1/experiments", map[string]any{"key": "lag", "unit_type": "customer",
 		"variants": []map[string]any{{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}}})
 	srv.Admin(t, http.StatusOK, "POST", "/v1/experiments/lag/start", nil)
-	// Another server leads from now on, and runs no cycle.
-	if _, err := srv.App.DB.Pool().Exec(ctx, `INSERT INTO agg_leader (id, server, at) VALUES (1, 'another', clock_timestamp())
+	// Another server leads from now on, and runs no cycle. Its record is
+	// written under the aggregation lock, as a cycle's is: a cycle of
+	// this server's running meanwhile would otherwise record its own lead
+	// over it when it ends.
+	conn, err := srv.App.DB.Pool().Acquire(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, store.AggregationLock); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conn.Exec(ctx, `INSERT INTO agg_leader (id, server, at) VALUES (1, 'another', clock_timestamp())
 		ON CONFLICT (id) DO UPDATE SET server = EXCLUDED.server, at = EXCLUDED.at`); err != nil {
 		t.Fatal(err)
 	}
+	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, store.AggregationLock); err != nil {
+		t.Fatal(err)
+	}
+	conn.Release()
 	var events []map[string]any
 	for i := range 10 {
 		events = append(events, map[string]any{"id": uuid.NewString(), "type": "exposure", "unit_type": "customer",
