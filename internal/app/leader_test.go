@@ -177,21 +177,23 @@ func TestFollowerReportsLag(t *testing.T) {
 	// written under the aggregation lock, as a cycle's is: a cycle of
 	// this server's running meanwhile would otherwise record its own lead
 	// over it when it ends.
-	conn, err := srv.App.DB.Pool().Acquire(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, store.AggregationLock); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(ctx, `INSERT INTO agg_leader (id, server, at) VALUES (1, 'another', clock_timestamp())
-		ON CONFLICT (id) DO UPDATE SET server = EXCLUDED.server, at = EXCLUDED.at`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, store.AggregationLock); err != nil {
-		t.Fatal(err)
-	}
-	conn.Release()
+	func() {
+		conn, err := srv.App.DB.Pool().Acquire(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Release() // before the pool closes, even on a failure
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, store.AggregationLock); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, `INSERT INTO agg_leader (id, server, at) VALUES (1, 'another', clock_timestamp())
+			ON CONFLICT (id) DO UPDATE SET server = EXCLUDED.server, at = EXCLUDED.at`); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := conn.Exec(ctx, `SELECT pg_advisory_unlock($1)`, store.AggregationLock); err != nil {
+			t.Fatal(err)
+		}
+	}()
 	var events []map[string]any
 	for i := range 10 {
 		events = append(events, map[string]any{"id": uuid.NewString(), "type": "exposure", "unit_type": "customer",
