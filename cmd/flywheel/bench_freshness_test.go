@@ -27,14 +27,7 @@ func TestBenchFreshness(t *testing.T) {
 	serverLog := filepath.Join(t.TempDir(), "server.log")
 	args := []string{"bench", "freshness", "--units", "400", "--burst-units", "150", "--base-units", "1000", "--base-events", "4000",
 		"--rate", "4000", "--duration", "2s", "--timeout", "20s", "--server-log", serverLog, "--json"}
-	var out, errs bytes.Buffer
-	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
-		t.Fatalf("bench freshness: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errs.String())
-	}
-	var rep freshnessReport
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
-	}
+	rep, errs := runFreshness(t, args, getenv)
 	if rep.Machine.CPUs == 0 || rep.Command != "flywheel bench freshness "+strings.Join(args[2:], " ") || rep.AggregateEvery != 0.2 {
 		t.Errorf("header: machine %+v, command %q, aggregate every %vs", rep.Machine, rep.Command, rep.AggregateEvery)
 	}
@@ -146,8 +139,8 @@ func TestBenchFreshness(t *testing.T) {
 	if d := rep.Databases[1]; d.BaseUnits != 1000 || d.Load == nil || d.Load.Exposures != 1000 || d.Load.Events != 4000 || d.Build == nil || d.Build.BuildSeconds <= 0 {
 		t.Errorf("second database = %+v, want 1000 units and 4000 events loaded, then built", d)
 	}
-	if !strings.Contains(errs.String(), "burst1m: complete") {
-		t.Errorf("progress on stderr lacks the scenarios:\n%s", errs.String())
+	if !strings.Contains(errs, "burst1m: complete") {
+		t.Errorf("progress on stderr lacks the scenarios:\n%s", errs)
 	}
 	checkServerLog(t, serverLog)
 
@@ -276,14 +269,7 @@ func TestBenchFreshnessServers(t *testing.T) {
 	getenv := env("DATABASE_URL", pgtest.NewDatabase(t), "FLYWHEEL_AGGREGATE_EVERY", "200ms")
 	args := []string{"bench", "freshness", "--scenario", "burst,sustained", "--servers", "2", "--units", "300", "--burst-units", "150",
 		"--base-units", "500", "--base-events", "2000", "--rate", "4000", "--duration", "2s", "--timeout", "20s", "--json"}
-	var out, errs bytes.Buffer
-	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
-		t.Fatalf("bench freshness: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errs.String())
-	}
-	var rep freshnessReport
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
-	}
+	rep, errs := runFreshness(t, args, getenv)
 	if rep.Options.Servers != 2 || len(rep.Scenarios) != 2 || len(rep.Databases) != 2 {
 		t.Fatalf("servers %d, %d scenarios, %d databases; want 2 servers, the burst and one sustained run on two databases",
 			rep.Options.Servers, len(rep.Scenarios), len(rep.Databases))
@@ -320,8 +306,8 @@ func TestBenchFreshnessServers(t *testing.T) {
 				d.Scenarios, d.Verified, d.VerifyError, sv)
 		}
 	}
-	if !strings.Contains(errs.String(), "2 servers on the database") {
-		t.Errorf("progress lacks the servers:\n%s", errs.String())
+	if !strings.Contains(errs, "2 servers on the database") {
+		t.Errorf("progress lacks the servers:\n%s", errs)
 	}
 	var text bytes.Buffer
 	rep.printHeader(&text)
@@ -332,4 +318,19 @@ func TestBenchFreshnessServers(t *testing.T) {
 		}
 	}
 	wantUsageErrors(t, env(), []string{"bench", "freshness", "--servers", "0"}, []string{"bench", "freshness", "--servers", "5"})
+}
+
+// runFreshness runs `flywheel bench freshness` with args (which end in
+// --json) and returns its report and what it printed on stderr.
+func runFreshness(t *testing.T, args []string, getenv func(string) string) (freshnessReport, string) {
+	t.Helper()
+	var out, errs bytes.Buffer
+	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
+		t.Fatalf("bench freshness: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errs.String())
+	}
+	var rep freshnessReport
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	return rep, errs.String()
 }
