@@ -2,7 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -27,7 +26,7 @@ func TestBenchFreshness(t *testing.T) {
 	serverLog := filepath.Join(t.TempDir(), "server.log")
 	args := []string{"bench", "freshness", "--units", "400", "--burst-units", "150", "--base-units", "1000", "--base-events", "4000",
 		"--rate", "4000", "--duration", "2s", "--timeout", "20s", "--server-log", serverLog, "--json"}
-	rep, errs := runFreshness(t, args, getenv)
+	rep, errs := runBenchJSON[freshnessReport](t, args, getenv)
 	if rep.Machine.CPUs == 0 || rep.Command != "flywheel bench freshness "+strings.Join(args[2:], " ") || rep.AggregateEvery != 0.2 {
 		t.Errorf("header: machine %+v, command %q, aggregate every %vs", rep.Machine, rep.Command, rep.AggregateEvery)
 	}
@@ -269,7 +268,7 @@ func TestBenchFreshnessServers(t *testing.T) {
 	getenv := env("DATABASE_URL", pgtest.NewDatabase(t), "FLYWHEEL_AGGREGATE_EVERY", "200ms")
 	args := []string{"bench", "freshness", "--scenario", "burst,sustained", "--servers", "2", "--units", "300", "--burst-units", "150",
 		"--base-units", "500", "--base-events", "2000", "--rate", "4000", "--duration", "2s", "--timeout", "20s", "--json"}
-	rep, errs := runFreshness(t, args, getenv)
+	rep, errs := runBenchJSON[freshnessReport](t, args, getenv)
 	if rep.Options.Servers != 2 || len(rep.Scenarios) != 2 || len(rep.Databases) != 2 {
 		t.Fatalf("servers %d, %d scenarios, %d databases; want 2 servers, the burst and one sustained run on two databases",
 			rep.Options.Servers, len(rep.Scenarios), len(rep.Databases))
@@ -318,19 +317,4 @@ func TestBenchFreshnessServers(t *testing.T) {
 		}
 	}
 	wantUsageErrors(t, env(), []string{"bench", "freshness", "--servers", "0"}, []string{"bench", "freshness", "--servers", "5"})
-}
-
-// runFreshness runs `flywheel bench freshness` with args (which end in
-// --json) and returns its report and what it printed on stderr.
-func runFreshness(t *testing.T, args []string, getenv func(string) string) (freshnessReport, string) {
-	t.Helper()
-	var out, errs bytes.Buffer
-	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
-		t.Fatalf("bench freshness: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errs.String())
-	}
-	var rep freshnessReport
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
-	}
-	return rep, errs.String()
 }

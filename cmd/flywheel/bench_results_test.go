@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"context"
-	"encoding/json"
 	"strings"
 	"testing"
 	"time"
@@ -19,14 +17,7 @@ func TestBenchResults(t *testing.T) {
 	getenv := env("DATABASE_URL", pgtest.NewDatabase(t))
 	args := []string{"bench", "results", "--units", "2000", "--events", "20000", "--requests", "5", "--recomputes", "1",
 		"--duration", "2s", "--rate", "2000", "--json"}
-	var out, errs bytes.Buffer
-	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
-		t.Fatalf("bench results: %v\nstdout:\n%s\nstderr:\n%s", err, out.String(), errs.String())
-	}
-	var rep resultsReport
-	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
-		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
-	}
+	rep, _ := runBenchJSON[resultsReport](t, args, getenv)
 	if rep.Load.Exposures != 2000 || rep.Load.Events != 20000 || rep.BuildSeconds <= 0 {
 		t.Errorf("load = %+v, build %vs; want 2000 exposures, 20000 events and a build", rep.Load, rep.BuildSeconds)
 	}

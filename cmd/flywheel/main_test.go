@@ -329,3 +329,18 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Errorf("after the refusals: %d api keys, schema version %d; want 0 and %d (nothing changed)", keys, version, known+1)
 	}
 }
+
+// runBenchJSON runs a `flywheel bench` command with args (which end in
+// --json) and returns its report, decoded, and what it printed on stderr.
+func runBenchJSON[T any](t *testing.T, args []string, getenv func(string) string) (T, string) {
+	t.Helper()
+	var out, errs bytes.Buffer
+	var rep T
+	if err := run(context.Background(), args, getenv, &out, &errs); err != nil {
+		t.Fatalf("%s: %v\nstdout:\n%s\nstderr:\n%s", strings.Join(args[:2], " "), err, out.String(), errs.String())
+	}
+	if err := json.Unmarshal(out.Bytes(), &rep); err != nil {
+		t.Fatalf("output is not JSON: %v\n%s", err, out.String())
+	}
+	return rep, errs.String()
+}
