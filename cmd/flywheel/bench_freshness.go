@@ -854,7 +854,8 @@ type serverFigures struct {
 func aggSnapshot(regs ...*prometheus.Registry) aggState {
 	s := aggState{at: time.Now()}
 	for _, reg := range regs {
-		cycles, seconds, pairs, steps := aggregatorFigures(reg)
+		mfs, _ := reg.Gather() // on an error, what it could gather
+		cycles, seconds, pairs, steps := aggregatorFiguresOf(mfs)
 		s.cycles, s.seconds, s.pairs = s.cycles+cycles, s.seconds+seconds, s.pairs+pairs
 		for _, st := range steps {
 			if i := slices.IndexFunc(s.steps, func(b benchStep) bool { return b.Name == st.Name }); i >= 0 {
@@ -865,37 +866,15 @@ func aggSnapshot(regs ...*prometheus.Registry) aggState {
 			}
 		}
 		if len(regs) > 1 {
-			s.servers = append(s.servers, serverFigures{Events: counterSum(reg, "flywheel_events_total", "outcome", "accepted"),
-				Cycles: cycles, Deferred: counterSum(reg, "flywheel_aggregate_cycles_total", "outcome", "deferred"),
-				Skipped: counterSum(reg, "flywheel_aggregate_cycles_total", "outcome", "skipped")})
+			s.servers = append(s.servers, serverFigures{Events: counterSumOf(mfs, "flywheel_events_total", "outcome", "accepted"),
+				Cycles: cycles, Deferred: counterSumOf(mfs, "flywheel_aggregate_cycles_total", "outcome", "deferred"),
+				Skipped: counterSumOf(mfs, "flywheel_aggregate_cycles_total", "outcome", "skipped")})
 		}
 	}
 	slices.SortFunc(s.steps, func(a, b benchStep) int {
 		return slices.Index(store.StepNames, a.Name) - slices.Index(store.StepNames, b.Name)
 	})
 	return s
-}
-
-// counterSum adds up the counter name's series whose label is value.
-func counterSum(reg *prometheus.Registry, name, label, value string) float64 {
-	mfs, err := reg.Gather()
-	if err != nil {
-		return 0
-	}
-	var sum float64
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					sum += m.GetCounter().GetValue()
-				}
-			}
-		}
-	}
-	return sum
 }
 
 // since returns what the aggregator did between before and s.

@@ -410,13 +410,7 @@ func scrapeAggregator(ctx context.Context, base string) ingestAggregator {
 		mfs = append(mfs, mf)
 	}
 	a.Cycles, a.Seconds, a.Units, a.Steps = aggregatorFiguresOf(mfs)
-	for _, m := range fams["flywheel_aggregate_cycles_total"].GetMetric() {
-		for _, l := range m.GetLabel() {
-			if l.GetName() == "outcome" && l.GetValue() == "error" {
-				a.Errors = m.GetCounter().GetValue()
-			}
-		}
-	}
+	a.Errors = counterSumOf(mfs, "flywheel_aggregate_cycles_total", "outcome", "error")
 	for _, m := range fams["flywheel_aggregate_lag_seconds"].GetMetric() {
 		a.Lag = m.GetGauge().GetValue()
 	}

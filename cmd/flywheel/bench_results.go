@@ -602,6 +602,25 @@ func aggregatorFiguresOf(mfs []*dto.MetricFamily) (cycles, seconds, pairs float6
 	return cycles, seconds, pairs, steps
 }
 
+// counterSumOf adds up the series of the counter name, in gathered (or
+// scraped) metric families, whose label is value.
+func counterSumOf(mfs []*dto.MetricFamily, name, label, value string) float64 {
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}
+
 // resultsDoc is the part of the results document the bench reads.
 type resultsDoc struct {
 	ComputedAt    time.Time `json:"computed_at"`
