@@ -33,23 +33,7 @@ func TestAggregationLeadership(t *testing.T) {
 	}
 	cycles := func(i int, outcome string) float64 {
 		t.Helper()
-		mfs, err := regs[i].Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, mf := range mfs {
-			if mf.GetName() != "flywheel_aggregate_cycles_total" {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				for _, l := range m.GetLabel() {
-					if l.GetName() == "outcome" && l.GetValue() == outcome {
-						return m.GetCounter().GetValue()
-					}
-				}
-			}
-		}
-		return 0
+		return cycleOutcomes(t, regs[i], outcome)
 	}
 	srvs[0].Admin(t, http.StatusCreated, "POST", "/v1/experiments", map[string]any{"key": "lead", "unit_type": "customer",
 		"variants": []map[string]any{{"key": "a", "weight": 0.5}, {"key": "b", "weight": 0.5}}})
@@ -208,21 +192,30 @@ func TestFollowerReportsLag(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 	// The queue row still there says no cycle took it: the server deferred.
+	if deferred := cycleOutcomes(t, reg, "deferred"); deferred < 1 {
+		t.Errorf("the server deferred %v times, want at least once", deferred)
+	}
+}
+
+// cycleOutcomes reads a server's flywheel_aggregate_cycles_total of one
+// outcome (ok, skipped, deferred, error).
+func cycleOutcomes(t *testing.T, reg *prometheus.Registry, outcome string) float64 {
+	t.Helper()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
 	}
-	deferred := 0.0
 	for _, mf := range mfs {
-		if mf.GetName() == "flywheel_aggregate_cycles_total" {
-			for _, m := range mf.GetMetric() {
-				if m.GetLabel()[0].GetValue() == "deferred" {
-					deferred = m.GetCounter().GetValue()
+		if mf.GetName() != "flywheel_aggregate_cycles_total" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "outcome" && l.GetValue() == outcome {
+					return m.GetCounter().GetValue()
 				}
 			}
 		}
 	}
-	if deferred < 1 {
-		t.Errorf("the server deferred %v times, want at least once", deferred)
-	}
+	return 0
 }
